@@ -1,0 +1,93 @@
+"""Shared fixtures: real servers on 127.0.0.1 port 0, and running wstool as a process.
+
+Timing-sensitive waits scale through one knob, WSTOOL_TEST_TIME_SCALE (default 1).
+Never send traffic anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+TIME_SCALE = float(os.environ.get("WSTOOL_TEST_TIME_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIME_SCALE
+
+
+@dataclass
+class Proc:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def run_wstool(
+    *args: str, input: bytes | None = b"", timeout: float = 30, env: dict[str, str] | None = None
+) -> Proc:
+    """Run `python -m wstool ARGS` as a real process (stdin a pipe, never a tty)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "wstool", *args],
+        input=input,
+        capture_output=True,
+        timeout=scaled(timeout),
+        env=full_env,
+    )
+    return Proc(result.returncode, result.stdout, result.stderr.decode(errors="replace"))
+
+
+class ServerThread:
+    """Runs an asyncio server in a background thread with its own loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(scaled(timeout))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server_thread() -> Iterator[ServerThread]:
+    st = ServerThread()
+    yield st
+    st.stop()
+
+
+def start_websockets_server(st: ServerThread, handler: Any, **kwargs: Any) -> tuple[Any, str]:
+    """Start the websockets library's server (an independent peer) on port 0."""
+    from websockets.asyncio.server import serve
+
+    async def start() -> Any:
+        return await serve(handler, "127.0.0.1", 0, **kwargs)
+
+    server = st.run(start())
+    port = next(iter(server.sockets)).getsockname()[1]
+    return server, f"ws://127.0.0.1:{port}/"
+
+
+async def lib_echo(ws: Any) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+@pytest.fixture
+def lib_echo_url(server_thread: ServerThread) -> str:
+    """The websockets library's own asyncio echo server."""
+    _server, url = start_websockets_server(server_thread, lib_echo, max_size=None)
+    return url

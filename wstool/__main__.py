@@ -1,0 +1,3 @@
+from wstool.cli import main
+
+main()

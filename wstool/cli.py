@@ -1,0 +1,194 @@
+"""The Click edge: parse options, build configs, run a front-end, map errors to exits.
+
+The only module with ``click``, ``asyncio.run`` and ``sys.exit``. Heavy modules
+(websockets, rich, prompt_toolkit) are imported inside the commands, so that
+``wstool --version`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import click
+
+from wstool import __version__
+from wstool.config import DEFAULT_CHUNK_SIZE_BYTES, PipeConfig
+from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
+from wstool.options import (
+    connect_config,
+    connect_options,
+    output_config,
+    output_options,
+    tls_options,
+)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _silence_stdout() -> None:
+    # After a closed stdout (`| head -1`), Python would complain when it
+    # flushes sys.stdout at exit; point fd 1 at /dev/null instead.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn:
+    """Run a front-end coroutine; the one place errors become exit statuses."""
+    try:
+        status = asyncio.run(factory())  # type: ignore[arg-type]
+    except WstoolError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"wstool: error: {exc}", err=True)
+        status = exc.exit_status
+    except KeyboardInterrupt:
+        status = ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        status = ExitStatus.OK
+    except Exception as exc:  # a bug: say so in one line, traceback with --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"wstool: error: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for a traceback)",
+            err=True,
+        )
+        status = ExitStatus.ERROR
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        _silence_stdout()
+    sys.exit(int(status))
+
+
+def fail(exc: WstoolError) -> NoReturn:
+    click.echo(f"wstool: error: {exc}", err=True)
+    sys.exit(int(exc.exit_status))
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
+@click.version_option(__version__, "-V", "--version", prog_name="wstool")
+def cli() -> None:
+    """A WebSocket client, server and frame debugger for terminals and pipes.
+
+    \b
+    Try it with nothing else running:
+      wstool connect --demo
+    """
+
+
+@cli.command(epilog=EXIT_STATUS_HELP)
+@click.argument("url", required=False)
+@click.option("--demo", is_flag=True,
+              help="Start a built-in echo server on a free loopback port and connect to it.")
+@click.option("-0", "--null", "null_separated", is_flag=True,
+              help="NUL, not newline, separates messages on stdin and stdout.")
+@click.option("-b", "--binary", is_flag=True,
+              help="Send stdin as binary messages as it arrives; write binary payloads raw.")
+@click.option("--base64", "use_base64", is_flag=True,
+              help="Show received binary as base64 (text mode), not hex.")
+@click.option("--chunk-size", type=click.IntRange(1), default=DEFAULT_CHUNK_SIZE_BYTES,
+              show_default=True, metavar="BYTES", help="Largest binary message read from stdin.")
+@click.option("-x", "--execute", multiple=True, metavar="MSG",
+              help="Send MSG on connect, before stdin (repeatable; again on reconnect).")
+@click.option("-n", "--count", type=click.IntRange(1), metavar="N",
+              help="Exit after N received messages.")
+@click.option("-w", "--wait", type=float, default=1.0, show_default=True, metavar="SECONDS",
+              help="After end of input, close once no message came for SECONDS; -1 waits "
+                   "for the server to close.")
+@click.option("--echo", is_flag=True, help="Mirror mode: send every received message back.")
+@click.option("--reconnect", is_flag=True,
+              help="Retry with backoff after a failed connect or an abnormal close.")
+@click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
+@connect_options
+@tls_options
+@output_options
+def connect(url: str | None, demo: bool, **raw: Any) -> None:
+    """Connect to URL: a REPL on a terminal, one message per line in a pipe.
+
+    URL is ws://, wss://, ws+unix:///path.sock, or host:port (ws://).
+    """
+    from wstool.env import Environment
+
+    debug = raw["debug"]
+    try:
+        if demo and url:
+            raise UsageError("give a URL or --demo, not both")
+        if not demo and not url:
+            raise UsageError("missing URL (or use --demo for a built-in echo server)")
+        if raw["wait"] < 0 and raw["wait"] != -1:
+            raise UsageError("invalid --wait: seconds, or -1 to wait for the server to close")
+        if raw["echo"] and raw["binary"]:
+            raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
+        pipe_cfg = PipeConfig(
+            null_separated=raw["null_separated"],
+            binary=raw["binary"],
+            base64=raw["use_base64"],
+            chunk_size_bytes=raw["chunk_size"],
+            execute=tuple(raw["execute"]),
+            count=raw["count"],
+            wait_s=None if raw["wait"] == -1 else raw["wait"],
+            echo=raw["echo"],
+            reconnect=raw["reconnect"],
+        )
+        out_cfg = output_config(raw, trace=raw["trace"])
+        # Validate the URL and options before anything starts.
+        conn_cfg = connect_config(url or "ws://127.0.0.1:1/", raw)
+    except WstoolError as exc:
+        fail(exc)
+    env = Environment.from_process(color=out_cfg.color)
+
+    async def main() -> int:
+        from wstool.pipe import PipeFrontEnd
+
+        if demo:
+            from wstool.server import demo_echo_server
+
+            async with demo_echo_server() as demo_url:
+                env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
+                cfg = connect_config(demo_url, raw)
+                return await PipeFrontEnd(env, cfg, pipe_cfg, out_cfg).run()
+        return await PipeFrontEnd(env, conn_cfg, pipe_cfg, out_cfg).run()
+
+    run_async(main, debug=debug)
+
+
+def _not_yet(name: str) -> NoReturn:
+    click.echo(f"wstool: error: '{name}' is not yet available in this version", err=True)
+    sys.exit(int(ExitStatus.ERROR))
+
+
+@cli.command(name="listen", epilog=EXIT_STATUS_HELP,
+             context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def listen_cmd(args: tuple[str, ...]) -> None:
+    """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l)."""
+    _not_yet("listen")
+
+
+@cli.command(name="serve-echo", epilog=EXIT_STATUS_HELP,
+             context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def serve_echo_cmd(args: tuple[str, ...]) -> None:
+    """A fast, standards-strict echo server for testing clients."""
+    _not_yet("serve-echo")
+
+
+@cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP,
+             context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def frame_dump_cmd(args: tuple[str, ...]) -> None:
+    """Show every frame: decode captured bytes, or relay and print both directions."""
+    _not_yet("frame-dump")
+
+
+def main() -> None:
+    cli(prog_name="wstool")

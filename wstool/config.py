@@ -1,0 +1,182 @@
+"""Frozen configuration built at the CLI edge, and the pure parsers behind it.
+
+Nothing here touches the network or the terminal: ``cli.py`` turns raw option
+values into these dataclasses (raising :class:`~wstool.errors.UsageError` with
+a one-line message on bad input), and the core and front-ends only read them.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+from wstool.errors import UsageError
+
+DEFAULT_MAX_SIZE_BYTES = 16 * 1024 * 1024
+DEFAULT_CHUNK_SIZE_BYTES = 64 * 1024
+
+# RFC 9110 §5.6.2 token: what a header name may be made of.
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Client-side TLS options (``tls.py`` turns them into an SSLContext)."""
+
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    insecure: bool = False
+    server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: a normalised ws:// or wss:// URL, maybe over a Unix socket."""
+
+    url: str
+    unix_path: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.url.startswith("wss://")
+
+
+@dataclass(frozen=True)
+class ConnectConfig:
+    """Everything the session core needs to open one client connection."""
+
+    target: Target
+    headers: tuple[tuple[str, str], ...] = ()
+    subprotocols: tuple[str, ...] = ()
+    origin: str | None = None
+    auth: tuple[str, str] | None = None
+    user_agent: str | None = None
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    # None: use the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY);
+    # "" (from --no-proxy): connect directly.
+    proxy: str | None = None
+    compress: bool = True
+    max_size_bytes: int | None = DEFAULT_MAX_SIZE_BYTES
+    open_timeout_s: float | None = 10.0
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    close_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How front-ends report: shared by connect, listen, serve-echo, frame-dump."""
+
+    verbose: int = 0
+    show_secrets: bool = False
+    json: bool = False
+    color: bool | None = None  # None: decide from the terminal and NO_COLOR
+    debug: bool = False
+    trace: bool = False
+
+
+@dataclass(frozen=True)
+class PipeConfig:
+    """``connect`` options that shape the message stream."""
+
+    null_separated: bool = False
+    binary: bool = False
+    base64: bool = False
+    chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
+    execute: tuple[str, ...] = ()
+    count: int | None = None
+    # Idle time after end of input before closing; None waits for the server.
+    wait_s: float | None = 1.0
+    echo: bool = False
+    reconnect: bool = False
+    reconnect_max_delay_s: float = 30.0
+
+
+def parse_target(text: str) -> Target:
+    """Normalise a URL argument.
+
+    ``host:port`` and ``host`` mean ``ws://``; ``http(s)://`` are accepted as
+    ``ws(s)://``; ``ws+unix:///path.sock`` connects over a Unix socket.
+    """
+    text = text.strip()
+    if not text:
+        raise UsageError("empty URL")
+    if text.startswith("ws+unix://"):
+        path = text[len("ws+unix://") :]
+        if not path.startswith("/"):
+            raise UsageError(f"invalid URL '{text}': expected ws+unix:///absolute/path.sock")
+        return Target(url="ws://localhost/", unix_path=path)
+    scheme, sep, _rest = text.partition("://")
+    if not sep:
+        text = "ws://" + text
+    else:
+        scheme = scheme.lower()
+        mapping = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+        if scheme not in mapping:
+            raise UsageError(
+                f"invalid URL '{text}': scheme must be ws://, wss:// or ws+unix://"
+            )
+        text = mapping[scheme] + "://" + _rest
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"invalid URL '{text}': {exc}") from None
+    if not parts.hostname:
+        raise UsageError(f"invalid URL '{text}': no host")
+    if port == 0:
+        raise UsageError(f"invalid URL '{text}': port 0")
+    if parts.fragment:
+        raise UsageError(f"invalid URL '{text}': a WebSocket URL has no #fragment")
+    if not parts.path:
+        text = urllib.parse.urlunsplit(parts._replace(path="/"))
+    return Target(url=text)
+
+
+def split_userinfo(target: Target) -> tuple[Target, tuple[str, str] | None]:
+    """Move ``user:pass@`` out of the URL, so it is sent as HTTP Basic auth once."""
+    parts = urllib.parse.urlsplit(target.url)
+    if parts.username is None:
+        return target, None
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return Target(url=url, unix_path=target.unix_path), (user, password)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``"Name: value"`` -> ``("Name", "value")``; a clear error otherwise."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name:
+        raise UsageError(f"invalid header '{text}': expected \"Name: value\"")
+    if not _TOKEN_RE.match(name):
+        raise UsageError(f"invalid header name '{name}': not an HTTP token")
+    value = value.strip()
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"invalid header '{name}': the value contains CR, LF or NUL")
+    return name, value
+
+
+def parse_auth(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep:
+        raise UsageError("invalid --auth: expected user:password")
+    return user, password
+
+
+def seconds_or_none(value: float | None) -> float | None:
+    """Options where 0 (or less) disables a timer."""
+    if value is None or value <= 0:
+        return None
+    return value
+
+
+def size_or_none(value: int) -> int | None:
+    """``--max-size 0`` means no limit."""
+    if value < 0:
+        raise UsageError(f"invalid --max-size {value}: must be 0 (no limit) or more")
+    return value or None

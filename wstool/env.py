@@ -1,0 +1,121 @@
+"""The one environment object: standard streams, their tty flags, colour, consoles.
+
+Model: httpie's ``context.py``. Front-ends receive an ``Environment`` instead of
+touching ``sys.std*``; tests build one over ``io.BytesIO``. rich is imported only
+when a console is first asked for, so pipe mode never loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class Environment:
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    stderr: IO[str]
+    stdin_isatty: bool = False
+    stdout_isatty: bool = False
+    stderr_isatty: bool = False
+    environ: Mapping[str, str] = field(default_factory=dict)
+    # --no-color / --color from the command line; None: decide per stream.
+    color: bool | None = None
+    _consoles: dict[str, Console] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_process(cls, color: bool | None = None) -> Environment:
+        return cls(
+            stdin=sys.stdin.buffer,
+            stdout=sys.stdout.buffer,
+            stderr=sys.stderr,
+            stdin_isatty=_isatty(sys.stdin),
+            stdout_isatty=_isatty(sys.stdout),
+            stderr_isatty=_isatty(sys.stderr),
+            environ=os.environ,
+            color=color,
+        )
+
+    @property
+    def no_color(self) -> bool:
+        # https://no-color.org: any non-empty value disables colour.
+        return bool(self.environ.get("NO_COLOR"))
+
+    def color_for(self, isatty: bool) -> bool:
+        # An explicit --color/--no-color wins over NO_COLOR (no-color.org).
+        if self.color is not None:
+            return self.color
+        return isatty and not self.no_color and self.environ.get("TERM") != "dumb"
+
+    @property
+    def interactive(self) -> bool:
+        """Both ends are a terminal: ``connect`` opens the REPL."""
+        return self.stdin_isatty and self.stdout_isatty
+
+    def stderr_console(self) -> Console:
+        return self._console("stderr")
+
+    def stdout_console(self) -> Console:
+        return self._console("stdout")
+
+    def _console(self, which: str) -> Console:
+        if which not in self._consoles:
+            from rich.console import Console
+
+            if which == "stderr":
+                file: IO[str] = self.stderr
+                isatty = self.stderr_isatty
+            else:
+                file = sys.stdout if self.stdout is sys.stdout.buffer else _TextView(self.stdout)
+                isatty = self.stdout_isatty
+            color = self.color_for(isatty)
+            self._consoles[which] = Console(
+                file=file,
+                force_terminal=isatty if color else None,
+                no_color=not color,
+                color_system="auto" if color else None,
+                highlight=False,
+                markup=False,
+                emoji=False,
+                soft_wrap=True,
+            )
+        return self._consoles[which]
+
+    def write_stderr_line(self, line: str) -> None:
+        """A plain diagnostic line; never raises on a closed stderr."""
+        try:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class _TextView:
+    """A minimal text wrapper over a binary stream, for a rich Console in tests."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return False

@@ -1,0 +1,118 @@
+"""Exit statuses and the errors that map onto them.
+
+The tree::
+
+    WstoolError                 1  anything else that went wrong
+    ├── UsageError              2  bad option, URL, header, file argument
+    ├── ConnectFailed           3  DNS, TCP, proxy or TLS failure
+    ├── HandshakeRejected       4  the server answered the upgrade with a non-101
+    ├── ClosedAbnormally        5  the peer closed with a code other than 1000/1005,
+    │                              or the TCP connection dropped without a close
+    ├── ProtocolFailure         6  a protocol or decode error (ours or the peer's),
+    │                              including a message over --max-size
+    └── TimedOut                7  --open-timeout or another deadline expired
+
+Messages are lower-case fragments that name the culprit, the limit and the flag
+that changes it; ``cli.py`` prefixes them with ``wstool: error:``. The mapping of
+errors to exit statuses lives here, the mapping to ``sys.exit`` only in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Documented exit statuses (README "Exit status", ``wstool --help``)."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    CONNECT_FAILED = 3
+    HANDSHAKE_REJECTED = 4
+    CLOSED_ABNORMALLY = 5
+    PROTOCOL_ERROR = 6
+    TIMEOUT = 7
+    INTERRUPTED = 130
+
+
+EXIT_STATUS_HELP = """\
+Exit status: 0 ok, 1 error, 2 usage, 3 could not connect (DNS/TCP/proxy/TLS),
+4 handshake rejected, 5 closed abnormally, 6 protocol or decode error (incl.
+--max-size), 7 timeout, 130 interrupted."""
+
+
+class WstoolError(Exception):
+    """Base class: a one-line message and an exit status."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(WstoolError):
+    exit_status = ExitStatus.USAGE
+
+
+class ConnectFailed(WstoolError):
+    exit_status = ExitStatus.CONNECT_FAILED
+
+
+class HandshakeRejected(WstoolError):
+    exit_status = ExitStatus.HANDSHAKE_REJECTED
+
+
+class ClosedAbnormally(WstoolError):
+    exit_status = ExitStatus.CLOSED_ABNORMALLY
+
+
+class ProtocolFailure(WstoolError):
+    exit_status = ExitStatus.PROTOCOL_ERROR
+
+
+class TimedOut(WstoolError):
+    exit_status = ExitStatus.TIMEOUT
+
+
+# RFC 6455 §7.4.1 and the IANA registry; used by every renderer of close frames.
+CLOSE_CODE_NAMES: dict[int, str] = {
+    1000: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status received",
+    1006: "abnormal closure",
+    1007: "invalid frame payload data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake failure",
+}
+
+
+def describe_close_code(code: int) -> str:
+    """``1000`` -> ``"normal closure"``; ranges for unregistered codes."""
+    if code in CLOSE_CODE_NAMES:
+        return CLOSE_CODE_NAMES[code]
+    if 3000 <= code < 4000:
+        return "registered"
+    if 4000 <= code < 5000:
+        return "private use"
+    return "unknown"
+
+
+# Close codes after which a client exits 0: 1000, and 1005 (a close frame
+# without a status, RFC 6455 §7.1.5, is still a clean close).
+NORMAL_CLOSE_CODES = frozenset({1000, 1005})

@@ -1,0 +1,125 @@
+"""What the core reports: plain, immutable event records.
+
+The session core (and later the servers and the relay) never print; they call
+an ``EventSink`` with these records, and a front-end renders them (``render.py``
+for text and JSON lines, ``repl.py`` on a terminal). Timestamps are
+``time.monotonic()`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+Direction: TypeAlias = Literal["sent", "received"]
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The HTTP upgrade as it went on the wire (for ``-v`` and ``/headers``)."""
+
+    request_line: str
+    request_headers: tuple[tuple[str, str], ...]
+    status_code: int | None = None
+    reason: str = ""
+    response_headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Connecting:
+    url: str
+    attempt: int = 1
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    url: str
+    subprotocol: str | None
+    extensions: tuple[str, ...]
+    handshake: Handshake
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    direction: Direction
+    data: str | bytes  # str: a text message, bytes: a binary message
+    ts: float = 0.0
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.data, str)
+
+    @property
+    def size_bytes(self) -> int:
+        # The size on the wire before compression: UTF-8 length for text.
+        return len(self.data.encode()) if isinstance(self.data, str) else len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    direction: Direction
+    data: bytes
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    direction: Direction
+    data: bytes
+    # Round-trip time of the ping this pong answers (received pongs only).
+    rtt_s: float | None = None
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSeen:
+    """One frame as it crossed the wire (``--trace``; ``frame-dump`` relay)."""
+
+    direction: Direction
+    # A websockets.frames.Frame; typed loosely to keep this module pure.
+    frame: object
+    conn: int = 0
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    code: int  # 1006 when no close frame was received
+    reason: str
+    # Who sent the first close frame: "client", "server", or None when the
+    # connection dropped without a closing handshake.
+    initiated_by: Literal["client", "server"] | None
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    message: str
+    exit_status: int
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    attempt: int
+    delay_s: float
+    reason: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A diagnostic for stderr that is not an error (e.g. ``-k`` warning)."""
+
+    text: str
+    ts: float = field(default=0.0)
+
+
+Event: TypeAlias = (
+    Connecting | Opened | Message | Ping | Pong | FrameSeen | Closed | Failed | Reconnecting | Notice
+)
+EventSink: TypeAlias = Callable[[Event], None]

@@ -1,0 +1,142 @@
+"""Shared Click options as decorator factories, and their raw -> config builders.
+
+Model: click's ``decorators.py`` (``version_option``) and httpie's
+``ProcessingOptions.from_raw_args``. Each factory adds a group of options to a
+command; each ``*_config`` function turns the raw keyword arguments into the
+frozen dataclasses of ``config.py`` (raising ``UsageError`` on bad input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from wstool.config import (
+    DEFAULT_MAX_SIZE_BYTES,
+    ConnectConfig,
+    OutputConfig,
+    TLSConfig,
+    parse_auth,
+    parse_header,
+    parse_target,
+    seconds_or_none,
+    size_or_none,
+    split_userinfo,
+)
+from wstool.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FILE = click.Path(dir_okay=False)  # existence is checked when read, with our message
+
+
+def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorator(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorator
+
+
+def connect_options(f: F) -> F:
+    """Headers, subprotocols, auth, proxy, compression, limits, keepalive."""
+    return _apply([
+        click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+                     help="Extra HTTP header for the handshake (repeatable)."),
+        click.option("-s", "--subprotocol", "subprotocols", multiple=True, metavar="NAME",
+                     help="Offer this subprotocol (repeatable, in preference order)."),
+        click.option("-o", "--origin", metavar="ORIGIN", help="Origin header."),
+        click.option("--auth", metavar="USER:PASS",
+                     help="HTTP Basic auth (also taken from user:pass@ in the URL)."),
+        click.option("--user-agent", metavar="TEXT", help="User-Agent header."),
+        click.option("--proxy", metavar="URL",
+                     help="http://, https:// or socks5:// proxy "
+                          "(default: HTTPS_PROXY/HTTP_PROXY/ALL_PROXY, minus NO_PROXY)."),
+        click.option("--no-proxy", is_flag=True, help="Ignore proxy settings; connect directly."),
+        click.option("--compress/--no-compress", default=True, show_default=True,
+                     help="Offer permessage-deflate."),
+        click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE_BYTES, show_default=True,
+                     metavar="BYTES", help="Largest message accepted; 0 = no limit."),
+        click.option("--open-timeout", type=float, default=10.0, show_default=True,
+                     metavar="SECONDS", help="Connect + TLS + handshake deadline; 0 = none."),
+        click.option("--ping-interval", type=float, default=20.0, show_default=True,
+                     metavar="SECONDS", help="Keepalive ping period; 0 disables."),
+        click.option("--ping-timeout", type=float, default=20.0, show_default=True,
+                     metavar="SECONDS", help="Fail if a keepalive pong is later; 0 disables."),
+    ])(f)
+
+
+def tls_options(f: F) -> F:
+    return _apply([
+        click.option("--cacert", type=_FILE, metavar="FILE",
+                     help="Trust the CA certificates in this PEM file."),
+        click.option("--cert", type=_FILE, metavar="FILE", help="Client certificate (PEM)."),
+        click.option("--key", type=_FILE, metavar="FILE", help="Private key of --cert (PEM)."),
+        click.option("-k", "--insecure", is_flag=True,
+                     help="Do not verify the server's certificate (warns on stderr)."),
+        click.option("--server-name", metavar="NAME",
+                     help="TLS server name (SNI) and the name the certificate must match."),
+    ])(f)
+
+
+def output_options(f: F) -> F:
+    return _apply([
+        click.option("-v", "--verbose", count=True,
+                     help="Report the handshake (curl -v style) and more on stderr."),
+        click.option("--show-secrets", is_flag=True,
+                     help="Do not mask Authorization/Cookie values in -v output."),
+        click.option("--json", "json_output", is_flag=True,
+                     help="Write events as JSON lines on stdout (schema in README)."),
+        click.option("--color/--no-color", default=None,
+                     help="Force colour on or off (default: on for a terminal, off "
+                          "with NO_COLOR)."),
+        click.option("--debug", is_flag=True, help="Show tracebacks for errors."),
+    ])(f)
+
+
+def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
+    target, url_auth = split_userinfo(parse_target(url))
+    auth = parse_auth(raw["auth"]) if raw.get("auth") else url_auth
+    if raw.get("key") and not raw.get("cert"):
+        raise UsageError("--key needs --cert (the client certificate it belongs to)")
+    if raw["open_timeout"] < 0:
+        raise UsageError("invalid --open-timeout: must be 0 (none) or more")
+    proxy = "" if raw.get("no_proxy") else raw.get("proxy")
+    if proxy and not proxy.split("://", 1)[0] in ("http", "https", "socks5", "socks5h",
+                                                   "socks4", "socks4a"):
+        raise UsageError(f"invalid --proxy '{proxy}': use http://, https:// or socks5://")
+    return ConnectConfig(
+        target=target,
+        headers=tuple(parse_header(h) for h in raw.get("headers", ())),
+        subprotocols=tuple(raw.get("subprotocols", ())),
+        origin=raw.get("origin"),
+        auth=auth,
+        user_agent=raw.get("user_agent"),
+        tls=TLSConfig(
+            cafile=raw.get("cacert"),
+            certfile=raw.get("cert"),
+            keyfile=raw.get("key"),
+            insecure=bool(raw.get("insecure")),
+            server_name=raw.get("server_name"),
+        ),
+        proxy=proxy,
+        compress=raw.get("compress", True),
+        max_size_bytes=size_or_none(raw["max_size"]),
+        open_timeout_s=seconds_or_none(raw["open_timeout"]),
+        ping_interval_s=seconds_or_none(raw["ping_interval"]),
+        ping_timeout_s=seconds_or_none(raw["ping_timeout"]),
+    )
+
+
+def output_config(raw: dict[str, Any], *, trace: bool = False) -> OutputConfig:
+    return OutputConfig(
+        verbose=raw.get("verbose", 0),
+        show_secrets=raw.get("show_secrets", False),
+        json=raw.get("json_output", False),
+        color=raw.get("color"),
+        debug=raw.get("debug", False),
+        trace=trace,
+    )

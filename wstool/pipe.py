@@ -1,0 +1,393 @@
+"""``connect`` in a pipe: stdin lines (or bytes) out, messages in, nothing lost.
+
+The rules this front-end keeps (README "Pipe mode"):
+
+* one input line -> one text message; one received message -> one output line,
+  flushed once per received chunk so ``| grep --line-buffered`` sees it live;
+* backpressure, not buffering: stdin is read one chunk at a time, and the next
+  chunk is read only once the previous one is written to the socket and the
+  socket's write buffer has drained below its limit; output is written with
+  blocking writes, so a slow reader of our stdout slows our socket reads;
+* end of input does not lose replies: after EOF we keep receiving until the
+  server closes, ``--count`` is reached, every message sent has had a reply,
+  or nothing arrived for ``--wait`` seconds; only then do we close with 1000.
+  (websocat closes at EOF and loses what the server had queued; wscat exits.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import threading
+from typing import IO
+
+from wstool.config import ConnectConfig, OutputConfig, PipeConfig
+from wstool.env import Environment
+from wstool.errors import ExitStatus, WstoolError
+from wstool.events import (
+    Closed,
+    Event,
+    FrameSeen,
+    Message,
+    Notice,
+    Opened,
+    Pong,
+    Reconnecting,
+)
+from wstool.render import (
+    binary_as_text,
+    close_line,
+    escape,
+    event_json,
+    handshake_lines,
+    opened_line,
+)
+from wstool.session import Session, SessionClosed, backoff_delays
+
+
+class StdinReader:
+    """Reads a stream in a daemon thread, one chunk per ``read()`` call.
+
+    A daemon thread (rather than the loop's default executor) so that a read
+    blocked on a terminal or an idle pipe never keeps the process alive after
+    we are done. One chunk is requested at a time: that is the backpressure.
+    """
+
+    def __init__(self, stream: IO[bytes], chunk_size: int) -> None:
+        self._stream = stream
+        self._chunk_size = chunk_size
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self._want = threading.Semaphore(0)
+        self._eof = False
+        threading.Thread(target=self._run, name="wstool-stdin", daemon=True).start()
+
+    def _read_once(self) -> bytes:
+        try:
+            fd = self._stream.fileno()
+        except (OSError, ValueError):  # io.BytesIO in tests
+            return self._stream.read(self._chunk_size) or b""
+        return os.read(fd, self._chunk_size)
+
+    def _run(self) -> None:
+        while True:
+            self._want.acquire()
+            item: bytes | BaseException
+            try:
+                item = self._read_once()
+            except OSError as exc:
+                item = exc
+            try:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: we are exiting
+                return
+            if not item or isinstance(item, BaseException):
+                return
+
+    async def read(self) -> bytes:
+        """The next chunk; ``b""`` at end of input."""
+        if self._eof:
+            return b""
+        self._want.release()
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise WstoolError(f"cannot read stdin: {item}")
+        if not item:
+            self._eof = True
+        return item
+
+
+class PipeFrontEnd:
+    def __init__(
+        self,
+        env: Environment,
+        connect_config: ConnectConfig,
+        pipe_config: PipeConfig,
+        output_config: OutputConfig,
+    ) -> None:
+        self.env = env
+        self.connect_config = connect_config
+        self.cfg = pipe_config
+        self.out_cfg = output_config
+        self.separator = b"\0" if pipe_config.null_separated else b"\n"
+        self.out = env.stdout
+        # Escape remote text when our stdout is a terminal (STYLE.md "Output").
+        self.escape_output = env.stdout_isatty
+        self.pending: collections.deque[str | bytes] = collections.deque()
+        self.partial = b""
+        self.input_eof = False
+        self.input_line_no = 0
+        self.received_total = 0
+        self.stdout_closed = False
+        self.session: Session | None = None
+        self.done = asyncio.Event()  # --count reached, stdout closed, or interrupted
+        self.interrupted = False
+        self.activity = asyncio.Event()
+
+    # Output
+
+    def write(self, data: bytes) -> None:
+        if self.stdout_closed:
+            return
+        try:
+            self.out.write(data)
+        except (BrokenPipeError, ValueError, OSError):
+            self._on_stdout_closed()
+
+    def flush(self) -> None:
+        if self.stdout_closed:
+            return
+        try:
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._on_stdout_closed()
+
+    def _on_stdout_closed(self) -> None:
+        # `wstool connect URL | head -1`: the reader is gone; stop quietly.
+        self.stdout_closed = True
+        self.done.set()
+
+    def diag(self, line: str) -> None:
+        self.env.write_stderr_line(f"wstool: {line}")
+
+    def write_json(self, event: Event) -> None:
+        obj = event_json(event)
+        if obj is not None:
+            self.write(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+
+    def write_message(self, data: str | bytes) -> None:
+        if self.cfg.binary:
+            # Binary mode is a raw byte stream both ways: payloads, no separators.
+            self.write(data.encode() if isinstance(data, str) else data)
+            return
+        if isinstance(data, bytes):
+            text = binary_as_text(data, use_base64=self.cfg.base64)
+        else:
+            text = escape(data) if self.escape_output else data
+        self.write(text.encode() + self.separator)
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Message):
+            if event.direction == "received":
+                self._on_received(event)
+            elif self.out_cfg.json:
+                self.write_json(event)
+            return
+        if self.out_cfg.json:
+            self.write_json(event)
+        if isinstance(event, FrameSeen):
+            self.env.write_stderr_line(f"{'>' if event.direction == 'sent' else '<'} "
+                                       f"{escape(str(event.frame))}")
+        elif isinstance(event, Opened):
+            if self.out_cfg.verbose:
+                for line in handshake_lines(event.handshake,
+                                            show_secrets=self.out_cfg.show_secrets):
+                    self.env.write_stderr_line(line)
+                self.diag(opened_line(event))
+        elif isinstance(event, Closed):
+            self.diag(close_line(event))
+            self.activity.set()
+        elif isinstance(event, Notice):
+            self.diag(event.text)
+        elif isinstance(event, Pong) and self.out_cfg.verbose and event.rtt_s is not None:
+            self.diag(f"pong in {event.rtt_s * 1000:.1f} ms")
+        elif isinstance(event, Reconnecting):
+            self.diag(f"reconnecting in {event.delay_s:.1f}s (attempt {event.attempt}): "
+                      f"{event.reason}")
+
+    def _on_received(self, event: Message) -> None:
+        count = self.cfg.count
+        if count is not None and self.received_total >= count:
+            return  # past --count: the user asked for exactly N
+        self.received_total += 1
+        if self.out_cfg.json:
+            self.write_json(event)
+        else:
+            self.write_message(event.data)
+        self.activity.set()
+        session = self.session
+        if self.cfg.echo and session is not None:
+            with contextlib.suppress(SessionClosed):
+                session.send(event.data)
+        if count is not None and self.received_total >= count:
+            self.flush()
+            self.done.set()
+        elif (
+            self.input_eof
+            and not self.cfg.echo
+            and session is not None
+            and session.messages_received >= session.messages_sent
+            and session.messages_sent > 0
+        ):
+            # Every message sent has had a reply: request/response is over.
+            self.done.set()
+
+    def on_batch(self) -> None:
+        self.flush()
+        if self.cfg.echo and self.session is not None:
+            self.session.flush()
+
+    # Input
+
+    def _take_lines(self, chunk: bytes) -> None:
+        if self.cfg.binary:
+            self.pending.append(chunk)
+            return
+        data = self.partial + chunk
+        pieces = data.split(self.separator)
+        self.partial = pieces.pop()
+        for raw in pieces:
+            self.pending.append(self._decode_line(raw))
+
+    def _decode_line(self, raw: bytes) -> str:
+        self.input_line_no += 1
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise WstoolError(
+                f"input line {self.input_line_no} is not valid UTF-8 "
+                f"(byte {exc.start}): send bytes with -b/--binary"
+            ) from None
+
+    async def _send_pending(self, session: Session) -> None:
+        pending = self.pending
+        try:
+            while pending:
+                session.send(pending[0])
+                pending.popleft()
+        finally:
+            session.flush()
+        await session.drain()
+
+    async def pump_input(self, reader: StdinReader, session: Session) -> None:
+        """Send stdin to the session until EOF; raises SessionClosed if it closes."""
+        while True:
+            await self._send_pending(session)
+            if self.input_eof:
+                return
+            chunk = await reader.read()
+            if chunk:
+                self._take_lines(chunk)
+                continue
+            if self.partial:
+                self.pending.append(
+                    self.partial if self.cfg.binary else self._decode_line(self.partial)
+                )
+                self.partial = b""
+            self.input_eof = True
+
+    # The run
+
+    async def run(self) -> ExitStatus:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        reader = StdinReader(self.env.stdin, self.cfg.chunk_size_bytes)
+        delays = backoff_delays(max_s=self.cfg.reconnect_max_delay_s)
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                try:
+                    error = await self._run_session(reader)
+                except WstoolError as exc:
+                    if not self.cfg.reconnect or self.interrupted or not self._retryable(exc):
+                        raise
+                    error = exc
+                if self.interrupted:
+                    return ExitStatus.INTERRUPTED
+                if error is None or not self.cfg.reconnect or self.stdout_closed:
+                    break
+                if self.input_eof and not self.pending and self.done.is_set():
+                    break
+                delay = next(delays)
+                self.on_event(Reconnecting(attempt, delay, str(error), ts=loop.time()))
+                await asyncio.sleep(delay)
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+            self.flush()
+        if error is not None:
+            raise error
+        return ExitStatus.OK
+
+    @staticmethod
+    def _retryable(exc: WstoolError) -> bool:
+        return exc.exit_status in (
+            ExitStatus.CONNECT_FAILED,
+            ExitStatus.CLOSED_ABNORMALLY,
+            ExitStatus.TIMEOUT,
+        )
+
+    def _interrupt(self) -> None:
+        if self.interrupted and self.session is not None:
+            self.session.abort()  # second Ctrl-C: do not wait for the close
+        self.interrupted = True
+        self.done.set()
+
+    async def _run_session(self, reader: StdinReader) -> WstoolError | None:
+        session = Session(
+            self.connect_config,
+            self.on_event,
+            on_batch=self.on_batch,
+            trace=self.out_cfg.trace,
+            report_sent=self.out_cfg.json,
+        )
+        self.session = session
+        try:
+            await session.open()
+        except WstoolError as exc:
+            if self.out_cfg.verbose and session.handshake is not None:
+                for line in handshake_lines(session.handshake,
+                                            show_secrets=self.out_cfg.show_secrets):
+                    self.env.write_stderr_line(line)
+            raise exc
+        if self.cfg.execute:
+            # -x messages go first, on every (re)connect.
+            self.pending.extendleft(reversed(self.cfg.execute))
+        closed = asyncio.ensure_future(session.wait_closed())
+        done = asyncio.ensure_future(self.done.wait())
+        pump = asyncio.ensure_future(self.pump_input(reader, session))
+        try:
+            await asyncio.wait({closed, done, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if pump.done() and not pump.cancelled() and pump.exception() is not None:
+                exc = pump.exception()
+                if isinstance(exc, WstoolError):
+                    await session.close(1000)
+                    raise exc
+            if pump.done() and not closed.done() and not done.done():
+                await self._after_input(session, closed, done)
+        finally:
+            pump.cancel()
+            done.cancel()
+        if not closed.done():
+            await session.close(1000)
+        return session.outcome() if not self.stdout_closed else None
+
+    async def _after_input(
+        self, session: Session, closed: asyncio.Future[Closed], done: asyncio.Future[bool]
+    ) -> None:
+        """End of input: wait for replies (see module doc), never lose one."""
+        if session.messages_sent and session.messages_received >= session.messages_sent:
+            if not self.cfg.echo:
+                return
+        wait_s = self.cfg.wait_s
+        while True:
+            self.activity.clear()
+            activity = asyncio.ensure_future(self.activity.wait())
+            try:
+                finished, _ = await asyncio.wait(
+                    {closed, done, activity},
+                    timeout=wait_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                activity.cancel()
+            if closed in finished or done in finished:
+                return
+            if not finished:  # --wait seconds without a message
+                return

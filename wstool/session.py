@@ -1,0 +1,511 @@
+"""The client session core: options in, one WebSocket connection, events out.
+
+Connection set-up (TCP or Unix socket, HTTP/SOCKS proxy, TLS, redirects, the
+opening handshake, open timeout, keepalive pings, the closing handshake) is the
+websockets library's asyncio client. What wstool needs that the library's
+message API does not give is the hot path, so ``_Connection`` — a
+``ClientConnection`` subclass, plugged in through the documented
+``create_connection=`` hook — takes over once the connection is open:
+
+* every received frame goes straight to the session (no per-message ``await``),
+  which reassembles fragments and hands whole messages to the event sink;
+* sends are synchronous and batched: ``send_text()`` many times, then one
+  ``flush()`` (one ``transport.write``), then ``await drain()`` for backpressure;
+* ``--trace`` sees every frame in both directions, pings and pongs included.
+
+This module never prints and never exits: it reports through an ``EventSink``
+and raises :class:`~wstool.errors.WstoolError` subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.datastructures import Headers
+from websockets.exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxy,
+    InvalidProxyStatus,
+    InvalidStatus,
+    InvalidURI,
+    PayloadTooBig,
+    ProtocolError,
+    ProxyError,
+)
+from websockets.frames import Frame, Opcode
+from websockets.headers import build_authorization_basic
+from websockets.protocol import State
+from websockets.typing import Origin, Subprotocol
+
+from wstool import __version__
+from wstool.config import ConnectConfig
+from wstool.errors import (
+    NORMAL_CLOSE_CODES,
+    ClosedAbnormally,
+    ConnectFailed,
+    HandshakeRejected,
+    ProtocolFailure,
+    TimedOut,
+    UsageError,
+    WstoolError,
+    describe_close_code,
+)
+from wstool.events import (
+    Closed,
+    EventSink,
+    FrameSeen,
+    Handshake,
+    Message,
+    Notice,
+    Opened,
+    Ping,
+    Pong,
+)
+from wstool.tls import client_context
+
+DEFAULT_USER_AGENT = f"wstool/{__version__}"
+
+
+class SessionClosed(Exception):
+    """Raised by ``send_*`` once the connection is no longer open."""
+
+
+def _headers_tuple(headers: Headers) -> tuple[tuple[str, str], ...]:
+    return tuple(headers.raw_items())
+
+
+class _Connection(ClientConnection):
+    """The library's connection with wstool's receive path (see module doc)."""
+
+    session: Session
+
+    def process_event(self, event: Any) -> None:
+        if self.response is None:  # the handshake response
+            super().process_event(event)
+            return
+        frame: Frame = event
+        session = self.session
+        if session.trace:
+            session.sink(FrameSeen("received", frame, ts=time.monotonic()))
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+            session._on_data_frame(frame)
+        elif opcode is Opcode.PING:
+            # The sans-I/O layer has already queued the pong (RFC 6455 §5.5.2).
+            session.sink(Ping("received", bytes(frame.data), ts=time.monotonic()))
+        elif opcode is Opcode.PONG:
+            data = bytes(frame.data)
+            pending = self.pending_pings.get(data)
+            rtt = None if pending is None else self.loop.time() - pending[1]
+            super().process_event(event)  # resolves ping() waiters
+            if rtt is not None:
+                session.rtts_s.append(rtt)
+            session.sink(Pong("received", data, rtt_s=rtt, ts=time.monotonic()))
+
+    def data_received(self, data: bytes) -> None:
+        self.session.bytes_received += len(data)
+        super().data_received(data)
+        self.session._batch_done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.session._on_connection_lost()
+
+
+class Session:
+    """One client connection.
+
+    ``sink`` receives every event; ``on_batch`` (optional) is called after each
+    chunk of received data has been processed, so a front-end can flush its
+    output once per chunk rather than once per message.
+    """
+
+    def __init__(
+        self,
+        config: ConnectConfig,
+        sink: EventSink,
+        *,
+        on_batch: Callable[[], None] | None = None,
+        trace: bool = False,
+        report_sent: bool = True,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.on_batch = on_batch
+        self.trace = trace
+        # Pipe mode without --json does not render sent messages: skip the events.
+        self.report_sent = report_sent
+        self.handshake: Handshake | None = None
+        self.subprotocol: str | None = None
+        self.extensions: tuple[str, ...] = ()
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.bytes_sent = 0  # payload bytes (before compression)
+        self.bytes_received = 0  # wire bytes
+        self.rtts_s: list[float] = []
+        self.opened_at: float | None = None
+        self.closed: Closed | None = None
+        self._conn: _Connection | None = None
+        self._fragments: list[bytes] = []
+        self._fragmented_text = False
+        self._failure: WstoolError | None = None
+        self._closed_event = asyncio.Event()
+
+    # Opening
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        cfg = self.config
+        headers: list[tuple[str, str]] = list(cfg.headers)
+        if cfg.auth is not None and not any(n.lower() == "authorization" for n, _ in headers):
+            headers.append(("Authorization", build_authorization_basic(*cfg.auth)))
+        kwargs: dict[str, Any] = {
+            "additional_headers": headers,
+            "subprotocols": [Subprotocol(s) for s in cfg.subprotocols] or None,
+            "origin": Origin(cfg.origin) if cfg.origin else None,
+            "user_agent_header": cfg.user_agent or DEFAULT_USER_AGENT,
+            "compression": "deflate" if cfg.compress else None,
+            "max_size": cfg.max_size_bytes,
+            "open_timeout": cfg.open_timeout_s,
+            "ping_interval": cfg.ping_interval_s,
+            "ping_timeout": cfg.ping_timeout_s,
+            "close_timeout": cfg.close_timeout_s,
+            "create_connection": self._make_connection,
+            "proxy": True if cfg.proxy is None else (cfg.proxy or None),
+        }
+        if cfg.target.secure:
+            kwargs["ssl"] = client_context(cfg.tls)
+            if cfg.tls.server_name:
+                kwargs["server_hostname"] = cfg.tls.server_name
+            if cfg.tls.insecure:
+                self.sink(
+                    Notice("warning: -k/--insecure: the server's TLS certificate is not verified")
+                )
+        if cfg.target.unix_path is not None:
+            kwargs["unix"] = True
+            kwargs["path"] = cfg.target.unix_path
+        return kwargs
+
+    def _make_connection(self, protocol: Any, **kwargs: Any) -> _Connection:
+        conn = _Connection(protocol, **kwargs)
+        conn.session = self
+        if self.trace:
+            send_frame = protocol.send_frame
+
+            def traced_send_frame(frame: Frame) -> None:
+                self.sink(FrameSeen("sent", frame, ts=time.monotonic()))
+                send_frame(frame)
+
+            protocol.send_frame = traced_send_frame
+        self._conn = conn
+        return conn
+
+    async def open(self) -> None:
+        """Connect and complete the opening handshake, or raise a WstoolError."""
+        cfg = self.config
+        kwargs = self._connect_kwargs()
+        try:
+            conn = await connect(cfg.target.url, **kwargs)
+        except Exception as exc:
+            raise self._open_error(exc) from exc
+        assert isinstance(conn, _Connection)
+        self._conn = conn
+        self.handshake = self._handshake_report()
+        self.subprotocol = conn.subprotocol
+        self.extensions = tuple(
+            str(ext.name) for ext in conn.protocol.extensions  # e.g. permessage-deflate
+        )
+        self.opened_at = time.monotonic()
+        self.sink(
+            Opened(
+                cfg.target.url,
+                self.subprotocol,
+                self.extensions,
+                self.handshake,
+                ts=self.opened_at,
+            )
+        )
+
+    def _handshake_report(self, response: Any = None) -> Handshake:
+        conn = self._conn
+        request = conn.request if conn is not None else None
+        if response is None and conn is not None:
+            response = conn.response
+        request_line = f"GET {request.path} HTTP/1.1" if request is not None else ""
+        return Handshake(
+            request_line=request_line,
+            request_headers=_headers_tuple(request.headers) if request is not None else (),
+            status_code=response.status_code if response is not None else None,
+            reason=response.reason_phrase if response is not None else "",
+            response_headers=_headers_tuple(response.headers) if response is not None else (),
+            body=bytes(response.body or b"") if response is not None else b"",
+        )
+
+    def _open_error(self, exc: BaseException) -> WstoolError:
+        """Translate what connect() raised into one clear line and an exit status."""
+        cfg = self.config
+        where = cfg.target.unix_path or cfg.target.url
+        if isinstance(exc, WstoolError):
+            return exc
+        if isinstance(exc, InvalidURI):
+            return UsageError(f"invalid URL '{cfg.target.url}': {exc}")
+        if isinstance(exc, InvalidStatus):
+            response = exc.response
+            self.handshake = self._handshake_report(response)
+            body_line = bytes(response.body or b"").decode("utf-8", "replace").strip()
+            body_line = body_line.splitlines()[0][:200] if body_line else ""
+            message = (
+                f"server rejected the WebSocket handshake: "
+                f"HTTP {response.status_code} {response.reason_phrase}"
+            )
+            if body_line:
+                message += f": {body_line}"
+            return HandshakeRejected(message)
+        if isinstance(exc, InvalidProxyStatus):
+            return ConnectFailed(
+                f"proxy refused the tunnel: HTTP {exc.response.status_code} "
+                f"{exc.response.reason_phrase}"
+            )
+        if isinstance(exc, (ProxyError, InvalidProxy)):
+            return ConnectFailed(f"proxy failed: {exc}", hint="check --proxy or *_PROXY")
+        if isinstance(exc, InvalidMessage):
+            return HandshakeRejected(f"invalid handshake response from {where}: {exc}")
+        if isinstance(exc, InvalidHandshake):
+            return HandshakeRejected(f"handshake with {where} failed: {exc}")
+        if isinstance(exc, TimeoutError):
+            return TimedOut(
+                f"no WebSocket connection to {where} within --open-timeout {cfg.open_timeout_s}s"
+            )
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return ConnectFailed(
+                f"TLS certificate of {where} not trusted: {exc.verify_message}",
+                hint="trust its CA with --cacert FILE, or skip the check with -k/--insecure",
+            )
+        if isinstance(exc, ssl.SSLError):
+            return ConnectFailed(f"TLS handshake with {where} failed: {exc.reason or exc}")
+        if isinstance(exc, socket.gaierror):
+            host = cfg.target.url.split("://", 1)[1].split("/", 1)[0]
+            return ConnectFailed(f"cannot resolve host {host}: {exc.strerror}")
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectFailed(f"connection refused by {where}")
+        if isinstance(exc, FileNotFoundError) and cfg.target.unix_path:
+            return ConnectFailed(f"no Unix socket at {cfg.target.unix_path}")
+        if isinstance(exc, OSError):
+            return ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}")
+        if isinstance(exc, ImportError) and "python-socks" in str(exc):
+            return UsageError(
+                "SOCKS proxies need python-socks: pip install 'wstool[socks]'"
+            )
+        if isinstance(exc, ValueError):
+            return UsageError(str(exc))
+        return WstoolError(f"cannot connect to {where}: {exc}")
+
+    # Receiving
+
+    def _on_data_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.CONT:
+            self._fragments.append(bytes(frame.data))
+            if not frame.fin:
+                return
+            payload = b"".join(self._fragments)
+            self._fragments = []
+            is_text = self._fragmented_text
+        elif not frame.fin:
+            self._fragments = [bytes(frame.data)]
+            self._fragmented_text = opcode is Opcode.TEXT
+            return
+        else:
+            payload = bytes(frame.data)
+            is_text = opcode is Opcode.TEXT
+        data: str | bytes
+        if is_text:
+            try:
+                data = payload.decode()
+            except UnicodeDecodeError as exc:
+                # RFC 6455 §8.1: fail the connection with 1007.
+                self._failure = ProtocolFailure(
+                    f"server sent invalid UTF-8 in a text message ({exc.reason} "
+                    f"at byte {exc.start})"
+                )
+                self._fail(1007, "invalid UTF-8")
+                return
+        else:
+            data = payload
+        self.messages_received += 1
+        self.sink(Message("received", data, ts=time.monotonic()))
+
+    def _fail(self, code: int, reason: str) -> None:
+        conn = self._require_conn()
+        if conn.protocol.state is State.OPEN:
+            conn.protocol.fail(code, reason)
+            conn.send_data()
+
+    def _batch_done(self) -> None:
+        if self.on_batch is not None:
+            self.on_batch()
+
+    # Sending: synchronous and buffered; call flush() then await drain().
+
+    def _require_conn(self) -> _Connection:
+        if self._conn is None:
+            raise RuntimeError("session not opened")
+        return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None and self._conn.protocol.state is State.OPEN
+
+    def send_text(self, text: str) -> None:
+        conn = self._require_conn()
+        if conn.protocol.state is not State.OPEN:
+            raise SessionClosed
+        data = text.encode()
+        conn.protocol.send_text(data)
+        self.messages_sent += 1
+        self.bytes_sent += len(data)
+        if self.report_sent:
+            self.sink(Message("sent", text, ts=time.monotonic()))
+
+    def send_binary(self, data: bytes) -> None:
+        conn = self._require_conn()
+        if conn.protocol.state is not State.OPEN:
+            raise SessionClosed
+        conn.protocol.send_binary(data)
+        self.messages_sent += 1
+        self.bytes_sent += len(data)
+        if self.report_sent:
+            self.sink(Message("sent", data, ts=time.monotonic()))
+
+    def send(self, data: str | bytes) -> None:
+        if isinstance(data, str):
+            self.send_text(data)
+        else:
+            self.send_binary(data)
+
+    def flush(self) -> None:
+        conn = self._require_conn()
+        try:
+            conn.send_data()
+        except Exception as exc:  # the transport is gone; connection_lost follows
+            conn.set_connection_exc(exc)
+
+    async def drain(self) -> None:
+        await self._require_conn().drain()
+
+    def pause_reading(self) -> None:
+        self._require_conn().transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._require_conn().transport.resume_reading()
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong; returns the round-trip time."""
+        conn = self._require_conn()
+        if conn.protocol.state is not State.OPEN:
+            raise SessionClosed
+        waiter = await conn.ping(data)
+        return await waiter
+
+    def pong(self, data: bytes = b"") -> None:
+        conn = self._require_conn()
+        if conn.protocol.state is not State.OPEN:
+            raise SessionClosed
+        conn.protocol.send_pong(data)
+        self.flush()
+        self.sink(Pong("sent", data, ts=time.monotonic()))
+
+    # Closing
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (if still open) and wait for the end."""
+        conn = self._require_conn()
+        if conn.protocol.state is State.OPEN:
+            await conn.close(code, reason)
+        await self.wait_closed()
+
+    def abort(self) -> None:
+        if self._conn is not None:
+            self._conn.transport.abort()
+
+    async def wait_closed(self) -> Closed:
+        await self._closed_event.wait()
+        assert self.closed is not None
+        return self.closed
+
+    def _on_connection_lost(self) -> None:
+        conn = self._require_conn()
+        protocol = conn.protocol
+        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        initiated_by: Any
+        if rcvd is None:
+            initiated_by = "client" if sent is not None else None
+        elif sent is None or protocol.close_rcvd_then_sent:
+            initiated_by = "server"
+        else:
+            initiated_by = "client"
+        self.closed = Closed(
+            code=rcvd.code if rcvd is not None else 1006,
+            reason=rcvd.reason if rcvd is not None else "",
+            initiated_by=initiated_by,
+            ts=time.monotonic(),
+        )
+        self.sink(self.closed)
+        self._closed_event.set()
+
+    def outcome(self) -> WstoolError | None:
+        """After the close: None for a clean end, else the error to exit with."""
+        if self._failure is not None:
+            return self._failure
+        conn = self._require_conn()
+        protocol = conn.protocol
+        parser_exc = protocol.parser_exc
+        limit = self.config.max_size_bytes
+        if isinstance(parser_exc, PayloadTooBig):
+            size = parser_exc.size
+            total = f"{size + (parser_exc.current_size or 0)} bytes" if size else "a message"
+            return ProtocolFailure(
+                f"message of {total} exceeds --max-size {limit}",
+                hint="raise it, or 0 for no limit",
+            )
+        if isinstance(parser_exc, ProtocolError):
+            return ProtocolFailure(f"protocol error from the server: {parser_exc}")
+        if isinstance(parser_exc, UnicodeDecodeError):
+            return ProtocolFailure(
+                f"server sent invalid UTF-8 ({parser_exc.reason} at byte {parser_exc.start})"
+            )
+        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        if sent is not None and sent.code == 1011 and "keepalive" in sent.reason:
+            return TimedOut(
+                f"no pong within --ping-timeout {self.config.ping_timeout_s}s",
+                hint="0 disables keepalive pings",
+            )
+        closed = self.closed
+        if rcvd is None:
+            return ClosedAbnormally("connection lost without a close frame (1006)")
+        if closed is not None and closed.initiated_by == "client":
+            return None  # we closed and the server completed the handshake
+        if rcvd.code in NORMAL_CLOSE_CODES:
+            return None
+        reason = f": {rcvd.reason}" if rcvd.reason else ""
+        return ClosedAbnormally(
+            f"server closed the connection with {rcvd.code} "
+            f"({describe_close_code(rcvd.code)}){reason}"
+        )
+
+
+def backoff_delays(
+    initial_s: float = 0.5, factor: float = 2.0, max_s: float = 30.0
+) -> Iterator[float]:
+    """Exponential backoff, capped, with full jitter (AWS architecture blog)."""
+    delay = initial_s
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(delay * factor, max_s)
