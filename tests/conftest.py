@@ -91,3 +91,37 @@ def lib_echo_url(server_thread: ServerThread) -> str:
     """The websockets library's own asyncio echo server."""
     _server, url = start_websockets_server(server_thread, lib_echo, max_size=None)
     return url
+
+
+# --- Node's `ws` as an independent peer (tests/node_peers.py); skips without node/npm. ---
+
+from tests.node_peers import (  # noqa: E402
+    NodeWs,
+    NodeWsClient,
+    NodeWsServer,
+    ensure_node_ws,
+)
+
+
+@pytest.fixture(scope="session")
+def node_ws() -> NodeWs:
+    """node plus Node's `ws` package, installed once into a cache dir (else skip)."""
+    return ensure_node_ws()
+
+
+@pytest.fixture
+def node_ws_echo_url(node_ws: NodeWs) -> Iterator[str]:
+    """A Node `ws` echo server on 127.0.0.1 port 0 (text as text, binary as binary)."""
+    server = NodeWsServer(node_ws)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def node_ws_client(node_ws: NodeWs) -> NodeWsClient:
+    """`node_ws_client(url, messages, expect=None, subprotocols=(), timeout_s=30)`.
+
+    Runs a Node `ws` client that sends `messages` (str: text, bytes: binary) and
+    returns a NodeClientResult with the messages it received and the close code.
+    """
+    return NodeWsClient(node_ws)
