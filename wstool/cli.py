@@ -40,10 +40,14 @@ def _silence_stdout() -> None:
         pass
 
 
+async def _as_coroutine(factory: Callable[[], Awaitable[int]]) -> int:
+    return await factory()
+
+
 def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn:
     """Run a front-end coroutine; the one place errors become exit statuses."""
     try:
-        status = asyncio.run(factory())  # type: ignore[arg-type]
+        status: int = asyncio.run(_as_coroutine(factory))
     except WstoolError as exc:
         if debug:
             traceback.print_exc()
@@ -188,6 +192,21 @@ def serve_echo_cmd(args: tuple[str, ...]) -> None:
 def frame_dump_cmd(args: tuple[str, ...]) -> None:
     """Show every frame: decode captured bytes, or relay and print both directions."""
     _not_yet("frame-dump")
+
+
+@cli.command(name="completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    bash:  wstool completion bash > ~/.local/share/bash-completion/completions/wstool
+    zsh:   wstool completion zsh > "${fpath[1]}/_wstool"
+    fish:  wstool completion fish > ~/.config/fish/completions/wstool.fish
+    """
+    from wstool.completion import completion_script
+
+    click.echo(completion_script(shell), nl=False)
 
 
 def main() -> None:

@@ -39,9 +39,18 @@ class Environment:
 
     @classmethod
     def from_process(cls, color: bool | None = None) -> Environment:
+        # Our own buffered writer over fd 1: sys.stdout.buffer is unbuffered
+        # under PYTHONUNBUFFERED / -u, which would cost one write() syscall
+        # per message. Front-ends flush at the points where output must show.
+        try:
+            stdout: IO[bytes] = open(  # noqa: SIM115 - lives as long as the process
+                sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False
+            )
+        except (AttributeError, OSError, ValueError):
+            stdout = sys.stdout.buffer
         return cls(
             stdin=sys.stdin.buffer,
-            stdout=sys.stdout.buffer,
+            stdout=stdout,
             stderr=sys.stderr,
             stdin_isatty=_isatty(sys.stdin),
             stdout_isatty=_isatty(sys.stdout),
@@ -80,7 +89,7 @@ class Environment:
                 file: IO[str] = self.stderr
                 isatty = self.stderr_isatty
             else:
-                file = sys.stdout if self.stdout is sys.stdout.buffer else _TextView(self.stdout)
+                file = _TextView(self.stdout)  # type: ignore[assignment]
                 isatty = self.stdout_isatty
             color = self.color_for(isatty)
             self._consoles[which] = Console(

@@ -120,6 +120,15 @@ class Notice:
 
 
 Event: TypeAlias = (
-    Connecting | Opened | Message | Ping | Pong | FrameSeen | Closed | Failed | Reconnecting | Notice
+    Connecting
+    | Opened
+    | Message
+    | Ping
+    | Pong
+    | FrameSeen
+    | Closed
+    | Failed
+    | Reconnecting
+    | Notice
 )
 EventSink: TypeAlias = Callable[[Event], None]

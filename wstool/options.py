@@ -105,7 +105,7 @@ def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
     if raw["open_timeout"] < 0:
         raise UsageError("invalid --open-timeout: must be 0 (none) or more")
     proxy = "" if raw.get("no_proxy") else raw.get("proxy")
-    if proxy and not proxy.split("://", 1)[0] in ("http", "https", "socks5", "socks5h",
+    if proxy and proxy.split("://", 1)[0] not in ("http", "https", "socks5", "socks5h",
                                                    "socks4", "socks4a"):
         raise UsageError(f"invalid --proxy '{proxy}': use http://, https:// or socks5://")
     return ConnectConfig(

@@ -23,7 +23,7 @@ import json
 import os
 import signal
 import threading
-from typing import IO
+from typing import IO, Any
 
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig
 from wstool.env import Environment
@@ -127,6 +127,10 @@ class PipeFrontEnd:
         self.done = asyncio.Event()  # --count reached, stdout closed, or interrupted
         self.interrupted = False
         self.activity = asyncio.Event()
+        # "Every message sent has had a reply" ends the run after EOF, except in
+        # --echo mode (replies are ours) and with --wait -1 (the user asked to
+        # wait for the server to close).
+        self.replies_end_input = not pipe_config.echo and pipe_config.wait_s is not None
 
     # Output
 
@@ -218,7 +222,7 @@ class PipeFrontEnd:
             self.done.set()
         elif (
             self.input_eof
-            and not self.cfg.echo
+            and self.replies_end_input
             and session is not None
             and session.messages_received >= session.messages_sent
             and session.messages_sent > 0
@@ -354,11 +358,11 @@ class PipeFrontEnd:
         pump = asyncio.ensure_future(self.pump_input(reader, session))
         try:
             await asyncio.wait({closed, done, pump}, return_when=asyncio.FIRST_COMPLETED)
-            if pump.done() and not pump.cancelled() and pump.exception() is not None:
-                exc = pump.exception()
-                if isinstance(exc, WstoolError):
+            if pump.done() and not pump.cancelled():
+                input_error = pump.exception()
+                if isinstance(input_error, WstoolError):
                     await session.close(1000)
-                    raise exc
+                    raise input_error
             if pump.done() and not closed.done() and not done.done():
                 await self._after_input(session, closed, done)
         finally:
@@ -369,16 +373,19 @@ class PipeFrontEnd:
         return session.outcome() if not self.stdout_closed else None
 
     async def _after_input(
-        self, session: Session, closed: asyncio.Future[Closed], done: asyncio.Future[bool]
+        self, session: Session, closed: asyncio.Future[Closed], done: asyncio.Future[Any]
     ) -> None:
         """End of input: wait for replies (see module doc), never lose one."""
-        if session.messages_sent and session.messages_received >= session.messages_sent:
-            if not self.cfg.echo:
-                return
+        if (
+            self.replies_end_input
+            and session.messages_sent
+            and session.messages_received >= session.messages_sent
+        ):
+            return
         wait_s = self.cfg.wait_s
         while True:
             self.activity.clear()
-            activity = asyncio.ensure_future(self.activity.wait())
+            activity: asyncio.Future[Any] = asyncio.ensure_future(self.activity.wait())
             try:
                 finished, _ = await asyncio.wait(
                     {closed, done, activity},

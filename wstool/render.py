@@ -145,3 +145,36 @@ def event_json(event: Event) -> dict[str, Any] | None:
     if isinstance(event, Connecting | Notice | FrameSeen):
         return None
     return None
+
+
+def human_size(size_bytes: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``: sizes for people (status bar, /stats, folds)."""
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    value = float(size_bytes)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+HEX_DUMP_WIDTH = 16
+
+
+def hex_dump(data: bytes, *, max_bytes: int | None = None) -> list[str]:
+    """``hexdump -C``-style lines: offset, 16 hex bytes, the ASCII column.
+
+    Only ``max_bytes`` (rounded up to a whole line) are rendered, so a 1 MiB
+    message costs no more than its first lines. The ASCII column shows
+    printable ASCII only (``.`` for the rest), so it is terminal-safe.
+    """
+    shown = data if max_bytes is None else data[: max_bytes + (-max_bytes % HEX_DUMP_WIDTH)]
+    lines = []
+    for offset in range(0, len(shown), HEX_DUMP_WIDTH):
+        row = shown[offset : offset + HEX_DUMP_WIDTH]
+        left = " ".join(f"{b:02x}" for b in row[:8])
+        right = " ".join(f"{b:02x}" for b in row[8:])
+        ascii_col = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in row)
+        lines.append(f"{offset:08x}  {left:<23}  {right:<23}  |{ascii_col}|")
+    return lines

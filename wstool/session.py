@@ -110,6 +110,16 @@ class _Connection(ClientConnection):
                 session.rtts_s.append(rtt)
             session.sink(Pong("received", data, rtt_s=rtt, ts=time.monotonic()))
 
+    def send_data(self) -> None:
+        # The library writes each frame with its own transport.write(), one
+        # send() syscall per frame when the buffer is empty; coalesce them.
+        writes = self.protocol.data_to_send()
+        if len(writes) > 1 and all(writes):
+            self.protocol.writes = [b"".join(writes)]  # hand back as one write
+        else:
+            self.protocol.writes = writes
+        super().send_data()
+
     def data_received(self, data: bytes) -> None:
         self.session.bytes_received += len(data)
         super().data_received(data)

@@ -1,0 +1,274 @@
+"""`wstool connect` in a pipe, as a real process, against real servers on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+
+from tests import servers
+from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
+
+
+def test_lines_round_trip_in_order(lib_echo_url: str) -> None:
+    lines = [f"line {i} é ✓" for i in range(500)]
+    proc = run_wstool("connect", lib_echo_url, input="\n".join(lines).encode() + b"\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().splitlines() == lines
+    assert "closed by us: 1000" in proc.stderr
+
+
+def test_last_line_without_newline_and_empty_lines_are_messages(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", lib_echo_url, input=b"a\n\nb")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"a\n\nb\n"
+
+
+@pytest.mark.slow
+def test_100k_lines_none_lost(lib_echo_url: str) -> None:
+    # The websockets library's server answers a close frame before echoing what
+    # it has queued; closing at EOF (as websocat does) loses messages there.
+    lines = b"".join(b"%08d%s\n" % (i, b"x" * 24) for i in range(100_000))
+    proc = run_wstool("connect", lib_echo_url, input=lines, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == lines
+
+
+def test_request_response_ends_without_waiting_for_idle(lib_echo_url: str) -> None:
+    # received >= sent ends the run at once, so a 60 s --wait is never reached.
+    proc = run_wstool("connect", "-w", "60", lib_echo_url, input=b"ping\n", timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"ping\n"
+
+
+def test_wait_keeps_late_replies(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(server_thread, servers.slow_replies)
+    # By default "received >= sent" ends the run after the first reply;
+    # --wait -1 waits for the server (or --count) instead.
+    proc = run_wstool("connect", url, input=b"m\n")
+    assert proc.stdout == b"m\n"
+    proc = run_wstool("connect", "-w", "-1", "-n", "2", url, input=b"m\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"m\nlate m\n"
+
+
+def test_count_exits_after_n(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", "-n", "2", lib_echo_url, input=b"1\n2\n3\n4\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"1\n2\n"
+
+
+def test_execute_before_stdin(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", "-x", "first", "-x", "second", lib_echo_url, input=b"third\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"first\nsecond\nthird\n"
+
+
+def test_execute_with_no_stdin(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", "-x", "only", lib_echo_url, input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"only\n"
+
+
+def test_null_separated(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", "-0", lib_echo_url, input=b"multi\nline\0second\0")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"multi\nline\0second\0"
+
+
+def test_binary_round_trip_is_byte_identical(lib_echo_url: str) -> None:
+    data = os.urandom(3 * 65536 + 123)
+    proc = run_wstool("connect", "-b", lib_echo_url, input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == data
+
+
+async def _send_binary(ws: ServerConnection) -> None:
+    await ws.send(b"\x00\x01\xfe\xff")
+    await ws.send("text too")
+    await ws.wait_closed()
+
+
+@pytest.mark.parametrize(("flag", "shown"), [(None, "0001feff"), ("--base64", "AAH+/w==")])
+def test_binary_in_text_mode_is_never_raw(
+    server_thread: ServerThread, flag: str | None, shown: str
+) -> None:
+    _s, url = start_websockets_server(server_thread, _send_binary)
+    args = ["connect", "-n", "2", url] + ([flag] if flag else [])
+    proc = run_wstool(*args, input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{shown}\ntext too\n".encode()
+
+
+def test_invalid_utf8_input_line_is_an_error_not_a_loss(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", lib_echo_url, input=b"ok\n\xff\xfe\n")
+    assert proc.returncode == 1
+    assert "input line 2 is not valid UTF-8" in proc.stderr
+    assert "-b/--binary" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_headers_origin_auth_user_agent_subprotocol(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(
+        server_thread, servers.reflect_headers, subprotocols=["v2", "chat"]
+    )
+    url = url.replace("ws://", "ws://alice:pw@") + "path?q=1"
+    proc = run_wstool(
+        "connect", "-n", "1", url,
+        "-H", "X-One: 1", "-H", "X-Two:two words",
+        "-o", "https://origin.test", "--user-agent", "probe/1",
+        "-s", "chat", "-s", "v9",
+        input=None,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    headers = seen["headers"]
+    assert seen["path"] == "/path?q=1"
+    assert headers["x-one"] == "1"
+    assert headers["x-two"] == "two words"
+    assert headers["origin"] == "https://origin.test"
+    assert headers["user-agent"] == "probe/1"
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"alice:pw").decode()
+    assert headers["sec-websocket-protocol"] == "chat, v9"
+    assert seen["subprotocol"] == "chat"
+
+
+def test_auth_option_wins_over_url(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(server_thread, servers.reflect_headers)
+    url = url.replace("ws://", "ws://alice:pw@")
+    proc = run_wstool("connect", "-n", "1", "--auth", "bob:s:cret", url, input=None)
+    assert proc.returncode == 0, proc.stderr
+    auth = json.loads(proc.stdout)["headers"]["authorization"]
+    assert auth == "Basic " + base64.b64encode(b"bob:s:cret").decode()
+
+
+def test_verbose_reports_handshake_and_masks_secrets(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(server_thread, servers.reflect_headers)
+    args = ("connect", "-v", "-n", "1", "--auth", "u:topsecret", "-H", "Cookie: c=1", url)
+    proc = run_wstool(*args, input=None)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert "> GET / HTTP/1.1" in err
+    assert "> Authorization: Basic ***" in err
+    assert "> Cookie: ***" in err
+    assert "< HTTP/1.1 101 Switching Protocols" in err
+    assert "< Sec-WebSocket-Extensions: permessage-deflate" in err
+    assert "extensions permessage-deflate" in err
+    assert "topsecret" not in err and base64.b64encode(b"u:topsecret").decode() not in err
+    shown = run_wstool(*args, "--show-secrets", input=None)
+    assert base64.b64encode(b"u:topsecret").decode() in shown.stderr
+    assert "Cookie: c=1" in shown.stderr
+
+
+def test_no_compress_offers_no_extension(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(server_thread, servers.reflect_headers)
+    proc = run_wstool("connect", "-n", "1", "--no-compress", url, input=None)
+    assert "sec-websocket-extensions" not in json.loads(proc.stdout)["headers"]
+    proc = run_wstool("connect", "-n", "1", url, input=None)
+    assert "permessage-deflate" in json.loads(proc.stdout)["headers"]["sec-websocket-extensions"]
+
+
+def test_server_close_code_and_reason_on_stderr(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(server_thread, servers.close_4001)
+    proc = run_wstool("connect", url, input=None)
+    assert proc.returncode == 5
+    assert "closed by the server: 4001 (private use) 'custom reason'" in proc.stderr
+    assert "error: server closed the connection with 4001 (private use): custom reason" in (
+        proc.stderr
+    )
+
+
+def test_echo_mode_mirrors_pushed_messages(server_thread: ServerThread) -> None:
+    received: list[Any] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        ws.received = received  # type: ignore[attr-defined]
+        await servers.push_then_idle(ws)
+
+    _s, url = start_websockets_server(server_thread, handler)
+    proc = run_wstool("connect", "--echo", "-n", "3", url, input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"push 0\npush 1\npush 2\n"
+    assert received == ["push 0", "push 1", "push 2"]
+
+
+def test_json_events(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", "--json", lib_echo_url, input=b"hi\n")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds == ["open", "message", "message", "close"]
+    opened, sent, received, closed = events
+    assert opened["extensions"] == ["permessage-deflate"] and opened["subprotocol"] is None
+    assert sent == {**sent, "direction": "sent", "type": "text", "size": 2, "text": "hi"}
+    assert received["direction"] == "received" and received["text"] == "hi"
+    assert received["ts"] >= sent["ts"]
+    assert closed["code"] == 1000 and closed["initiated_by"] == "client"
+
+
+def test_json_binary_payload_is_base64(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", "--json", "-b", lib_echo_url, input=b"\x00\xff")
+    msgs = [json.loads(x) for x in proc.stdout.splitlines() if b'"message"' in x]
+    assert [m["base64"] for m in msgs] == ["AP8=", "AP8="]
+    assert all(m["type"] == "binary" and m["size"] == 2 for m in msgs)
+
+
+def test_unix_socket(server_thread: ServerThread, tmp_path: Any) -> None:
+    from websockets.asyncio.server import unix_serve
+
+    path = str(tmp_path / "ws.sock")
+
+    async def start() -> Any:
+        from tests.conftest import lib_echo
+
+        return await unix_serve(lib_echo, path)
+
+    server_thread.run(start())
+    proc = run_wstool("connect", f"ws+unix://{path}", input=b"over unix\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"over unix\n"
+
+
+def test_closed_stdout_exits_quietly(lib_echo_url: str) -> None:
+    # `wstool connect URL | head -1`
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "connect", lib_echo_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"one\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"one\n"
+    proc.stdout.close()
+    proc.stdin.write(b"two\nthree\n" * 1000)
+    proc.stdin.close()
+    assert proc.wait(scaled(20)) == 0
+    assert proc.stderr is not None
+    assert b"Traceback" not in proc.stderr.read()
+
+
+def test_ctrl_c_closes_with_1000_and_exits_130(server_thread: ServerThread) -> None:
+    closes: list[int | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("ready")
+        await ws.wait_closed()
+        closes.append(ws.close_code)
+
+    _s, url = start_websockets_server(server_thread, handler)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "connect", url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(scaled(20)) == 130
+    assert closes == [1000]
