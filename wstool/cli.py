@@ -210,4 +210,8 @@ def completion_cmd(shell: str) -> None:
 
 
 def main() -> None:
+    if "_WSTOOL_COMPLETE" in os.environ:  # a shell asking for completions (completions/)
+        from wstool.completion import register_completion_classes
+
+        register_completion_classes()
     cli(prog_name="wstool")
