@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from wstool import __version__
-from wstool.config import DEFAULT_CHUNK_SIZE_BYTES, PipeConfig
+from wstool.config import DEFAULT_CHUNK_SIZE_BYTES, ConnectConfig, PipeConfig
 from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
 from wstool.options import (
     connect_config,
@@ -112,6 +112,11 @@ def cli() -> None:
 @click.option("--reconnect", is_flag=True,
               help="Retry with backoff after a failed connect or an abnormal close.")
 @click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
+@click.option("--vi", is_flag=True, help="REPL: Vi key bindings (default: Emacs).")
+@click.option("--no-history", is_flag=True,
+              help="REPL: do not read or write $XDG_STATE_HOME/wstool/history.")
+@click.option("--timestamps", is_flag=True, help="REPL: show a timestamp on each message.")
+@click.option("--no-pretty", is_flag=True, help="REPL: do not pretty-print JSON messages.")
 @connect_options
 @tls_options
 @output_options
@@ -150,17 +155,24 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         fail(exc)
     env = Environment.from_process(color=out_cfg.color)
 
-    async def main() -> int:
+    async def front_end(cfg: ConnectConfig) -> int:
+        if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
+            from wstool.repl import ReplConfig, run_connect_repl
+
+            repl_cfg = ReplConfig.from_options(env, out_cfg, raw)
+            return await run_connect_repl(env, cfg, pipe_cfg, out_cfg, repl_cfg)
         from wstool.pipe import PipeFrontEnd
 
+        return await PipeFrontEnd(env, cfg, pipe_cfg, out_cfg).run()
+
+    async def main() -> int:
         if demo:
             from wstool.server import demo_echo_server
 
             async with demo_echo_server() as demo_url:
                 env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
-                cfg = connect_config(demo_url, raw)
-                return await PipeFrontEnd(env, cfg, pipe_cfg, out_cfg).run()
-        return await PipeFrontEnd(env, conn_cfg, pipe_cfg, out_cfg).run()
+                return await front_end(connect_config(demo_url, raw))
+        return await front_end(conn_cfg)
 
     run_async(main, debug=debug)
 

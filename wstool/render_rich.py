@@ -1,0 +1,230 @@
+"""Rich renderers for the REPL: events to ``rich.text.Text`` (adapter layer).
+
+Built on the plain renderers of ``render.py`` and the same vocabulary: ``>``
+sent, ``<`` received, ``=`` state, ``!`` error. Every remote string goes
+through :func:`wstool.render.escape` and into a ``Text`` (never markup), so a
+server cannot move the cursor, change colours or set the window title.
+
+Rendering is size-bounded: a message is cut to ``max_chars`` / ``max_lines``
+*before* it is escaped, highlighted or dumped, and the fold says how big the
+message really was. Only pretty-printing JSON looks at a whole message, and
+only below ``PRETTY_JSON_MAX_BYTES``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+
+from rich.highlighter import JSONHighlighter
+from rich.text import Text
+
+from wstool.events import (
+    Closed,
+    Event,
+    Failed,
+    FrameSeen,
+    Message,
+    Notice,
+    Opened,
+    Ping,
+    Pong,
+    Reconnecting,
+)
+from wstool.render import close_line, escape, hex_dump, human_size, opened_line
+
+PRETTY_JSON_MAX_BYTES = 256 * 1024
+
+STYLE_SENT = "bold green"
+STYLE_RECEIVED = "bold cyan"
+STYLE_STATE = "yellow"
+STYLE_ERROR = "bold red"
+STYLE_DIM = "dim"
+
+_json_highlighter = JSONHighlighter()
+
+
+@dataclass
+class ViewOptions:
+    """What the REPL shows; ``/json`` and ``/timestamps`` flip these live."""
+
+    timestamps: bool = False
+    pretty_json: bool = True
+    base64: bool = False
+    verbose: int = 0
+    max_lines: int = 40
+    max_chars: int = 4000
+
+
+def wall_clock(ts_monotonic: float) -> str:
+    """A monotonic event time as local ``HH:MM:SS.mmm``."""
+    wall = time.time() - (time.monotonic() - ts_monotonic)
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+
+
+def _prefix(marker: str, style: str, ts: float, view: ViewOptions) -> Text:
+    text = Text()
+    if view.timestamps and ts:
+        text.append(wall_clock(ts) + " ", style=STYLE_DIM)
+    text.append(marker + " ", style=style)
+    return text
+
+
+def _indent(view: ViewOptions) -> str:
+    return " " * ((13 if view.timestamps else 0) + 2)
+
+
+def _pretty_json(text: str) -> str | None:
+    stripped = text.lstrip()
+    if not stripped or stripped[0] not in "{[" or len(text) > PRETTY_JSON_MAX_BYTES:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _fold_note(size_bytes: int, shown: str) -> Text:
+    return Text(f"… folded: {human_size(size_bytes)} ({size_bytes} bytes), showing {shown}",
+                style=STYLE_DIM + " italic")
+
+
+def message_text(event: Message, view: ViewOptions) -> Text:
+    sent = event.direction == "sent"
+    out = _prefix(">" if sent else "<", STYLE_SENT if sent else STYLE_RECEIVED, event.ts, view)
+    indent = _indent(view)
+    data = event.data
+    if isinstance(data, bytes):
+        return _binary_text(out, data, indent, view)
+    if data == "":
+        out.append("(empty text message)", style=STYLE_DIM)
+        return out
+    pretty = _pretty_json(data) if view.pretty_json else None
+    body = pretty if pretty is not None else data
+    # Cut first (bounded work for a 1 MiB message), then split and escape.
+    cut = body[: view.max_chars]
+    lines = cut.split("\n")
+    folded = len(cut) < len(body)
+    if len(lines) > view.max_lines:
+        lines = lines[: view.max_lines]
+        folded = True
+    for i, line in enumerate(lines):
+        if i:
+            out.append("\n" + indent)
+        piece = Text(escape(line))
+        if pretty is not None:
+            _json_highlighter.highlight(piece)
+        out.append_text(piece)
+    if folded:
+        out.append("\n" + indent)
+        out.append_text(_fold_note(event.size_bytes, f"{len(lines)} lines"
+                                   if len(lines) >= view.max_lines else
+                                   f"{len(cut)} characters"))
+    return out
+
+
+def _binary_text(out: Text, data: bytes, indent: str, view: ViewOptions) -> Text:
+    size = len(data)
+    out.append(f"binary, {size} bytes", style=STYLE_DIM)
+    if not data:
+        return out
+    if view.base64:
+        width = 76
+        max_b64 = view.max_lines * width
+        # 3 input bytes -> 4 base64 characters: encode only what is shown.
+        chunk = data[: max_b64 // 4 * 3]
+        encoded = base64.b64encode(chunk).decode("ascii")
+        rows = [encoded[i : i + width] for i in range(0, len(encoded), width)]
+        shown_bytes = len(chunk)
+    else:
+        rows = hex_dump(data, max_bytes=view.max_lines * 16)
+        shown_bytes = min(size, view.max_lines * 16)
+    for row in rows:
+        out.append("\n" + indent + row)
+    if shown_bytes < size:
+        out.append("\n" + indent)
+        out.append_text(_fold_note(size, f"the first {shown_bytes} bytes"))
+    return out
+
+
+def _payload_repr(data: bytes) -> str:
+    """A ping/pong payload: quoted text when it is UTF-8, else hex."""
+    if not data:
+        return ""
+    try:
+        return " " + repr(escape(data.decode()))
+    except UnicodeDecodeError:
+        return " 0x" + data.hex()
+
+
+def state_text(line: str, ts: float = 0.0, view: ViewOptions | None = None) -> Text:
+    """A ``=`` line; ``line`` must already be escaped if it holds remote text."""
+    out = _prefix("=", STYLE_STATE, ts, view or ViewOptions())
+    out.append(line, style=STYLE_STATE)
+    return out
+
+
+def error_text(line: str) -> Text:
+    out = Text("! ", style=STYLE_ERROR)
+    out.append(line, style=STYLE_ERROR)
+    return out
+
+
+def info_text(lines: list[str]) -> Text:
+    """Several lines of REPL information (help, stats, headers)."""
+    return Text("\n".join(lines), style=STYLE_DIM)
+
+
+def rtt_text(data: bytes, rtt_s: float, ts: float, view: ViewOptions) -> Text:
+    out = _prefix("<", STYLE_RECEIVED, ts, view)
+    out.append(f"pong{_payload_repr(data)}", style=STYLE_RECEIVED)
+    out.append(f" in {rtt_s * 1000:.2f} ms")
+    return out
+
+
+def event_text(event: Event, view: ViewOptions) -> Text | None:
+    """How an event shows in the REPL; None for events it leaves out."""
+    if isinstance(event, Message):
+        return message_text(event, view)
+    if isinstance(event, Opened):
+        return state_text(opened_line(event), event.ts, view)
+    if isinstance(event, Closed):
+        return state_text(close_line(event), event.ts, view)
+    if isinstance(event, Reconnecting):
+        return state_text(
+            f"reconnecting in {event.delay_s:.1f}s (attempt {event.attempt}): "
+            f"{escape(event.reason)}",
+            event.ts,
+            view,
+        )
+    if isinstance(event, Notice):
+        return state_text(escape(event.text), event.ts, view)
+    if isinstance(event, Failed):
+        return error_text(escape(event.message))
+    if isinstance(event, Ping):
+        # Keepalive traffic: only with -v.
+        if not view.verbose:
+            return None
+        marker, style = (">", STYLE_SENT) if event.direction == "sent" else ("<", STYLE_RECEIVED)
+        out = _prefix(marker, style, event.ts, view)
+        out.append(f"ping{_payload_repr(event.data)}", style=STYLE_DIM)
+        return out
+    if isinstance(event, Pong):
+        if event.direction == "sent":
+            out = _prefix(">", STYLE_SENT, event.ts, view)
+            out.append(f"pong{_payload_repr(event.data)}", style=STYLE_SENT)
+            return out
+        if not view.verbose:
+            return None  # a /ping shows its own pong with the RTT
+        out = _prefix("<", STYLE_RECEIVED, event.ts, view)
+        out.append(f"pong{_payload_repr(event.data)}", style=STYLE_DIM)
+        if event.rtt_s is not None:
+            out.append(f" in {event.rtt_s * 1000:.2f} ms", style=STYLE_DIM)
+        return out
+    if isinstance(event, FrameSeen):
+        marker = ">" if event.direction == "sent" else "<"
+        return Text(f"{marker} {escape(str(event.frame))}", style=STYLE_DIM)
+    return None

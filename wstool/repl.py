@@ -1,0 +1,877 @@
+"""The interactive REPL: ``wstool connect`` on a terminal (issue 3).
+
+A prompt_toolkit input line with a status bar, over a *target* that does the
+networking. Incoming messages are printed above the input line as they
+arrive (coalesced per event-loop turn and written with ``run_in_terminal``,
+so the line being typed survives any burst); everything remote is rendered
+by ``render_rich.py``, escaped.
+
+The target interface
+--------------------
+
+The REPL never touches a ``Session``; it drives a :class:`ReplTarget`:
+
+``commands``
+    the :class:`~wstool.commands.CommandTable` to parse input with
+    (``CONNECT_COMMANDS``, or that table ``.extend()``-ed).
+``async run(sink) -> ExitStatus``
+    connect (and reconnect), report every event to ``sink``, return when the
+    connection is over for good; raise a ``WstoolError`` to exit with it.
+``status() -> TargetStatus``
+    what the status bar shows (polled on every redraw: keep it cheap).
+``async send(data)``, ``async ping(data) -> rtt_s``, ``pong(data)``
+    raise :class:`TargetUnavailable` (one line for the user) when they cannot.
+``async close(code, reason)``
+    close for good: no reconnect; ``run()`` then returns.
+``headers_lines()``, ``stats_lines()``
+    the text of ``/headers`` and ``/stats``.
+``async execute(command, ui) -> bool``
+    records the REPL does not know (``wstool listen``: ``/clients``, ``/to ID
+    MESSAGE``, ``/kick ID [code [reason]]``); ``ui`` is the :class:`Repl`
+    (``show_state``, ``show_error``, ``show_info``, ``show_event``). Return
+    False for "not mine either".
+
+:class:`SessionTarget` is the target of ``connect``: one ``Session`` at a time,
+with the reconnect loop of pipe mode, ``-x`` messages and ``--echo``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import ColorDepth, Output
+from prompt_toolkit.styles import Style
+from rich.console import Console
+from rich.text import Text
+
+from wstool.commands import (
+    CLOSE_CODE_COMPLETIONS,
+    CONNECT_COMMANDS,
+    CloseCommand,
+    CommandError,
+    CommandTable,
+    PingCommand,
+    PongCommand,
+    Quit,
+    SaveTranscript,
+    SendBinary,
+    SendFile,
+    SendText,
+    ShowHeaders,
+    ShowHelp,
+    ShowStats,
+    Toggle,
+)
+from wstool.config import ConnectConfig, OutputConfig, PipeConfig
+from wstool.env import Environment
+from wstool.errors import ExitStatus, WstoolError
+from wstool.events import (
+    Closed,
+    Event,
+    EventSink,
+    Failed,
+    Message,
+    Notice,
+    Opened,
+    Ping,
+    Pong,
+    Reconnecting,
+)
+from wstool.render import escape, event_json, handshake_lines, human_size
+from wstool.render_rich import (
+    ViewOptions,
+    error_text,
+    event_text,
+    info_text,
+    rtt_text,
+    state_text,
+)
+from wstool.session import Session, SessionClosed, backoff_delays
+
+_TRANSCRIPT_EVENTS = (Opened, Message, Ping, Pong, Closed, Failed, Reconnecting)
+
+# History entries larger than this (a pasted document) are not kept on disk.
+HISTORY_MAX_ENTRY_CHARS = 64 * 1024
+
+
+class TargetUnavailable(Exception):
+    """A send/ping/pong the target cannot do now; the message is one line."""
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """What the status bar shows."""
+
+    url: str
+    state: str  # connecting / open / closing / closed / reconnecting (or the target's own)
+    subprotocol: str | None = None
+    compression: str | None = None
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    last_rtt_s: float | None = None
+    extra: str | None = None  # e.g. "3 clients" for listen
+
+
+class ReplUI(Protocol):
+    def show_event(self, event: Event) -> None: ...
+    def show_state(self, line: str) -> None: ...
+    def show_error(self, line: str) -> None: ...
+    def show_info(self, lines: list[str]) -> None: ...
+
+
+class ReplTarget(Protocol):
+    commands: CommandTable
+
+    async def run(self, sink: EventSink) -> ExitStatus: ...
+    def status(self) -> TargetStatus: ...
+    async def send(self, data: str | bytes) -> None: ...
+    async def ping(self, data: bytes | None) -> float: ...
+    def pong(self, data: bytes) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+    def headers_lines(self) -> list[str]: ...
+    def stats_lines(self) -> list[str]: ...
+    async def execute(self, command: object, ui: ReplUI) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ReplConfig:
+    vi: bool = False
+    history_path: Path | None = None  # None: no history on disk (--no-history)
+    timestamps: bool = False
+    pretty_json: bool = True
+    base64: bool = False
+    verbose: int = 0
+    show_secrets: bool = False
+
+    @classmethod
+    def from_options(
+        cls, env: Environment, output_config: OutputConfig, raw: dict[str, Any]
+    ) -> ReplConfig:
+        """From ``connect``'s raw options (``--vi``, ``--no-history``...)."""
+        return cls(
+            vi=bool(raw.get("vi")),
+            history_path=None if raw.get("no_history") else default_history_path(env.environ),
+            timestamps=bool(raw.get("timestamps")),
+            pretty_json=not raw.get("no_pretty"),
+            base64=bool(raw.get("use_base64")),
+            verbose=output_config.verbose,
+            show_secrets=output_config.show_secrets,
+        )
+
+
+def default_history_path(environ: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/wstool/history``, default ``~/.local/state/wstool/history``."""
+    state_home = environ.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(state_home):  # the XDG spec: ignore relative paths
+        home = environ.get("HOME") or str(Path.home())
+        state_home = os.path.join(home, ".local", "state")
+    return Path(state_home) / "wstool" / "history"
+
+
+class _BoundedFileHistory(FileHistory):
+    """A ``FileHistory`` that skips huge entries (a pasted 1 MiB document)."""
+
+    def store_string(self, string: str) -> None:
+        if len(string) <= HISTORY_MAX_ENTRY_CHARS:
+            super().store_string(string)
+
+
+def open_history(path: Path | None) -> tuple[History, str | None]:
+    """The history store, and a warning if the file cannot be used."""
+    if path is None:
+        return InMemoryHistory(), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600, exist_ok=True)
+    except OSError as exc:
+        return InMemoryHistory(), f"history not saved: cannot write {path}: {exc.strerror}"
+    return _BoundedFileHistory(str(path)), None
+
+
+class SlashCompleter(Completer):
+    """Tab completion from a command table's metadata."""
+
+    def __init__(self, table: CommandTable) -> None:
+        self.table = table
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        if not text.startswith("/") or text.startswith("//") or "\n" in text:
+            return
+        name, sep, arg = text[1:].partition(" ")
+        if not sep:
+            for spec in self.table.complete(name):
+                yield Completion(
+                    "/" + spec.name,
+                    start_position=-len(text),
+                    display=spec.synopsis,
+                    display_meta=spec.summary,
+                )
+            return
+        found = self.table.lookup(name)
+        if found is None:
+            return
+        spec = found
+        if spec.arg_kind == "path":
+            if arg.startswith("--text "):
+                arg = arg[len("--text ") :]
+            elif "--text".startswith(arg) and arg.startswith("-"):
+                yield Completion("--text", start_position=-len(arg))
+                return
+            yield from self.paths.get_completions(Document(arg, len(arg)), complete_event)
+        elif spec.arg_kind == "close_code" and " " not in arg:
+            for code, meaning in CLOSE_CODE_COMPLETIONS:
+                if str(code).startswith(arg):
+                    yield Completion(str(code), start_position=-len(arg), display_meta=meaning)
+        elif spec.arg_kind == "toggle":
+            for word in ("on", "off"):
+                if word.startswith(arg):
+                    yield Completion(word, start_position=-len(arg))
+        elif spec.arg_kind == "command":
+            for other in self.table.complete(arg.lstrip("/")):
+                yield Completion(other.name, start_position=-len(arg),
+                                 display_meta=other.summary)
+
+
+_STYLE = Style.from_dict({
+    "prompt": "bold",
+    "bottom-toolbar": "noreverse bg:#303030 #d0d0d0",
+    "bottom-toolbar.state-open": "bold #5fd75f",
+    "bottom-toolbar.state-other": "bold #ffd75f",
+    "bottom-toolbar.sep": "#808080",
+})
+
+
+def _format_rtt(rtt_s: float | None) -> str:
+    return "rtt -" if rtt_s is None else f"rtt {rtt_s * 1000:.1f} ms"
+
+
+class Repl:
+    """The prompt loop over a :class:`ReplTarget` (see the module docstring)."""
+
+    def __init__(
+        self,
+        env: Environment,
+        config: ReplConfig,
+        target: ReplTarget,
+        *,
+        input: Input | None = None,
+        output: Output | None = None,
+    ) -> None:
+        self.env = env
+        self.config = config
+        self.target = target
+        self.view = ViewOptions(
+            timestamps=config.timestamps,
+            pretty_json=config.pretty_json,
+            base64=config.base64,
+            verbose=config.verbose,
+        )
+        self.color = env.color_for(env.stdout_isatty)
+        # The environment's console renders to strings here (capture); the
+        # REPL writes them above the prompt itself.
+        self.console: Console = env.stdout_console()
+        self.transcript: list[Event] = []
+        self._pending: list[str] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_write: Awaitable[None] | None = None
+        self._quitting = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        history, warning = open_history(config.history_path)
+        self._history_warning = warning
+        self.prompt: PromptSession[str] = PromptSession(
+            "ws> ",
+            vi_mode=config.vi,
+            history=history,
+            auto_suggest=AutoSuggestFromHistory(),
+            completer=SlashCompleter(target.commands),
+            complete_while_typing=True,
+            key_bindings=self._key_bindings(),
+            bottom_toolbar=self._toolbar,
+            prompt_continuation=lambda width, line_no, wrap: "." * (width - 1) + " ",
+            style=_STYLE,
+            color_depth=None if self.color else ColorDepth.DEPTH_1_BIT,
+            erase_when_done=True,
+            input=input,
+            output=output,
+        )
+        # Bursts of incoming messages: redraw the status bar at most 20x/s.
+        self.prompt.app.min_redraw_interval = 0.05
+
+    # Keys
+
+    def _key_bindings(self) -> KeyBindings:
+        kb = KeyBindings()
+
+        @kb.add("escape", "enter")
+        def _newline(event: KeyPressEvent) -> None:
+            """Alt-Enter / Esc Enter: a newline in the message, not send."""
+            event.current_buffer.insert_text("\n")
+
+        @kb.add("c-c")
+        def _clear(event: KeyPressEvent) -> None:
+            """Ctrl-C clears the line (Ctrl-D or /quit exits)."""
+            buffer = event.current_buffer
+            if not buffer.text:
+                self.show_state("Ctrl-D or /quit to close and exit")
+            buffer.reset()
+
+        return kb
+
+    # Status bar
+
+    def _toolbar(self) -> StyleAndTextTuples:
+        st = self.target.status()
+        sep = ("class:bottom-toolbar.sep", " │ ")
+        state_style = (
+            "class:bottom-toolbar.state-open" if st.state == "open"
+            else "class:bottom-toolbar.state-other"
+        )
+        parts: StyleAndTextTuples = [
+            ("", " " + escape(st.url)),
+            sep,
+            (state_style, st.state),
+        ]
+        if st.extra:
+            parts += [sep, ("", escape(st.extra))]
+        if st.subprotocol:
+            parts += [sep, ("", escape(st.subprotocol))]
+        if st.compression:
+            parts += [sep, ("", escape(st.compression))]
+        parts += [
+            sep,
+            ("", f"↑ {st.messages_sent} msg {human_size(st.bytes_sent)}"),
+            sep,
+            ("", f"↓ {st.messages_received} msg {human_size(st.bytes_received)}"),
+            sep,
+            ("", _format_rtt(st.last_rtt_s) + " "),
+        ]
+        return parts
+
+    # Output above the prompt
+
+    def _render(self, renderable: Text) -> str:
+        with self.console.capture() as capture:
+            self.console.print(renderable)
+        return capture.get()
+
+    def _write(self, text: str) -> None:
+        """Queue text for the terminal; one write per event-loop turn."""
+        self._pending.append(text)
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush_now()
+                return
+            self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        output = self.prompt.app.output
+
+        def write() -> None:
+            output.write_raw(text)
+            output.flush()
+
+        # Erases the prompt and status bar, writes, redraws them below; the
+        # buffer being edited is untouched. Calls are chained, so in order.
+        self._last_write = run_in_terminal(write, in_executor=False)
+
+    def _flush_now(self) -> None:
+        text = "".join(self._pending)
+        self._pending.clear()
+        output = self.prompt.app.output
+        output.write_raw(text)
+        output.flush()
+
+    async def _drain_output(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+        if self._last_write is not None:
+            with contextlib.suppress(Exception):
+                await self._last_write
+
+    def show_event(self, event: Event) -> None:
+        text = event_text(event, self.view)
+        if text is not None:
+            self._write(self._render(text))
+
+    def show_state(self, line: str) -> None:
+        self._write(self._render(state_text(line)))
+
+    def show_error(self, line: str) -> None:
+        self._write(self._render(error_text(line)))
+
+    def show_info(self, lines: list[str]) -> None:
+        self._write(self._render(info_text(lines)))
+
+    def on_event(self, event: Event) -> None:
+        """The sink the target reports to."""
+        if isinstance(event, _TRANSCRIPT_EVENTS):  # what --json reports, for /save
+            self.transcript.append(event)
+        if isinstance(event, Opened) and self.config.verbose:
+            self.show_info(handshake_lines(event.handshake,
+                                           show_secrets=self.config.show_secrets))
+        self.show_event(event)
+        self.prompt.app.invalidate()  # the status bar
+
+    # The loop
+
+    async def run(self) -> ExitStatus:
+        """Prompt until the target ends or the user quits; the target's status."""
+        if self._history_warning:
+            self.show_state(self._history_warning)
+        self.show_state("type a message and Enter to send; /help for commands, Ctrl-D to quit")
+        target_task = asyncio.ensure_future(self.target.run(self.on_event))
+        target_task.add_done_callback(lambda _t: self._stop_prompt())
+        try:
+            while not target_task.done() and not self._quitting:
+                try:
+                    line = await self.prompt.prompt_async(pre_run=self._pre_run)
+                except EOFError:  # Ctrl-D on an empty line
+                    await self._quit(1000, "")
+                    break
+                except _TargetEnded:
+                    break
+                await self.handle_line(line)
+            await asyncio.wait({target_task})
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if not target_task.done():
+                target_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await target_task
+            await self._drain_output()
+        return target_task.result()
+
+    def _pre_run(self) -> None:
+        # The target may have ended between two prompts.
+        if self._quitting:
+            self.prompt.app.exit(exception=_TargetEnded())
+
+    def _stop_prompt(self) -> None:
+        self._quitting = True
+        app = self.prompt.app
+        if app.is_running and app.future is not None and not app.future.done():
+            app.exit(exception=_TargetEnded())
+
+    async def _quit(self, code: int, reason: str) -> None:
+        self._quitting = True
+        await self.target.close(code, reason)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle_line(self, line: str) -> None:
+        """Parse one line of input and do it."""
+        command = self.target.commands.parse(line)
+        if command is None:
+            return
+        await self.execute(command)
+
+    async def execute(self, command: object) -> None:
+        if isinstance(command, CommandError):
+            self.show_error(command.message)
+        elif isinstance(command, SendText):
+            await self._send(command.text)
+        elif isinstance(command, SendBinary):
+            await self._send(command.data)
+        elif isinstance(command, SendFile):
+            data = self._read_file(command)
+            if data is not None:
+                await self._send(data)
+        elif isinstance(command, PingCommand):
+            self._spawn(self._ping(command.data))
+        elif isinstance(command, PongCommand):
+            try:
+                self.target.pong(command.data)
+            except TargetUnavailable as exc:
+                self.show_error(f"pong not sent: {exc}")
+        elif isinstance(command, CloseCommand):
+            await self._quit(command.code, command.reason)
+        elif isinstance(command, Quit):
+            await self._quit(1000, "")
+        elif isinstance(command, Toggle):
+            self._toggle(command)
+        elif isinstance(command, ShowHeaders):
+            self.show_info(self.target.headers_lines())
+        elif isinstance(command, ShowStats):
+            self.show_info(self.target.stats_lines())
+        elif isinstance(command, SaveTranscript):
+            self._save(command.path)
+        elif isinstance(command, ShowHelp):
+            self._help(command.topic)
+        elif not await self.target.execute(command, self):
+            self.show_error(f"command not available here: {command!r}")
+
+    async def _send(self, data: str | bytes) -> None:
+        try:
+            await self.target.send(data)
+        except TargetUnavailable as exc:
+            self.show_error(f"not sent: {exc}")
+
+    async def _ping(self, data: bytes | None) -> None:
+        try:
+            rtt_s = await self.target.ping(data)
+        except TargetUnavailable as exc:
+            self.show_error(f"ping not sent: {exc}")
+            return
+        shown = data if data is not None else b""
+        self._write(self._render(rtt_text(shown, rtt_s, time.monotonic(), self.view)))
+        self.prompt.app.invalidate()
+
+    def _read_file(self, command: SendFile) -> str | bytes | None:
+        path = Path(command.path).expanduser()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            self.show_error(f"cannot read {escape(command.path)}: {exc.strerror or exc}")
+            return None
+        if not command.as_text:
+            return raw
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            self.show_error(
+                f"{escape(command.path)} is not valid UTF-8 (byte {exc.start}); "
+                "send it as binary with /file PATH"
+            )
+            return None
+
+    def _toggle(self, command: Toggle) -> None:
+        if command.setting == "json":
+            value = not self.view.pretty_json if command.value is None else command.value
+            self.view.pretty_json = value
+            self.show_state(f"JSON pretty-printing {'on' if value else 'off'}")
+        else:
+            value = not self.view.timestamps if command.value is None else command.value
+            self.view.timestamps = value
+            self.show_state(f"timestamps {'on' if value else 'off'}")
+
+    def _save(self, path_text: str) -> None:
+        path = Path(path_text).expanduser()
+        lines = []
+        for event in self.transcript:
+            obj = event_json(event)
+            if obj is not None:
+                lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
+        try:
+            with path.open("w", encoding="utf-8") as f:
+                f.writelines(lines)
+        except OSError as exc:
+            self.show_error(f"cannot write {escape(path_text)}: {exc.strerror or exc}")
+            return
+        self.show_state(f"saved {len(lines)} events to {escape(str(path))}")
+
+    def _help(self, topic: str | None) -> None:
+        table = self.target.commands
+        if topic:
+            spec = table.lookup(topic)
+            if spec is None:
+                self.show_error(f"unknown command /{escape(topic)} (try /help)")
+                return
+            self.show_info([f"{spec.synopsis}  {spec.summary}"])
+            return
+        self.show_info([
+            *table.help_lines(),
+            "",
+            "keys: Enter send · Alt-Enter/Esc Enter newline · Tab complete · Ctrl-R search "
+            "history · Ctrl-C clear line · Ctrl-D quit",
+        ])
+
+
+class _TargetEnded(Exception):
+    """Ends the pending prompt when the target is over."""
+
+
+# The target of `connect`
+
+
+def _retryable(exc: WstoolError) -> bool:
+    return exc.exit_status in (
+        ExitStatus.CONNECT_FAILED,
+        ExitStatus.CLOSED_ABNORMALLY,
+        ExitStatus.TIMEOUT,
+    )
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds // 60 % 60:02d}m"
+
+
+@dataclass
+class _Totals:
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rtts_s: list[float] = field(default_factory=list)
+
+
+class SessionTarget:
+    """``connect``: one ``Session`` at a time, reconnecting with ``--reconnect``."""
+
+    def __init__(
+        self,
+        connect_config: ConnectConfig,
+        pipe_config: PipeConfig,
+        output_config: OutputConfig,
+    ) -> None:
+        self.config = connect_config
+        self.pipe_config = pipe_config
+        self.output_config = output_config
+        self.commands: CommandTable = CONNECT_COMMANDS
+        self.session: Session | None = None
+        self.state = "connecting"
+        self.started_at = time.monotonic()
+        self.reconnects = 0
+        self._past = _Totals()  # sessions before the current one
+        self._stop = asyncio.Event()
+        self._sink: EventSink = lambda _event: None
+        self._received_total = 0
+
+    # ReplTarget
+
+    async def run(self, sink: EventSink) -> ExitStatus:
+        self._sink = sink
+        delays = backoff_delays(max_s=self.pipe_config.reconnect_max_delay_s)
+        attempt = 0
+        while True:
+            attempt += 1
+            error = await self._run_session()
+            if self._stop.is_set() or error is None or not self.pipe_config.reconnect:
+                break
+            if not _retryable(error):
+                break
+            delay = next(delays)
+            self.state = "reconnecting"
+            self.reconnects += 1
+            sink(Reconnecting(attempt, delay, str(error), ts=time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                error = None  # the user quit while we waited: their choice
+                break
+        self.state = "closed"
+        if error is not None:
+            raise error
+        return ExitStatus.OK
+
+    async def _run_session(self) -> WstoolError | None:
+        session = Session(
+            self.config,
+            self._on_event,
+            on_batch=self._on_batch,
+            trace=self.output_config.trace,
+            report_sent=True,
+        )
+        if self.session is not None:
+            self._add_to_past(self.session)
+        self.session = session
+        self.state = "connecting"
+        opening = asyncio.ensure_future(session.open())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not opening.done():
+            opening.cancel()
+            with contextlib.suppress(BaseException):
+                await opening
+            return None
+        exc = opening.exception()
+        if exc is not None:
+            if self.output_config.verbose and session.handshake is not None:
+                # -v: the rejected handshake, as pipe mode shows it on stderr.
+                for line in handshake_lines(session.handshake,
+                                            show_secrets=self.output_config.show_secrets):
+                    self._sink(Notice(line, ts=time.monotonic()))
+            if isinstance(exc, WstoolError):
+                return exc
+            raise exc
+        self.state = "open"
+        if self._stop.is_set():
+            await session.close(1000)
+            return None
+        try:
+            for message in self.pipe_config.execute:  # -x, on every (re)connect
+                session.send_text(message)
+            session.flush()
+        except SessionClosed:
+            pass
+        await session.wait_closed()
+        self.state = "closed"
+        return session.outcome()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Message) and event.direction == "received":
+            self._received_total += 1
+            session = self.session
+            if self.pipe_config.echo and session is not None:
+                with contextlib.suppress(SessionClosed):
+                    session.send(event.data)
+        self._sink(event)
+        count = self.pipe_config.count
+        if (
+            count is not None
+            and isinstance(event, Message)
+            and event.direction == "received"
+            and self._received_total == count
+        ):
+            # -n: N messages received, then a clean close.
+            asyncio.get_running_loop().create_task(self.close(1000, ""))
+
+    def _on_batch(self) -> None:
+        if self.pipe_config.echo and self.session is not None and self.session.is_open:
+            self.session.flush()
+
+    def _add_to_past(self, session: Session) -> None:
+        past = self._past
+        past.messages_sent += session.messages_sent
+        past.messages_received += session.messages_received
+        past.bytes_sent += session.bytes_sent
+        past.bytes_received += session.bytes_received
+        past.rtts_s.extend(session.rtts_s)
+
+    def _open_session(self) -> Session:
+        session = self.session
+        if session is None or not session.is_open:
+            raise TargetUnavailable(f"the connection is {self.state}")
+        return session
+
+    async def send(self, data: str | bytes) -> None:
+        session = self._open_session()
+        try:
+            session.send(data)
+        except SessionClosed:
+            raise TargetUnavailable("the connection is closed") from None
+        session.flush()
+        await session.drain()
+
+    async def ping(self, data: bytes | None) -> float:
+        session = self._open_session()
+        try:
+            return await session.ping(data)
+        except SessionClosed:
+            raise TargetUnavailable("the connection is closed") from None
+        except Exception as exc:  # closed while waiting, or a duplicate payload
+            raise TargetUnavailable(str(exc) or type(exc).__name__) from None
+
+    def pong(self, data: bytes) -> None:
+        session = self._open_session()
+        try:
+            session.pong(data)
+        except SessionClosed:
+            raise TargetUnavailable("the connection is closed") from None
+
+    async def close(self, code: int, reason: str) -> None:
+        self._stop.set()
+        session = self.session
+        if session is not None and session.is_open:
+            self.state = "closing"
+            await session.close(code, reason)
+
+    def status(self) -> TargetStatus:
+        session = self.session
+        past = self._past
+        now_sent = session.messages_sent if session else 0
+        rtts = session.rtts_s if session and session.rtts_s else past.rtts_s
+        compression = None
+        if session is not None and session.extensions:
+            compression = ", ".join(session.extensions)
+        return TargetStatus(
+            url=self.config.target.unix_path or self.config.target.url,
+            state=self.state,
+            subprotocol=session.subprotocol if session else None,
+            compression=compression,
+            messages_sent=past.messages_sent + now_sent,
+            messages_received=past.messages_received
+            + (session.messages_received if session else 0),
+            bytes_sent=past.bytes_sent + (session.bytes_sent if session else 0),
+            bytes_received=past.bytes_received + (session.bytes_received if session else 0),
+            last_rtt_s=rtts[-1] if rtts else None,
+        )
+
+    def headers_lines(self) -> list[str]:
+        session = self.session
+        if session is None or session.handshake is None:
+            return ["no handshake yet"]
+        return handshake_lines(session.handshake, show_secrets=self.output_config.show_secrets)
+
+    def stats_lines(self) -> list[str]:
+        st = self.status()
+        session = self.session
+        rtts = list(self._past.rtts_s) + (list(session.rtts_s) if session else [])
+        lines = [
+            f"sent:     {st.messages_sent} messages, {human_size(st.bytes_sent)} "
+            "(payload bytes)",
+            f"received: {st.messages_received} messages, {human_size(st.bytes_received)} "
+            "(wire bytes)",
+        ]
+        if rtts:
+            avg = sum(rtts) / len(rtts)
+            lines.append(
+                f"rtt:      min {min(rtts) * 1000:.2f} / avg {avg * 1000:.2f} / "
+                f"max {max(rtts) * 1000:.2f} ms over {len(rtts)} pings"
+            )
+        else:
+            lines.append("rtt:      no pong yet (/ping)")
+        if session is not None and session.opened_at is not None:
+            lines.append(f"uptime:   {_format_duration(time.monotonic() - session.opened_at)}"
+                         f" connected, {_format_duration(time.monotonic() - self.started_at)}"
+                         " since start")
+        if self.reconnects:
+            lines.append(f"reconnects: {self.reconnects}")
+        return lines
+
+    async def execute(self, command: object, ui: ReplUI) -> bool:
+        return False
+
+
+async def run_connect_repl(
+    env: Environment,
+    connect_config: ConnectConfig,
+    pipe_config: PipeConfig,
+    output_config: OutputConfig,
+    repl_config: ReplConfig,
+) -> ExitStatus:
+    """``connect`` on a terminal: the entry point ``cli.py`` calls."""
+    target = SessionTarget(connect_config, pipe_config, output_config)
+    return await Repl(env, repl_config, target).run()
