@@ -180,3 +180,45 @@ def size_or_none(value: int) -> int | None:
     if value < 0:
         raise UsageError(f"invalid --max-size {value}: must be 0 (no limit) or more")
     return value or None
+
+
+# Servers (issue 4): serve-echo and listen share ServerConfig.
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how a server listens; built by ``options.server_config``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    unix_path: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    self_signed: bool = False
+    # Accepted subprotocols in preference order; empty: accept the first offered.
+    subprotocols: tuple[str, ...] = ()
+    # Allowed Origin values; shell-style * wildcards; empty: any origin.
+    origins: tuple[str, ...] = ()
+    auth: tuple[str, str] | None = None
+    token: str | None = None
+    max_size_bytes: int | None = DEFAULT_MAX_SIZE_BYTES
+    compress: bool = True
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    max_connections: int | None = None
+    open_timeout_s: float | None = 10.0
+    close_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    """``serve-echo`` behaviour knobs."""
+
+    broadcast: bool = False
+    delay_s: float = 0.0
+    close_after: int | None = None
+    close_code: int = 1000
+    close_reason: str = ""
+    ping_every_s: float | None = None
+    greeting: str | None = None
+    drop_after: int | None = None

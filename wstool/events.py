@@ -132,3 +132,74 @@ Event: TypeAlias = (
     | Notice
 )
 EventSink: TypeAlias = Callable[[Event], None]
+
+
+# Server events (issue 4): serve-echo and listen. ``client_id`` numbers the
+# connections of one server run from 1.
+
+
+@dataclass(frozen=True, slots=True)
+class ServerListening:
+    url: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConnected:
+    client_id: int
+    peer: str
+    path: str
+    subprotocol: str | None
+    extensions: tuple[str, ...]
+    handshake: Handshake
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRejected:
+    """An HTTP request answered without an upgrade (401, 403, 426, 503, /health...),
+    or a connection dropped before its handshake (``status`` None)."""
+
+    client_id: int
+    peer: str
+    status: int | None
+    reason: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    client_id: int
+    direction: Direction
+    data: str | bytes
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDisconnected:
+    client_id: int
+    peer: str
+    code: int  # 1006 when no close frame was received
+    reason: str
+    initiated_by: Literal["client", "server"] | None
+    messages_in: int = 0
+    messages_out: int = 0
+    error: str | None = None  # what failed the connection, if we did
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSummary:
+    connections: int
+    messages_in: int
+    messages_out: int
+    bytes_in: int
+    bytes_out: int
+    ts: float = 0.0
+
+
+ServerEvent: TypeAlias = (
+    ServerListening | ClientConnected | ClientRejected | ClientMessage | ClientDisconnected
+    | ServerSummary | FrameSeen | Notice | Ping | Pong
+)
+ServerEventSink: TypeAlias = Callable[[ServerEvent], None]
