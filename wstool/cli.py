@@ -198,12 +198,54 @@ def serve_echo_cmd(args: tuple[str, ...]) -> None:
     _not_yet("serve-echo")
 
 
-@cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP,
-             context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def frame_dump_cmd(args: tuple[str, ...]) -> None:
-    """Show every frame: decode captured bytes, or relay and print both directions."""
-    _not_yet("frame-dump")
+@cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP)
+@click.argument("source", required=False, metavar="FILE|-|URL")
+@click.option("--hex", "hex_input", is_flag=True,
+              help="FILE holds hex text (whitespace and 0x prefixes ignored).")
+@click.option("--from", "from_side", type=click.Choice(["client", "server"]),
+              help="Who sent the bytes (default: per frame, from the MASK bit); "
+                   "frames that break the masking rule are flagged.")
+@click.option("--max-size", type=int, default=16 * 1024 * 1024, show_default=True,
+              metavar="BYTES", help="Most payload bytes buffered per frame or message; "
+                                    "longer ones are summarised. 0 = no limit.")
+@click.option("--payload", "payload_limit", type=click.IntRange(0), default=64,
+              show_default=True, metavar="N", help="Payload bytes previewed per frame; 0 = all.")
+@click.option("-x", "--hexdump", is_flag=True,
+              help="Add an offset/hex/ASCII dump of each header and (unmasked) payload.")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Relay mode: accept clients on HOST:PORT, connect each to URL, print "
+                   "both directions.")
+@click.option("--pcap", metavar="FILE", help="Read a pcap/pcapng capture of TCP traffic.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="Relay: extra header added to each upgrade request (repeatable).")
+@click.option("--open-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="Relay: deadline for connecting to URL (TCP + TLS); 0 = none.")
+@tls_options
+@output_options
+def frame_dump_cmd(source: str | None, **raw: Any) -> None:
+    """Show every frame: decode captured bytes, or relay and print both directions.
+
+    \b
+    wstool frame-dump capture.bin          one direction of a stream, raw bytes
+    wstool frame-dump --hex - <<< '81 05 48 65 6c 6c 6f'
+    wstool frame-dump --listen 127.0.0.1:9000 ws://127.0.0.1:8000/
+    wstool frame-dump --pcap capture.pcapng
+    """
+    from wstool.env import Environment
+
+    debug = raw["debug"]
+    try:
+        from wstool.dump import frame_dump_plan
+
+        plan = frame_dump_plan(source, raw)
+    except WstoolError as exc:
+        fail(exc)
+    env = Environment.from_process(color=raw["color"])
+
+    async def main() -> int:
+        return await plan.run(env)
+
+    run_async(main, debug=debug)
 
 
 @cli.command(name="completion")

@@ -178,3 +178,241 @@ def hex_dump(data: bytes, *, max_bytes: int | None = None) -> list[str]:
         ascii_col = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in row)
         lines.append(f"{offset:08x}  {left:<23}  {right:<23}  |{ascii_col}|")
     return lines
+
+
+# Frames
+# ------
+# frame-dump (offline and relay) and connect --trace (issue 5). One line per
+# frame in a stable vocabulary, e.g. ``> TEXT fin 5 B masked 37fa213d "Hello"``:
+# direction (``>`` client / sent, ``<`` server / received), opcode name, ``fin``
+# or ``more``, set RSV bits, payload length, the length encoding when not the
+# 7-bit one (``len16``/``len64``), ``masked KEY`` or ``unmasked``, ``msg N`` for
+# fragments, ``deflate W B -> I B`` for compressed frames, then the close code
+# and reason or a bounded, escaped payload preview. ``!`` lines carry protocol
+# problems, ``=`` lines reassembled messages.
+
+DEFAULT_PAYLOAD_PREVIEW_BYTES = 64
+
+
+def _frames_module() -> Any:
+    from wstool import frames
+
+    return frames
+
+
+def payload_preview(data: bytes, *, is_text: bool, limit: int | None,
+                    total: int | None = None) -> str:
+    """A bounded, terminal-safe view of a payload: quoted text or hex."""
+    total = len(data) if total is None else total
+    shown = data if limit is None else data[:limit]
+    if is_text:
+        text = shown.decode("utf-8", "backslashreplace")
+        body = '"' + escape(text.replace('"', '\\"'), keep_tab=False) + '"'
+    else:
+        body = shown.hex()
+    if total > len(shown):
+        body += f"… (+{total - len(shown)} B)"
+    return body
+
+
+def _looks_textual(data: bytes) -> bool:
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return False
+    return text.isprintable()
+
+
+def _close_words(code: int | None, reason: str | None) -> str:
+    if code is None:
+        return "no status"
+    text = f"{code} ({describe_close_code(code)})"
+    if reason:
+        text += ' "' + escape(reason.replace('"', '\\"'), keep_tab=False) + '"'
+    return text
+
+
+def frame_line(record: Any, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES,
+               prefix: str = "") -> str:
+    """One line for a ``frames.FrameRecord``."""
+    frames = _frames_module()
+    words = [prefix + (">" if record.direction == "client" else "<"), record.opcode_name,
+             "fin" if record.fin else "more"]
+    if record.rsv1:
+        words.append("rsv1")
+    if record.rsv2:
+        words.append("rsv2")
+    if record.rsv3:
+        words.append("rsv3")
+    words.append(f"{record.length} B")
+    if record.length_bits != 7:
+        words.append(f"len{record.length_bits}")
+    words.append(f"masked {record.mask_key.hex()}" if record.masked else "unmasked")
+    op = record.opcode
+    if op == frames.OP_CONT or (op in (frames.OP_TEXT, frames.OP_BINARY) and not record.fin):
+        words.append(f"msg {record.message}" if record.message else "msg ?")
+    if record.compressed and record.inflated_length is not None:
+        words.append(f"deflate {record.length} B -> {record.inflated_length} B")
+    if op == frames.OP_CLOSE:
+        words.append(_close_words(record.close_code, record.close_reason))
+    elif record.length or record.inflated_length:
+        data = record.data
+        total = record.inflated_length if record.inflated is not None else record.length
+        if op in frames.DATA_OPCODES:
+            is_text = record.message_opcode == frames.OP_TEXT
+        else:
+            is_text = _looks_textual(data)
+        words.append(payload_preview(data, is_text=is_text, limit=payload_limit,
+                                     total=total))
+    if record.summarised:
+        words.append(f"[summarised: {len(record.payload)} B kept, --max-size]")
+    return " ".join(words)
+
+
+def frame_detail_lines(record: Any, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES,
+                       prefix: str = "") -> list[str]:
+    """``!`` problem lines and the ``=`` reassembled-message line under a frame."""
+    frames = _frames_module()
+    lines = [f"{prefix}! {problem}" for problem in record.problems]
+    if record.fin and record.reassembled_length is not None and record.message:
+        kind = frames.OPCODE_NAMES[record.message_opcode or frames.OP_BINARY]
+        line = f"{prefix}= message {record.message} {kind} {record.reassembled_length} B"
+        if record.reassembled is not None:
+            line += " " + payload_preview(record.reassembled,
+                                          is_text=record.message_opcode == frames.OP_TEXT,
+                                          limit=payload_limit)
+        else:
+            line += " [over --max-size, not reassembled]"
+        lines.append(line)
+    return lines
+
+
+def offset_hex_lines(data: bytes, base_offset: int, *, max_bytes: int | None = None,
+                     indent: str = "    ") -> list[str]:
+    """Offset/hex/ASCII lines with offsets into the input (``-x/--hexdump``)."""
+    shown = data if max_bytes is None else data[:max_bytes]
+    lines = []
+    for start in range(0, len(shown), 16):
+        row = shown[start : start + 16]
+        left = " ".join(f"{b:02x}" for b in row[:8])
+        right = " ".join(f"{b:02x}" for b in row[8:])
+        ascii_col = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in row)
+        lines.append(f"{indent}{base_offset + start:08x}  {left:<23}  {right:<23}  |{ascii_col}|")
+    if len(data) > len(shown):
+        lines.append(f"{indent}… {len(data) - len(shown)} more bytes (--payload)")
+    return lines
+
+
+def frame_hexdump_lines(record: Any, *, max_bytes: int | None = None) -> list[str]:
+    """The header as on the wire, then the payload unmasked."""
+    lines = offset_hex_lines(record.header, record.offset)
+    lines += offset_hex_lines(record.payload, record.offset + len(record.header),
+                              max_bytes=max_bytes)
+    return lines
+
+
+def http_head_lines(head: Any, *, prefix: str = "", show_secrets: bool = True) -> list[str]:
+    """An HTTP upgrade found in the input: ``>`` request / ``<`` response."""
+    mark = ">" if head.kind == "request" else "<"
+    lines = [f"{prefix}{mark} {escape(head.start_line)}"]
+    for name, value in head.headers:
+        lines.append(f"{prefix}{mark} {escape(name)}: "
+                     f"{escape(mask_secret(name, value, show_secrets))}")
+    lines.append(f"{prefix}{mark}")
+    return lines
+
+
+def frame_json(record: Any, *, conn: int | None = None) -> dict[str, Any]:
+    """The ``--json`` object for a frame: exactly the keys in README "frame-dump"."""
+    data = record.data
+    try:
+        text: str | None = data.decode()
+    except UnicodeDecodeError:
+        text = None
+    out: dict[str, Any] = {
+        "offset": record.offset,
+        "fin": record.fin,
+        "rsv1": record.rsv1,
+        "rsv2": record.rsv2,
+        "rsv3": record.rsv3,
+        "opcode": record.opcode_name,
+        "masked": record.masked,
+        "mask_key": record.mask_key.hex() if record.mask_key is not None else None,
+        "length": record.length,
+        "payload_hex": record.payload.hex(),
+        "text": text,
+        "close_code": record.close_code,
+        "close_reason": record.close_reason,
+        "problems": [str(p) for p in record.problems],
+    }
+    if conn is not None:
+        out["direction"] = record.direction
+        out["conn"] = conn
+    return out
+
+
+def message_json(record: Any, *, conn: int | None = None) -> dict[str, Any] | None:
+    """``{"event": "message"}`` for a reassembled (or inflated) message, else None."""
+    frames = _frames_module()
+    if not (record.fin and record.reassembled_length is not None and record.message):
+        return None
+    data = record.reassembled
+    text = None
+    if data is not None and record.message_opcode == frames.OP_TEXT:
+        text = data.decode("utf-8", "replace")
+    out: dict[str, Any] = {
+        "event": "message",
+        "offset": record.offset,
+        "message": record.message,
+        "opcode": frames.OPCODE_NAMES[record.message_opcode or frames.OP_BINARY],
+        "length": record.reassembled_length,
+        "payload_hex": data.hex() if data is not None else None,
+        "text": text,
+    }
+    if conn is not None:
+        out["direction"] = record.direction
+        out["conn"] = conn
+    return out
+
+
+def http_head_json(head: Any, *, conn: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "event": "handshake",
+        "offset": head.offset,
+        "kind": head.kind,
+        "start_line": head.start_line,
+        "headers": [[n, v] for n, v in head.headers],
+    }
+    if conn is not None:
+        out["conn"] = conn
+    return out
+
+
+def trace_frame_line(direction: str, frame: Any, *,
+                     payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES) -> str:
+    """``connect --trace``: a websockets ``Frame`` in the frame-dump vocabulary.
+
+    The library hands us frames before masking (sent) and after inflation
+    (received), so there is no mask key and the length is the data length.
+    """
+    frames = _frames_module()
+    op = int(frame.opcode)
+    data = bytes(frame.data)
+    words = [">" if direction == "sent" else "<", frames.OPCODE_NAMES[op],
+             "fin" if frame.fin else "more"]
+    for name in ("rsv1", "rsv2", "rsv3"):
+        if getattr(frame, name):
+            words.append(name)
+    words.append(f"{len(data)} B")
+    if op == frames.OP_CLOSE:
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        words.append(_close_words(code, data[2:].decode("utf-8", "replace")))
+    elif data:
+        if op == frames.OP_TEXT:
+            is_text = True
+        elif op in (frames.OP_BINARY, frames.OP_CONT):
+            is_text = False
+        else:
+            is_text = _looks_textual(data)
+        words.append(payload_preview(data, is_text=is_text, limit=payload_limit))
+    return " ".join(words)

@@ -1,0 +1,263 @@
+"""``frame-dump`` front-end: decode captured bytes, or relay and print both directions.
+
+Offline (``frame-dump FILE|-``) the input is read in chunks and fed to the pure
+decoder (``frames.py``); each record is rendered as soon as it is decoded
+(``render.py`` "Frames"), so a large or endless input streams. Live
+(``frame-dump --listen HOST:PORT URL``) the relay core (``relay.py``) forwards
+bytes unchanged and emits events, rendered here the same way.
+
+Human output goes to stdout, with rich colour only when stdout is a terminal;
+``--json`` writes one object per line (README "frame-dump"). Diagnostics go to
+stderr through ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wstool.env import Environment
+from wstool.errors import ExitStatus, ProtocolFailure, UsageError, WstoolError
+from wstool.frames import Decoded, DecodeError, FrameDecoder, HttpHead, Side, parse_hex
+from wstool.render import (
+    escape,
+    frame_detail_lines,
+    frame_hexdump_lines,
+    frame_json,
+    frame_line,
+    http_head_json,
+    http_head_lines,
+    message_json,
+)
+
+if TYPE_CHECKING:
+    from wstool.config import ConnectConfig
+
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DumpConfig:
+    """What ``frame-dump`` shows and how (built at the CLI edge)."""
+
+    direction: Side | None = None  # --from
+    max_size_bytes: int | None = 16 * 1024 * 1024  # --max-size (None: no limit)
+    payload_limit: int | None = 64  # --payload N (None: no limit)
+    hexdump: bool = False  # -x/--hexdump
+    json: bool = False  # --json
+    show_secrets: bool = True
+
+
+@dataclass(frozen=True)
+class OfflineSource:
+    path: str  # a file, or "-" for stdin
+    hex_input: bool = False
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    listen_host: str
+    listen_port: int
+    upstream: ConnectConfig
+
+
+# Line styles on a terminal, by the first character of the line.
+_STYLES = {">": "cyan", "<": "green", "!": "bold red", "=": "magenta", " ": "dim"}
+
+
+class FrameWriter:
+    """Renders decoded records (and relay events) to stdout, flushed per batch."""
+
+    def __init__(self, env: Environment, cfg: DumpConfig) -> None:
+        self.env = env
+        self.cfg = cfg
+        self.out = env.stdout
+        self.console: Any = None
+        if not cfg.json and env.color_for(env.stdout_isatty):
+            self.console = env.stdout_console()
+        self.frames = 0
+        self.problems = 0
+
+    def write_lines(self, lines: list[str], prefix_len: int = 0) -> None:
+        if self.console is not None:
+            from rich.text import Text
+
+            for line in lines:
+                key = line[prefix_len : prefix_len + 1] if line else " "
+                self.console.print(Text(line, style=_STYLES.get(key, "")))
+            return
+        if lines:
+            self.out.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+
+    def write_json(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace")
+                       + b"\n")
+
+    def record(self, item: Decoded, *, conn: int | None = None) -> None:
+        prefix = f"#{conn} " if conn is not None else f"@{item.offset} "
+        if isinstance(item, HttpHead):
+            if self.cfg.json:
+                self.write_json(http_head_json(item, conn=conn))
+            else:
+                self.write_lines(http_head_lines(item, prefix=prefix,
+                                                 show_secrets=self.cfg.show_secrets),
+                                 len(prefix))
+            return
+        self.frames += 1
+        if item.problems:
+            self.problems += 1
+        if self.cfg.json:
+            self.write_json(frame_json(item, conn=conn))
+            msg = message_json(item, conn=conn)
+            if msg is not None:
+                self.write_json(msg)
+            return
+        limit = self.cfg.payload_limit
+        lines = [frame_line(item, payload_limit=limit, prefix=prefix)]
+        detail_prefix = " " * len(prefix)
+        lines += frame_detail_lines(item, payload_limit=limit, prefix=detail_prefix)
+        if self.cfg.hexdump:
+            lines += frame_hexdump_lines(item, max_bytes=limit)
+        self.write_lines(lines, len(prefix))
+
+    def records(self, items: list[Decoded], *, conn: int | None = None) -> None:
+        for item in items:
+            self.record(item, conn=conn)
+
+    def event(self, obj: dict[str, Any], line: str, *, conn: int | None = None) -> None:
+        """A non-frame event: a JSON object, or one ``=`` line."""
+        if self.cfg.json:
+            self.write_json(obj)
+        else:
+            prefix = f"#{conn} " if conn is not None else ""
+            self.write_lines([f"{prefix}{line}"], len(prefix))
+
+    def flush(self) -> None:
+        if self.console is None:
+            self.out.flush()
+
+
+def _read_all(env: Environment, source: OfflineSource) -> Any:
+    """Yield chunks of the input; unreadable files are a one-line error (exit 1)."""
+    name = "stdin" if source.path == "-" else source.path
+    try:
+        stream: Any = env.stdin if source.path == "-" else open(source.path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise WstoolError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        while True:
+            try:
+                chunk = stream.read(READ_CHUNK_BYTES)
+            except OSError as exc:
+                raise WstoolError(f"cannot read {name}: {exc.strerror or exc}") from None
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        if stream is not env.stdin:
+            stream.close()
+
+
+def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> int:
+    """Decode one direction of a stream from a file or stdin; returns the exit status."""
+    writer = FrameWriter(env, cfg)
+    decoder = FrameDecoder(direction=cfg.direction, max_size_bytes=cfg.max_size_bytes)
+    chunks = _read_all(env, source)
+    if source.hex_input:
+        text = b"".join(chunks).decode("ascii", "replace")
+        try:
+            data = parse_hex(text)
+        except ValueError as exc:
+            raise ProtocolFailure(f"invalid --hex input: {exc}") from None
+        chunks = iter([data[i : i + READ_CHUNK_BYTES]
+                       for i in range(0, len(data), READ_CHUNK_BYTES)])
+    try:
+        for chunk in chunks:
+            writer.records(decoder.feed(chunk))
+            writer.flush()
+        decoder.finish()
+    except DecodeError as exc:
+        if cfg.json:
+            writer.write_json({"event": "error", "message": str(exc), "offset": exc.offset})
+        writer.flush()
+        raise
+    writer.flush()
+    return ExitStatus.OK
+
+
+def describe_summary(writer: FrameWriter) -> str:
+    return escape(f"{writer.frames} frames, {writer.problems} with problems")
+
+
+@dataclass(frozen=True)
+class DumpPlan:
+    """What ``frame-dump`` was asked to do, validated (built by ``frame_dump_plan``)."""
+
+    cfg: DumpConfig
+    source: OfflineSource | None = None
+    relay: RelayConfig | None = None
+    pcap_path: str | None = None
+
+    async def run(self, env: Environment) -> int:
+        if self.relay is not None:
+            raise WstoolError("frame-dump --listen is not yet available in this version")
+        if self.pcap_path is not None:
+            raise WstoolError("frame-dump --pcap is not yet available in this version")
+        assert self.source is not None
+        return dump_offline(env, self.source, self.cfg)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise UsageError(f"invalid --listen '{text}': expected HOST:PORT (port 0-65535)")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port_text)
+
+
+def frame_dump_plan(source: str | None, raw: dict[str, Any]) -> DumpPlan:
+    """Raw ``frame-dump`` options -> a validated plan (UsageError on bad input)."""
+    from wstool.config import size_or_none
+
+    cfg = DumpConfig(
+        direction=raw.get("from_side"),
+        max_size_bytes=size_or_none(raw["max_size"]),
+        payload_limit=raw["payload_limit"] or None,
+        hexdump=raw["hexdump"],
+        json=raw["json_output"],
+        show_secrets=raw["show_secrets"] or not raw.get("listen"),
+    )
+    if raw.get("listen") and raw.get("pcap"):
+        raise UsageError("give --listen or --pcap, not both")
+    if raw.get("listen"):
+        if source is None:
+            raise UsageError("--listen needs the URL to relay to (ws:// or wss://)")
+        if raw["hex_input"]:
+            raise UsageError("--hex reads a file; it does not apply to --listen")
+        from wstool.options import connect_config
+
+        host, port = parse_listen(raw["listen"])
+        upstream = connect_config(source, {
+            **raw,
+            "subprotocols": (),
+            "compress": True,
+            "ping_interval": 0,
+            "ping_timeout": 0,
+            "no_proxy": True,
+            "proxy": None,
+        })
+        if upstream.target.unix_path is not None:
+            raise UsageError("--listen relays to ws:// or wss:// URLs, not ws+unix://")
+        return DumpPlan(cfg, relay=RelayConfig(host, port, upstream))
+    if raw.get("pcap"):
+        if source is not None:
+            raise UsageError(f"unexpected argument '{source}' with --pcap FILE")
+        return DumpPlan(cfg, pcap_path=raw["pcap"])
+    if source is None:
+        raise UsageError("missing FILE (or - for stdin, --listen HOST:PORT URL, --pcap FILE)")
+    if raw.get("headers") or raw.get("cacert") or raw.get("insecure"):
+        raise UsageError("-H and TLS options apply to --listen only")
+    return DumpPlan(cfg, source=OfflineSource(source, raw["hex_input"]))
+
+
