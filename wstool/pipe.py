@@ -45,6 +45,7 @@ from wstool.render import (
     event_json,
     handshake_lines,
     opened_line,
+    trace_frame_line,
 )
 from wstool.session import Session, SessionClosed, backoff_delays
 
@@ -184,8 +185,7 @@ class PipeFrontEnd:
         if self.out_cfg.json:
             self.write_json(event)
         if isinstance(event, FrameSeen):
-            self.env.write_stderr_line(f"{'>' if event.direction == 'sent' else '<'} "
-                                       f"{escape(str(event.frame))}")
+            self.env.write_stderr_line(trace_frame_line(event.direction, event.frame))
         elif isinstance(event, Opened):
             if self.out_cfg.verbose:
                 for line in handshake_lines(event.handshake,

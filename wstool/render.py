@@ -410,9 +410,9 @@ def trace_frame_line(direction: str, frame: Any, *,
     elif data:
         if op == frames.OP_TEXT:
             is_text = True
-        elif op in (frames.OP_BINARY, frames.OP_CONT):
+        elif op == frames.OP_BINARY:
             is_text = False
-        else:
+        else:  # no message context here: continuations and pings by their look
             is_text = _looks_textual(data)
         words.append(payload_preview(data, is_text=is_text, limit=payload_limit))
     return " ".join(words)

@@ -1,0 +1,46 @@
+"""`wstool connect --trace`: every frame both ways on stderr, in the frame-dump vocabulary."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
+
+
+async def _chatty(ws: Any) -> None:
+    # A server-initiated ping, a fragmented message, time for a keepalive ping
+    # from the client, then the closing handshake from the server.
+    pong = await ws.ping(b"srv")
+    await pong
+    await ws.send(iter(["frag", "mented"]))
+    await asyncio.sleep(scaled(0.6))
+    await ws.close(1000, "bye")
+
+
+@pytest.mark.slow
+def test_trace_shows_pings_pongs_fragments_and_close(server_thread: ServerThread) -> None:
+    _server, url = start_websockets_server(server_thread, _chatty, compression=None)
+    proc = run_wstool("connect", "--trace", "--wait", "-1", "--ping-interval", "0.2", url,
+                      input=b"")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert '< PING fin 3 B "srv"' in lines
+    assert '> PONG fin 3 B "srv"' in lines
+    assert '< TEXT more 4 B "frag"' in lines
+    assert '< CONT more 6 B "mented"' in lines
+    assert "< CONT fin 0 B" in lines
+    assert any(line.startswith("> PING fin 4 B ") for line in lines)
+    assert any(line.startswith("< PONG fin 4 B ") for line in lines)
+    assert '< CLOSE fin 5 B 1000 (normal closure) "bye"' in lines
+    assert '> CLOSE fin 5 B 1000 (normal closure) "bye"' in lines
+    assert proc.stdout == b"fragmented\n"
+
+
+def test_no_trace_without_the_flag(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", lib_echo_url, input=b"hi\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"hi\n"
+    assert "TEXT" not in proc.stderr
