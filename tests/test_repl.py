@@ -1,0 +1,540 @@
+"""The REPL (wstool/repl.py) driven through prompt_toolkit's pipe input.
+
+Keys go in through ``create_pipe_input()``; the prompt renders to a
+``DummyOutput`` that also records what the REPL writes above the prompt. The
+peer is the websockets library's server on 127.0.0.1 port 0, in the test's
+own event loop. Rendering (render_rich.py) is also tested directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from rich.console import Console
+from websockets.asyncio.server import ServerConnection, serve
+
+from tests.conftest import scaled
+from wstool.config import ConnectConfig, OutputConfig, PipeConfig, Target
+from wstool.env import Environment
+from wstool.errors import ClosedAbnormally, ExitStatus
+from wstool.events import Message
+from wstool.render_rich import ViewOptions, message_text
+from wstool.repl import Repl, ReplConfig, SessionTarget, default_history_path
+
+ENTER = "\r"
+CTRL_C = "\x03"
+CTRL_D = "\x04"
+ESC_ENTER = "\x1b\r"
+
+
+class RecordingOutput(DummyOutput):
+    """A DummyOutput that keeps the text written to it (no escape sequences:
+    the renderer's cursor moves and colours are method calls it ignores)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+
+    def write(self, data: str) -> None:
+        self.chunks.append(data)
+
+    def write_raw(self, data: str) -> None:
+        self.chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+@dataclass
+class Peer:
+    """What the server side saw."""
+
+    received: list[str | bytes] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str | None = None
+    connections: int = 0
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 5) -> None:
+    deadline = time.monotonic() + scaled(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def server(handler: Callable[[ServerConnection, Peer], Awaitable[None]],
+                 **kwargs: Any) -> AsyncIterator[tuple[str, Peer]]:
+    peer = Peer()
+
+    async def wrapped(ws: ServerConnection) -> None:
+        peer.connections += 1
+        try:
+            await handler(ws, peer)
+        finally:
+            await ws.wait_closed()
+            rcvd = ws.protocol.close_rcvd
+            if rcvd is not None:
+                peer.close_code = rcvd.code
+                peer.close_reason = rcvd.reason
+
+    async with serve(wrapped, "127.0.0.1", 0, max_size=None, **kwargs) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/", peer
+
+
+async def echo(ws: ServerConnection, peer: Peer) -> None:
+    async for message in ws:
+        peer.received.append(message)
+        await ws.send(message)
+
+
+def make_env(color: bool | None = False, environ: dict[str, str] | None = None,
+             isatty: bool = True) -> Environment:
+    return Environment(
+        stdin=io.BytesIO(),
+        stdout=io.BytesIO(),
+        stderr=io.StringIO(),
+        stdin_isatty=isatty,
+        stdout_isatty=isatty,
+        environ=environ or {},
+        color=color,
+    )
+
+
+class Driver:
+    """A REPL running in the background, keys in, recorded output out."""
+
+    def __init__(self, repl: Repl, output: RecordingOutput, send: Callable[[str], None],
+                 target: SessionTarget) -> None:
+        self.repl = repl
+        self.output = output
+        self.type = send
+        self.target = target
+        self.task: asyncio.Task[ExitStatus] = asyncio.ensure_future(repl.run())
+
+    async def see(self, fragment: str, timeout: float = 5) -> None:
+        await until(lambda: fragment in self.output.text or self.task.done(),
+                    repr(fragment), timeout)
+        assert fragment in self.output.text, f"{fragment!r} not in {self.output.text[-2000:]!r}"
+
+    async def open(self) -> None:
+        await until(lambda: self.target.state == "open" or self.task.done(), "open")
+        assert self.target.state == "open"
+
+    async def result(self) -> ExitStatus:
+        return await asyncio.wait_for(self.task, scaled(10))
+
+
+@asynccontextmanager
+async def repl_on(url: str, *, pipe: PipeConfig | None = None,
+                  config: ReplConfig | None = None, env: Environment | None = None,
+                  output_config: OutputConfig | None = None) -> AsyncIterator[Driver]:
+    with create_pipe_input() as pipe_input:
+        output = RecordingOutput()
+        target = SessionTarget(
+            ConnectConfig(Target(url), ping_interval_s=None),
+            pipe or PipeConfig(),
+            output_config or OutputConfig(),
+        )
+        repl = Repl(env or make_env(), config or ReplConfig(), target,
+                    input=pipe_input, output=output)
+        driver = Driver(repl, output, pipe_input.send_text, target)
+        try:
+            yield driver
+        finally:
+            if not driver.task.done():
+                driver.task.cancel()
+                await asyncio.gather(driver.task, return_exceptions=True)
+
+
+def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (no pytest-asyncio here)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+# End to end through the pipe input, against a real server.
+
+
+@async_test
+async def test_type_message_see_echo_and_ctrl_d_exits_0() -> None:
+    async with server(echo) as (url, peer), repl_on(url) as d:
+        await d.open()
+        d.type("hello" + ENTER)
+        await d.see("< hello")
+        assert "> hello" in d.output.text
+        assert peer.received == ["hello"]
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+        assert "closed by us: 1000 (normal closure)" in d.output.text
+    assert peer.close_code == 1000
+
+
+@async_test
+async def test_ping_shows_pong_and_rtt_in_status() -> None:
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        assert d.target.status().last_rtt_s is None
+        d.type("/ping hi" + ENTER)
+        await d.see("< pong 'hi' in ")
+        assert d.target.status().last_rtt_s is not None
+        assert "rtt " in "".join(text for _style, text, *_ in d.repl._toolbar())
+        d.type("/pong unsolicited" + ENTER)
+        await d.see("> pong 'unsolicited'")
+
+
+@async_test
+async def test_close_with_code_and_reason_exits_0_after_handshake() -> None:
+    async with server(echo) as (url, peer), repl_on(url) as d:
+        await d.open()
+        d.type("/close 4000 bye" + ENTER)
+        assert await d.result() == ExitStatus.OK
+        await d.see("closed by us: 4000 (private use) 'bye'")
+    assert (peer.close_code, peer.close_reason) == (4000, "bye")
+
+
+@async_test
+async def test_server_close_is_shown_and_raises_the_exit_error() -> None:
+    async def close_1001(ws: ServerConnection, peer: Peer) -> None:
+        await ws.recv()
+        await ws.close(1001, "going down")
+
+    async with server(close_1001) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        d.type("bye" + ENTER)
+        with pytest.raises(ClosedAbnormally) as info:
+            await d.result()
+        assert info.value.exit_status == ExitStatus.CLOSED_ABNORMALLY
+        assert "closed by the server: 1001 (going away) 'going down'" in d.output.text
+
+
+@async_test
+async def test_bad_input_keeps_the_connection() -> None:
+    async with server(echo) as (url, peer), repl_on(url) as d:
+        await d.open()
+        d.type("/foo" + ENTER)
+        await d.see("! unknown command /foo")
+        d.type("/close 1005" + ENTER)
+        await d.see("must not be sent")
+        d.type("/file /nonexistent/file" + ENTER)
+        await d.see("! cannot read /nonexistent/file: No such file or directory")
+        d.type("/binary 4" + ENTER)
+        await d.see("odd number of digits")
+        d.type("//foo" + ENTER)
+        await d.see("< /foo")
+        assert peer.received == ["/foo"]
+        assert d.target.state == "open"
+
+
+@async_test
+async def test_binary_file_and_text_file(tmp_path: Path) -> None:
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\x00\x01Hi\xff")
+    text = tmp_path / "doc.txt"
+    text.write_text("é line\n")
+    async with server(echo) as (url, peer), repl_on(url) as d:
+        await d.open()
+        d.type(f"/file {blob}" + ENTER)
+        await d.see("|..Hi.|")
+        d.type(f"/file --text {text}" + ENTER)
+        await d.see("< é line")
+        d.type(f"/file --text {blob}" + ENTER)
+        await d.see("is not valid UTF-8")
+        d.type("/base64 aGk=" + ENTER)
+        await until(lambda: len(peer.received) == 3, "3 messages")
+    assert peer.received == [b"\x00\x01Hi\xff", "é line\n", b"hi"]
+
+
+@async_test
+async def test_remote_control_characters_are_escaped() -> None:
+    evil = "\x1b]0;pwned\x07\x1b[31mred\x1b[2J\r\x08\x9b31m done"
+
+    async def push_evil(ws: ServerConnection, peer: Peer) -> None:
+        await ws.send(evil)
+        await ws.send(evil.encode())
+        await ws.wait_closed()
+
+    env = make_env(color=True)  # colours on: our own sequences, never the server's
+    async with server(push_evil, subprotocols=None) as (url, _peer), repl_on(url, env=env) as d:
+        await d.open()
+        await d.see("done")
+        await d.see("|.]0;pwned..[31mr|")  # the binary copy, as a hex dump
+        out = d.output.text
+        assert "\\e]0;pwned\\x07\\e[31mred\\e[2J\\r\\x08\\x9b31m done" in out
+        for raw in ("\x1b]", "\x07", "\x1b[2J", "\x9b", "\x08"):
+            assert raw not in out
+        # rich's own styling is there (colour is on), built from our markers only.
+        assert "\x1b[1;36m<" in out
+
+
+@async_test
+async def test_one_mib_message_is_folded_with_its_size() -> None:
+    big = "x" * (1 << 20)
+
+    async def push_big(ws: ServerConnection, peer: Peer) -> None:
+        await ws.send(big)
+        await ws.send(b"\xab" * (1 << 20))
+        await ws.wait_closed()
+
+    async with server(push_big) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        await d.see("1048576 bytes), showing the first 640 bytes")
+        out = d.output.text
+        assert "folded: 1.0 MiB (1048576 bytes), showing 4000 characters" in out
+        assert len(out) < 20_000
+        assert d.target.status().messages_received == 2
+
+
+@async_test
+async def test_json_pretty_toggle_and_timestamps() -> None:
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        d.type('{"a": [1, {"b": null}]}' + ENTER)
+        await d.see('< {\n    "a": [\n      1,')
+        d.type("/json" + ENTER)
+        await d.see("JSON pretty-printing off")
+        d.type('{"c": 2}' + ENTER)
+        await d.see('< {"c": 2}')
+        d.type("/timestamps on" + ENTER)
+        await d.see("timestamps on")
+        d.type("tick" + ENTER)
+        await d.see("< tick")
+        line = next(ln for ln in d.output.text.splitlines() if ln.endswith("< tick"))
+        assert len(line.split()[0]) == len("12:34:56.789")
+
+
+@async_test
+async def test_multiline_input_and_bracketed_paste_are_one_message() -> None:
+    async with server(echo) as (url, peer), repl_on(url) as d:
+        await d.open()
+        d.type("line one" + ESC_ENTER + "line two" + ENTER)
+        await until(lambda: len(peer.received) == 1, "one message")
+        d.type("\x1b[200~{\n  \"pasted\": true\n}\x1b[201~" + ENTER)
+        await until(lambda: len(peer.received) == 2, "two messages")
+    assert peer.received == ["line one\nline two", '{\n  "pasted": true\n}']
+
+
+@async_test
+async def test_ctrl_c_clears_the_line() -> None:
+    async with server(echo) as (url, peer), repl_on(url) as d:
+        await d.open()
+        d.type("discarded" + CTRL_C + "kept" + ENTER)
+        await d.see("< kept")
+        d.type(CTRL_C)
+        await d.see("Ctrl-D or /quit to close and exit")
+        assert peer.received == ["kept"]
+        assert d.target.state == "open"
+
+
+@async_test
+async def test_tab_completes_commands() -> None:
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        buffer = d.repl.prompt.default_buffer
+        d.type("/sta")
+        # Completion while typing runs asynchronously; a person sees the menu first.
+        await until(lambda: buffer.complete_state is not None, "the menu")
+        d.type("\t")
+        await until(lambda: buffer.text == "/stats", "completion")
+        d.type(ENTER)
+        await d.see("sent:     0 messages")
+        await d.see("rtt:      no pong yet")
+
+
+@async_test
+async def test_history_file_and_no_history(tmp_path: Path) -> None:
+    history = default_history_path({"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert history == tmp_path / "state" / "wstool" / "history"
+    async with server(echo) as (url, _peer):
+        async with repl_on(url, config=ReplConfig(history_path=history)) as d:
+            await d.open()
+            d.type("remember me" + ENTER)
+            await d.see("< remember me")
+            d.type(CTRL_D)
+            await d.result()
+        assert "+remember me" in history.read_text()
+        # A second run offers it: Up recalls the last entry.
+        async with repl_on(url, config=ReplConfig(history_path=history)) as d:
+            await d.open()
+            d.type("\x1b[A" + ENTER)
+            await d.see("< remember me")
+        # --no-history: nothing written.
+        async with repl_on(url, config=ReplConfig(history_path=None)) as d:
+            await d.open()
+            d.type("secret" + ENTER)
+            await d.see("< secret")
+    assert "secret" not in history.read_text()
+
+
+def test_default_history_path_falls_back_to_home(tmp_path: Path) -> None:
+    expected = tmp_path / ".local" / "state" / "wstool" / "history"
+    assert default_history_path({"HOME": str(tmp_path)}) == expected
+    # A relative XDG_STATE_HOME is ignored (XDG Base Directory spec).
+    assert default_history_path({"HOME": str(tmp_path), "XDG_STATE_HOME": "rel"}) == expected
+
+
+@async_test
+async def test_headers_stats_and_save(tmp_path: Path) -> None:
+    out_file = tmp_path / "t.jsonl"
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        d.type("/headers" + ENTER)
+        await d.see("< HTTP/1.1 101 Switching Protocols")
+        assert "> GET / HTTP/1.1" in d.output.text
+        d.type("one" + ENTER + "/binary 00ff" + ENTER)
+        await d.see("< binary, 2 bytes")
+        d.type(f"/save {out_file}" + ENTER)
+        await d.see("saved 5 events to")
+        d.type(f"/save {tmp_path}/no/such/dir/x" + ENTER)
+        await d.see("! cannot write")
+    events = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["open", "message", "message", "message", "message"]
+    assert events[1] == {**events[1], "direction": "sent", "type": "text", "text": "one"}
+    assert events[4] == {**events[4], "direction": "received", "type": "binary",
+                         "base64": "AP8="}
+
+
+@async_test
+async def test_execute_and_echo_options() -> None:
+    async def greet_then_record(ws: ServerConnection, peer: Peer) -> None:
+        await ws.send("welcome")
+        async for message in ws:
+            peer.received.append(message)
+
+    pipe = PipeConfig(execute=("first",), echo=True)
+    async with server(greet_then_record) as (url, peer), repl_on(url, pipe=pipe) as d:
+        await d.open()
+        await until(lambda: len(peer.received) == 2, "-x and the echo")
+    # The echo may come first: "welcome" can arrive with the handshake response.
+    assert sorted(peer.received, key=str) == ["first", "welcome"]
+
+
+@async_test
+async def test_reconnect_shows_attempts_and_prompt_stays_usable() -> None:
+    async def flaky(ws: ServerConnection, peer: Peer) -> None:
+        if peer.connections == 1:
+            await ws.close(1011, "oops")
+            return
+        await echo(ws, peer)
+
+    pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2)
+    async with server(flaky) as (url, peer), repl_on(url, pipe=pipe) as d:
+        await d.see("closed by the server: 1011 (internal error) 'oops'")
+        await d.see("reconnecting in ")
+        await until(lambda: peer.connections == 2 and d.target.state == "open", "reconnect")
+        d.type("again" + ENTER)
+        await d.see("< again")
+        d.type("/quit" + ENTER)
+        assert await d.result() == ExitStatus.OK
+
+
+@async_test
+async def test_send_before_open_says_why() -> None:
+    # Nothing listens on this port (bound, then closed): the connect fails.
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2)
+    async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
+        await d.see("reconnecting in ")
+        d.type("early" + ENTER)
+        await d.see("! not sent: the connection is")
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+
+
+def test_no_color_env_and_flag() -> None:
+    assert make_env(color=None, environ={"NO_COLOR": "1"}).color_for(True) is False
+    with create_pipe_input() as pipe_input:
+        target = SessionTarget(ConnectConfig(Target("ws://127.0.0.1:9/")), PipeConfig(),
+                               OutputConfig())
+        env = make_env(color=None, environ={"NO_COLOR": "1"})
+        repl = Repl(env, ReplConfig(), target, input=pipe_input, output=DummyOutput())
+        assert repl.color is False
+        assert "\x1b" not in repl._render(message_text(Message("received", "hi"), repl.view))
+
+
+# Rendering, directly.
+
+
+def render(event: Message, view: ViewOptions | None = None, color: bool = False) -> str:
+    console = Console(file=io.StringIO(), force_terminal=color, no_color=not color,
+                      color_system="standard" if color else None, markup=False,
+                      highlight=False, soft_wrap=True)
+    with console.capture() as capture:
+        console.print(message_text(event, view or ViewOptions()))
+    return capture.get()
+
+
+def test_render_text_json_and_binary() -> None:
+    assert render(Message("sent", "hi")) == "> hi\n"
+    assert render(Message("received", "")) == "< (empty text message)\n"
+    assert render(Message("received", '[1,{"a":"\\u001b"}]')) == (
+        '< [\n    1,\n    {\n      "a": "\\u001b"\n    }\n  ]\n'
+    )
+    assert render(Message("received", '{"a":1}'), ViewOptions(pretty_json=False)) == (
+        '< {"a":1}\n'
+    )
+    assert render(Message("received", "{not json")) == "< {not json\n"
+    assert render(Message("received", b"Hello, world!\x00\xff")) == (
+        "< binary, 15 bytes\n"
+        "  00000000  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 00 ff     |Hello, world!..|\n"
+    )
+    assert render(Message("received", b"hello"), ViewOptions(base64=True)) == (
+        "< binary, 5 bytes\n  aGVsbG8=\n"
+    )
+
+
+def test_render_json_escapes_del_and_c1() -> None:
+    # json.dumps(ensure_ascii=False) leaves DEL and C1 as they are: still escaped.
+    out = render(Message("received", '{"k": "\x7f\x9b"}'))
+    assert "\\x7f\\x9b" in out and "\x9b" not in out
+
+
+def test_render_multiline_text_keeps_lines_escapes_the_rest() -> None:
+    assert render(Message("received", "a\nb\r\x1b")) == "< a\n  b\\r\\e\n"
+
+
+def test_render_folds_long_and_many_line_messages() -> None:
+    view = ViewOptions(max_lines=3, max_chars=100)
+    out = render(Message("received", "\n".join(str(i) for i in range(10))), view)
+    assert out.splitlines()[:3] == ["< 0", "  1", "  2"]
+    assert "showing 3 lines" in out and "(19 bytes)" in out
+    out = render(Message("received", "y" * 1000), view)
+    assert "y" * 100 + "\n" in out and "y" * 101 not in out
+    assert "(1000 bytes), showing 100 characters" in out
+    out = render(Message("received", b"\x01" * 1000), view)
+    assert len(out.splitlines()) == 1 + 3 + 1
+    assert "showing the first 48 bytes" in out
+
+
+def test_render_one_mib_is_bounded() -> None:
+    out = render(Message("received", "\x1b" * (1 << 20)))
+    assert len(out) < 20_000
+    assert "\x1b" not in out and "(1048576 bytes)" in out
+
+
+def test_render_colour_marks_direction() -> None:
+    assert render(Message("sent", "x"), color=True).startswith("\x1b[1;32m>")
+    assert render(Message("received", "x"), color=True).startswith("\x1b[1;36m<")
