@@ -25,6 +25,7 @@ reported and skipped. Figures only; nothing here asserts speed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import re
@@ -32,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -103,16 +105,22 @@ def echo_server(kind: str, wstool: Tool) -> Iterator[str]:
         argv = [sys.executable, str(BENCH_DIR / "echo_server.py")]
     else:
         argv = [*wstool.argv, "serve-echo", "--host", "127.0.0.1", "--port", "0"]
+    # serve-echo announces its URL on stderr, bench/echo_server.py on stdout: read both.
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"ws://127\.0\.0\.1:\d+/?", line)
-        if match is None:
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            raise RuntimeError(f"echo server {kind!r} did not start: {line!r} {err!r}")
+        seen: list[str] = []
+        match = None
+        while match is None:
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait(10)
+                raise RuntimeError(f"echo server {kind!r} did not start: {''.join(seen)!r}")
+            seen.append(line)
+            match = re.search(r"ws://127\.0\.0\.1:\d+/?", line)
+        # Keep draining its output so that it never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield match.group(0)
     finally:
         if proc.poll() is None:
@@ -189,9 +197,13 @@ def count_lines(out: bytes, expected: list[bytes], tool: str) -> tuple[int, bool
     got = out.split(b"\n")
     if got and got[-1] == b"":
         got.pop()
-    want = set(expected)
-    returned = sum(1 for line in got if line in want)
-    in_order = got == expected[: len(got)]
+    # Lines are unique and numbered: in order means each returned line comes after
+    # the one before it in what was sent (losses allowed, nothing reordered or extra).
+    index = {line: i for i, line in enumerate(expected)}
+    positions = [index.get(line, -1) for line in got]
+    returned = sum(1 for i in positions if i >= 0)
+    in_order = all(0 <= a < b for a, b in itertools.pairwise(positions))
+    in_order = in_order and all(i >= 0 for i in positions)
     return returned, in_order
 
 
@@ -302,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cmd, _, _ = one_shot_argv(tool, "URL")
                 shown = " ".join([tool.name, *cmd[len(tool.argv):]])
                 if tool.name != "wscat":
-                    shown = "echo hi | " + shown
+                    shown = "echo hi \\| " + shown  # escaped: a Markdown table cell
                 ms, ok = one_shot(tool, url, args.runs)
                 print(f"| {tool.name} | `{shown}` | {ms * 1000:.1f} | {ok}/{args.runs} |",
                       flush=True)
@@ -330,8 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             runs.append(pipe_binary(tool, url, blob, 65536, workload))
                     r = median_result(runs)
                     lost = ", ".join(str(x.sent - x.returned) for x in runs)
+                    order = "n/a" if not r.returned else "yes" if r.in_order else "NO"
                     print(f"| {r.tool} | {r.workload} | {r.returned} / {r.sent} | {lost} | "
-                          f"{'yes' if r.in_order else 'NO'} | {r.elapsed_s:.2f} | "
+                          f"{order} | {r.elapsed_s:.2f} | "
                           f"{r.rate:,.0f} |", flush=True)
             print()
         finally:
