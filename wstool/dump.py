@@ -32,7 +32,8 @@ from wstool.render import (
 )
 
 if TYPE_CHECKING:
-    from wstool.config import ConnectConfig
+    from wstool.events import RelayEvent
+    from wstool.relay import RelayConfig
 
 READ_CHUNK_BYTES = 1024 * 1024
 
@@ -53,13 +54,6 @@ class DumpConfig:
 class OfflineSource:
     path: str  # a file, or "-" for stdin
     hex_input: bool = False
-
-
-@dataclass(frozen=True)
-class RelayConfig:
-    listen_host: str
-    listen_port: int
-    upstream: ConnectConfig
 
 
 # Line styles on a terminal, by the first character of the line.
@@ -201,7 +195,7 @@ class DumpPlan:
 
     async def run(self, env: Environment) -> int:
         if self.relay is not None:
-            raise WstoolError("frame-dump --listen is not yet available in this version")
+            return await run_relay(env, self.relay, self.cfg)
         if self.pcap_path is not None:
             raise WstoolError("frame-dump --pcap is not yet available in this version")
         assert self.source is not None
@@ -236,6 +230,7 @@ def frame_dump_plan(source: str | None, raw: dict[str, Any]) -> DumpPlan:
         if raw["hex_input"]:
             raise UsageError("--hex reads a file; it does not apply to --listen")
         from wstool.options import connect_config
+        from wstool.relay import RelayConfig
 
         host, port = parse_listen(raw["listen"])
         upstream = connect_config(source, {
@@ -249,7 +244,7 @@ def frame_dump_plan(source: str | None, raw: dict[str, Any]) -> DumpPlan:
         })
         if upstream.target.unix_path is not None:
             raise UsageError("--listen relays to ws:// or wss:// URLs, not ws+unix://")
-        return DumpPlan(cfg, relay=RelayConfig(host, port, upstream))
+        return DumpPlan(cfg, relay=RelayConfig(host, port, upstream, cfg.max_size_bytes))
     if raw.get("pcap"):
         if source is not None:
             raise UsageError(f"unexpected argument '{source}' with --pcap FILE")
@@ -261,3 +256,81 @@ def frame_dump_plan(source: str | None, raw: dict[str, Any]) -> DumpPlan:
     return DumpPlan(cfg, source=OfflineSource(source, raw["hex_input"]))
 
 
+
+
+class RelayRenderer:
+    """Renders relay events: frames as offline, plus connection lines (``=``, ``!``)."""
+
+    def __init__(self, env: Environment, cfg: DumpConfig) -> None:
+        self.env = env
+        self.cfg = cfg
+        self.writer = FrameWriter(env, cfg)
+
+    def __call__(self, event: RelayEvent) -> None:
+        from wstool.events import (
+            Notice,
+            RelayConnClosed,
+            RelayConnOpened,
+            RelayDecoded,
+            RelayError,
+            RelayListening,
+        )
+
+        writer = self.writer
+        try:
+            if isinstance(event, RelayDecoded):
+                for record in event.records:
+                    writer.record(record, conn=event.conn)  # type: ignore[arg-type]
+            elif isinstance(event, RelayListening):
+                url = f"ws://{event.host}:{event.port}/"
+                self.env.write_stderr_line(
+                    f"wstool: frame-dump relaying {url} -> {event.upstream_url}")
+                if self.cfg.json:
+                    writer.write_json({"event": "listening", "host": event.host,
+                                       "port": event.port, "url": url,
+                                       "upstream": event.upstream_url})
+            elif isinstance(event, RelayConnOpened):
+                writer.event({"event": "open", "conn": event.conn, "peer": event.peer},
+                             f"= connection {event.conn} from {escape(event.peer)}",
+                             conn=event.conn)
+            elif isinstance(event, RelayError):
+                writer.event({"event": "error", "conn": event.conn, "message": event.message},
+                             f"! {escape(event.message)}", conn=event.conn)
+            elif isinstance(event, RelayConnClosed):
+                writer.event({"event": "close", "conn": event.conn, "reason": event.reason,
+                              "client_bytes": event.client_bytes,
+                              "server_bytes": event.server_bytes},
+                             f"= {escape(event.reason)} (client sent {event.client_bytes} B, "
+                             f"server sent {event.server_bytes} B)", conn=event.conn)
+            elif isinstance(event, Notice):
+                self.env.write_stderr_line(f"wstool: {event.text}")
+            writer.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # stdout is gone (| head): keep relaying, the clients matter more
+
+
+async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -> int:
+    """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0)."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from wstool.relay import Relay
+
+    relay = Relay(relay_cfg, RelayRenderer(env, cfg))
+    await relay.start()
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[int] = loop.create_future()
+
+    def stop(status: int) -> None:
+        if not stopped.done():
+            stopped.set_result(status)
+
+    for signum, status in ((signal.SIGINT, ExitStatus.INTERRUPTED),
+                           (signal.SIGTERM, ExitStatus.OK)):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop, status)
+    try:
+        return await stopped
+    finally:
+        await relay.close()

@@ -203,3 +203,56 @@ ServerEvent: TypeAlias = (
     | ServerSummary | FrameSeen | Notice | Ping | Pong
 )
 ServerEventSink: TypeAlias = Callable[[ServerEvent], None]
+
+
+# Relay events (frame-dump --listen, issue 5). The decoded records are
+# ``wstool.frames`` objects, typed loosely here like FrameSeen.frame.
+
+
+@dataclass(frozen=True, slots=True)
+class RelayListening:
+    host: str
+    port: int
+    upstream_url: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConnOpened:
+    conn: int
+    peer: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayDecoded:
+    """Records decoded from one chunk of one direction (HTTP heads and frames)."""
+
+    conn: int
+    direction: Literal["client", "server"]
+    records: tuple[object, ...]
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayError:
+    """Something went wrong on one connection (the relay goes on)."""
+
+    conn: int
+    message: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConnClosed:
+    conn: int
+    reason: str
+    client_bytes: int  # bytes from the client to the server
+    server_bytes: int  # bytes from the server to the client
+    ts: float = 0.0
+
+
+RelayEvent: TypeAlias = (
+    RelayListening | RelayConnOpened | RelayDecoded | RelayError | RelayConnClosed | Notice
+)
+RelayEventSink: TypeAlias = Callable[[RelayEvent], None]

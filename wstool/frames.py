@@ -166,8 +166,8 @@ class FrameRecord:
     compressed: bool = False  # RSV1 under permessage-deflate
     inflated: bytes | None = None  # what this frame's payload inflated to (compressed)
     inflated_length: int | None = None
-    # On the frame that ends a message: the whole message (inflated), when it
-    # spanned several frames or was compressed; None when over max_size.
+    # On the CONT frame that ends a fragmented message: the whole message
+    # (inflated when compressed); None when over max_size.
     reassembled: bytes | None = None
     reassembled_length: int | None = None
     message_opcode: int | None = None  # TEXT/BINARY of the message, for continuations
@@ -695,7 +695,7 @@ class FrameDecoder:
             except UnicodeDecodeError as exc:
                 self._utf8_fail(record, exc)
         parts = self._frag_parts
-        if op == OP_CONT or record.compressed:
+        if op == OP_CONT:  # several frames: the message, put back together
             record.reassembled_length = self._frag_size
             record.reassembled = b"".join(parts) if parts is not None else None
         self._frag_opcode = None
