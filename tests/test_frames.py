@@ -465,3 +465,51 @@ def test_library_frames_round_trip(specs: list[tuple[Opcode, bytes, bool]], mask
             assert record.rsv1 is False
             assert record.payload == frame.data
             assert record.length == len(frame.data)
+
+
+def _fragments(opcode: Opcode, pieces: list[bytes]) -> list[Frame]:
+    frames = [Frame(opcode if i == 0 else Opcode.CONT, piece, fin=i == len(pieces) - 1)
+              for i, piece in enumerate(pieces)]
+    return frames
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([Opcode.TEXT, Opcode.BINARY]),
+            st.lists(st.text(max_size=300), min_size=1, max_size=4),
+            st.one_of(st.none(), st.binary(max_size=125)),  # a ping between fragments
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fragmented_library_frames_round_trip(
+    messages: list[tuple[Opcode, list[str], bytes | None]], mask: bool, compress: bool,
+    no_context_takeover: bool,
+) -> None:
+    ext = PerMessageDeflate(False, no_context_takeover, 15, 15)
+    built: list[Frame] = []
+    wire = b""
+    for opcode, texts, ping in messages:
+        frames = _fragments(opcode, [t.encode() for t in texts])
+        if ping is not None:
+            frames.insert(1, Frame(Opcode.PING, ping))
+        for frame in frames:
+            built.append(frame)
+            wire += frame.serialize(mask=mask, extensions=[ext] if compress else None)
+    deflate = DeflateParams(no_context_takeover, 15) if compress else None
+    records = frames_of(wire, deflate=deflate)
+    assert [(r.opcode, r.fin, r.data) for r in records] == [
+        (f.opcode, f.fin, f.data) for f in built]
+    assert all(r.problems == [] for r in records)
+    finals = [r for r in records if r.opcode == 0 and r.fin]
+    expected = [b"".join(t.encode() for t in texts) for _op, texts, _p in messages
+                if len(texts) > 1]
+    assert [r.reassembled for r in finals] == expected
+    for r in records:
+        assert r.rsv1 == (compress and r.opcode in (1, 2))

@@ -63,6 +63,7 @@ VALID_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1
 
 DEFAULT_MAX_SIZE_BYTES = 16 * 1024 * 1024
 MAX_HTTP_HEAD_BYTES = 64 * 1024
+INFLATE_PIECE_BYTES = 1024 * 1024
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2
 
 
@@ -624,33 +625,33 @@ class FrameDecoder:
         op = record.opcode
         if record.message == 0 or op not in DATA_OPCODES:
             return
-        data = chunk
         if record.compressed:
-            data = self._inflate(record, chunk)
-        self._message_data(record, data)
+            self._inflate(record, chunk)
+        else:
+            self._message_data(record, chunk)
 
-    def _inflate(self, record: FrameRecord, chunk: bytes) -> bytes:
+    def _inflate(self, record: FrameRecord, chunk: bytes) -> None:
+        """Inflate in bounded pieces: memory stays bounded whatever the ratio."""
         inflater = self._inflater
         if inflater is None:
-            return b""
-        try:
-            out = inflater.decompress(chunk, self.max_size + 1)
-            total = len(out)
-            while inflater.unconsumed_tail:
-                more = inflater.decompress(inflater.unconsumed_tail, self.max_size + 1)
-                total += len(more)  # counted, not kept: over --max-size
-        except zlib.error as exc:
-            record.problems.append(_problem("inflate", f"cannot inflate: {exc}"))
-            self._inflater = None
-            return b""
+            return
         if record.inflated is None:
             record.inflated = b""
             record.inflated_length = 0
-        room = self.max_size - len(record.inflated)
-        if room > 0:
-            record.inflated += out[:room]
-        record.inflated_length = (record.inflated_length or 0) + total
-        return out
+        try:
+            piece = inflater.decompress(chunk, INFLATE_PIECE_BYTES)
+            while True:
+                room = self.max_size - len(record.inflated)
+                if room > 0:
+                    record.inflated += piece[:room]
+                record.inflated_length = (record.inflated_length or 0) + len(piece)
+                self._message_data(record, piece)
+                if not inflater.unconsumed_tail:
+                    break
+                piece = inflater.decompress(inflater.unconsumed_tail, INFLATE_PIECE_BYTES)
+        except zlib.error as exc:
+            record.problems.append(_problem("inflate", f"cannot inflate: {exc}"))
+            self._inflater = None
 
     def _message_data(self, record: FrameRecord, data: bytes) -> None:
         if not data:
@@ -685,8 +686,7 @@ class FrameDecoder:
             return
         # The message is complete.
         if record.compressed and self._inflater is not None:
-            tail = self._inflate(record, _DEFLATE_TAIL)
-            self._message_data(record, tail)
+            self._inflate(record, _DEFLATE_TAIL)
             if self.deflate is not None and self.deflate.no_context_takeover:
                 self._inflater = None
         if self._frag_opcode == OP_TEXT and not self._utf8_failed and self._utf8 is not None:
