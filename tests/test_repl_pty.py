@@ -1,0 +1,189 @@
+"""The REPL in a real pseudo-terminal (pexpect), against the websockets library's
+server on 127.0.0.1; and pipe mode, which must not load prompt_toolkit or rich."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from tests.conftest import ServerThread, scaled, start_websockets_server
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Record:
+    received: list[Any] = field(default_factory=list)
+    closes: list[tuple[int, str]] = field(default_factory=list)
+
+
+def recording_handler(record: Record, push_every_s: float | None = None) -> Any:
+    """Echo and record; optionally push "tick N" every push_every_s seconds."""
+
+    async def handler(ws: Any) -> None:
+        async def pusher() -> None:
+            n = 0
+            while True:
+                await asyncio.sleep(push_every_s or 1)
+                n += 1
+                await ws.send(f"tick {n}")
+
+        task = asyncio.ensure_future(pusher()) if push_every_s else None
+        try:
+            async for message in ws:
+                record.received.append(message)
+                await ws.send(message)
+        finally:
+            if task is not None:
+                task.cancel()
+            rcvd = ws.protocol.close_rcvd
+            if rcvd is not None:
+                record.closes.append((rcvd.code, rcvd.reason))
+
+    return handler
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def spawn_repl(url: str, home: Path, *args: str) -> pexpect.spawn:
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / "state"),
+        "PROMPT_TOOLKIT_NO_CPR": "1",  # no cursor-position requests to answer
+        "TERM": "xterm",
+        "NO_COLOR": "1",
+        "COLUMNS": "100",
+        "LINES": "30",
+    }
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "wstool", "connect", url, "--ping-interval", "0", *args],
+        env=env,
+        dimensions=(30, 100),
+        encoding="utf-8",
+        timeout=scaled(10),
+    )
+    child.expect("connected to ")
+    return child
+
+
+def wait_exit(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus is not None
+    return int(child.exitstatus)
+
+
+def test_echo_ping_close_and_history(server_thread: ServerThread, home: Path) -> None:
+    record = Record()
+    _server, url = start_websockets_server(server_thread, recording_handler(record))
+    child = spawn_repl(url, home)
+    child.send("hello\r")
+    child.expect("< hello")
+    child.send("/ping\r")
+    child.expect(r"< pong in [0-9.]+ ms")
+    child.send("/nope\r")
+    child.expect(r"! unknown command /nope")
+    child.send("/close 4000 bye\r")
+    child.expect("closed by us: 4000 \\(private use\\) 'bye'")
+    assert wait_exit(child) == 0
+    assert record.received == ["hello"]
+    deadline = time.monotonic() + scaled(5)
+    while not record.closes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert record.closes == [(4000, "bye")]
+    history = (home / "state" / "wstool" / "history").read_text()
+    assert "\n+hello\n" in history
+    assert "\n+/close 4000 bye\n" in history
+
+
+def test_typing_survives_incoming_messages(server_thread: ServerThread, home: Path) -> None:
+    record = Record()
+    _server, url = start_websockets_server(server_thread, recording_handler(record, 0.1))
+    child = spawn_repl(url, home, "--no-history")
+    child.expect("< tick 1")
+    word = "interleaved"
+    for char in word:
+        # A person types; pushes arrive between the keys (one every 100 ms).
+        child.send(char)
+        time.sleep(0.04)
+    child.send("\r")
+    child.expect(f"< {word}\r\n")
+    # Pushes were printed above the line while the word was half typed...
+    assert len(re.findall(r"< tick \d+", child.before)) >= 2
+    # ...and the word went out whole.
+    assert record.received == [word]
+    child.sendcontrol("d")
+    assert wait_exit(child) == 0
+    assert not (home / "state" / "wstool" / "history").exists()
+
+
+def test_server_close_exits_with_documented_status(
+    server_thread: ServerThread, home: Path
+) -> None:
+    async def close_4001(ws: Any) -> None:
+        await ws.recv()
+        await ws.close(4001, "custom reason")
+
+    _server, url = start_websockets_server(server_thread, close_4001)
+    child = spawn_repl(url, home)
+    child.send("bye\r")
+    child.expect("closed by the server: 4001 \\(private use\\) 'custom reason'")
+    child.expect("wstool: error: server closed the connection with 4001")
+    assert wait_exit(child) == 5  # ExitStatus.CLOSED_ABNORMALLY
+
+
+_REPORT_MODULES = """
+import sys
+if sys.argv[1] == "control":
+    import wstool.repl  # noqa: F401  (proves the check can see them)
+from wstool.cli import main
+sys.argv = ["wstool", "connect", sys.argv[2]]
+try:
+    main()
+except SystemExit as exc:
+    status = exc.code
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"prompt_toolkit", "rich"})
+print(f"STATUS={status} LOADED={','.join(loaded) or '-'}", file=sys.stderr)
+"""
+
+
+@pytest.fixture
+def lib_echo(server_thread: ServerThread) -> Iterator[str]:
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo)
+    yield url
+
+
+@pytest.mark.parametrize(("mode", "expected"),
+                         [("pipe", "LOADED=-"), ("control", "LOADED=prompt_toolkit,rich")])
+def test_pipe_mode_loads_neither_prompt_toolkit_nor_rich(
+    lib_echo: str, mode: str, expected: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _REPORT_MODULES, mode, lib_echo],
+        input=b"one\ntwo\n",
+        capture_output=True,
+        timeout=scaled(30),
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.stdout == b"one\ntwo\n"
+    assert f"STATUS=0 {expected}" in result.stderr.decode()
