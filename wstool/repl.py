@@ -741,6 +741,11 @@ class SessionTarget:
         return session.outcome()
 
     def _on_event(self, event: Event) -> None:
+        # The status bar redraws on this event: the state must be current.
+        if isinstance(event, Opened):
+            self.state = "open"
+        elif isinstance(event, Closed):
+            self.state = "closed"
         if isinstance(event, Message) and event.direction == "received":
             self._received_total += 1
             session = self.session
