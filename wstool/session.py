@@ -120,12 +120,26 @@ class _Connection(ClientConnection):
             self.protocol.writes = writes
         super().send_data()
 
+    _close_timer: asyncio.TimerHandle | None = None
+
     def data_received(self, data: bytes) -> None:
         self.session.bytes_received += len(data)
         super().data_received(data)
+        # After a close frame went out because of what we received (the peer's
+        # close, or our failing the connection), nobody awaits close(), so
+        # enforce close_timeout here: RFC 6455 §7.1.1 lets the client close
+        # TCP when the server does not.
+        if self.protocol.parser_exc is not None or self.session._failure is not None:
+            # We failed the connection (RFC 6455 §7.1.7): the close frame is
+            # queued; close TCP after it rather than wait for the server.
+            self.transport.close()
+        elif self.close_deadline is not None and self._close_timer is None:
+            self._close_timer = self.loop.call_at(self.close_deadline, self.transport.abort)
         self.session._batch_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         super().connection_lost(exc)
         self.session._on_connection_lost()
 
@@ -168,6 +182,7 @@ class Session:
         self._fragmented_text = False
         self._failure: WstoolError | None = None
         self._closed_event = asyncio.Event()
+        self._lost = False
 
     # Opening
 
@@ -242,6 +257,8 @@ class Session:
                 ts=self.opened_at,
             )
         )
+        if self._lost:
+            self._finish_close()
 
     def _handshake_report(self, response: Any = None) -> Handshake:
         conn = self._conn
@@ -264,6 +281,11 @@ class Session:
         where = cfg.target.unix_path or cfg.target.url
         if isinstance(exc, WstoolError):
             return exc
+        # A TLS alert after the handshake (TLS 1.3 reports a missing client
+        # certificate that way) reaches connection_lost(), not the handshake.
+        lost_exc = self._conn.connection_exc if self._conn is not None else None
+        if isinstance(lost_exc, ssl.SSLError) and isinstance(exc, (InvalidMessage, OSError)):
+            exc = lost_exc
         if isinstance(exc, InvalidURI):
             return UsageError(f"invalid URL '{cfg.target.url}': {exc}")
         if isinstance(exc, InvalidStatus):
@@ -285,6 +307,17 @@ class Session:
             )
         if isinstance(exc, (ProxyError, InvalidProxy)):
             return ConnectFailed(f"proxy failed: {exc}", hint="check --proxy or *_PROXY")
+        if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
+            if cfg.target.secure and not cfg.tls.certfile:
+                # Python's asyncio turns a TLS 1.3 "certificate required" alert
+                # into a plain EOF, so this is the most we can say.
+                return ConnectFailed(
+                    f"{where} closed the connection before answering the handshake",
+                    hint="if it requires a client certificate, give --cert FILE --key FILE",
+                )
+            return HandshakeRejected(
+                f"{where} closed the connection before answering the handshake"
+            )
         if isinstance(exc, InvalidMessage):
             return HandshakeRejected(f"invalid handshake response from {where}: {exc}")
         if isinstance(exc, InvalidHandshake):
@@ -299,7 +332,18 @@ class Session:
                 hint="trust its CA with --cacert FILE, or skip the check with -k/--insecure",
             )
         if isinstance(exc, ssl.SSLError):
-            return ConnectFailed(f"TLS handshake with {where} failed: {exc.reason or exc}")
+            reason = str(exc.reason or exc)
+            if "CERTIFICATE_REQUIRED" in reason:
+                return ConnectFailed(
+                    f"TLS handshake with {where} failed: the server requires a client "
+                    "certificate", hint="give it with --cert FILE --key FILE"
+                )
+            return ConnectFailed(f"TLS handshake with {where} failed: {reason}")
+        if isinstance(exc, (ConnectionResetError, EOFError)) and cfg.target.secure:
+            return ConnectFailed(
+                f"connection to {where} reset during the TLS handshake",
+                hint="does it serve TLS? try ws://",
+            )
         if isinstance(exc, socket.gaierror):
             host = cfg.target.url.split("://", 1)[1].split("/", 1)[0]
             return ConnectFailed(f"cannot resolve host {host}: {exc.strerror}")
@@ -446,27 +490,35 @@ class Session:
             self._conn.transport.abort()
 
     async def wait_closed(self) -> Closed:
+        """Wait for the end of an opened connection."""
         await self._closed_event.wait()
         assert self.closed is not None
         return self.closed
 
     def _on_connection_lost(self) -> None:
+        self._lost = True
+        if self.opened_at is not None:
+            self._finish_close()
+        # else: lost during the opening handshake. Either open() raises, or the
+        # handshake completed in the same chunk and open() finishes the close.
+
+    def _finish_close(self) -> None:
         conn = self._require_conn()
         protocol = conn.protocol
         rcvd, sent = protocol.close_rcvd, protocol.close_sent
         initiated_by: Any
+        code, reason = (rcvd.code, rcvd.reason) if rcvd is not None else (1006, "")
         if rcvd is None:
-            initiated_by = "client" if sent is not None else None
+            initiated_by = None
+            if sent is not None:
+                # We failed the connection (e.g. 1009) and stopped reading:
+                # the code worth showing is the one we sent.
+                initiated_by, code, reason = "client", sent.code, sent.reason
         elif sent is None or protocol.close_rcvd_then_sent:
             initiated_by = "server"
         else:
             initiated_by = "client"
-        self.closed = Closed(
-            code=rcvd.code if rcvd is not None else 1006,
-            reason=rcvd.reason if rcvd is not None else "",
-            initiated_by=initiated_by,
-            ts=time.monotonic(),
-        )
+        self.closed = Closed(code, reason, initiated_by, ts=time.monotonic())
         self.sink(self.closed)
         self._closed_event.set()
 
@@ -479,11 +531,13 @@ class Session:
         parser_exc = protocol.parser_exc
         limit = self.config.max_size_bytes
         if isinstance(parser_exc, PayloadTooBig):
+            # The size is unknown when the limit is hit while inflating.
             size = parser_exc.size
-            total = f"{size + (parser_exc.current_size or 0)} bytes" if size else "a message"
+            what = f"message of {size + (parser_exc.current_size or 0)} bytes" if size else (
+                "compressed message inflating beyond the limit"
+            )
             return ProtocolFailure(
-                f"message of {total} exceeds --max-size {limit}",
-                hint="raise it, or 0 for no limit",
+                f"{what} exceeds --max-size {limit}", hint="raise it, or 0 for no limit"
             )
         if isinstance(parser_exc, ProtocolError):
             return ProtocolFailure(f"protocol error from the server: {parser_exc}")

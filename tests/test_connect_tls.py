@@ -1,0 +1,128 @@
+"""wss:// with trustme certificates: verification, --cacert, -k, client certificates, SNI."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.conftest import ServerThread, lib_echo, run_wstool, start_websockets_server
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def _tls_server(
+    st: ServerThread, ca: trustme.CA, *, require_client_cert: bool = False,
+    names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> str:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    if require_client_cert:
+        context.verify_mode = ssl.CERT_REQUIRED
+        ca.configure_trust(context)
+    _s, url = start_websockets_server(st, lib_echo, ssl=context)
+    return url.replace("ws://", "wss://")
+
+
+@pytest.fixture
+def wss_url(server_thread: ServerThread, ca: trustme.CA) -> Iterator[str]:
+    yield _tls_server(server_thread, ca)
+
+
+def test_untrusted_certificate_fails_with_hint(wss_url: str) -> None:
+    proc = run_wstool("connect", wss_url, input=b"hi\n")
+    assert proc.returncode == 3
+    assert "TLS certificate" in proc.stderr and "not trusted" in proc.stderr
+    assert "--cacert" in proc.stderr and "--insecure" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_cacert_trusts_the_server(wss_url: str, ca_file: str) -> None:
+    proc = run_wstool("connect", "--cacert", ca_file, wss_url, input=b"secure\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"secure\n"
+
+
+def test_insecure_connects_and_warns(wss_url: str) -> None:
+    proc = run_wstool("connect", "-k", wss_url, input=b"anyway\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"anyway\n"
+    assert "--insecure" in proc.stderr and "not verified" in proc.stderr
+
+
+def test_server_name_overrides_hostname_check(
+    server_thread: ServerThread, ca: trustme.CA, ca_file: str
+) -> None:
+    url = _tls_server(server_thread, ca, names=("ws.example.test",))
+    proc = run_wstool("connect", "--cacert", ca_file, url, input=b"x\n")
+    assert proc.returncode == 3 and "not trusted" in proc.stderr
+    proc = run_wstool("connect", "--cacert", ca_file, "--server-name", "ws.example.test", url,
+                      input=b"x\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"x\n"
+
+
+def test_client_certificate(
+    server_thread: ServerThread, ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    url = _tls_server(server_thread, ca, require_client_cert=True)
+    client = ca.issue_cert("client@example.test")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert))
+    client.private_key_pem.write_to_path(str(key))
+
+    without = run_wstool("connect", "--cacert", ca_file, url, input=b"x\n")
+    assert without.returncode == 3, without.stderr
+    assert "Traceback" not in without.stderr
+
+    with_cert = run_wstool("connect", "--cacert", ca_file, "--cert", str(cert), "--key",
+                           str(key), url, input=b"mutual\n")
+    assert with_cert.returncode == 0, with_cert.stderr
+    assert with_cert.stdout == b"mutual\n"
+
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(cert.read_bytes() + key.read_bytes())
+    proc = run_wstool("connect", "--cacert", ca_file, "--cert", str(combined), url,
+                      input=b"combined\n")
+    assert proc.returncode == 0, proc.stderr
+
+    cert_only = run_wstool("connect", "--cacert", ca_file, "--cert", str(cert), url,
+                           input=b"x\n")
+    assert cert_only.returncode == 2
+    assert "holds no private key" in cert_only.stderr and "--key" in cert_only.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "fragment"),
+    [
+        (["--key", "k.pem"], 2, "--key needs --cert"),
+        (["--cacert", "/nonexistent/ca.pem"], 1, "cannot read --cacert /nonexistent/ca.pem"),
+        (["--cert", "/nonexistent/c.pem", "--key", "/nonexistent/k.pem"], 1, "cannot read --cert"),
+    ],
+)
+def test_bad_tls_files(wss_url: str, args: list[str], status: int, fragment: str) -> None:
+    proc = run_wstool("connect", *args, wss_url, input=b"")
+    assert proc.returncode == status, proc.stderr
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_tls_to_a_plain_server_fails_cleanly(lib_echo_url: str) -> None:
+    proc = run_wstool("connect", lib_echo_url.replace("ws://", "wss://"), input=b"")
+    assert proc.returncode == 3, proc.stderr
+    assert "TLS handshake" in proc.stderr
+
+
