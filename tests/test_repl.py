@@ -296,9 +296,10 @@ async def test_one_mib_message_is_folded_with_its_size() -> None:
 
     async with server(push_big) as (url, _peer), repl_on(url) as d:
         await d.open()
-        await d.see("1048576 bytes), showing the first 640 bytes")
+        await d.see("1048576 bytes), showing the first 480 bytes")
         out = d.output.text
-        assert "folded: 1.0 MiB (1048576 bytes), showing 4000 characters" in out
+        # DummyOutput is 80 columns: 30 rows of 78 characters.
+        assert "folded: 1.0 MiB (1048576 bytes), showing the first 2340 characters" in out
         assert len(out) < 20_000
         assert d.target.status().messages_received == 2
 
@@ -520,10 +521,15 @@ def test_render_folds_long_and_many_line_messages() -> None:
     view = ViewOptions(max_lines=3, max_chars=100)
     out = render(Message("received", "\n".join(str(i) for i in range(10))), view)
     assert out.splitlines()[:3] == ["< 0", "  1", "  2"]
-    assert "showing 3 lines" in out and "(19 bytes)" in out
+    assert "(19 bytes), showing the first 5 characters (3 lines)" in out
     out = render(Message("received", "y" * 1000), view)
     assert "y" * 100 + "\n" in out and "y" * 101 not in out
-    assert "(1000 bytes), showing 100 characters" in out
+    assert "(1000 bytes), showing the first 100 characters (1 line)" in out
+    # Rows, not lines: at 40 columns a 100-character line takes 3 rows.
+    narrow = ViewOptions(max_lines=2, max_chars=1000, width=40)
+    out = render(Message("received", "z" * 100), narrow)
+    assert out.splitlines()[0] == "< " + "z" * 76
+    assert "showing the first 76 characters" in out
     out = render(Message("received", b"\x01" * 1000), view)
     assert len(out.splitlines()) == 1 + 3 + 1
     assert "showing the first 48 bytes" in out

@@ -5,7 +5,7 @@ sent, ``<`` received, ``=`` state, ``!`` error. Every remote string goes
 through :func:`wstool.render.escape` and into a ``Text`` (never markup), so a
 server cannot move the cursor, change colours or set the window title.
 
-Rendering is size-bounded: a message is cut to ``max_chars`` / ``max_lines``
+Rendering is size-bounded: a message is cut to ``max_chars`` / ``max_lines`` rows
 *before* it is escaped, highlighted or dumped, and the fold says how big the
 message really was. Only pretty-printing JSON looks at a whole message, and
 only below ``PRETTY_JSON_MAX_BYTES``.
@@ -54,8 +54,9 @@ class ViewOptions:
     pretty_json: bool = True
     base64: bool = False
     verbose: int = 0
-    max_lines: int = 40
+    max_lines: int = 30  # terminal rows per message, wrapped lines included
     max_chars: int = 4000
+    width: int = 80  # terminal columns; the REPL keeps it current
 
 
 def wall_clock(ts_monotonic: float) -> str:
@@ -106,11 +107,20 @@ def message_text(event: Message, view: ViewOptions) -> Text:
     body = pretty if pretty is not None else data
     # Cut first (bounded work for a 1 MiB message), then split and escape.
     cut = body[: view.max_chars]
-    lines = cut.split("\n")
     folded = len(cut) < len(body)
-    if len(lines) > view.max_lines:
-        lines = lines[: view.max_lines]
-        folded = True
+    # The budget is in terminal rows: a long line costs the rows it wraps to.
+    columns = max(20, view.width - len(indent))
+    rows_left = view.max_lines
+    lines: list[str] = []
+    for line in cut.split("\n"):
+        rows = max(1, -(-len(line) // columns))
+        if rows > rows_left:
+            if rows_left > 0:
+                lines.append(line[: rows_left * columns])
+            folded = True
+            break
+        lines.append(line)
+        rows_left -= rows
     for i, line in enumerate(lines):
         if i:
             out.append("\n" + indent)
@@ -119,10 +129,11 @@ def message_text(event: Message, view: ViewOptions) -> Text:
             _json_highlighter.highlight(piece)
         out.append_text(piece)
     if folded:
+        shown_chars = sum(len(line) for line in lines) + len(lines) - 1
         out.append("\n" + indent)
-        out.append_text(_fold_note(event.size_bytes, f"{len(lines)} lines"
-                                   if len(lines) >= view.max_lines else
-                                   f"{len(cut)} characters"))
+        out.append_text(_fold_note(event.size_bytes,
+                                   f"the first {shown_chars} characters "
+                                   f"({len(lines)} line{'' if len(lines) == 1 else 's'})"))
     return out
 
 

@@ -420,6 +420,7 @@ class Repl:
                 await self._last_write
 
     def show_event(self, event: Event) -> None:
+        self.view.width = self.prompt.app.output.get_size().columns
         text = event_text(event, self.view)
         if text is not None:
             self._write(self._render(text))
