@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +54,11 @@ class Tool:
     name: str
     argv: tuple[str, ...]  # how to run it (interpreter included where needed)
     version: str
+    extra: tuple[str, ...] = ()  # extra `wstool connect` options for a variant
+
+    @property
+    def label(self) -> str:
+        return " ".join([self.name, *self.extra])
 
 
 def _bin_next_to_python(name: str) -> str | None:
@@ -178,8 +183,9 @@ class PipeResult:
     tool: str
     workload: str
     sent: int
-    returned: int
-    in_order: bool
+    returned: int  # intact messages that came back
+    in_order: bool  # the intact ones came back in the order sent
+    corrupt: int  # lines (or bytes) that came back but match nothing sent, e.g. truncated
     elapsed_s: float
 
     @property
@@ -190,48 +196,50 @@ class PipeResult:
 _WSCAT_PROMPT = re.compile(rb"^(?:> )+", re.MULTILINE)
 
 
-def count_lines(out: bytes, expected: list[bytes], tool: str) -> tuple[int, bool]:
+def count_lines(out: bytes, expected: list[bytes], tool: str) -> tuple[int, bool, int]:
     if tool == "wscat":
         # wscat writes its readline prompt "> " to stdout even in a pipe.
         out = _WSCAT_PROMPT.sub(b"", out)
     got = out.split(b"\n")
     if got and got[-1] == b"":
         got.pop()
-    # Lines are unique and numbered: in order means each returned line comes after
-    # the one before it in what was sent (losses allowed, nothing reordered or extra).
+    # Lines are unique and numbered: in order means each intact line comes after the
+    # one before it in what was sent (losses allowed, nothing reordered or repeated).
     index = {line: i for i, line in enumerate(expected)}
     positions = [index.get(line, -1) for line in got]
-    returned = sum(1 for i in positions if i >= 0)
-    in_order = all(0 <= a < b for a, b in itertools.pairwise(positions))
-    in_order = in_order and all(i >= 0 for i in positions)
-    return returned, in_order
+    intact = [i for i in positions if i >= 0]
+    in_order = all(a < b for a, b in itertools.pairwise(intact))
+    return len(intact), in_order, len(positions) - len(intact)
 
 
 def pipe_text(tool: Tool, url: str, lines: list[bytes], workload: str) -> PipeResult:
     data = b"".join(line + b"\n" for line in lines)
     if tool.name == "wstool":
-        argv = [*tool.argv, "connect", url]
+        argv = [*tool.argv, "connect", *tool.extra, url]
     elif tool.name == "websocat":
         # -B: websocat splits a line longer than its buffer (default 65536) into messages.
         argv = [*tool.argv, "-t", "-B", str(4 * 1024 * 1024), url]
     else:
         argv = [*tool.argv, "-c", url]
     elapsed, out = time_once(argv, data)
-    returned, in_order = count_lines(out, lines, tool.name)
-    return PipeResult(tool.name, workload, len(lines), returned, in_order, elapsed)
+    returned, in_order, corrupt = count_lines(out, lines, tool.name)
+    return PipeResult(tool.label, workload, len(lines), returned, in_order, corrupt, elapsed)
 
 
 def pipe_binary(tool: Tool, url: str, data: bytes, message_bytes: int,
                 workload: str) -> PipeResult:
     if tool.name == "wstool":
-        argv = [*tool.argv, "connect", "-b", url]
+        argv = [*tool.argv, "connect", "-b", *tool.extra, url]
     else:
         argv = [*tool.argv, "-b", "-B", str(message_bytes), url]
     elapsed, out = time_once(argv, data)
-    # Binary is a byte stream to both tools: count whole 64 KiB units that came back intact.
+    # Binary is a byte stream to both tools: count whole 64 KiB units that came back as
+    # sent; any other output counts as corrupt.
     intact = out == data[: len(out)]
-    return PipeResult(tool.name, workload, len(data) // message_bytes,
-                      len(out) // message_bytes, intact, elapsed)
+    returned = len(out) // message_bytes if intact else 0
+    corrupt = 0 if intact else len(out)
+    return PipeResult(tool.label, workload, len(data) // message_bytes, returned, intact,
+                      corrupt, elapsed)
 
 
 def median_result(results: list[PipeResult]) -> PipeResult:
@@ -321,15 +329,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             print(f"Pipe throughput (median of {args.pipe_runs} runs by messages/s):")
             print()
-            print("| tool | workload | returned / sent | lost | in order | s | msg/s |")
-            print("|---|---|---:|---:|:-:|---:|---:|")
+            print("| tool | workload | returned / sent | lost (each run) | corrupt | in order "
+                  "| s | msg/s |")
+            print("|---|---|---:|---:|---:|:-:|---:|---:|")
+            # wstool compresses by default (permessage-deflate); websocat cannot, so a
+            # server that accepts it does more work for wstool: show both.
+            pipe_tools = []
+            for tool in tools:
+                pipe_tools.append(tool)
+                if tool.name == "wstool" and kind == "serve-echo":
+                    pipe_tools.append(replace(tool, extra=("--no-compress",)))
             workloads = [
                 (f"{args.lines} lines of 32 B", "lines"),
                 (f"{args.big} lines of 64 KiB", "big"),
                 (f"{args.big} x 64 KiB binary", "binary"),
             ]
             for workload, key in workloads:
-                for tool in tools:
+                for tool in pipe_tools:
                     if key == "binary" and tool.name == "wscat":
                         continue
                     runs = []
@@ -344,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     lost = ", ".join(str(x.sent - x.returned) for x in runs)
                     order = "n/a" if not r.returned else "yes" if r.in_order else "NO"
                     print(f"| {r.tool} | {r.workload} | {r.returned} / {r.sent} | {lost} | "
-                          f"{order} | {r.elapsed_s:.2f} | "
+                          f"{r.corrupt} | {order} | {r.elapsed_s:.2f} | "
                           f"{r.rate:,.0f} |", flush=True)
             print()
         finally:
