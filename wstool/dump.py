@@ -197,7 +197,7 @@ class DumpPlan:
         if self.relay is not None:
             return await run_relay(env, self.relay, self.cfg)
         if self.pcap_path is not None:
-            raise WstoolError("frame-dump --pcap is not yet available in this version")
+            return dump_pcap(env, self.pcap_path, self.cfg)
         assert self.source is not None
         return dump_offline(env, self.source, self.cfg)
 
@@ -334,3 +334,147 @@ async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -
         return await stopped
     finally:
         await relay.close()
+
+
+class _PcapWebSocket:
+    """One TCP connection of a capture, while we find out whether it is a WebSocket."""
+
+    def __init__(self) -> None:
+        self.number = 0  # WebSocket connection number, once the upgrade is seen
+        self.client: tuple[str, int] | None = None
+        self.early: dict[tuple[str, int], bytes] = {}  # bytes before the decision
+        self.ignored = False
+        self.decoding = True
+        self.decoders: dict[tuple[str, int], FrameDecoder] = {}
+        self.failed = False
+
+
+def _endpoint(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
+    """``frame-dump --pcap``: every WebSocket connection of a capture, both directions."""
+    from wstool.frames import apply_upgrade_response
+    from wstool.pcap import TcpReassembler, read_packets, tcp_segment
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise WstoolError(f"cannot read --pcap {path}: {exc.strerror or exc}") from None
+    writer = FrameWriter(env, cfg)
+    reassembler = TcpReassembler()
+    states: dict[int, _PcapWebSocket] = {}
+    websockets = 0
+
+    def start(state: _PcapWebSocket, client: tuple[str, int], server: tuple[str, int],
+              packet_index: int) -> None:
+        nonlocal websockets
+        websockets += 1
+        state.number = websockets
+        state.client = client
+        state.decoders[client] = FrameDecoder(direction="client",
+                                              max_size_bytes=cfg.max_size_bytes)
+        state.decoders[server] = FrameDecoder(direction="server",
+                                              max_size_bytes=cfg.max_size_bytes)
+        writer.event({"event": "open", "conn": state.number, "peer": _endpoint(client),
+                      "server": _endpoint(server), "packet": packet_index},
+                     f"= connection {state.number}: {_endpoint(client)} -> "
+                     f"{_endpoint(server)} (packet {packet_index})", conn=state.number)
+
+    def feed(state: _PcapWebSocket, sender: tuple[str, int], chunk: bytes) -> None:
+        if not state.decoding or not chunk:
+            return
+        decoder = state.decoders[sender]
+        try:
+            records = decoder.feed(chunk)
+        except DecodeError as exc:
+            side = "client" if sender == state.client else "server"
+            error(state, f"{side} stream: {exc}; no longer decoding")
+            state.decoding = False
+            return
+        for record in records:
+            if isinstance(record, HttpHead) and record.kind == "response":
+                other = next(d for s, d in state.decoders.items() if s != sender)
+                if not apply_upgrade_response(record, other, decoder):
+                    state.decoding = False
+            writer.record(record, conn=state.number)
+
+    def error(state: _PcapWebSocket, message: str) -> None:
+        state.failed = True
+        writer.event({"event": "error", "conn": state.number, "message": message},
+                     f"! {escape(message)}", conn=state.number)
+
+    try:
+        for packet in read_packets(data):
+            seg = tcp_segment(packet.linktype, packet.data)
+            if seg is None:
+                continue
+            conn, chunk = reassembler.add(seg)
+            state = states.get(conn.number)
+            if state is None:
+                state = states[conn.number] = _PcapWebSocket()
+            if state.ignored or not chunk:
+                continue
+            if state.number:
+                feed(state, seg.src, chunk)
+                continue
+            # Not yet known: a WebSocket starts with "GET ... Upgrade: websocket".
+            early = state.early.get(seg.src, b"") + chunk
+            state.early[seg.src] = early
+            if early.startswith(b"HTTP/") or b"HTTP/".startswith(early[:5]):
+                continue  # a response (or its start) waits for its request
+            if not early.startswith(b"GET ") and not b"GET ".startswith(early[:4]):
+                state.ignored = True
+                continue
+            end = early.find(b"\r\n\r\n")
+            if end < 0:
+                if len(early) > 64 * 1024:
+                    state.ignored = True
+                continue
+            if b"websocket" not in early[:end].lower():
+                state.ignored = True
+                continue
+            server = seg.dst
+            start(state, seg.src, server, packet.index)
+            feed(state, seg.src, early)
+            feed(state, server, state.early.pop(server, b""))
+            state.early.clear()
+        writer.flush()
+    except WstoolError:
+        writer.flush()
+        raise
+    # End of capture: report what did not end cleanly.
+    for conn in reassembler.connections.values():
+        state = states.get(conn.number)
+        if state is None or not state.number:
+            continue
+        for sender, decoder in state.decoders.items():
+            side = "client" if sender == state.client else "server"
+            stream = conn.streams.get(sender)
+            if stream is not None and stream.gap is not None:
+                error(state, f"{side} stream: bytes missing from the capture after stream "
+                             f"offset {stream.gap}")
+                continue
+            if state.decoding:
+                try:
+                    decoder.finish()
+                except DecodeError as exc:
+                    error(state, f"{side} stream: {exc}")
+        streams = [conn.streams.get(s) for s in state.decoders]
+        ended = all(s is not None and s.finished for s in streams)
+        writer.event({"event": "close", "conn": state.number,
+                      "reason": "closed" if ended else "end of capture"},
+                     "= closed" if ended else "= end of capture (connection still open)",
+                     conn=state.number)
+    writer.flush()
+    if not websockets:
+        env.write_stderr_line(f"wstool: no WebSocket upgrade in the "
+                              f"{len(reassembler.connections)} TCP connections of {path}")
+    failed = sum(1 for st in states.values() if st.failed)
+    if failed:
+        raise ProtocolFailure(f"{failed} WebSocket connection(s) in {path} ended inside a "
+                              "frame or with bytes missing (see the ! lines)")
+    return ExitStatus.OK

@@ -724,6 +724,21 @@ class FrameDecoder:
                                             f"invalid UTF-8 in the close reason: {exc.reason}"))
 
 
+def apply_upgrade_response(head: HttpHead, client: FrameDecoder, server: FrameDecoder) -> bool:
+    """After a server's response: set permessage-deflate on both decoders.
+
+    Returns False when the response is not a 101 (what follows is then an HTTP
+    body, not frames). The response states what was negotiated, for both
+    senders (RFC 7692 §7.1); the request only offered it.
+    """
+    if head.status_code != 101:
+        return False
+    ext = head.header("Sec-WebSocket-Extensions")
+    client.deflate = deflate_params_from_response(ext, "client") if ext else None
+    server.deflate = deflate_params_from_response(ext, "server") if ext else None
+    return True
+
+
 def decode_all(data: bytes, **kwargs: object) -> list[Decoded]:
     """Decode a whole input; raises DecodeError if it is truncated (tests, tools)."""
     decoder = FrameDecoder(**kwargs)  # type: ignore[arg-type]

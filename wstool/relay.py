@@ -41,7 +41,7 @@ from wstool.frames import (
     FrameDecoder,
     HttpHead,
     Side,
-    deflate_params_from_response,
+    apply_upgrade_response,
     parse_http_head,
 )
 from wstool.tls import client_context
@@ -303,13 +303,5 @@ class _PumpState:
         self.first_eof: Side | None = None
 
     def on_response(self, head: HttpHead) -> None:
-        if head.status_code != 101:
-            # Not an upgrade: what follows is an HTTP body, not frames.
-            self.decoding = False
-            return
-        ext = head.header("Sec-WebSocket-Extensions")
-        # The response states what was negotiated, for both senders (RFC 7692 §7.1).
-        self.client_decoder.deflate = (deflate_params_from_response(ext, "client")
-                                       if ext else None)
-        self.server_decoder.deflate = (deflate_params_from_response(ext, "server")
-                                       if ext else None)
+        if not apply_upgrade_response(head, self.client_decoder, self.server_decoder):
+            self.decoding = False  # not an upgrade: an HTTP body follows, not frames
