@@ -272,3 +272,33 @@ def test_ctrl_c_closes_with_1000_and_exits_130(server_thread: ServerThread) -> N
     proc.send_signal(signal.SIGINT)
     assert proc.wait(scaled(20)) == 130
     assert closes == [1000]
+
+
+def test_reconnect_after_abnormal_close_resends_execute(server_thread: ServerThread) -> None:
+    connections: list[int] = []
+
+    async def flaky(ws: ServerConnection) -> None:
+        connections.append(1)
+        message = await ws.recv()
+        if len(connections) == 1:
+            ws.transport.abort()  # no close frame: an abnormal close
+            return
+        await ws.send(message)
+        await ws.wait_closed()
+
+    _s, url = start_websockets_server(server_thread, flaky)
+    proc = run_wstool("connect", "--reconnect", "-x", "hello", url, input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"hello\n"
+    assert len(connections) == 2
+    assert "reconnecting in" in proc.stderr and "(attempt 1)" in proc.stderr
+    assert "without a close frame (1006)" in proc.stderr
+
+
+def test_no_reconnect_after_an_application_close(server_thread: ServerThread) -> None:
+    # 4001 is the server's deliberate answer (e.g. bad credentials): retrying
+    # would loop forever. Only drops and "come back later" codes are retried.
+    _s, url = start_websockets_server(server_thread, servers.close_4001)
+    proc = run_wstool("connect", "--reconnect", url, input=None, timeout=20)
+    assert proc.returncode == 5, proc.stderr
+    assert "reconnecting" not in proc.stderr

@@ -73,6 +73,10 @@ class HandshakeRejected(WstoolError):
 class ClosedAbnormally(WstoolError):
     exit_status = ExitStatus.CLOSED_ABNORMALLY
 
+    def __init__(self, message: str, *, close_code: int = 1006, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.close_code = close_code
+
 
 class ProtocolFailure(WstoolError):
     exit_status = ExitStatus.PROTOCOL_ERROR
@@ -116,3 +120,8 @@ def describe_close_code(code: int) -> str:
 # Close codes after which a client exits 0: 1000, and 1005 (a close frame
 # without a status, RFC 6455 §7.1.5, is still a clean close).
 NORMAL_CLOSE_CODES = frozenset({1000, 1005})
+
+# Close codes after which --reconnect tries again: a dropped connection and the
+# codes that mean "come back later". Not 1002/1007/1008/1009 (retrying cannot
+# help) nor 3000-4999 (the application's deliberate answer).
+RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig
 from wstool.env import Environment
-from wstool.errors import ExitStatus, WstoolError
+from wstool.errors import RETRYABLE_CLOSE_CODES, ClosedAbnormally, ExitStatus, WstoolError
 from wstool.events import (
     Closed,
     Event,
@@ -304,13 +304,22 @@ class PipeFrontEnd:
                     error = exc
                 if self.interrupted:
                     return ExitStatus.INTERRUPTED
-                if error is None or not self.cfg.reconnect or self.stdout_closed:
+                if (
+                    error is None
+                    or not self.cfg.reconnect
+                    or not self._retryable(error)
+                    or self.done.is_set()  # --count reached or stdout closed
+                ):
                     break
-                if self.input_eof and not self.pending and self.done.is_set():
-                    break
+                if self.session is not None and self.session.opened_at is not None:
+                    # It worked for a while: start the backoff over.
+                    delays = backoff_delays(max_s=self.cfg.reconnect_max_delay_s)
                 delay = next(delays)
                 self.on_event(Reconnecting(attempt, delay, str(error), ts=loop.time()))
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.done.wait(), delay)  # Ctrl-C cuts it short
+                if self.interrupted:
+                    return ExitStatus.INTERRUPTED
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
@@ -321,11 +330,9 @@ class PipeFrontEnd:
 
     @staticmethod
     def _retryable(exc: WstoolError) -> bool:
-        return exc.exit_status in (
-            ExitStatus.CONNECT_FAILED,
-            ExitStatus.CLOSED_ABNORMALLY,
-            ExitStatus.TIMEOUT,
-        )
+        if isinstance(exc, ClosedAbnormally):
+            return exc.close_code in RETRYABLE_CLOSE_CODES
+        return exc.exit_status in (ExitStatus.CONNECT_FAILED, ExitStatus.TIMEOUT)
 
     def _interrupt(self) -> None:
         if self.interrupted and self.session is not None:

@@ -24,6 +24,7 @@ import random
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,7 +44,9 @@ from websockets.exceptions import (
 from websockets.frames import Frame, Opcode
 from websockets.headers import build_authorization_basic
 from websockets.protocol import State
+from websockets.proxy import get_proxy
 from websockets.typing import Origin, Subprotocol
+from websockets.uri import parse_uri
 
 from wstool import __version__
 from wstool.config import ConnectConfig
@@ -183,6 +186,7 @@ class Session:
         self._failure: WstoolError | None = None
         self._closed_event = asyncio.Event()
         self._lost = False
+        self.proxy: str | None = None
 
     # Opening
 
@@ -203,7 +207,7 @@ class Session:
             "ping_timeout": cfg.ping_timeout_s,
             "close_timeout": cfg.close_timeout_s,
             "create_connection": self._make_connection,
-            "proxy": True if cfg.proxy is None else (cfg.proxy or None),
+            "proxy": self._resolve_proxy(),
         }
         if cfg.target.secure:
             kwargs["ssl"] = client_context(cfg.tls)
@@ -217,6 +221,19 @@ class Session:
             kwargs["unix"] = True
             kwargs["path"] = cfg.target.unix_path
         return kwargs
+
+    def _resolve_proxy(self) -> str | None:
+        """--proxy, else the environment (websockets' rules, plus ALL_PROXY)."""
+        cfg = self.config
+        if cfg.proxy is not None or cfg.target.unix_path is not None:
+            self.proxy = cfg.proxy or None
+            return self.proxy
+        ws_uri = parse_uri(cfg.target.url)
+        proxy = get_proxy(ws_uri)
+        if proxy is None and not urllib.request.proxy_bypass(f"{ws_uri.host}:{ws_uri.port}"):
+            proxy = urllib.request.getproxies().get("all")
+        self.proxy = proxy
+        return proxy
 
     def _make_connection(self, protocol: Any, **kwargs: Any) -> _Connection:
         conn = _Connection(protocol, **kwargs)
@@ -347,6 +364,12 @@ class Session:
         if isinstance(exc, socket.gaierror):
             host = cfg.target.url.split("://", 1)[1].split("/", 1)[0]
             return ConnectFailed(f"cannot resolve host {host}: {exc.strerror}")
+        if isinstance(exc, OSError) and self.proxy and self._conn is None:
+            # Nothing of the WebSocket connection exists yet: the proxy failed.
+            return ConnectFailed(
+                f"cannot reach proxy {self.proxy}: {exc.strerror or exc}",
+                hint="check --proxy or *_PROXY, or use --no-proxy",
+            )
         if isinstance(exc, ConnectionRefusedError):
             return ConnectFailed(f"connection refused by {where}")
         if isinstance(exc, FileNotFoundError) and cfg.target.unix_path:
@@ -561,7 +584,8 @@ class Session:
         reason = f": {rcvd.reason}" if rcvd.reason else ""
         return ClosedAbnormally(
             f"server closed the connection with {rcvd.code} "
-            f"({describe_close_code(rcvd.code)}){reason}"
+            f"({describe_close_code(rcvd.code)}){reason}",
+            close_code=rcvd.code,
         )
 
 
