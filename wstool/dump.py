@@ -347,6 +347,7 @@ class _PcapWebSocket:
         self.decoding = True
         self.decoders: dict[tuple[str, int], FrameDecoder] = {}
         self.failed = False
+        self.closed = False
 
 
 def _endpoint(addr: tuple[str, int]) -> str:
@@ -357,7 +358,7 @@ def _endpoint(addr: tuple[str, int]) -> str:
 def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
     """``frame-dump --pcap``: every WebSocket connection of a capture, both directions."""
     from wstool.frames import apply_upgrade_response
-    from wstool.pcap import TcpReassembler, read_packets, tcp_segment
+    from wstool.pcap import TcpConnection, TcpReassembler, read_packets, tcp_segment
 
     try:
         with open(path, "rb") as f:
@@ -407,6 +408,28 @@ def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
         writer.event({"event": "error", "conn": state.number, "message": message},
                      f"! {escape(message)}", conn=state.number)
 
+    def finalize(conn: TcpConnection, state: _PcapWebSocket) -> None:
+        """Both directions ended (FIN), or the capture did: report and close."""
+        state.closed = True
+        for sender, decoder in state.decoders.items():
+            side = "client" if sender == state.client else "server"
+            stream = conn.streams.get(sender)
+            if stream is not None and stream.gap is not None:
+                error(state, f"{side} stream: bytes missing from the capture after stream "
+                             f"offset {stream.gap}")
+                continue
+            if state.decoding:
+                try:
+                    decoder.finish()
+                except DecodeError as exc:
+                    error(state, f"{side} stream: {exc}")
+        streams = [conn.streams.get(s) for s in state.decoders]
+        ended = all(s is not None and s.finished for s in streams)
+        writer.event({"event": "close", "conn": state.number,
+                      "reason": "closed" if ended else "end of capture"},
+                     "= closed" if ended else "= end of capture (connection still open)",
+                     conn=state.number)
+
     try:
         for packet in read_packets(data):
             seg = tcp_segment(packet.linktype, packet.data)
@@ -416,10 +439,16 @@ def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
             state = states.get(conn.number)
             if state is None:
                 state = states[conn.number] = _PcapWebSocket()
-            if state.ignored or not chunk:
+            if state.ignored:
                 continue
             if state.number:
-                feed(state, seg.src, chunk)
+                if not state.closed:
+                    feed(state, seg.src, chunk)
+                    if len(conn.streams) == 2 and all(st.finished
+                                                      for st in conn.streams.values()):
+                        finalize(conn, state)
+                continue
+            if not chunk:
                 continue
             # Not yet known: a WebSocket starts with "GET ... Upgrade: websocket".
             early = state.early.get(seg.src, b"") + chunk
@@ -449,26 +478,8 @@ def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
     # End of capture: report what did not end cleanly.
     for conn in reassembler.connections.values():
         state = states.get(conn.number)
-        if state is None or not state.number:
-            continue
-        for sender, decoder in state.decoders.items():
-            side = "client" if sender == state.client else "server"
-            stream = conn.streams.get(sender)
-            if stream is not None and stream.gap is not None:
-                error(state, f"{side} stream: bytes missing from the capture after stream "
-                             f"offset {stream.gap}")
-                continue
-            if state.decoding:
-                try:
-                    decoder.finish()
-                except DecodeError as exc:
-                    error(state, f"{side} stream: {exc}")
-        streams = [conn.streams.get(s) for s in state.decoders]
-        ended = all(s is not None and s.finished for s in streams)
-        writer.event({"event": "close", "conn": state.number,
-                      "reason": "closed" if ended else "end of capture"},
-                     "= closed" if ended else "= end of capture (connection still open)",
-                     conn=state.number)
+        if state is not None and state.number and not state.closed:
+            finalize(conn, state)
     writer.flush()
     if not websockets:
         env.write_stderr_line(f"wstool: no WebSocket upgrade in the "
