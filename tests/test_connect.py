@@ -302,3 +302,64 @@ def test_no_reconnect_after_an_application_close(server_thread: ServerThread) ->
     proc = run_wstool("connect", "--reconnect", url, input=None, timeout=20)
     assert proc.returncode == 5, proc.stderr
     assert "reconnecting" not in proc.stderr
+
+
+def _first_frame_header(st: ServerThread, payload: bytes) -> int:
+    """Send PAYLOAD with -b to a raw server that negotiates permessage-deflate;
+    return the first byte of the first frame it receives (FIN, RSV1-3, opcode)."""
+    import asyncio
+
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+    from websockets.server import ServerProtocol
+
+    first: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        protocol = ServerProtocol(extensions=[ServerPerMessageDeflateFactory()])
+        protocol.receive_data(await reader.readuntil(b"\r\n\r\n"))
+        request = protocol.events_received()[0]
+        protocol.send_response(protocol.accept(request))  # type: ignore[arg-type]
+        writer.write(b"".join(protocol.data_to_send()))
+        first.append((await reader.readexactly(1))[0])
+        writer.close()
+
+    async def start() -> Any:
+        return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+    server = st.run(start())
+    run_wstool("connect", "-b", f"ws://127.0.0.1:{servers.port_of(server)}/", input=payload)
+    return first[0]
+
+
+def test_incompressible_binary_is_sent_uncompressed(server_thread: ServerThread) -> None:
+    # RFC 7692 §6.1: RSV1 marks a compressed message; random bytes are not worth it.
+    assert _first_frame_header(server_thread, os.urandom(4096)) == 0x82  # FIN, BINARY
+    assert _first_frame_header(server_thread, bytes(4096)) == 0xC2  # FIN, RSV1, BINARY
+
+
+@pytest.mark.slow
+def test_large_binary_stream_has_bounded_memory(lib_echo_url: str, tmp_path: Any) -> None:
+    # Backpressure, not buffering: 128 MiB through an echo server comes back
+    # byte-identical while wstool stays far below the data size. (The 1 GiB
+    # run is in bench/bench_binary_memory.py.)
+    import hashlib
+    import resource
+
+    source, sink = tmp_path / "in.bin", tmp_path / "out.bin"
+    digest = hashlib.sha256()
+    with source.open("wb") as f:
+        for _ in range(128):
+            block = os.urandom(1 << 20)
+            digest.update(block)
+            f.write(block)
+    with source.open("rb") as stdin, sink.open("wb") as stdout:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wstool", "connect", "-b", "--no-compress", lib_echo_url],
+            stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=scaled(120),
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert sink.stat().st_size == 128 << 20
+    with sink.open("rb") as f:
+        assert hashlib.file_digest(f, "sha256").digest() == digest.digest()
+    max_rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max_rss_kib < 100 * 1024, f"a child peaked at {max_rss_kib} KiB"
