@@ -258,8 +258,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({model}), "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()}, load average {load} at start "
+            "(figures are only comparable within one run)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
