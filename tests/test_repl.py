@@ -544,3 +544,28 @@ def test_render_one_mib_is_bounded() -> None:
 def test_render_colour_marks_direction() -> None:
     assert render(Message("sent", "x"), color=True).startswith("\x1b[1;32m>")
     assert render(Message("received", "x"), color=True).startswith("\x1b[1;36m<")
+
+
+@async_test
+async def test_count_verbose_and_trace() -> None:
+    async def push_three(ws: ServerConnection, peer: Peer) -> None:
+        for i in range(3):
+            await ws.send(f"push {i}")
+        await ws.wait_closed()
+
+    out_cfg = OutputConfig(verbose=1, trace=True)
+    pipe = PipeConfig(count=2)
+    config = ReplConfig(verbose=1)
+    async with server(push_three) as (url, peer), repl_on(
+        url, pipe=pipe, config=config, output_config=out_cfg
+    ) as d:
+        assert await d.result() == ExitStatus.OK  # -n 2: two messages, then a clean close
+        out = d.output.text
+        assert "> GET / HTTP/1.1" in out  # -v: the handshake
+        assert "< HTTP/1.1 101 Switching Protocols" in out
+        assert "< TEXT 'push 0'" in out  # --trace: frames as websockets prints them
+        assert "< push 1" in out
+        assert "< push 2" not in out
+        assert "closed by us: 1000" in out
+        assert d.target.status().state == "closed"
+    assert peer.close_code == 1000

@@ -747,14 +747,16 @@ class SessionTarget:
             self.state = "open"
         elif isinstance(event, Closed):
             self.state = "closed"
+        count = self.pipe_config.count
         if isinstance(event, Message) and event.direction == "received":
+            if count is not None and self._received_total >= count:
+                return  # past -n: the user asked for exactly N, as in pipe mode
             self._received_total += 1
             session = self.session
             if self.pipe_config.echo and session is not None:
                 with contextlib.suppress(SessionClosed):
                     session.send(event.data)
         self._sink(event)
-        count = self.pipe_config.count
         if (
             count is not None
             and isinstance(event, Message)
