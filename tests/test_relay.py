@@ -317,3 +317,22 @@ def test_decoder_sees_what_the_relay_forwarded() -> None:
     # The relay's decoders are the offline ones: the same bytes decode the same.
     records = decode_all(RESPONSE + bytes.fromhex("830161"))
     assert isinstance(records[0], HttpHead) and isinstance(records[1], FrameRecord)
+
+
+@pytest.mark.slow
+def test_relay_points_the_request_at_the_upstream(server_thread: ServerThread) -> None:
+    received: list[bytes] = []
+    upstream = _scripted_upstream(server_thread, RESPONSE, received)
+    with relay("-H", "X-Debug: 1", "-H", "User-Agent: probe", upstream + "sock?y=2") as rp:
+        got = _raw_exchange(rp.port, REQUEST, b"")
+        _settle()
+        rp.stop()
+    assert got == RESPONSE
+    host = upstream.split("/")[2]
+    assert received[0] == (
+        b"GET /sock?y=2 HTTP/1.1\r\n" + f"Host: {host}\r\n".encode()
+        + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"X-Debug: 1\r\nUser-Agent: probe\r\n\r\n")
+    out = rp.stdout.decode().splitlines()
+    assert "#1 > GET /sock?y=2 HTTP/1.1" in out and "#1 > X-Debug: 1" in out
