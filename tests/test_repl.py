@@ -569,3 +569,16 @@ async def test_count_verbose_and_trace() -> None:
         assert "closed by us: 1000" in out
         assert d.target.status().state == "closed"
     assert peer.close_code == 1000
+
+
+def test_show_event_with_a_label_outside_the_loop() -> None:
+    # What `wstool listen` needs: events of several clients told apart.
+    with create_pipe_input() as pipe_input:
+        target = SessionTarget(ConnectConfig(Target("ws://127.0.0.1:9/")), PipeConfig(),
+                               OutputConfig())
+        output = RecordingOutput()
+        repl = Repl(make_env(), ReplConfig(prompt="listen> "), target, input=pipe_input,
+                    output=output)
+        repl.show_event(Message("received", "hi\x1b[2J"), label="#3")
+        repl.show_error("bad \\x00")
+        assert output.text == "#3 < hi\\e[2J\n! bad \\x00\n"

@@ -28,8 +28,9 @@ The REPL never touches a ``Session``; it drives a :class:`ReplTarget`:
 ``async execute(command, ui) -> bool``
     records the REPL does not know (``wstool listen``: ``/clients``, ``/to ID
     MESSAGE``, ``/kick ID [code [reason]]``); ``ui`` is the :class:`Repl`
-    (``show_state``, ``show_error``, ``show_info``, ``show_event``). Return
-    False for "not mine either".
+    (``show_state``, ``show_error``, ``show_info``, ``show_event(event,
+    label)``; a label such as a client id prefixes the event). Return False
+    for "not mine either".
 
 :class:`SessionTarget` is the target of ``connect``: one ``Session`` at a time,
 with the reconnect loop of pipe mode, ``-x`` messages and ``--echo``.
@@ -132,7 +133,7 @@ class TargetStatus:
 
 
 class ReplUI(Protocol):
-    def show_event(self, event: Event) -> None: ...
+    def show_event(self, event: Event, label: str | None = None) -> None: ...
     def show_state(self, line: str) -> None: ...
     def show_error(self, line: str) -> None: ...
     def show_info(self, lines: list[str]) -> None: ...
@@ -161,6 +162,7 @@ class ReplConfig:
     base64: bool = False
     verbose: int = 0
     show_secrets: bool = False
+    prompt: str = "ws> "  # e.g. "listen> " for wstool listen
 
     @classmethod
     def from_options(
@@ -302,7 +304,7 @@ class Repl:
         history, warning = open_history(config.history_path)
         self._history_warning = warning
         self.prompt: PromptSession[str] = PromptSession(
-            "ws> ",
+            [("class:prompt", config.prompt)],
             vi_mode=config.vi,
             history=history,
             auto_suggest=AutoSuggestFromHistory(),
@@ -419,10 +421,13 @@ class Repl:
             with contextlib.suppress(Exception):
                 await self._last_write
 
-    def show_event(self, event: Event) -> None:
+    def show_event(self, event: Event, label: str | None = None) -> None:
+        """Print an event above the prompt; ``label`` (e.g. a client id) goes first."""
         self.view.width = self.prompt.app.output.get_size().columns
         text = event_text(event, self.view)
         if text is not None:
+            if label:
+                text = Text(label + " ", style="bold").append_text(text)
             self._write(self._render(text))
 
     def show_state(self, line: str) -> None:
