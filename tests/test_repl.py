@@ -582,3 +582,45 @@ def test_show_event_with_a_label_outside_the_loop() -> None:
         repl.show_event(Message("received", "hi\x1b[2J"), label="#3")
         repl.show_error("bad \\x00")
         assert output.text == "#3 < hi\\e[2J\n! bad \\x00\n"
+
+
+@async_test
+async def test_tls_headers_and_subprotocol_through_the_same_core(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    from wstool.config import TLSConfig
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def reflect(ws: ServerConnection, peer: Peer) -> None:
+        assert ws.request is not None
+        await ws.send(f"x-token={ws.request.headers.get('X-Token')}")
+        await ws.wait_closed()
+
+    async with server(reflect, ssl=context, subprotocols=["chat.v1"]) as (url, _peer):
+        config = ConnectConfig(
+            Target(url.replace("ws://", "wss://")),
+            headers=(("X-Token", "abc"),),
+            subprotocols=("chat.v1",),
+            tls=TLSConfig(cafile=str(ca_file)),
+            ping_interval_s=None,
+        )
+        with create_pipe_input() as pipe_input:
+            output = RecordingOutput()
+            target = SessionTarget(config, PipeConfig(), OutputConfig())
+            repl = Repl(make_env(), ReplConfig(), target, input=pipe_input, output=output)
+            d = Driver(repl, output, pipe_input.send_text, target)
+            await d.see("< x-token=abc")
+            status = target.status()
+            assert (status.state, status.subprotocol) == ("open", "chat.v1")
+            assert status.url.startswith("wss://127.0.0.1:")
+            toolbar = "".join(text for _style, text, *_ in repl._toolbar())
+            assert "│ open │ chat.v1 │ permessage-deflate │" in toolbar
+            d.type(CTRL_D)
+            assert await d.result() == ExitStatus.OK

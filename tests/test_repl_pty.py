@@ -121,7 +121,7 @@ def test_typing_survives_incoming_messages(server_thread: ServerThread, home: Pa
     for char in word:
         # A person types; pushes arrive between the keys (one every 100 ms).
         child.send(char)
-        time.sleep(0.04)
+        time.sleep(scaled(0.04))
     child.send("\r")
     child.expect(f"< {word}\r\n")
     # Pushes were printed above the line while the word was half typed...
