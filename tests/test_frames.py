@@ -371,6 +371,15 @@ def test_http_response_prefix_forces_direction_and_enables_deflate() -> None:
     assert [p.text for p in masked.problems] == ["masked server frame"]
 
 
+def test_http_response_other_than_101_is_not_followed_by_frames() -> None:
+    response = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\n"
+    decoder = FrameDecoder()
+    out = decoder.feed(response + b"\x81\x05nope!")
+    assert len(out) == 1 and isinstance(out[0], HttpHead) and out[0].status_code == 400
+    assert decoder.feed(b"\x88") == []
+    decoder.finish()  # no truncation error: there were no frames to cut
+
+
 def test_http_prefix_split_and_truncated() -> None:
     decoder = FrameDecoder()
     assert decoder.feed(b"GE") == []

@@ -295,11 +295,15 @@ class FrameDecoder:
         self._utf8_failed = False
         self._inflater: zlib._Decompress | None = None
         self.close_seen = False
+        self.not_upgraded = False  # an HTTP response other than 101 was seen
 
     # Input
 
     def feed(self, data: bytes) -> list[Decoded]:
         out: list[Decoded] = []
+        if self.not_upgraded:
+            self.offset += len(data)
+            return out
         if self._big is not None:
             data = self._feed_big(data, out)
             if self._big is not None:
@@ -376,6 +380,12 @@ class FrameDecoder:
         del buf[: end + 4]
         self.offset += end + 4
         self._http_pending = False
+        if head.kind == "response" and head.status_code != 101:
+            # Not an upgrade: an HTTP body follows, not frames. Skip the rest.
+            self.not_upgraded = True
+            self.offset += len(buf)
+            del buf[:]
+            return False
         return True
 
     def _learn_from_head(self, head: HttpHead) -> None:
@@ -435,17 +445,14 @@ class FrameDecoder:
                                           b"", self.offset + pos)
                 record.summarised = True
                 self._begin(record)
-                rest = bytes(buf[pos + hl :])
-                del buf[:]
-                self.offset += pos + hl
                 self._big = _Big(record, ln)
-                rest = self._feed_big(rest, out)
-                if self._big is not None:
-                    return
-                buf += rest
-                size = len(buf)
-                pos = 0
-                continue
+                start = pos + hl
+                # Copy only this payload's bytes (never the rest of the buffer).
+                take = min(size - start, ln)
+                pos = start + take
+                if self._big_take(buf[start:pos], out):
+                    continue
+                break
             if end > size:
                 break
             payload = bytes(buf[pos + hl : end])
@@ -491,24 +498,32 @@ class FrameDecoder:
         big = self._big
         assert big is not None
         take = min(big.remaining, len(data))
-        chunk = data[:take]
-        record = big.record
-        if record.mask_key is not None and chunk:
-            k = big.done % 4
-            key = record.mask_key[k:] + record.mask_key[:k]
-            chunk = apply_mask(chunk, key)
-        if chunk:
-            # Chunk by chunk, so that nothing but the head stays buffered.
-            self._stream_chunk(record, chunk, False)
-        big.done += take
-        big.remaining -= take
         self.offset += take
+        if self._big_take(data[:take], out):
+            return data[take:]
+        return b""
+
+    def _big_take(self, chunk: bytes | bytearray, out: list[Decoded]) -> bool:
+        """One piece of an oversized payload; True once the frame is complete."""
+        big = self._big
+        assert big is not None
+        record = big.record
+        if chunk:
+            if record.mask_key is not None:
+                k = big.done % 4  # the mask goes on where the last piece stopped
+                payload = apply_mask(chunk, record.mask_key[k:] + record.mask_key[:k])
+            else:
+                payload = bytes(chunk)
+            # Piece by piece, so that nothing but the head stays buffered.
+            self._stream_chunk(record, payload, False)
+            big.done += len(chunk)
+            big.remaining -= len(chunk)
         if big.remaining:
-            return b""
+            return False
         self._big = None
         self._stream_chunk(record, b"", True)
         out.append(record)
-        return data[take:]
+        return True
 
     # Per-frame checks, fragments, UTF-8, inflation
 
