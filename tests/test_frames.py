@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 
@@ -417,19 +418,34 @@ def test_undecodable_deflate_payload_is_a_problem() -> None:
 # Properties
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300), st.sampled_from([None, "client", "server"]),
-       st.integers(min_value=0, max_value=64))
-def test_arbitrary_bytes_only_raise_decode_error(data: bytes, direction: str | None,
-                                                 max_size: int) -> None:
+_PREFIXES = [
+    b"",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: permessage-deflate; "
+    b"server_no_context_takeover; client_max_window_bits=9\r\n\r\n",
+    b"HTTP/1.1 101 x\r\n",
+    b"GET ",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_PREFIXES), st.binary(max_size=300),
+       st.sampled_from([None, "client", "server"]), st.integers(min_value=0, max_value=64),
+       st.lists(st.integers(min_value=0, max_value=400), max_size=4))
+def test_arbitrary_bytes_only_raise_decode_error(prefix: bytes, body: bytes,
+                                                 direction: str | None, max_size: int,
+                                                 cuts: list[int]) -> None:
+    data = prefix + body
     decoder = FrameDecoder(direction=direction, max_size_bytes=max_size,  # type: ignore[arg-type]
                            deflate=DeflateParams() if max_size % 2 else None)
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     try:
-        decoder.feed(data[: len(data) // 2])
-        decoder.feed(data[len(data) // 2 :])
+        for start, end in itertools.pairwise(bounds):
+            for record in decoder.feed(data[start:end]):
+                assert record.offset < len(data)
         decoder.finish()
-    except DecodeError:
-        pass
+    except DecodeError as exc:
+        assert 0 <= exc.offset <= len(data)
 
 
 _data_opcodes = st.sampled_from([Opcode.TEXT, Opcode.BINARY])
