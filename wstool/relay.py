@@ -223,10 +223,10 @@ class Relay:
             max_size = self.cfg.max_size_bytes
             client_decoder = FrameDecoder(direction="client", max_size_bytes=max_size)
             server_decoder = FrameDecoder(direction="server", max_size_bytes=max_size)
+            state = _PumpState(client_decoder, server_decoder)
             upstream_writer.write(forwarded)
             counts["client"] += len(forwarded)
-            self._decode(conn, "client", client_decoder, forwarded)
-            state = _PumpState(client_decoder, server_decoder)
+            self._decode(conn, "client", client_decoder, forwarded, state)
             pumps = [
                 asyncio.ensure_future(self._pump(conn, "client", reader, upstream_writer,
                                                  client_decoder, state, counts)),
@@ -249,18 +249,22 @@ class Relay:
             self.sink(RelayConnClosed(conn, reason, counts["client"], counts["server"],
                                       ts=time.monotonic()))
 
-    def _decode(self, conn: int, direction: Side, decoder: FrameDecoder | None,
-                data: bytes, state: _PumpState | None = None) -> None:
-        if decoder is None or (state is not None and not state.decoding):
+    def _decode(self, conn: int, direction: Side, decoder: FrameDecoder, data: bytes,
+                state: _PumpState) -> None:
+        if not state.decoding:
             return
         try:
             records: list[Decoded] = decoder.feed(data)
         except DecodeError as exc:
             self.sink(RelayError(conn, f"{direction} stream: {exc}; no longer decoding"))
-            if state is not None:
-                state.decoding = False
+            state.decoding = False
             return
-        if state is not None and direction == "server":
+        except Exception as exc:  # a decoder bug must never break the forwarding
+            self.sink(RelayError(conn, f"internal error decoding the {direction} stream: "
+                                       f"{type(exc).__name__}: {exc}; still forwarding"))
+            state.decoding = False
+            return
+        if direction == "server":
             for record in records:
                 if isinstance(record, HttpHead):
                     state.on_response(record)
