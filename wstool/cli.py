@@ -268,7 +268,7 @@ def serve_echo_cmd(**raw: Any) -> None:
 
 
 @cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP)
-@click.argument("source", required=False, metavar="FILE|-|URL")
+@click.argument("source", required=False, metavar="[FILE|-|URL]")
 @click.option("--hex", "hex_input", is_flag=True,
               help="FILE holds hex text (whitespace and 0x prefixes ignored).")
 @click.option("--from", "from_side", type=click.Choice(["client", "server"]),
