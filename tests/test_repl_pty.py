@@ -133,6 +133,26 @@ def test_typing_survives_incoming_messages(server_thread: ServerThread, home: Pa
     assert not (home / "state" / "wstool" / "history").exists()
 
 
+def test_multiline_paste_and_ctrl_c_in_a_terminal(
+    server_thread: ServerThread, home: Path
+) -> None:
+    record = Record()
+    _server, url = start_websockets_server(server_thread, recording_handler(record))
+    child = spawn_repl(url, home, "--no-pretty")
+    child.send("zzz")
+    child.sendcontrol("c")  # clears the line; nothing is sent
+    child.send("first")
+    child.send("\x1b\r")  # Alt-Enter: a newline, not send
+    child.send("second\r")
+    child.expect("< first\r\n  second")
+    child.send("\x1b[200~{\r\n  \"k\": 1\r\n}\x1b[201~")  # a bracketed paste
+    child.send("\r")
+    child.expect('< {\r\n    "k": 1\r\n  }')
+    child.sendcontrol("d")
+    assert wait_exit(child) == 0
+    assert record.received == ["first\nsecond", '{\n  "k": 1\n}']
+
+
 def test_server_close_exits_with_documented_status(
     server_thread: ServerThread, home: Path
 ) -> None:
