@@ -39,6 +39,7 @@ with the reconnect loop of pipe mode, ``-x`` messages and ``--echo``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -107,6 +108,9 @@ from wstool.render_rich import (
 from wstool.session import Session, SessionClosed, backoff_delays
 
 _TRANSCRIPT_EVENTS = (Opened, Message, Ping, Pong, Closed, Failed, Reconnecting)
+
+# /save keeps the most recent events only.
+TRANSCRIPT_MAX_EVENTS = 100_000
 
 # History entries larger than this (a pasted document) are not kept on disk.
 HISTORY_MAX_ENTRY_CHARS = 64 * 1024
@@ -295,7 +299,12 @@ class Repl:
         # The environment's console renders to strings here (capture); the
         # REPL writes them above the prompt itself.
         self.console: Console = env.stdout_console()
-        self.transcript: list[Event] = []
+        # For /save; the oldest events go first past the cap (a flood must
+        # not grow memory without bound).
+        self.transcript: collections.deque[Event] = collections.deque(
+            maxlen=TRANSCRIPT_MAX_EVENTS
+        )
+        self.transcript_dropped = 0
         self._pending: list[str] = []
         self._flush_handle: asyncio.Handle | None = None
         self._last_write: Awaitable[None] | None = None
@@ -442,6 +451,8 @@ class Repl:
     def on_event(self, event: Event) -> None:
         """The sink the target reports to."""
         if isinstance(event, _TRANSCRIPT_EVENTS):  # what --json reports, for /save
+            if len(self.transcript) == self.transcript.maxlen:
+                self.transcript_dropped += 1
             self.transcript.append(event)
         if isinstance(event, Opened) and self.config.verbose:
             self.show_info(handshake_lines(event.handshake,
@@ -587,18 +598,21 @@ class Repl:
 
     def _save(self, path_text: str) -> None:
         path = Path(path_text).expanduser()
-        lines = []
-        for event in self.transcript:
-            obj = event_json(event)
-            if obj is not None:
-                lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
+        count = 0
         try:
             with path.open("w", encoding="utf-8") as f:
-                f.writelines(lines)
+                for event in self.transcript:
+                    obj = event_json(event)
+                    if obj is not None:
+                        f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                        count += 1
         except OSError as exc:
             self.show_error(f"cannot write {escape(path_text)}: {exc.strerror or exc}")
             return
-        self.show_state(f"saved {len(lines)} events to {escape(str(path))}")
+        note = ""
+        if self.transcript_dropped:
+            note = f" (the {self.transcript_dropped} oldest were not kept)"
+        self.show_state(f"saved {count} events to {escape(str(path))}{note}")
 
     def _help(self, topic: str | None) -> None:
         table = self.target.commands
