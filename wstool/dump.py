@@ -4,7 +4,9 @@ Offline (``frame-dump FILE|-``) the input is read in chunks and fed to the pure
 decoder (``frames.py``); each record is rendered as soon as it is decoded
 (``render.py`` "Frames"), so a large or endless input streams. Live
 (``frame-dump --listen HOST:PORT URL``) the relay core (``relay.py``) forwards
-bytes unchanged and emits events, rendered here the same way.
+bytes unchanged and emits events, rendered here the same way. From a capture
+(``frame-dump --pcap FILE``) ``pcap.py`` reassembles the TCP connections and
+each one that starts with a WebSocket upgrade is decoded in both directions.
 
 Human output goes to stdout, with rich colour only when stdout is a terminal;
 ``--json`` writes one object per line (README "frame-dump"). Diagnostics go to
@@ -178,10 +180,6 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
         raise
     writer.flush()
     return ExitStatus.OK
-
-
-def describe_summary(writer: FrameWriter) -> str:
-    return escape(f"{writer.frames} frames, {writer.problems} with problems")
 
 
 @dataclass(frozen=True)
