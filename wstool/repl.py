@@ -478,7 +478,11 @@ class Repl:
                     break
                 except _TargetEnded:
                     break
-                await self.handle_line(line)
+                try:
+                    await self.handle_line(line)
+                except Exception as exc:  # a bug: say so, keep the connection
+                    self.show_error(f"internal error: {type(exc).__name__}: "
+                                    f"{escape(str(exc))}")
             await asyncio.wait({target_task})
         finally:
             for task in list(self._tasks):
