@@ -167,3 +167,27 @@ def test_trace_frame_line() -> None:
     assert trace_frame_line("sent", close) == '> CLOSE fin 5 B 1000 (normal closure) "bye"'
     assert trace_frame_line("sent", Frame(Opcode.BINARY, b"ab", fin=False)) == (
         "> BINARY more 2 B 6162")
+
+
+def test_stdin_frames_show_as_they_arrive() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "wstool", "frame-dump", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(MASKED_HELLO)
+        proc.stdin.flush()
+        # The line comes while stdin is still open: nothing waits for a full chunk.
+        assert proc.stdout.readline() == b'@0 > TEXT fin 5 B masked 37fa213d "Hello"\n'
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -141,10 +141,13 @@ def _read_all(env: Environment, source: OfflineSource) -> Any:
         stream: Any = env.stdin if source.path == "-" else open(source.path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise WstoolError(f"cannot read {name}: {exc.strerror or exc}") from None
+    # read1: whatever is there, so that a live pipe (nc -l | wstool frame-dump -)
+    # shows each frame as it arrives rather than once a whole chunk is in.
+    read = getattr(stream, "read1", stream.read)
     try:
         while True:
             try:
-                chunk = stream.read(READ_CHUNK_BYTES)
+                chunk = read(READ_CHUNK_BYTES)
             except OSError as exc:
                 raise WstoolError(f"cannot read {name}: {exc.strerror or exc}") from None
             if not chunk:
