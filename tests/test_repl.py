@@ -624,3 +624,14 @@ async def test_tls_headers_and_subprotocol_through_the_same_core(tmp_path: Path)
             assert "│ open │ chat.v1 │ permessage-deflate │" in toolbar
             d.type(CTRL_D)
             assert await d.result() == ExitStatus.OK
+
+
+@async_test
+async def test_binary_option_sends_typed_lines_as_binary() -> None:
+    async with server(echo) as (url, peer), repl_on(
+        url, config=ReplConfig(lines_as_binary=True)
+    ) as d:
+        await d.open()
+        d.type("raw" + ENTER + "/text still text" + ENTER)
+        await until(lambda: len(peer.received) == 2, "two messages")
+    assert peer.received == [b"raw", "still text"]

@@ -167,6 +167,7 @@ class ReplConfig:
     verbose: int = 0
     show_secrets: bool = False
     prompt: str = "ws> "  # e.g. "listen> " for wstool listen
+    lines_as_binary: bool = False  # -b: a typed line goes out as a binary message
 
     @classmethod
     def from_options(
@@ -179,6 +180,7 @@ class ReplConfig:
             timestamps=bool(raw.get("timestamps")),
             pretty_json=not raw.get("no_pretty"),
             base64=bool(raw.get("use_base64")),
+            lines_as_binary=bool(raw.get("binary")),
             verbose=output_config.verbose,
             show_secrets=output_config.show_secrets,
         )
@@ -519,6 +521,8 @@ class Repl:
         command = self.target.commands.parse(line)
         if command is None:
             return
+        if self.config.lines_as_binary and isinstance(command, SendText) and line[:1] != "/":
+            command = SendBinary(command.text.encode())
         await self.execute(command)
 
     async def execute(self, command: object) -> None:
