@@ -199,6 +199,8 @@ def _use_loop(name: str) -> None:
     """--loop: uvloop (the optional extra wstool[fast]) when asked or, with auto, installed."""
     if name == "asyncio":
         return
+    import asyncio
+
     try:
         import uvloop
     except ImportError:

@@ -140,3 +140,94 @@ def output_config(raw: dict[str, Any], *, trace: bool = False) -> OutputConfig:
         debug=raw.get("debug", False),
         trace=trace,
     )
+
+
+# Servers (issue 4): serve-echo and listen.
+
+from wstool.config import ServerConfig  # noqa: E402
+
+
+def server_options(f: F) -> F:
+    """Where to listen, TLS, who may connect, limits, keepalive."""
+    d = ServerConfig()
+    return _apply([
+        click.option("--host", default=d.host, show_default=True, metavar="ADDR",
+                     help="Address to listen on."),
+        click.option("-p", "--port", type=click.IntRange(0, 65535), default=d.port,
+                     show_default=True, help="TCP port; 0 picks a free one (printed)."),
+        click.option("--unix", "unix_path", metavar="PATH",
+                     help="Listen on this Unix socket instead of TCP."),
+        click.option("--cert", type=_FILE, metavar="FILE",
+                     help="Serve wss:// with this certificate (PEM)."),
+        click.option("--key", type=_FILE, metavar="FILE", help="Private key of --cert (PEM)."),
+        click.option("--self-signed", is_flag=True,
+                     help="Serve wss:// with a throwaway certificate for localhost "
+                          "(prints its SHA-256 fingerprint and file for --cacert)."),
+        click.option("-s", "--subprotocol", "subprotocols", multiple=True, metavar="NAME",
+                     help="Accept this subprotocol (repeatable, preference order); "
+                          "default: accept the first one a client offers."),
+        click.option("--origin", "origins", multiple=True, metavar="PATTERN",
+                     help="Allowed Origin (repeatable, * wildcards); others get 403."),
+        click.option("--auth", metavar="USER:PASS",
+                     help="Require HTTP Basic auth; others get 401."),
+        click.option("--token", metavar="TOKEN",
+                     help="Require 'Authorization: Bearer TOKEN' or ?token=TOKEN; "
+                          "others get 401."),
+        click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE_BYTES,
+                     show_default=True, metavar="BYTES",
+                     help="Largest message accepted (else close 1009); 0 = no limit."),
+        click.option("--compress/--no-compress", default=True, show_default=True,
+                     help="Accept permessage-deflate."),
+        click.option("--ping-interval", type=float, default=d.ping_interval_s,
+                     show_default=True, metavar="SECONDS",
+                     help="Keepalive ping period; 0 disables."),
+        click.option("--ping-timeout", type=float, default=d.ping_timeout_s,
+                     show_default=True, metavar="SECONDS",
+                     help="Close 1011 when a keepalive pong is later; 0 disables."),
+        click.option("--max-connections", type=click.IntRange(1), metavar="N",
+                     help="Refuse more than N open connections with HTTP 503."),
+        click.option("--open-timeout", type=float, default=d.open_timeout_s,
+                     show_default=True, metavar="SECONDS",
+                     help="Drop a client that has not completed its handshake; 0 = never."),
+        click.option("--close-timeout", type=float, default=d.close_timeout_s,
+                     show_default=True, metavar="SECONDS",
+                     help="Longest wait for closing handshakes (and at shutdown)."),
+        click.option("--loop", "loop_name", type=click.Choice(["auto", "asyncio", "uvloop"]),
+                     default="auto", show_default=True,
+                     help="Event loop: uvloop when installed (wstool[fast]) with auto."),
+    ])(f)
+
+
+def server_config(raw: dict[str, Any]) -> ServerConfig:
+    """Raw server options -> ``ServerConfig``."""
+    if raw.get("key") and not raw.get("cert"):
+        raise UsageError("--key needs --cert (the certificate it belongs to)")
+    if raw.get("self_signed") and raw.get("cert"):
+        raise UsageError("give --cert/--key or --self-signed, not both")
+    if raw.get("unix_path") and raw.get("host") != "127.0.0.1":
+        raise UsageError("give --host or --unix, not both")
+    for flag in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):
+        if raw[flag] < 0:
+            raise UsageError(f"invalid --{flag.replace('_', '-')}: must be 0 or more")
+    token = raw.get("token")
+    if token is not None and not token:
+        raise UsageError("invalid --token: empty")
+    return ServerConfig(
+        host=raw["host"],
+        port=raw["port"],
+        unix_path=raw.get("unix_path"),
+        certfile=raw.get("cert"),
+        keyfile=raw.get("key"),
+        self_signed=bool(raw.get("self_signed")),
+        subprotocols=tuple(raw.get("subprotocols", ())),
+        origins=tuple(raw.get("origins", ())),
+        auth=parse_auth(raw["auth"]) if raw.get("auth") else None,
+        token=token,
+        max_size_bytes=size_or_none(raw["max_size"]),
+        compress=raw["compress"],
+        ping_interval_s=seconds_or_none(raw["ping_interval"]),
+        ping_timeout_s=seconds_or_none(raw["ping_timeout"]),
+        max_connections=raw.get("max_connections"),
+        open_timeout_s=seconds_or_none(raw["open_timeout"]),
+        close_timeout_s=raw["close_timeout"] or 0.001,
+    )

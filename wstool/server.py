@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader, PayloadTooBig, ProtocolError
@@ -148,9 +148,9 @@ class ServerConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = _peer_name(transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = _peer_name(self.transport)
         server = self.server
         server.connections.add(self)
         if server.config.open_timeout_s is not None:
@@ -520,8 +520,8 @@ class WebSocketServer:
                 ):
                     return None
         if authorization:
-            return "401 Unauthorized: invalid credentials"
-        return "401 Unauthorized: credentials required"
+            return "invalid credentials"
+        return "credentials required"
 
     # Lifecycle
 

@@ -49,3 +49,67 @@ def server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise _load_failure("--cert/--key", certfile, exc) from None
     return context
+
+
+# serve-echo / listen --self-signed (issue 4). Generating a key and an X.509
+# certificate needs real crypto; the `cryptography` package (optional extra
+# `wstool[tls]`) provides it. The stdlib ssl module cannot create certificates.
+
+
+def self_signed_certificate(directory: str) -> tuple[str, str, str]:
+    """Write a throwaway certificate for localhost/127.0.0.1/::1 and its key.
+
+    Returns ``(certfile, keyfile, sha256_fingerprint)``; the fingerprint is the
+    colon-separated hex form browsers and ``openssl x509 -fingerprint`` show.
+    """
+    import datetime
+    import ipaddress
+    import os
+
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        raise UsageError(
+            "--self-signed needs the 'cryptography' package: pip install 'wstool[tls]' "
+            "(or give --cert FILE --key FILE)"
+        ) from None
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName([
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1")),
+            ]),
+            critical=False,
+        )
+        # A self-signed leaf that is also its own trust anchor (--cacert).
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile = os.path.join(directory, "cert.pem")
+    keyfile = os.path.join(directory, "key.pem")
+    with open(certfile, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ))
+    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+    fingerprint = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    return certfile, keyfile, fingerprint

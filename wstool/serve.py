@@ -1,0 +1,220 @@
+"""Front-end of the servers: start-up lines, -v/-vv/--json logs, signals, summary.
+
+``serve-echo`` runs entirely here; ``listen`` uses :class:`ServerLog` and
+:func:`prepared_tls` too. Diagnostics go to stderr; ``--json`` writes events as
+JSON lines on stdout (the shared ``--json`` help: "events as JSON lines on
+stdout"). Remote text (paths, reasons, subprotocols, frames) is escaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import shutil
+import signal
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from wstool.config import EchoConfig, OutputConfig, ServerConfig
+from wstool.env import Environment
+from wstool.errors import ExitStatus, describe_close_code
+from wstool.events import (
+    ClientConnected,
+    ClientDisconnected,
+    ClientMessage,
+    ClientRejected,
+    FrameSeen,
+    Notice,
+    Ping,
+    Pong,
+    ServerEvent,
+    ServerListening,
+    ServerSummary,
+)
+from wstool.render import escape, handshake_lines
+
+
+def _payload_fields(data: str | bytes) -> dict[str, Any]:
+    if isinstance(data, str):
+        return {"type": "text", "size": len(data.encode()), "text": data}
+    return {"type": "binary", "size": len(data),
+            "base64": base64.b64encode(data).decode("ascii")}
+
+
+def server_event_json(event: ServerEvent) -> dict[str, Any] | None:
+    """The ``--json`` schema of the servers (README "serve-echo")."""
+    ts = round(event.ts, 6)
+    if isinstance(event, ServerListening):
+        return {"event": "listening", "url": event.url, "ts": ts}
+    if isinstance(event, ClientConnected):
+        return {"event": "connect", "client": event.client_id, "peer": event.peer,
+                "path": event.path, "subprotocol": event.subprotocol,
+                "extensions": list(event.extensions), "ts": ts}
+    if isinstance(event, ClientRejected):
+        return {"event": "reject", "client": event.client_id, "peer": event.peer,
+                "status": event.status, "reason": event.reason, "ts": ts}
+    if isinstance(event, ClientMessage):
+        return {"event": "message", "client": event.client_id, "direction": event.direction,
+                **_payload_fields(event.data), "ts": ts}
+    if isinstance(event, ClientDisconnected):
+        return {"event": "disconnect", "client": event.client_id, "peer": event.peer,
+                "code": event.code, "reason": event.reason,
+                "initiated_by": event.initiated_by, "messages_in": event.messages_in,
+                "messages_out": event.messages_out, "error": event.error, "ts": ts}
+    if isinstance(event, ServerSummary):
+        return {"event": "summary", "connections": event.connections,
+                "messages_in": event.messages_in, "messages_out": event.messages_out,
+                "bytes_in": event.bytes_in, "bytes_out": event.bytes_out, "ts": ts}
+    if isinstance(event, FrameSeen):
+        return {"event": "frame", "client": event.conn, "direction": event.direction,
+                "frame": str(event.frame), "ts": ts}
+    return None
+
+
+def disconnect_line(event: ClientDisconnected) -> str:
+    by = {"client": "by the client", "server": "by the server",
+          None: "without a closing handshake"}[event.initiated_by]
+    reason = f" {escape(event.reason)!r}" if event.reason else ""
+    line = (f"[{event.client_id}] closed {by}: {event.code} "
+            f"({describe_close_code(event.code)}){reason}; "
+            f"{event.messages_in} in, {event.messages_out} out")
+    if event.error:
+        line += f"; {escape(event.error)}"
+    return line
+
+
+def summary_line(event: ServerSummary) -> str:
+    return (f"summary: {event.connections} connection{'s' if event.connections != 1 else ''}; "
+            f"messages {event.messages_in} in, {event.messages_out} out; "
+            f"bytes {event.bytes_in} in, {event.bytes_out} out")
+
+
+class ServerLog:
+    """Renders server events: stderr lines by verbosity, or JSON lines on stdout."""
+
+    def __init__(self, env: Environment, out_cfg: OutputConfig) -> None:
+        self.env = env
+        self.cfg = out_cfg
+
+    def diag(self, line: str) -> None:
+        self.env.write_stderr_line(f"wstool: {line}")
+
+    def json_line(self, obj: dict[str, Any]) -> None:
+        try:
+            self.env.stdout.write(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+            self.env.stdout.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __call__(self, event: ServerEvent) -> None:
+        verbose = self.cfg.verbose
+        if self.cfg.json:
+            obj = server_event_json(event)
+            if obj is not None and (not isinstance(event, FrameSeen) or verbose >= 2):
+                self.json_line(obj)
+            if isinstance(event, ServerListening):
+                self.diag(f"listening on {event.url}")
+            return
+        if isinstance(event, ServerListening):
+            self.diag(f"listening on {event.url}")
+        elif isinstance(event, Notice):
+            self.diag(event.text)
+        elif isinstance(event, ServerSummary):
+            self.diag(summary_line(event))
+        elif not verbose:
+            return
+        elif isinstance(event, ClientConnected):
+            extra = f", subprotocol {escape(event.subprotocol)}" if event.subprotocol else ""
+            if event.extensions:
+                extra += ", " + ", ".join(escape(e) for e in event.extensions)
+            self.diag(f"[{event.client_id}] connected from {event.peer} "
+                      f"to {escape(event.path)}{extra}")
+            if verbose >= 2:
+                for line in handshake_lines(event.handshake,
+                                            show_secrets=self.cfg.show_secrets):
+                    self.env.write_stderr_line(f"[{event.client_id}] {line}")
+        elif isinstance(event, ClientRejected):
+            status = f"HTTP {event.status}" if event.status is not None else "dropped"
+            self.diag(f"[{event.client_id}] {status} for {event.peer}: {escape(event.reason)}")
+        elif isinstance(event, ClientDisconnected):
+            self.diag(disconnect_line(event))
+        elif isinstance(event, FrameSeen) and verbose >= 2:
+            arrow = ">" if event.direction == "sent" else "<"
+            self.env.write_stderr_line(f"[{event.conn}] {arrow} {escape(str(event.frame))}")
+        elif isinstance(event, Pong) and verbose >= 2 and event.rtt_s is not None:
+            self.diag(f"pong in {event.rtt_s * 1000:.1f} ms")
+        elif isinstance(event, Ping) and verbose >= 2 and event.direction == "received":
+            self.diag("ping received")
+
+
+@contextlib.contextmanager
+def prepared_tls(
+    config: ServerConfig, log: Callable[[ServerEvent], None]
+) -> Iterator[ssl.SSLContext | None]:
+    """The server's SSL context; with --self-signed, a throwaway cert removed on exit."""
+    from wstool.tls import self_signed_certificate, server_context
+
+    if config.self_signed:
+        directory = tempfile.mkdtemp(prefix="wstool-cert-")
+        try:
+            certfile, keyfile, fingerprint = self_signed_certificate(directory)
+            log(Notice(f"self-signed certificate for localhost, 127.0.0.1, ::1 in {certfile}"))
+            log(Notice(f"SHA-256 fingerprint {fingerprint}"))
+            log(Notice(f"trust it with: wstool connect --cacert {certfile} wss://localhost:PORT/"))
+            yield server_context(certfile, keyfile)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    elif config.certfile is not None:
+        yield server_context(config.certfile, config.keyfile)
+    else:
+        yield None
+
+
+def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop``; returns a function that removes the handlers."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+
+    def remove() -> None:
+        for sig in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    return remove
+
+
+async def serve_echo(
+    env: Environment,
+    server_cfg: ServerConfig,
+    echo_cfg: EchoConfig,
+    out_cfg: OutputConfig,
+) -> ExitStatus:
+    """``wstool serve-echo``: run until SIGINT/SIGTERM, then close all with 1001."""
+    from wstool.server import run_echo_server
+
+    log = ServerLog(env, out_cfg)
+    stop = asyncio.Event()
+    remove_signals = install_stop_signals(stop)
+    try:
+        with prepared_tls(server_cfg, log) as ssl_context:
+            server = await run_echo_server(
+                server_cfg, echo_cfg, log,
+                trace=out_cfg.verbose >= 2,
+                ssl_context=ssl_context,
+            )
+            try:
+                await stop.wait()
+            finally:
+                await server.shutdown(1001, "going away")
+                log(server.summary())
+    finally:
+        remove_signals()
+    return ExitStatus.OK
