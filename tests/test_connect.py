@@ -17,9 +17,14 @@ from tests import servers
 from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
 
 
-def test_lines_round_trip_in_order(lib_echo_url: str) -> None:
+@pytest.mark.parametrize("compress", ["--compress", "--no-compress"])
+def test_lines_round_trip_in_order(lib_echo_url: str, compress: str) -> None:
+    # --no-compress takes the batched framing path of Session.send_many; every
+    # length encoding (7-bit, 16-bit, 64-bit; RFC 6455 §5.2) is crossed.
     lines = [f"line {i} é ✓" for i in range(500)]
-    proc = run_wstool("connect", lib_echo_url, input="\n".join(lines).encode() + b"\n")
+    lines += ["", "a" * 125, "b" * 126, "c" * 65535, "d" * 65536, "e" * 70000]
+    proc = run_wstool("connect", compress, lib_echo_url,
+                      input="\n".join(lines).encode() + b"\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == lines
     assert "closed by us: 1000" in proc.stderr
@@ -83,9 +88,10 @@ def test_null_separated(lib_echo_url: str) -> None:
     assert proc.stdout == b"multi\nline\0second\0"
 
 
-def test_binary_round_trip_is_byte_identical(lib_echo_url: str) -> None:
+@pytest.mark.parametrize("compress", ["--compress", "--no-compress"])
+def test_binary_round_trip_is_byte_identical(lib_echo_url: str, compress: str) -> None:
     data = os.urandom(3 * 65536 + 123)
-    proc = run_wstool("connect", "-b", lib_echo_url, input=data)
+    proc = run_wstool("connect", "-b", compress, lib_echo_url, input=data)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == data
 

@@ -260,11 +260,12 @@ class PipeFrontEnd:
     async def _send_pending(self, session: Session) -> None:
         pending = self.pending
         try:
-            while pending:
-                session.send(pending[0])
+            for _ in range(session.send_many(pending)):
                 pending.popleft()
         finally:
             session.flush()
+        if pending:
+            raise SessionClosed
         await session.drain()
 
     async def pump_input(self, reader: StdinReader, session: Session) -> None:
@@ -370,6 +371,9 @@ class PipeFrontEnd:
                 if isinstance(input_error, WstoolError):
                     await session.close(1000)
                     raise input_error
+                if input_error is not None and not isinstance(input_error, SessionClosed):
+                    session.abort()
+                    raise input_error  # a bug: cli.py reports it (traceback with --debug)
             if pump.done() and not closed.done() and not done.done():
                 await self._after_input(session, closed, done)
         finally:

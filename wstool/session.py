@@ -20,13 +20,15 @@ and raises :class:`~wstool.errors.WstoolError` subclasses.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import ssl
+import struct
 import time
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -49,6 +51,11 @@ from websockets.protocol import State
 from websockets.proxy import get_proxy
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
+
+try:  # the library's C extension; its pure-Python twin otherwise
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
 
 from wstool import __version__
 from wstool.config import ConnectConfig
@@ -472,6 +479,59 @@ class Session:
         else:
             self.send_binary(data)
 
+    def send_many(self, messages: Sequence[str | bytes]) -> int:
+        """Send whole messages in order (str: text, bytes: binary); then flush().
+
+        Returns how many were sent: fewer than given only if the connection
+        stopped being open part-way (the caller keeps the rest, e.g. for
+        --reconnect).
+
+        The pipe's hot path. Without extensions or --trace, frames are built
+        here in one go — one urandom() call for every masking key, the
+        library's C apply_mask — which halves the per-message cost of going
+        through ``protocol.send_text`` one frame at a time. The wire format is
+        exactly what the library would write (RFC 6455 §5.2, §5.3).
+        """
+        if not messages:
+            return 0  # and never append b"": that is SEND_EOF, a TCP half-close
+        conn = self._require_conn()
+        protocol = conn.protocol
+        if protocol.state is not State.OPEN:
+            raise SessionClosed
+        if protocol.extensions or self.trace or self.report_sent:
+            for sent, message in enumerate(messages):
+                try:
+                    self.send(message)
+                except SessionClosed:
+                    return sent
+            return len(messages)
+        count = len(messages)
+        keys = os.urandom(4 * count)
+        out: list[bytes] = []
+        append = out.append
+        payload_bytes = 0
+        for i, message in enumerate(messages):
+            if isinstance(message, str):
+                data = message.encode()
+                first = 0x81  # FIN + TEXT
+            else:
+                data = message
+                first = 0x82  # FIN + BINARY
+            length = len(data)
+            payload_bytes += length
+            key = keys[4 * i : 4 * i + 4]
+            if length < 126:
+                header = bytes((first, 0x80 | length))
+            elif length < 65536:
+                header = _HEADER_16.pack(first, 0xFE, length)
+            else:
+                header = _HEADER_64.pack(first, 0xFF, length)
+            append(header + key + apply_mask(data, key))
+        protocol.writes.append(b"".join(out))
+        self.messages_sent += count
+        self.bytes_sent += payload_bytes
+        return count
+
     def flush(self) -> None:
         conn = self._require_conn()
         try:
@@ -593,6 +653,9 @@ class Session:
             close_code=rcvd.code,
         )
 
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 
 # A sample this size decides whether a binary message is worth compressing.
 _SAMPLE_BYTES = 512
