@@ -16,6 +16,7 @@ stderr through ``cli.py``.
 from __future__ import annotations
 
 import json
+import mmap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -358,14 +359,26 @@ def _endpoint(addr: tuple[str, int]) -> str:
 
 def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
     """``frame-dump --pcap``: every WebSocket connection of a capture, both directions."""
+    try:
+        with open(path, "rb") as f:
+            try:  # mapped, not read: captures can be large
+                data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # an empty file cannot be mapped
+                data = b""
+    except OSError as exc:
+        raise WstoolError(f"cannot read --pcap {path}: {exc.strerror or exc}") from None
+    try:
+        return _dump_capture(env, path, data, cfg)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
+                  cfg: DumpConfig) -> int:
     from wstool.frames import apply_upgrade_response
     from wstool.pcap import TcpConnection, TcpReassembler, read_packets, tcp_segment
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise WstoolError(f"cannot read --pcap {path}: {exc.strerror or exc}") from None
     writer = FrameWriter(env, cfg)
     reassembler = TcpReassembler()
     states: dict[int, _PcapWebSocket] = {}

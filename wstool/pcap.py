@@ -20,9 +20,11 @@ sequence order, and that part is ours either way.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from wstool.errors import ProtocolFailure
 
@@ -41,6 +43,10 @@ LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 113, 228
 _RAW_LINKTYPES = frozenset({LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6})
 
 TCP_FIN, TCP_SYN, TCP_RST = 0x01, 0x02, 0x04
+
+
+# A whole capture: bytes, or a read-only mmap of the file (slices are bytes).
+Buffer: TypeAlias = bytes | mmap.mmap
 
 
 class CaptureError(ProtocolFailure):
@@ -63,7 +69,7 @@ class Segment:
     payload: bytes
 
 
-def read_packets(data: bytes) -> Iterator[Packet]:
+def read_packets(data: Buffer) -> Iterator[Packet]:
     """The link-layer frames of a pcap or pcapng capture, in file order."""
     if len(data) >= 4 and struct.unpack("<I", data[:4])[0] == PCAPNG_SHB:
         yield from _read_pcapng(data)
@@ -74,7 +80,7 @@ def read_packets(data: bytes) -> Iterator[Packet]:
                            f"{data[:4].hex() or 'in an empty file'})")
 
 
-def _read_pcap(data: bytes) -> Iterator[Packet]:
+def _read_pcap(data: Buffer) -> Iterator[Packet]:
     order = PCAP_MAGICS[data[:4]]
     if len(data) < 24:
         raise CaptureError("pcap file shorter than its 24-byte header")
@@ -94,7 +100,7 @@ def _read_pcap(data: bytes) -> Iterator[Packet]:
         pos += incl_len
 
 
-def _read_pcapng(data: bytes) -> Iterator[Packet]:
+def _read_pcapng(data: Buffer) -> Iterator[Packet]:
     pos = 0
     order = "<"
     linktypes: list[int] = []
