@@ -264,7 +264,7 @@ def test_reassembler_numbers_connections() -> None:
 
 
 class Tcpdump:
-    """tcpdump on the loopback interface, writing each packet at once (-U)."""
+    """tcpdump on the loopback interface, writing each packet as it comes."""
 
     def __init__(self, path: Path) -> None:
         tcpdump = shutil.which("tcpdump")
@@ -273,8 +273,9 @@ class Tcpdump:
         self.path = path
         self.proc = subprocess.Popen(
             # Only "tcp": a port filter captured nothing on some VMs; the test picks
-            # its connection out by port instead.
-            [tcpdump, "-i", "lo", "-U", "-s", "0", "-w", str(path), "tcp"],
+            # its connection out by port instead. --immediate-mode: packets reach
+            # tcpdump as they come, not in ring-buffer blocks, so stopping loses none.
+            [tcpdump, "-i", "lo", "--immediate-mode", "-U", "-s", "0", "-w", str(path), "tcp"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         # tcpdump says "listening on lo" once the capture runs.
@@ -282,6 +283,18 @@ class Tcpdump:
         if "listening on" not in line:
             self.stop()
             pytest.skip(f"capture not permitted here: {line.strip() or 'tcpdump exited'}")
+        # "listening on" comes a little before packets are really captured: probe
+        # with throwaway loopback connections until the file (-U) grows.
+        deadline = time.monotonic() + scaled(10)
+        while not (path.exists() and path.stat().st_size > 24):
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.skip("tcpdump runs but captured nothing on lo")
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen()
+                socket.create_connection(listener.getsockname()).close()
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
