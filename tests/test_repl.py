@@ -459,6 +459,8 @@ async def test_send_before_open_says_why() -> None:
     pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2)
     async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
         await d.see("reconnecting in ")
+        await until(lambda: d.target.status().state.startswith("reconnecting (attempt "),
+                    "the status bar's reconnecting state")
         d.type("early" + ENTER)
         await d.see("! not sent: the connection is")
         d.type(CTRL_D)

@@ -843,6 +843,13 @@ class SessionTarget:
             self.state = "closing"
             await session.close(code, reason)
 
+    def _state_text(self, session: Session | None) -> str:
+        if self.state == "open" and session is not None and not session.is_open:
+            return "closing"  # a close frame is in flight (either side's)
+        if self.state == "reconnecting":
+            return f"reconnecting (attempt {self.reconnects + 1})"
+        return self.state
+
     def status(self) -> TargetStatus:
         session = self.session
         past = self._past
@@ -853,7 +860,7 @@ class SessionTarget:
             compression = ", ".join(session.extensions)
         return TargetStatus(
             url=self.config.target.unix_path or self.config.target.url,
-            state=self.state,
+            state=self._state_text(session),
             subprotocol=session.subprotocol if session else None,
             compression=compression,
             messages_sent=past.messages_sent + now_sent,
