@@ -21,11 +21,15 @@ from tests.conftest import ServerThread, scaled, start_websockets_server
 
 pytestmark = pytest.mark.slow
 
+# Terminal control sequences (CSI ... final byte), to read the screen's text.
+_CSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-B]|[\x08]")
+
 
 @dataclass
 class Record:
     received: list[Any] = field(default_factory=list)
     closes: list[tuple[int, str]] = field(default_factory=list)
+    ticks: int = 0
 
 
 def recording_handler(record: Record, push_every_s: float | None = None) -> Any:
@@ -38,6 +42,7 @@ def recording_handler(record: Record, push_every_s: float | None = None) -> Any:
                 await asyncio.sleep(push_every_s or 1)
                 n += 1
                 await ws.send(f"tick {n}")
+                record.ticks = n
 
         task = asyncio.ensure_future(pusher()) if push_every_s else None
         try:
@@ -122,10 +127,15 @@ def test_typing_survives_incoming_messages(server_thread: ServerThread, home: Pa
         # A person types; pushes arrive between the keys (one every 100 ms).
         child.send(char)
         time.sleep(scaled(0.04))
-    child.send("\r")
-    child.expect(f"< {word}\r\n")
+    sent_while_typing = record.ticks
+    # The next push redraws the input line below it: the word must be intact.
+    child.expect(f"< tick {sent_while_typing + 1}\r\n")
     # Pushes were printed above the line while the word was half typed...
     assert len(re.findall(r"< tick \d+", child.before)) >= 2
+    child.expect(word)
+    assert "ws> " + word in _CSI_RE.sub("", child.before + child.after)
+    child.send("\r")
+    child.expect(f"< {word}\r\n")
     # ...and the word went out whole.
     assert record.received == [word]
     child.sendcontrol("d")
