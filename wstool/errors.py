@@ -125,3 +125,11 @@ NORMAL_CLOSE_CODES = frozenset({1000, 1005})
 # codes that mean "come back later". Not 1002/1007/1008/1009 (retrying cannot
 # help) nor 3000-4999 (the application's deliberate answer).
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+
+
+def is_retryable(exc: WstoolError) -> bool:
+    """The --reconnect policy (pipe and REPL alike): could not connect, timed
+    out, or closed with a drop / come-back-later code (RETRYABLE_CLOSE_CODES)."""
+    if isinstance(exc, ClosedAbnormally):
+        return exc.close_code in RETRYABLE_CLOSE_CODES
+    return exc.exit_status in (ExitStatus.CONNECT_FAILED, ExitStatus.TIMEOUT)

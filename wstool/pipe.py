@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig
 from wstool.env import Environment
-from wstool.errors import RETRYABLE_CLOSE_CODES, ClosedAbnormally, ExitStatus, WstoolError
+from wstool.errors import ExitStatus, WstoolError, is_retryable
 from wstool.events import (
     Closed,
     Event,
@@ -214,7 +214,7 @@ class PipeFrontEnd:
             self.write_message(event.data)
         self.activity.set()
         session = self.session
-        if self.cfg.echo and session is not None:
+        if self.cfg.echo and session is not None and not session.echo_engine:
             with contextlib.suppress(SessionClosed):
                 session.send(event.data)
         if count is not None and self.received_total >= count:
@@ -300,7 +300,7 @@ class PipeFrontEnd:
                 try:
                     error = await self._run_session(reader)
                 except WstoolError as exc:
-                    if not self.cfg.reconnect or self.interrupted or not self._retryable(exc):
+                    if not self.cfg.reconnect or self.interrupted or not is_retryable(exc):
                         raise
                     error = exc
                 if self.interrupted:
@@ -308,7 +308,7 @@ class PipeFrontEnd:
                 if (
                     error is None
                     or not self.cfg.reconnect
-                    or not self._retryable(error)
+                    or not is_retryable(error)
                     or self.done.is_set()  # --count reached or stdout closed
                 ):
                     break
@@ -329,12 +329,6 @@ class PipeFrontEnd:
             raise error
         return ExitStatus.OK
 
-    @staticmethod
-    def _retryable(exc: WstoolError) -> bool:
-        if isinstance(exc, ClosedAbnormally):
-            return exc.close_code in RETRYABLE_CLOSE_CODES
-        return exc.exit_status in (ExitStatus.CONNECT_FAILED, ExitStatus.TIMEOUT)
-
     def _interrupt(self) -> None:
         if self.interrupted and self.session is not None:
             self.session.abort()  # second Ctrl-C: do not wait for the close
@@ -349,6 +343,7 @@ class PipeFrontEnd:
             trace=self.out_cfg.trace,
             report_sent=self.out_cfg.json,
         )
+        session.echo_engine = self.cfg.echo  # issue 4: the session echoes, not _on_received
         self.session = session
         try:
             await session.open()

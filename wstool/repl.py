@@ -83,7 +83,7 @@ from wstool.commands import (
 )
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig
 from wstool.env import Environment
-from wstool.errors import ExitStatus, WstoolError
+from wstool.errors import ExitStatus, WstoolError, is_retryable
 from wstool.events import (
     Closed,
     Event,
@@ -646,14 +646,6 @@ class _TargetEnded(Exception):
 # The target of `connect`
 
 
-def _retryable(exc: WstoolError) -> bool:
-    return exc.exit_status in (
-        ExitStatus.CONNECT_FAILED,
-        ExitStatus.CLOSED_ABNORMALLY,
-        ExitStatus.TIMEOUT,
-    )
-
-
 def _format_duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -705,7 +697,7 @@ class SessionTarget:
             error = await self._run_session()
             if self._stop.is_set() or error is None or not self.pipe_config.reconnect:
                 break
-            if not _retryable(error):
+            if not is_retryable(error):
                 break
             delay = next(delays)
             self.state = "reconnecting"
