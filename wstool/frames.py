@@ -484,6 +484,19 @@ class FrameDecoder:
                 out.append(record)
                 pos = end
                 continue
+            if (
+                (b0 == 0x89 or b0 == 0x8A)
+                and bits == 7
+                and (forced is None or (forced == "client") == (key is not None))
+            ):
+                # Fast path: a well-formed PING or PONG (nothing in it can be wrong).
+                out.append(FrameRecord(
+                    self.offset + pos, True, False, False, False, b0 & 0x0F, key is not None,
+                    key, ln, 7, bytes(buf[pos : pos + hl]), payload,
+                    forced or ("client" if key is not None else "server"),
+                ))
+                pos = end
+                continue
             record = self._new_record(b0, b1, ln, bits, key, bytes(buf[pos : pos + hl]),
                                       payload, self.offset + pos)
             self._finish_record(record, payload)
