@@ -164,6 +164,11 @@ class Session:
     output once per chunk rather than once per message.
     """
 
+    # issue 4, `connect --echo`: set before open() to mirror every received
+    # message with serve-echo's strict engine (wstool/echo.py), inside the
+    # receive call itself; the session still sees every frame.
+    echo_engine: bool = False
+
     def __init__(
         self,
         config: ConnectConfig,
@@ -247,6 +252,10 @@ class Session:
     def _make_connection(self, protocol: Any, **kwargs: Any) -> _Connection:
         conn = _Connection(protocol, **kwargs)
         conn.session = self
+        if self.echo_engine:  # issue 4: connect --echo (see echo_engine)
+            from wstool.echo import make_strict_echo
+
+            make_strict_echo(protocol).emit_data_frames = True
         if self.trace:
             send_frame = protocol.send_frame
 

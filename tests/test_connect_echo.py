@@ -1,0 +1,113 @@
+"""`wstool connect --echo` mirrors with serve-echo's strict engine (issue 4).
+
+The peer is the websockets library's server; for the strictness checks its
+handler writes hand-built (unmasked, server-side) frames straight to the TCP
+transport, bypassing the library.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from tests.conftest import ServerThread, run_wstool, start_websockets_server
+from wstool.errors import ExitStatus
+
+
+def server_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([n])
+    else:
+        head += bytes([126]) + struct.pack("!H", n)
+    return head + payload
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+        self.close_code: int | None = None
+
+
+def test_echo_mirrors_types_and_fragmented_messages(server_thread: ServerThread) -> None:
+    rec = Recorder()
+
+    async def handler(ws: Any) -> None:
+        await ws.send("text ü")
+        await ws.send(b"\x00\xffbin")
+        await ws.send(["frag", "mented"])
+        for _ in range(3):
+            rec.received.append(await ws.recv())
+        await ws.close(1000)
+
+    _s, url = start_websockets_server(server_thread, handler)
+    proc = run_wstool("connect", "--echo", "-w", "-1", url)
+    assert proc.returncode == 0, proc.stderr
+    assert rec.received == ["text ü", b"\x00\xffbin", "fragmented"]
+    assert proc.stdout.splitlines()[0] == "text ü".encode()
+
+
+def test_echo_before_a_later_protocol_error(server_thread: ServerThread) -> None:
+    rec = Recorder()
+
+    async def handler(ws: Any) -> None:
+        # A good message and, in the same write, a frame with RSV1 set
+        # (no extension negotiated: --no-compress).
+        ws.transport.write(server_frame(0x1, b"first") + server_frame(0x1, b"bad", rsv=4))
+        rec.received.append(await ws.recv())
+        await ws.wait_closed()
+        rec.close_code = ws.close_code
+
+    _s, url = start_websockets_server(server_thread, handler, compression=None)
+    proc = run_wstool("connect", "--echo", "--no-compress", "-w", "-1", url)
+    assert rec.received == ["first"]
+    assert rec.close_code == 1002
+    assert proc.returncode == ExitStatus.PROTOCOL_ERROR, proc.stderr
+
+
+def test_invalid_utf8_mid_frame_fails_at_once(server_thread: ServerThread) -> None:
+    rec = Recorder()
+
+    async def handler(ws: Any) -> None:
+        frame = server_frame(0x1, b"ok \xf4\x90\x80\x80" + b"z" * 30)
+        ws.transport.write(frame[:8])  # header + 6 payload bytes; the rest never comes
+        await ws.wait_closed()
+        rec.close_code = ws.close_code
+
+    _s, url = start_websockets_server(server_thread, handler, compression=None)
+    proc = run_wstool("connect", "--echo", "--no-compress", "-w", "-1", url)
+    assert rec.close_code == 1007
+    assert proc.returncode == ExitStatus.PROTOCOL_ERROR, proc.stderr
+    assert "UTF-8" in proc.stderr
+
+
+def test_close_between_fragments_is_a_clean_close(server_thread: ServerThread) -> None:
+    rec = Recorder()
+
+    async def handler(ws: Any) -> None:
+        ws.transport.write(server_frame(0x1, b"part", fin=False)
+                           + server_frame(0x8, struct.pack("!H", 1000) + b"bye"))
+        await ws.wait_closed()
+        rec.close_code = ws.close_code
+
+    _s, url = start_websockets_server(server_thread, handler, compression=None)
+    proc = run_wstool("connect", "--echo", "--no-compress", "-w", "-1", url)
+    assert rec.close_code == 1000  # our answer to its Close, not 1002
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_echo_with_compression(server_thread: ServerThread) -> None:
+    rec = Recorder()
+
+    async def handler(ws: Any) -> None:
+        for i in range(20):
+            await ws.send("compressible " * i)
+        for _ in range(20):
+            rec.received.append(await ws.recv())
+        await ws.close()
+
+    _s, url = start_websockets_server(server_thread, handler)
+    proc = run_wstool("connect", "--echo", "-w", "-1", url)
+    assert proc.returncode == 0, proc.stderr
+    assert rec.received == ["compressible " * i for i in range(20)]
