@@ -565,7 +565,7 @@ async def test_count_verbose_and_trace() -> None:
         out = d.output.text
         assert "> GET / HTTP/1.1" in out  # -v: the handshake
         assert "< HTTP/1.1 101 Switching Protocols" in out
-        assert "< TEXT 'push 0'" in out  # --trace: frames as websockets prints them
+        assert '< TEXT fin 6 B "push 0"' in out  # --trace: frame-dump's vocabulary
         assert "< push 1" in out
         assert "< push 2" not in out
         assert "closed by us: 1000" in out

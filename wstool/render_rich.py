@@ -33,7 +33,14 @@ from wstool.events import (
     Pong,
     Reconnecting,
 )
-from wstool.render import close_line, escape, hex_dump, human_size, opened_line
+from wstool.render import (
+    close_line,
+    escape,
+    hex_dump,
+    human_size,
+    opened_line,
+    trace_frame_line,
+)
 
 PRETTY_JSON_MAX_BYTES = 256 * 1024
 
@@ -236,6 +243,6 @@ def event_text(event: Event, view: ViewOptions) -> Text | None:
             out.append(f" in {event.rtt_s * 1000:.2f} ms", style=STYLE_DIM)
         return out
     if isinstance(event, FrameSeen):
-        marker = ">" if event.direction == "sent" else "<"
-        return Text(f"{marker} {escape(str(event.frame))}", style=STYLE_DIM)
+        # Same vocabulary as frame-dump and pipe-mode --trace (escaped there).
+        return Text(trace_frame_line(event.direction, event.frame), style=STYLE_DIM)
     return None
