@@ -375,14 +375,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 10000-connection run")
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--memory-only", action="store_true", help="skip the throughput runs")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     rows: list[tuple[str, list[str]]] = []
     sizes = [1000] if args.quick else [1000, 10000]
     for server in servers(args.only):
         print(f"... {server.name}", file=sys.stderr)
-        pipe_raw, pipe_cpu = measure_throughput(server, "pipe", args.duration)
-        rr_raw, rr_cpu = measure_throughput(server, "rr", args.duration)
+        pipe_raw = pipe_cpu = rr_raw = rr_cpu = float("nan")
+        if not args.memory_only:
+            pipe_raw, pipe_cpu = measure_throughput(server, "pipe", args.duration)
+            rr_raw, rr_cpu = measure_throughput(server, "rr", args.duration)
         mems = [idle_memory_per_connection(server, n) for n in sizes]
         rows.append((server.name, [
             f"{pipe_cpu:,.0f}", f"{pipe_raw:,.0f}", f"{rr_cpu:,.0f}", f"{rr_raw:,.0f}",

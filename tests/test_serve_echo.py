@@ -254,7 +254,8 @@ def test_sigterm_closes_clients_with_1001_and_prints_a_summary(serve_echo: Any) 
             return info.value.rcvd.code if info.value.rcvd else None
 
     assert run(go()) == 1001
-    assert s.stop() == 0
+    assert s.proc.wait(scaled(15)) == 0  # the one SIGTERM is enough
+    s.wait_for_eof()
     assert "summary: 1 connection; messages 1 in, 1 out; bytes 3 in, 3 out" in s.stderr
 
 

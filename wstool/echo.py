@@ -131,10 +131,203 @@ class StrictEcho(Protocol):
     # The frame loop.
 
     def parse(self) -> Generator[None]:
+        # Reached through ServerProtocol/ClientProtocol.parse() (super().parse())
+        # once the handshake is parsed.
+        yield from self.frame_loop()
+
+    def frame_loop(self) -> Generator[None]:
+        """The strict frame loop as a generator of its own.
+
+        A server may install a fresh one as ``self.parser`` once it has
+        accepted, dropping the handshake's generator frames (memory per idle
+        connection, issue 4).
+        """
+        try:
+            reader = self.reader
+            buf = reader.buffer  # a bytearray that feed_data() extends in place
+            server = self.side is SERVER
+
+            # A server may get frames in the same segment as its handshake request,
+            # before it has accepted; leave them buffered until it has
+            # (the driver steps the parser again after accept()).
+            while self._state is CONNECTING:
+                yield
+
+            msg_opcode = 0  # opcode of the fragmented message in progress, 0: none
+            msg_parts: list[bytes] = []
+            msg_size = 0
+            decoder: codecs.IncrementalDecoder | None = None  # while a text message is open
+
+            while True:
+                # Header: 2 bytes, then the extended length and the mask key (§5.2).
+                while len(buf) < 2:
+                    if reader.eof:
+                        raise EOFError("unexpected end of stream")
+                    yield
+                b0 = buf[0]
+                b1 = buf[1]
+                fin = b0 & 0x80 != 0
+                opcode = b0 & 0x0F
+                if b0 & 0x70 and not self.extensions:
+                    # §5.2: RSV1-3 MUST be 0 unless an extension defines them.
+                    raise ProtocolError("reserved bits must be 0")
+                if opcode not in _DATA_OPCODES and opcode not in _CONTROL_OPCODES:
+                    raise ProtocolError("invalid opcode")  # §5.2: reserved opcodes
+                if (b1 & 0x80 != 0) is not server:
+                    # §5.1: client frames are masked, server frames are not.
+                    raise ProtocolError("incorrect masking")
+                length = b1 & 0x7F
+                header_len = 2
+                if length == 126:
+                    header_len = 4
+                elif length == 127:
+                    header_len = 10
+                if server:
+                    header_len += 4
+                while len(buf) < header_len:
+                    if reader.eof:
+                        raise EOFError("unexpected end of stream")
+                    yield
+                if length == 126:
+                    length = (buf[2] << 8) | buf[3]
+                elif length == 127:
+                    length = int.from_bytes(buf[2:10], "big")
+                    if length >> 63:
+                        raise ProtocolError("payload length has its most significant bit set")
+                mask = bytes(buf[header_len - 4 : header_len]) if server else b""
+
+                is_control = opcode >= 0x8
+                if is_control:
+                    if b0 & 0x70:
+                        # RFC 7692 §6: RSV1 marks the first frame of a compressed
+                        # message, never a control frame.
+                        raise ProtocolError("reserved bits must be 0")
+                    # §5.5: control frames are final and carry at most 125 bytes.
+                    if not fin:
+                        raise ProtocolError("fragmented control frame")
+                    if length > 125:
+                        raise ProtocolError("control frame too long")
+                else:
+                    # §5.4: a message is one initial frame then continuations.
+                    if opcode == OP_CONT:
+                        if not msg_opcode:
+                            raise ProtocolError("unexpected continuation frame")
+                    elif msg_opcode:
+                        raise ProtocolError("expected a continuation frame")
+                    max_size = self.max_message_size
+                    too_big = max_size is not None and msg_size + length > max_size
+                    if too_big and not self.extensions:
+                        raise PayloadTooBig(msg_size + length, max_size)
+                    if self.max_fragment_size is not None and length > self.max_fragment_size:
+                        raise PayloadTooBig(length, self.max_fragment_size)
+                del buf[:header_len]
+
+                # Which text checks apply to this frame's bytes as they arrive.
+                text_frame = (opcode == OP_TEXT or (opcode == OP_CONT and decoder is not None))
+                incremental = text_frame and not self.extensions
+
+                # Payload.
+                if len(buf) >= length:
+                    payload = apply_mask(buf[:length], mask) if server else bytes(buf[:length])
+                    del buf[:length]
+                    if incremental:
+                        if fin and opcode == OP_TEXT:
+                            # The common case, a whole text message in one frame.
+                            if not payload.isascii():
+                                payload.decode()
+                        else:
+                            if decoder is None:
+                                decoder = _Utf8Decoder()
+                            decoder.decode(payload, False)
+                            _check_utf8_tail(decoder)
+                else:
+                    parts: list[bytes] = []
+                    received = 0
+                    if incremental and decoder is None:
+                        decoder = _Utf8Decoder()
+                    while True:
+                        take = min(len(buf), length - received)
+                        if take:
+                            chunk = (
+                                apply_mask(buf[:take], _rotate(mask, received))
+                                if server
+                                else bytes(buf[:take])
+                            )
+                            del buf[:take]
+                            if incremental:
+                                assert decoder is not None
+                                # §8.1 and issue 4: fail at the offending byte,
+                                # not when the frame completes.
+                                decoder.decode(chunk, False)
+                                _check_utf8_tail(decoder)
+                            parts.append(chunk)
+                            received += take
+                        if received == length:
+                            break
+                        if reader.eof:
+                            raise EOFError("unexpected end of stream")
+                        yield
+                    payload = b"".join(parts)
+
+                if is_control:
+                    self._control_frame(opcode, payload)
+                    if opcode == OP_CLOSE:
+                        if self._deferred_close is not None:
+                            # defer_close(): park until answer_close() replaces
+                            # this parser; §1.4: what follows a Close is discarded.
+                            while True:
+                                reader.discard()
+                                yield
+                        # answer_close() switched self.parser to discard().
+                        break
+                    continue
+
+                if self.extensions:
+                    # permessage-deflate (RFC 7692): inflate, then check as usual.
+                    frame = Frame(
+                        Opcode(opcode), payload, fin,
+                        b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0,
+                    )
+                    max_size = self.max_message_size
+                    remaining = None if max_size is None else max_size - msg_size
+                    for extension in reversed(self.extensions):
+                        frame = extension.decode(frame, max_size=remaining)
+                    frame.check()
+                    payload = bytes(frame.data)
+                    if max_size is not None and msg_size + len(payload) > max_size:
+                        raise PayloadTooBig(msg_size + len(payload), max_size)
+                    if text_frame:
+                        if decoder is None:
+                            decoder = _Utf8Decoder()
+                        decoder.decode(payload, False)
+                        _check_utf8_tail(decoder)
+
+                if self.emit_data_frames:
+                    self.events.append(Frame(Opcode(opcode), payload, fin))
+
+                if fin:
+                    if msg_opcode:
+                        msg_parts.append(payload)
+                        payload = b"".join(msg_parts)
+                        opcode = msg_opcode
+                        msg_parts = []
+                        msg_opcode = 0
+                        msg_size = 0
+                    if decoder is not None:
+                        decoder.decode(b"", True)  # a truncated sequence at the end
+                        decoder = None
+                    self.messages_in += 1
+                    self.bytes_in += len(payload)
+                    self.on_message(opcode, payload)
+                else:
+                    if not msg_opcode:
+                        msg_opcode = opcode
+                    msg_parts.append(payload)
+                    msg_size += len(payload)
+                    # Keep the library's view in step (close_expected, debugging).
+                    self.current_size = msg_size
         # Same error mapping as Protocol.parse (§7.1.7 Fail the WebSocket
         # Connection, with the close codes of §7.4.1).
-        try:
-            yield from self._parse_frames()
         except ProtocolError as exc:
             self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
             self.parser_exc = exc
@@ -154,191 +347,7 @@ class StrictEcho(Protocol):
         # fail() or the Close branch replaced self.parser with discard(); this
         # generator is never stepped again.
         yield
-        raise AssertionError("parse() shouldn't step after the end")
-
-    def _parse_frames(self) -> Generator[None]:
-        reader = self.reader
-        buf = reader.buffer  # a bytearray that feed_data() extends in place
-        server = self.side is SERVER
-
-        # A server may get frames in the same segment as its handshake request,
-        # before it has accepted; leave them buffered until it has
-        # (the driver steps the parser again after accept()).
-        while self._state is CONNECTING:
-            yield
-
-        msg_opcode = 0  # opcode of the fragmented message in progress, 0: none
-        msg_parts: list[bytes] = []
-        msg_size = 0
-        decoder: codecs.IncrementalDecoder | None = None  # while a text message is open
-
-        while True:
-            # Header: 2 bytes, then the extended length and the mask key (§5.2).
-            while len(buf) < 2:
-                if reader.eof:
-                    raise EOFError("unexpected end of stream")
-                yield
-            b0 = buf[0]
-            b1 = buf[1]
-            fin = b0 & 0x80 != 0
-            opcode = b0 & 0x0F
-            if b0 & 0x70 and not self.extensions:
-                # §5.2: RSV1-3 MUST be 0 unless an extension defines them.
-                raise ProtocolError("reserved bits must be 0")
-            if opcode not in _DATA_OPCODES and opcode not in _CONTROL_OPCODES:
-                raise ProtocolError("invalid opcode")  # §5.2: reserved opcodes
-            if (b1 & 0x80 != 0) is not server:
-                # §5.1: client frames are masked, server frames are not.
-                raise ProtocolError("incorrect masking")
-            length = b1 & 0x7F
-            header_len = 2
-            if length == 126:
-                header_len = 4
-            elif length == 127:
-                header_len = 10
-            if server:
-                header_len += 4
-            while len(buf) < header_len:
-                if reader.eof:
-                    raise EOFError("unexpected end of stream")
-                yield
-            if length == 126:
-                length = (buf[2] << 8) | buf[3]
-            elif length == 127:
-                length = int.from_bytes(buf[2:10], "big")
-                if length >> 63:
-                    raise ProtocolError("payload length has its most significant bit set")
-            mask = bytes(buf[header_len - 4 : header_len]) if server else b""
-
-            is_control = opcode >= 0x8
-            if is_control:
-                if b0 & 0x70:
-                    # RFC 7692 §6: RSV1 marks the first frame of a compressed
-                    # message, never a control frame.
-                    raise ProtocolError("reserved bits must be 0")
-                # §5.5: control frames are final and carry at most 125 bytes.
-                if not fin:
-                    raise ProtocolError("fragmented control frame")
-                if length > 125:
-                    raise ProtocolError("control frame too long")
-            else:
-                # §5.4: a message is one initial frame then continuations.
-                if opcode == OP_CONT:
-                    if not msg_opcode:
-                        raise ProtocolError("unexpected continuation frame")
-                elif msg_opcode:
-                    raise ProtocolError("expected a continuation frame")
-                max_size = self.max_message_size
-                if max_size is not None and msg_size + length > max_size and not self.extensions:
-                    raise PayloadTooBig(msg_size + length, max_size)
-                if self.max_fragment_size is not None and length > self.max_fragment_size:
-                    raise PayloadTooBig(length, self.max_fragment_size)
-            del buf[:header_len]
-
-            # Which text checks apply to this frame's bytes as they arrive.
-            text_frame = (opcode == OP_TEXT or (opcode == OP_CONT and decoder is not None))
-            incremental = text_frame and not self.extensions
-
-            # Payload.
-            if len(buf) >= length:
-                payload = apply_mask(buf[:length], mask) if server else bytes(buf[:length])
-                del buf[:length]
-                if incremental:
-                    if fin and opcode == OP_TEXT:
-                        # The common case, a whole text message in one frame.
-                        if not payload.isascii():
-                            payload.decode()
-                    else:
-                        if decoder is None:
-                            decoder = _Utf8Decoder()
-                        decoder.decode(payload, False)
-                        _check_utf8_tail(decoder)
-            else:
-                parts: list[bytes] = []
-                received = 0
-                if incremental and decoder is None:
-                    decoder = _Utf8Decoder()
-                while True:
-                    take = min(len(buf), length - received)
-                    if take:
-                        chunk = (
-                            apply_mask(buf[:take], _rotate(mask, received))
-                            if server
-                            else bytes(buf[:take])
-                        )
-                        del buf[:take]
-                        if incremental:
-                            assert decoder is not None
-                            # §8.1 and issue 4: fail at the offending byte,
-                            # not when the frame completes.
-                            decoder.decode(chunk, False)
-                            _check_utf8_tail(decoder)
-                        parts.append(chunk)
-                        received += take
-                    if received == length:
-                        break
-                    if reader.eof:
-                        raise EOFError("unexpected end of stream")
-                    yield
-                payload = b"".join(parts)
-
-            if is_control:
-                self._control_frame(opcode, payload)
-                if opcode == OP_CLOSE:
-                    if self._deferred_close is not None:
-                        # defer_close(): park until answer_close() replaces
-                        # this parser; §1.4: what follows a Close is discarded.
-                        while True:
-                            reader.discard()
-                            yield
-                    # answer_close() switched self.parser to discard().
-                    return
-                continue
-
-            if self.extensions:
-                # permessage-deflate (RFC 7692): inflate, then check as usual.
-                frame = Frame(
-                    Opcode(opcode), payload, fin,
-                    b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0,
-                )
-                max_size = self.max_message_size
-                remaining = None if max_size is None else max_size - msg_size
-                for extension in reversed(self.extensions):
-                    frame = extension.decode(frame, max_size=remaining)
-                frame.check()
-                payload = bytes(frame.data)
-                if max_size is not None and msg_size + len(payload) > max_size:
-                    raise PayloadTooBig(msg_size + len(payload), max_size)
-                if text_frame:
-                    if decoder is None:
-                        decoder = _Utf8Decoder()
-                    decoder.decode(payload, False)
-                    _check_utf8_tail(decoder)
-
-            if self.emit_data_frames:
-                self.events.append(Frame(Opcode(opcode), payload, fin))
-
-            if fin:
-                if msg_opcode:
-                    msg_parts.append(payload)
-                    payload = b"".join(msg_parts)
-                    opcode = msg_opcode
-                    msg_parts = []
-                    msg_opcode = 0
-                    msg_size = 0
-                if decoder is not None:
-                    decoder.decode(b"", True)  # a truncated sequence at the end
-                    decoder = None
-                self.messages_in += 1
-                self.bytes_in += len(payload)
-                self.on_message(opcode, payload)
-            else:
-                if not msg_opcode:
-                    msg_opcode = opcode
-                msg_parts.append(payload)
-                msg_size += len(payload)
-                # Keep the library's view in step (close_expected, debugging).
-                self.current_size = msg_size
+        raise AssertionError("the frame loop shouldn't step after the end")
 
     def _control_frame(self, opcode: int, payload: bytes) -> None:
         frame = Frame(Opcode(opcode), payload)

@@ -352,6 +352,10 @@ class ServerConnection(asyncio.Protocol):
         else:
             # The hot path: echoes as pre-built bytes (see echo.py).
             protocol.raw_echo = not protocol.extensions
+        # A fresh parser with the frame loop alone: the handshake's generator
+        # frames would stay alive for the life of the connection otherwise.
+        protocol.parser = protocol.frame_loop()
+        next(protocol.parser)
         server.app.opened(self)
         # Frames that came with the request waited for the accept (echo.py).
         protocol.receive_data(b"")
