@@ -27,10 +27,13 @@ from tests.node_peers import NodeWsClient, ensure_node_ws
 class ServeEcho:
     """`python -m wstool serve-echo --port 0 ARGS`; stderr collected in a thread."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, command: str = "serve-echo",
+        stdin: Any = subprocess.DEVNULL,
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", "serve-echo", "--port", "0", *args],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "wstool", command, "--port", "0", *args],
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "NO_COLOR": "1", **(env or {})},

@@ -187,12 +187,50 @@ def _not_yet(name: str) -> NoReturn:
     sys.exit(int(ExitStatus.ERROR))
 
 
-@cli.command(name="listen", epilog=EXIT_STATUS_HELP,
-             context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def listen_cmd(args: tuple[str, ...]) -> None:
-    """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l)."""
-    _not_yet("listen")
+@cli.command(name="listen", epilog=EXIT_STATUS_HELP)
+@click.option("--once", is_flag=True,
+              help="Serve one client; exit when it leaves (status from its close).")
+@click.option("-0", "--null", "null_separated", is_flag=True,
+              help="NUL, not newline, separates messages on stdin and stdout.")
+@click.option("-b", "--binary", is_flag=True,
+              help="Send stdin as binary messages as it arrives; write payloads raw.")
+@click.option("--base64", "use_base64", is_flag=True,
+              help="Show received binary as base64 (text mode), not hex.")
+@click.option("--chunk-size", type=click.IntRange(1), default=DEFAULT_CHUNK_SIZE_BYTES,
+              show_default=True, metavar="BYTES", help="Largest binary message read from stdin.")
+@server_options
+@output_options
+def listen_cmd(**raw: Any) -> None:
+    """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
+
+    Each stdin line goes to every connected client; each client message is a
+    line on stdout (--json: JSON lines with the client's id). Input written
+    before the first client connects is kept for it.
+    """
+    from wstool.config import ListenConfig
+    from wstool.env import Environment
+
+    try:
+        server_cfg = server_config(raw)
+        listen_cfg = ListenConfig(
+            once=raw["once"],
+            null_separated=raw["null_separated"],
+            binary=raw["binary"],
+            base64=raw["use_base64"],
+            chunk_size_bytes=raw["chunk_size"],
+        )
+        out_cfg = output_config(raw)
+    except WstoolError as exc:
+        fail(exc)
+    _use_loop(raw["loop_name"])
+    env = Environment.from_process(color=out_cfg.color)
+
+    async def main() -> int:
+        from wstool.listen import ListenFrontEnd
+
+        return await ListenFrontEnd(env, server_cfg, listen_cfg, out_cfg).run()
+
+    run_async(main, debug=out_cfg.debug)
 
 
 def _use_loop(name: str) -> None:

@@ -222,3 +222,14 @@ class EchoConfig:
     ping_every_s: float | None = None
     greeting: str | None = None
     drop_after: int | None = None
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """``listen`` options that shape the message stream."""
+
+    once: bool = False
+    null_separated: bool = False
+    binary: bool = False
+    base64: bool = False
+    chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES

@@ -138,6 +138,7 @@ class ServerConnection(asyncio.Protocol):
         self.protocol.conn = self
         self.opened = False
         self.pending_echoes = 0  # --delay: echoes scheduled, not yet sent
+        self._drain_waiter: asyncio.Future[None] | None = None
         self.rejected = False
         self._eof_handled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -175,6 +176,7 @@ class ServerConnection(asyncio.Protocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()  # release drain() waiters
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -222,6 +224,21 @@ class ServerConnection(asyncio.Protocol):
                 reason = f"invalid HTTP request: {_cause_text(protocol.handshake_exc)}"
             self._report_reject(None, reason)
         server._connection_gone()
+
+    def pause_writing(self) -> None:
+        if self._drain_waiter is None:
+            self._drain_waiter = self.server.loop.create_future()
+
+    def resume_writing(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+        waiter = self._drain_waiter
+        if waiter is not None:
+            await asyncio.shield(waiter)
 
     # Output
 
@@ -460,6 +477,7 @@ class WebSocketServer:
         app.server = self
         self.sink = sink
         self.trace = trace
+        self.report_sent = False  # listen --json: report messages sent to clients
         self.ssl_context = ssl_context
         self.loop = asyncio.get_running_loop()
         self.connections: set[ServerConnection] = set()
@@ -598,6 +616,11 @@ class WebSocketServer:
             self._schedule(period_s, tick)
 
         self._schedule(period_s, tick)
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; open connections carry on."""
+        for server in self._servers:
+            server.close()
 
     def _connection_gone(self) -> None:
         if self._all_gone is not None and not self.connections:
@@ -751,6 +774,67 @@ class EchoApp(App):
             conn.close(cfg.close_code, cfg.close_reason)
 
 
+# listen
+
+
+class _ListenProtocol(ServerSideProtocol):
+    """Messages go to the front-end (as events), not back to the client."""
+
+    echo_messages = False
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        conn = self.conn
+        # The engine has validated text already (strict UTF-8).
+        data: str | bytes = payload.decode() if opcode == OP_TEXT else payload
+        conn.server.sink(ClientMessage(conn.client_id, "received", data, ts=time.monotonic()))
+
+
+class ListenApp(App):
+    """listen: client messages become ClientMessage events; send() goes to clients."""
+
+    def protocol_class(self) -> type[ServerSideProtocol]:
+        return _ListenProtocol
+
+    def clients(self) -> dict[int, ServerConnection]:
+        return {c.client_id: c for c in self.server.open_connections if c.protocol.state is OPEN}
+
+    def send(self, data: str | bytes, client_ids: Sequence[int] | None = None) -> int:
+        """Send one message to the given clients (default: all); returns how many got it."""
+        opcode, payload = (OP_TEXT, data.encode()) if isinstance(data, str) else (OP_BINARY, data)
+        sent = 0
+        clients = self.clients()
+        targets = clients.values() if client_ids is None else [
+            clients[i] for i in client_ids if i in clients]
+        for conn in targets:
+            if conn.protocol.send_message(opcode, payload):
+                conn.flush()
+                sent += 1
+                if self.server.report_sent:
+                    self.server.sink(ClientMessage(conn.client_id, "sent", data,
+                                                   ts=time.monotonic()))
+        return sent
+
+    async def drain(self) -> None:
+        for conn in list(self.server.open_connections):
+            await conn.drain()
+
+
+async def run_listen_server(
+    server_config: ServerConfig,
+    sink: ServerEventSink,
+    *,
+    trace: bool = False,
+    report_sent: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[WebSocketServer, ListenApp]:
+    """Start a listen server; the front-end drives ListenApp.send()."""
+    app = ListenApp()
+    server = WebSocketServer(server_config, app, sink, trace=trace, ssl_context=ssl_context)
+    server.report_sent = report_sent
+    await server.start()
+    return server, app
+
+
 def tls_context_for(config: ServerConfig) -> ssl.SSLContext | None:
     from wstool.tls import server_context
 
@@ -799,9 +883,11 @@ __all__ = [
     "OP_TEXT",
     "App",
     "EchoApp",
+    "ListenApp",
     "ServerConnection",
     "WebSocketServer",
     "demo_echo_server",
     "run_echo_server",
+    "run_listen_server",
     "tls_context_for",
 ]

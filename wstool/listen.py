@@ -1,0 +1,240 @@
+"""``wstool listen`` in a pipe: stdin to the connected clients, their messages to stdout.
+
+The rules (README "listen"):
+
+* each stdin line is one text message to every connected client (``-b``: each
+  chunk of stdin one binary message); each client message is one output line;
+* stdin is not read while no client is connected: what is written before the
+  first client arrives stays in the pipe and is delivered to it (wscat reads
+  and drops it); a chunk read while clients were connected but sent after they
+  all left waits for the next client;
+* backpressure: the next chunk of stdin is read once every client's write
+  buffer has drained;
+* ``--json`` writes every event as a JSON line with the client's id; on a
+  terminal each message line starts with ``[ID]``;
+* ``--once``: one client; exit when it leaves, with a status from its close.
+  Without ``--once``, run until SIGINT/SIGTERM (then close all with 1001).
+  End of stdin closes nothing: clients may still send.
+
+Terminal (REPL) mode with ``/clients``, ``/to``, ``/kick`` is not done yet: on
+a terminal this same front-end runs, with escaped, client-tagged output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from typing import TYPE_CHECKING
+
+from wstool.config import ListenConfig, OutputConfig, ServerConfig
+from wstool.env import Environment
+from wstool.errors import (
+    ClosedAbnormally,
+    ExitStatus,
+    ProtocolFailure,
+    WstoolError,
+    describe_close_code,
+)
+from wstool.events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
+from wstool.pipe import StdinReader
+from wstool.render import binary_as_text, escape
+from wstool.serve import ServerLog, install_stop_signals, prepared_tls
+
+if TYPE_CHECKING:
+    from wstool.server import ListenApp, WebSocketServer
+
+# A client's close that ends `listen --once` with status 0 (1001: a browser
+# tab going away is a normal way to leave).
+CLEAN_CLIENT_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+
+class ListenFrontEnd:
+    def __init__(
+        self,
+        env: Environment,
+        server_config: ServerConfig,
+        listen_config: ListenConfig,
+        output_config: OutputConfig,
+    ) -> None:
+        self.env = env
+        self.server_cfg = server_config
+        self.cfg = listen_config
+        self.out_cfg = output_config
+        self.log = ServerLog(env, output_config)
+        self.separator = b"\0" if listen_config.null_separated else b"\n"
+        self.tag_clients = env.stdout_isatty
+        self.escape_output = env.stdout_isatty
+        self.pending: collections.deque[str | bytes] = collections.deque()
+        self.partial = b""
+        self.input_line_no = 0
+        self.clients: set[int] = set()
+        self.has_clients = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.once_result: ClientDisconnected | None = None
+        self.stdout_closed = False
+        self._server: WebSocketServer
+        self._app: ListenApp
+
+    # Events from the server core
+
+    def on_event(self, event: ServerEvent) -> None:
+        if isinstance(event, ClientMessage) and not self.out_cfg.json:
+            if event.direction == "received":
+                self.write_message(event.client_id, event.data)
+        else:
+            self.log(event)
+        if isinstance(event, ClientConnected):
+            self.clients.add(event.client_id)
+            self.has_clients.set()
+            if self.cfg.once:
+                self._server.stop_accepting()
+        elif isinstance(event, ClientDisconnected):
+            self.clients.discard(event.client_id)
+            if not self.clients:
+                self.has_clients.clear()
+            if self.cfg.once:
+                self.once_result = event
+                self.stop.set()
+
+    # Output
+
+    def write_message(self, client_id: int, data: str | bytes) -> None:
+        if self.stdout_closed:
+            return
+        if self.cfg.binary:
+            out = data.encode() if isinstance(data, str) else data
+        else:
+            if isinstance(data, bytes):
+                text = binary_as_text(data, use_base64=self.cfg.base64)
+            else:
+                text = escape(data) if self.escape_output else data
+            if self.tag_clients:
+                text = f"[{client_id}] {text}"
+            out = text.encode() + self.separator
+        try:
+            self.env.stdout.write(out)
+            self.env.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.stdout_closed = True
+            self.stop.set()
+
+    # Input
+
+    def _take(self, chunk: bytes) -> None:
+        if self.cfg.binary:
+            self.pending.append(chunk)
+            return
+        pieces = (self.partial + chunk).split(self.separator)
+        self.partial = pieces.pop()
+        for raw in pieces:
+            self.pending.append(self._decode_line(raw))
+
+    def _decode_line(self, raw: bytes) -> str:
+        self.input_line_no += 1
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise WstoolError(
+                f"input line {self.input_line_no} is not valid UTF-8 "
+                f"(byte {exc.start}): send bytes with -b/--binary"
+            ) from None
+
+    async def _deliver(self) -> None:
+        """Send what is pending to the connected clients; keep it while there are none."""
+        while self.pending:
+            await self.has_clients.wait()
+            if not self._app.send(self.pending[0]):
+                # Every client left between the wait and the send.
+                continue
+            self.pending.popleft()
+        await self._app.drain()
+
+    async def pump_input(self) -> None:
+        reader: StdinReader | None = None
+        while True:
+            await self._deliver()
+            # Not a byte of stdin is read until someone is there to get it.
+            await self.has_clients.wait()
+            if reader is None:
+                reader = StdinReader(self.env.stdin, self.cfg.chunk_size_bytes)
+            chunk = await reader.read()
+            if chunk:
+                try:
+                    self._take(chunk)
+                except WstoolError:
+                    await self._deliver()  # the lines before the bad one still go
+                    raise
+                continue
+            if self.partial:
+                self.pending.append(
+                    self.partial if self.cfg.binary else self._decode_line(self.partial)
+                )
+                self.partial = b""
+            await self._deliver()
+            return
+
+    # The run
+
+    async def run(self) -> ExitStatus:
+        from wstool.server import run_listen_server
+
+        remove_signals = install_stop_signals(self.stop)
+        error: WstoolError | None = None
+        try:
+            with prepared_tls(self.server_cfg, self.log) as ssl_context:
+                self._server, self._app = await run_listen_server(
+                    self.server_cfg, self.on_event,
+                    trace=self.out_cfg.verbose >= 2,
+                    report_sent=self.out_cfg.json,
+                    ssl_context=ssl_context,
+                )
+                pump = asyncio.ensure_future(self.pump_input())
+                stop = asyncio.ensure_future(self.stop.wait())
+                try:
+                    while True:
+                        await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
+                        if stop.done():
+                            break
+                        exc = pump.exception()
+                        if isinstance(exc, WstoolError):
+                            error = exc  # bad input: one line, after a clean shutdown
+                            break
+                        if exc is not None:
+                            raise exc
+                        # End of input: keep serving until --once's client leaves
+                        # or a signal.
+                        await stop
+                        break
+                finally:
+                    pump.cancel()
+                    stop.cancel()
+                    await self._server.shutdown(1001, "going away")
+                    self.log(self._server.summary())
+        finally:
+            remove_signals()
+            with contextlib.suppress(OSError, ValueError):
+                self.env.stdout.flush()
+        if error is not None:
+            raise error
+        return self._once_status()
+
+    def _once_status(self) -> ExitStatus:
+        event = self.once_result
+        if event is None:
+            return ExitStatus.OK
+        if event.error:
+            if event.code == 1006:
+                raise ClosedAbnormally(f"client {event.client_id} {event.error}")
+            raise ProtocolFailure(f"client {event.client_id}: {event.error}")
+        if event.code in CLEAN_CLIENT_CLOSE_CODES:
+            return ExitStatus.OK
+        if event.code == 1006:
+            raise ClosedAbnormally(
+                f"client {event.client_id} left without a closing handshake (1006)"
+            )
+        reason = f": {event.reason}" if event.reason else ""
+        raise ClosedAbnormally(
+            f"client {event.client_id} closed with {event.code} "
+            f"({describe_close_code(event.code)}){reason}"
+        )
