@@ -181,3 +181,17 @@ def test_node_ws_client_to_listen(listen: Any) -> None:
     assert result.messages == ["hello node"]
     assert finish(s) == 0
     assert s.stdout == b"hello wstool\n"
+
+
+def test_once_client_protocol_error_is_status_6(listen: Any) -> None:
+    from tests.test_echo_strict import TEXT, RawClient, frame
+
+    s = listen("--once", "--no-compress")
+    c = RawClient(s.port)
+    c.send(frame(TEXT, b"fine") + frame(TEXT, b"\xc3\x28"))  # invalid UTF-8: 1007
+    frames = c.read_until_closed()
+    c.close()
+    assert frames[-1].close_code == 1007
+    assert finish(s) == ExitStatus.PROTOCOL_ERROR
+    assert s.stdout == b"fine\n"
+    assert "wstool: error: client 1: invalid UTF-8" in s.stderr

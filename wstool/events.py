@@ -186,6 +186,8 @@ class ClientDisconnected:
     messages_out: int = 0
     error: str | None = None  # what failed the connection, if we did
     ts: float = 0.0
+    # The peer broke the protocol (bad frame, invalid UTF-8, over --max-size).
+    protocol_error: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,10 +223,10 @@ class ListenFrontEnd:
         event = self.once_result
         if event is None:
             return ExitStatus.OK
-        if event.error:
-            if event.code == 1006:
-                raise ClosedAbnormally(f"client {event.client_id} {event.error}")
+        if event.protocol_error:
             raise ProtocolFailure(f"client {event.client_id}: {event.error}")
+        if event.error:
+            raise ClosedAbnormally(f"client {event.client_id}: {event.error}")
         if event.code in CLEAN_CLIENT_CLOSE_CODES:
             return ExitStatus.OK
         if event.code == 1006:

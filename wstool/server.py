@@ -216,6 +216,7 @@ class ServerConnection(asyncio.Protocol):
                     protocol.messages_out,
                     error,
                     ts=time.monotonic(),
+                    protocol_error=_failure_text(protocol.parser_exc) is not None,
                 )
             )
         elif not self.rejected:
