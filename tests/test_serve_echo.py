@@ -340,8 +340,9 @@ def test_verbose_logs_connections_and_frames(serve_echo: Any) -> None:
     s.wait_for("closed by the client: 1000")
     assert s.stop() == 0
     assert "[1] connected from 127.0.0.1:" in s.stderr
-    assert "[1] < TEXT 68 65 6c 6c 6f 1b" in s.stderr  # shown as bytes, never raw
-    assert "[1] > TEXT 68 65 6c 6c 6f 1b" in s.stderr
+    assert '[1] < TEXT fin 10 B "hello\\e[31m"' in s.stderr  # escaped, never raw
+    assert '[1] > TEXT fin 10 B "hello\\e[31m"' in s.stderr
+    assert "[1] < CLOSE fin 2 B 1000 (normal closure)" in s.stderr
     assert "\x1b" not in s.stderr
 
 

@@ -122,8 +122,9 @@ class StrictEcho(Protocol):
         self.messages_out += 1
         self.bytes_out += len(payload)
         if self.raw_echo:
-            self.writes.append(frame_header(opcode, len(payload)))
-            self.writes.append(payload)
+            # One bytes object per echo: for request/response traffic the
+            # driver then writes it without a join.
+            self.writes.append(frame_header(opcode, len(payload)) + payload)
         else:
             self.send_frame(Frame(Opcode(opcode), payload))
         return True

@@ -35,7 +35,7 @@ from wstool.events import (
     ServerListening,
     ServerSummary,
 )
-from wstool.render import escape, handshake_lines
+from wstool.render import escape, handshake_lines, trace_frame_line
 
 
 def _payload_fields(data: str | bytes) -> dict[str, Any]:
@@ -143,8 +143,9 @@ class ServerLog:
         elif isinstance(event, ClientDisconnected):
             self.diag(disconnect_line(event))
         elif isinstance(event, FrameSeen) and verbose >= 2:
-            arrow = ">" if event.direction == "sent" else "<"
-            self.env.write_stderr_line(f"[{event.conn}] {arrow} {escape(str(event.frame))}")
+            # frame-dump's vocabulary, as `connect --trace` (escaped there).
+            line = trace_frame_line(event.direction, event.frame)
+            self.env.write_stderr_line(f"[{event.conn}] {escape(line)}")
         elif isinstance(event, Pong) and verbose >= 2 and event.rtt_s is not None:
             self.diag(f"pong in {event.rtt_s * 1000:.1f} ms")
         elif isinstance(event, Ping) and verbose >= 2 and event.direction == "received":
