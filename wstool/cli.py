@@ -226,6 +226,15 @@ def listen_cmd(**raw: Any) -> None:
     env = Environment.from_process(color=out_cfg.color)
 
     async def main() -> int:
+        if env.interactive and not out_cfg.json:
+            import dataclasses
+
+            from wstool.listen_repl import run_listen_repl
+            from wstool.repl import ReplConfig
+
+            repl_cfg = dataclasses.replace(
+                ReplConfig.from_options(env, out_cfg, raw), prompt="listen> ")
+            return await run_listen_repl(env, server_cfg, listen_cfg, out_cfg, repl_cfg)
         from wstool.listen import ListenFrontEnd
 
         return await ListenFrontEnd(env, server_cfg, listen_cfg, out_cfg).run()

@@ -220,21 +220,25 @@ class ListenFrontEnd:
         return self._once_status()
 
     def _once_status(self) -> ExitStatus:
-        event = self.once_result
-        if event is None:
-            return ExitStatus.OK
-        if event.protocol_error:
-            raise ProtocolFailure(f"client {event.client_id}: {event.error}")
-        if event.error:
-            raise ClosedAbnormally(f"client {event.client_id}: {event.error}")
-        if event.code in CLEAN_CLIENT_CLOSE_CODES:
-            return ExitStatus.OK
-        if event.code == 1006:
-            raise ClosedAbnormally(
-                f"client {event.client_id} left without a closing handshake (1006)"
-            )
-        reason = f": {event.reason}" if event.reason else ""
+        return once_status(self.once_result)
+
+
+def once_status(event: ClientDisconnected | None) -> ExitStatus:
+    """``--once``: the exit status from how the client left (raises the error ones)."""
+    if event is None:
+        return ExitStatus.OK
+    if event.protocol_error:
+        raise ProtocolFailure(f"client {event.client_id}: {event.error}")
+    if event.error:
+        raise ClosedAbnormally(f"client {event.client_id}: {event.error}")
+    if event.code in CLEAN_CLIENT_CLOSE_CODES:
+        return ExitStatus.OK
+    if event.code == 1006:
         raise ClosedAbnormally(
-            f"client {event.client_id} closed with {event.code} "
-            f"({describe_close_code(event.code)}){reason}"
+            f"client {event.client_id} left without a closing handshake (1006)"
         )
+    reason = f": {event.reason}" if event.reason else ""
+    raise ClosedAbnormally(
+        f"client {event.client_id} closed with {event.code} "
+        f"({describe_close_code(event.code)}){reason}"
+    )

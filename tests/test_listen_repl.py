@@ -1,0 +1,113 @@
+"""`wstool listen` on a terminal: the REPL over a listening server (issue 4).
+
+Keys go in through prompt_toolkit's pipe input, output is recorded (as in
+tests/test_repl.py); clients are the websockets library's. One test runs the
+real command in a pseudo-terminal with pexpect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+import pytest
+from prompt_toolkit.input import create_pipe_input
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import scaled
+from tests.test_repl import CTRL_D, ENTER, RecordingOutput, async_test, make_env, until
+from wstool.commands import CommandError
+from wstool.config import ListenConfig, OutputConfig, ServerConfig
+from wstool.errors import ExitStatus
+from wstool.listen_repl import LISTEN_COMMANDS, Kick, ListClients, ListenTarget, SendTo
+from wstool.repl import Repl, ReplConfig
+
+
+def test_listen_commands_parse() -> None:
+    assert LISTEN_COMMANDS.parse("/clients") == ListClients()
+    assert LISTEN_COMMANDS.parse("/to 2 hello there") == SendTo(2, "hello there")
+    assert LISTEN_COMMANDS.parse("/kick 3") == Kick(3, 1000, "")
+    assert LISTEN_COMMANDS.parse("/kick 3 4000 go away") == Kick(3, 4000, "go away")
+    assert isinstance(LISTEN_COMMANDS.parse("/to 2"), CommandError)
+    assert isinstance(LISTEN_COMMANDS.parse("/to x hi"), CommandError)
+    assert isinstance(LISTEN_COMMANDS.parse("/kick 1 1005"), CommandError)
+    assert isinstance(LISTEN_COMMANDS.parse("/clients now"), CommandError)
+    assert LISTEN_COMMANDS.parse("/ping") is not None  # the connect commands are kept
+
+
+@async_test
+async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
+    with create_pipe_input() as pipe_input:
+        output = RecordingOutput()
+        target = ListenTarget(ServerConfig(port=0, ping_interval_s=None), ListenConfig(),
+                              OutputConfig())
+        repl = Repl(make_env(), ReplConfig(prompt="listen> "), target,
+                    input=pipe_input, output=output)
+        target.ui = repl
+        task = asyncio.ensure_future(repl.run())
+
+        async def see(fragment: str) -> None:
+            await until(lambda: fragment in output.text or task.done(), repr(fragment))
+            assert fragment in output.text, output.text[-2000:]
+
+        await until(lambda: bool(target.url), "listening")
+        async with connect(target.url) as one, connect(target.url) as two:
+            await until(lambda: len(target.clients) == 2, "two clients")
+            pipe_input.send_text("hello all" + ENTER)
+            assert await one.recv() == "hello all"
+            assert await two.recv() == "hello all"
+            await one.send("from one \x1b[2J")
+            await see("[1]")
+            await see("from one \\e[2J")  # escaped
+            assert "\x1b[2J" not in output.text
+            pipe_input.send_text("/clients" + ENTER)
+            await see("[2] 127.0.0.1:")
+            pipe_input.send_text("/to 2 just you" + ENTER)
+            assert await two.recv() == "just you"
+            pipe_input.send_text("/to 9 nobody" + ENTER)
+            await see("no client 9")
+            pipe_input.send_text("/kick 1 4000 bye" + ENTER)
+            with pytest.raises(ConnectionClosed) as info:
+                await one.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 4000
+            await see("closed by the server: 4000")
+            pipe_input.send_text(CTRL_D)
+            with pytest.raises(ConnectionClosed) as info:
+                await two.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+            assert await asyncio.wait_for(task, scaled(10)) == ExitStatus.OK
+
+
+@pytest.mark.slow
+def test_listen_in_a_real_terminal() -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(sys.executable, ["-m", "wstool", "listen", "--port", "0",
+                                           "--ping-interval", "0"],
+                          env={"NO_COLOR": "1", "TERM": "xterm", "PATH": "/usr/bin:/bin",
+                               "HOME": "/tmp"},
+                          encoding="utf-8", timeout=scaled(15), dimensions=(24, 100))
+    try:
+        child.expect(r"listening on (ws://127\.0\.0\.1:\d+/)")
+        url = child.match.group(1)
+
+        async def client() -> Any:
+            async with connect(url) as ws:
+                await ws.send("hi from the client")
+                child.expect("hi from the client")
+                child.send("/clients\r")
+                child.expect(r"\[1\] 127\.0\.0\.1:")
+                child.send("to the client\r")
+                got = await ws.recv()
+                child.send("\x04")  # Ctrl-D: close with 1000 and exit
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.recv()
+                return got
+
+        assert asyncio.run(asyncio.wait_for(client(), scaled(20))) == "to the client"
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
