@@ -16,8 +16,9 @@ The rules (README "listen"):
   Without ``--once``, run until SIGINT/SIGTERM (then close all with 1001).
   End of stdin closes nothing: clients may still send.
 
-Terminal (REPL) mode with ``/clients``, ``/to``, ``/kick`` is not done yet: on
-a terminal this same front-end runs, with escaped, client-tagged output.
+On a terminal (stdin and stdout both), ``cli.py`` runs the REPL of
+``listen_repl.py`` instead; this front-end still tags and escapes its output
+when only stdout is a terminal.
 """
 
 from __future__ import annotations
