@@ -420,3 +420,29 @@ def test_node_ws_client_interop(serve_echo: Any) -> None:
     s2 = serve_echo("--close-after", "1", "--close-code", "4000", "--close-reason", "bye")
     result = client(s2.url, ["a", "b"], expect=5)
     assert result.messages == ["a"] and (result.close_code, result.close_reason) == (4000, "bye")
+
+
+def test_keepalive_fails_a_silent_client_with_1011(serve_echo: Any) -> None:
+    from tests.test_echo_strict import CLOSE, PING, RawClient
+
+    s = serve_echo("--ping-interval", "0.2", "--ping-timeout", "0.2", "-v")
+    c = RawClient(s.port)  # never answers pings
+    frames = c.read_until_closed()
+    c.close()
+    assert frames[0].opcode == PING
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1011
+    s.wait_for("keepalive ping timeout")
+
+
+def test_keepalive_keeps_an_answering_client(serve_echo: Any) -> None:
+    s = serve_echo("-vv", "--ping-interval", "0.1", "--ping-timeout", "1")
+
+    async def go() -> Any:
+        async with connect(s.url, ping_interval=None) as ws:
+            # The library's client answers pings by itself; wait for the server
+            # to log a pong, then check the connection still echoes.
+            await asyncio.to_thread(s.wait_for, "pong in")
+            await ws.send("still here")
+            return await ws.recv()
+
+    assert run(go()) == "still here"
