@@ -265,6 +265,7 @@ def _use_loop(name: str) -> None:
 @click.option("--close-after", type=click.IntRange(1), metavar="N",
               help="Close a connection after echoing N messages.")
 @click.option("--close-code", type=click.IntRange(1000, 4999), default=1000, show_default=True,
+              metavar="CODE",
               help="Close code for --close-after.")
 @click.option("--close-reason", default="", metavar="TEXT", help="Close reason for --close-after.")
 @click.option("--ping-every", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
