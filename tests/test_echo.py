@@ -169,3 +169,77 @@ def test_invalid_utf8_fails_by_the_offending_byte(
     protocol, _ = open_protocol()
     frames = feed(protocol, [wire[:split], wire[split:cut]])
     assert frames and frames[-1].opcode == CLOSE and frames[-1].close_code == 1007
+
+
+# permessage-deflate (RFC 7692): the extension path of the engine.
+
+
+def open_deflate_protocol(max_size: int | None = None) -> EchoServerProtocol:
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+    protocol = EchoServerProtocol(
+        max_size=max_size, extensions=[ServerPerMessageDeflateFactory()]
+    )
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.receive_data(
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ).encode()
+    )
+    [request] = protocol.events_received()
+    assert isinstance(request, Request)
+    protocol.send_response(protocol.accept(request))
+    protocol.data_to_send()
+    assert [str(e.name) for e in protocol.extensions] == ["permessage-deflate"]
+    return protocol
+
+
+def deflate(data: bytes) -> bytes:
+    import zlib
+
+    compressor = zlib.compressobj(wbits=-15)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def inflate(data: bytes) -> bytes:
+    import zlib
+
+    return zlib.decompressobj(wbits=-15).decompress(data + b"\x00\x00\xff\xff")
+
+
+def test_deflate_message_is_echoed_compressed() -> None:
+    protocol = open_deflate_protocol()
+    text = ("compress me " * 20).encode()
+    frames = feed(protocol, [frame(TEXT, deflate(text), rsv=4)])
+    assert len(frames) == 1 and frames[0].opcode == TEXT
+    assert inflate(frames[0].payload) == text
+
+
+def test_deflate_invalid_utf8_is_1007() -> None:
+    protocol = open_deflate_protocol()
+    frames = feed(protocol, [frame(TEXT, deflate(b"ok \xff no"), rsv=4)])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1007
+
+
+def test_deflate_bomb_over_max_size_is_1009() -> None:
+    protocol = open_deflate_protocol(max_size=1000)
+    compressed = deflate(b"\x00" * 100_000)
+    assert len(compressed) < 1000
+    frames = feed(protocol, [frame(BINARY, compressed, rsv=4)])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1009
+
+
+def test_deflate_rsv1_on_a_control_frame_is_1002() -> None:
+    protocol = open_deflate_protocol()
+    frames = feed(protocol, [frame(PING, b"x", rsv=4)])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1002
+
+
+def test_deflate_rsv2_is_1002() -> None:
+    protocol = open_deflate_protocol()
+    frames = feed(protocol, [frame(TEXT, b"x", rsv=2)])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1002
