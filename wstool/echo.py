@@ -314,6 +314,7 @@ class StrictEcho(Protocol):
                         msg_parts = []
                         msg_opcode = 0
                         msg_size = 0
+                        self.current_size = None
                     if decoder is not None:
                         decoder.decode(b"", True)  # a truncated sequence at the end
                         decoder = None
