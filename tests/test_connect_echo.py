@@ -111,3 +111,31 @@ def test_echo_with_compression(server_thread: ServerThread) -> None:
     proc = run_wstool("connect", "--echo", "-w", "-1", url)
     assert proc.returncode == 0, proc.stderr
     assert rec.received == ["compressible " * i for i in range(20)]
+
+
+def test_echo_in_the_repl_uses_the_engine() -> None:
+    # connect --echo on a terminal: the REPL's session echoes with the same
+    # engine, so the Close-between-fragments case is a clean close here too.
+    import asyncio
+
+    from tests.test_repl import repl_on, server
+    from wstool.config import PipeConfig
+
+    async def handler(ws: Any, peer: Any) -> None:
+        await ws.send("mirror me")
+        peer.received.append(await ws.recv())
+        ws.transport.write(server_frame(0x1, b"part", fin=False)
+                           + server_frame(0x8, struct.pack("!H", 1000)))
+
+    async def go() -> Any:
+        async with server(handler, compression=None) as (url, peer), repl_on(
+            url, pipe=PipeConfig(echo=True)
+        ) as d:
+            await d.see("mirror me")
+            status = await d.result()
+            return status, peer.received, peer.close_code
+
+    status, received, close_code = asyncio.run(go())
+    assert received == ["mirror me"]
+    assert close_code == 1000
+    assert status == ExitStatus.OK

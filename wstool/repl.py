@@ -721,6 +721,7 @@ class SessionTarget:
             trace=self.output_config.trace,
             report_sent=True,
         )
+        session.echo_engine = self.pipe_config.echo  # issue 4: --echo by serve-echo's engine
         if self.session is not None:
             self._add_to_past(self.session)
         self.session = session
@@ -773,8 +774,11 @@ class SessionTarget:
             self._received_total += 1
             session = self.session
             if self.pipe_config.echo and session is not None:
-                with contextlib.suppress(SessionClosed):
-                    session.send(event.data)
+                if session.echo_engine:  # issue 4: echo.py has echoed it already; show it
+                    self._sink(Message("sent", event.data, ts=event.ts))
+                else:
+                    with contextlib.suppress(SessionClosed):
+                        session.send(event.data)
         self._sink(event)
         if (
             count is not None
