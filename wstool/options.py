@@ -144,6 +144,8 @@ def output_config(raw: dict[str, Any], *, trace: bool = False) -> OutputConfig:
 
 # Servers (issue 4): serve-echo and listen.
 
+import os  # noqa: E402
+
 from wstool.config import ServerConfig  # noqa: E402
 
 
@@ -215,7 +217,8 @@ def server_config(raw: dict[str, Any]) -> ServerConfig:
     return ServerConfig(
         host=raw["host"],
         port=raw["port"],
-        unix_path=raw.get("unix_path"),
+        # Absolute, so the printed ws+unix:// URL works from any directory.
+        unix_path=os.path.abspath(raw["unix_path"]) if raw.get("unix_path") else None,
         certfile=raw.get("cert"),
         keyfile=raw.get("key"),
         self_signed=bool(raw.get("self_signed")),
