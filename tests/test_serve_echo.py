@@ -446,3 +446,30 @@ def test_keepalive_keeps_an_answering_client(serve_echo: Any) -> None:
             return await ws.recv()
 
     assert run(go()) == "still here"
+
+
+@pytest.mark.slow
+def test_node_ws_client_over_wss_self_signed(serve_echo: Any) -> None:
+    pytest.importorskip("cryptography")
+    from dataclasses import dataclass
+
+    from tests.node_peers import NodeWs, run_node_ws_client
+
+    node_ws = ensure_node_ws()
+    s = serve_echo("--self-signed")
+    certfile = re.search(r"in (\S+cert\.pem)", s.wait_for("self-signed certificate"))
+    assert certfile is not None
+
+    @dataclass(frozen=True)
+    class TrustingNodeWs(NodeWs):
+        cafile: str = ""
+
+        def env(self) -> dict[str, str]:
+            # Node reads extra trusted CAs from this file at start-up.
+            return {**super().env(), "NODE_EXTRA_CA_CERTS": self.cafile}
+
+    trusting = TrustingNodeWs(node_ws.node, node_ws.node_modules, certfile.group(1))
+    result = run_node_ws_client(trusting, f"wss://localhost:{s.port}/", ["secure hello"])
+    assert result.errors == [], result.stderr
+    assert result.messages == ["secure hello"]
+    assert result.close_code == 1000
