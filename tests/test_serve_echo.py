@@ -473,3 +473,22 @@ def test_node_ws_client_over_wss_self_signed(serve_echo: Any) -> None:
     assert result.errors == [], result.stderr
     assert result.messages == ["secure hello"]
     assert result.close_code == 1000
+
+
+def test_shutdown_does_not_wait_past_close_timeout_for_a_silent_client(
+    serve_echo: Any,
+) -> None:
+    import time
+
+    from tests.test_echo_strict import CLOSE, RawClient
+
+    s = serve_echo("--close-timeout", "0.5")
+    c = RawClient(s.port)  # reads, but never answers the server's Close
+    s.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    frames = c.read_until_closed()  # ends when the server drops the TCP connection
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1001
+    assert s.proc.wait(scaled(15)) == 0
+    # --close-timeout 0.5, not the default 5 s (generous bound for slow machines).
+    assert time.monotonic() - started < scaled(4)
+    c.close()
