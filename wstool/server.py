@@ -248,6 +248,8 @@ class ServerConnection(asyncio.Protocol):
         writes = protocol.writes
         if writes:
             protocol.writes = []
+            if self.transport.is_closing():
+                return  # aborted (--drop-after) or closed: nothing more goes out
             if len(writes) == 1:
                 self.transport.write(writes[0])
             else:
