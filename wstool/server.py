@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import hmac
 import logging
@@ -574,7 +575,7 @@ class WebSocketServer:
             where = cfg.unix_path or f"{cfg.host}:{cfg.port}"
             reason = exc.strerror or str(exc)
             hint = None
-            if getattr(exc, "errno", None) == 98:
+            if exc.errno == errno.EADDRINUSE:
                 hint = "choose another --port, or 0 for a free one"
             raise WstoolError(f"cannot listen on {where}: {reason}", hint=hint) from None
         self._servers.append(server)
