@@ -243,3 +243,34 @@ def test_deflate_rsv2_is_1002() -> None:
     protocol = open_deflate_protocol()
     frames = feed(protocol, [frame(TEXT, b"x", rsv=2)])
     assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1002
+
+
+def _random_frame(b0: int, payload: bytes) -> bytes:
+    """Any first byte (FIN, RSV, opcode), a masked, well-formed length."""
+    return bytes([b0]) + frame(BINARY, payload)[1:]
+
+
+frame_soup = st.lists(
+    st.tuples(st.integers(0, 255), st.binary(max_size=140)).map(lambda t: _random_frame(*t)),
+    min_size=1, max_size=8,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(garbage=st.one_of(st.binary(min_size=1, max_size=400), frame_soup), data=st.data())
+def test_arbitrary_bytes_never_break_the_engine(garbage: bytes, data: st.DataObject) -> None:
+    # Whatever arrives after the handshake, the engine echoes, waits for more,
+    # or fails the connection for a protocol reason: never an internal error
+    # (the catch-all that would close with 1011).
+    from websockets.exceptions import PayloadTooBig, ProtocolError
+
+    protocol, _ = open_protocol()
+    protocol.max_message_size = 2000
+    cut = data.draw(st.integers(0, len(garbage)))
+    feed(protocol, [garbage[:cut], garbage[cut:]])
+    exc = protocol.parser_exc
+    assert exc is None or isinstance(
+        exc, ProtocolError | UnicodeDecodeError | PayloadTooBig | EOFError
+    ), repr(exc)
+    if exc is not None:
+        assert protocol.close_sent is not None and protocol.close_sent.code != 1011
