@@ -195,3 +195,27 @@ def test_once_client_protocol_error_is_status_6(listen: Any) -> None:
     assert finish(s) == ExitStatus.PROTOCOL_ERROR
     assert s.stdout == b"fine\n"
     assert "wstool: error: client 1: invalid UTF-8" in s.stderr
+
+
+def test_line_read_while_the_only_client_is_closing_goes_to_the_next(listen: Any) -> None:
+    from tests.test_echo_strict import CLOSE, TEXT, RawClient, close_payload, frame
+
+    s = listen("--no-compress")
+    first = RawClient(s.port)
+    feed(s, b"one\n")
+    assert first.read_frames(1)[0].payload == b"one"
+    # The client closes but keeps its TCP connection open: the server holds
+    # it in CLOSING (up to --close-timeout) while stdin has a new line.
+    first.send(frame(CLOSE, close_payload(1000)))
+    assert first.read_frames(1)[0].opcode == CLOSE  # answered; our side stays open
+    feed(s, b"two\n")
+
+    async def second() -> Any:
+        async with connect(s.url) as ws:
+            return await ws.recv()
+
+    assert run(second()) == "two"
+    first.send(frame(TEXT, b"ignored"))
+    first.close()
+    s.proc.send_signal(signal.SIGTERM)
+    assert finish(s) == 0

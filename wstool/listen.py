@@ -71,6 +71,7 @@ class ListenFrontEnd:
         self.input_line_no = 0
         self.clients: set[int] = set()
         self.has_clients = asyncio.Event()
+        self.clients_changed = asyncio.Event()
         self.stop = asyncio.Event()
         self.once_result: ClientDisconnected | None = None
         self.stdout_closed = False
@@ -85,6 +86,8 @@ class ListenFrontEnd:
                 self.write_message(event.client_id, event.data)
         else:
             self.log(event)
+        if isinstance(event, ClientConnected | ClientDisconnected):
+            self.clients_changed.set()
         if isinstance(event, ClientConnected):
             self.clients.add(event.client_id)
             self.has_clients.set()
@@ -145,8 +148,11 @@ class ListenFrontEnd:
         """Send what is pending to the connected clients; keep it while there are none."""
         while self.pending:
             await self.has_clients.wait()
+            self.clients_changed.clear()
             if not self._app.send(self.pending[0]):
-                # Every client left between the wait and the send.
+                # The clients are closing: wait until one leaves or one comes
+                # (Event.wait() on a set event would not yield: no busy loop).
+                await self.clients_changed.wait()
                 continue
             self.pending.popleft()
         await self._app.drain()
