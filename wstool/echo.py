@@ -153,6 +153,10 @@ class StrictEcho(Protocol):
             # (the driver steps the parser again after accept()).
             while self._state is CONNECTING:
                 yield
+            # Fixed once the handshake is done; locals are cheaper on the hot path.
+            extensions = self.extensions
+            max_message_size = self.max_message_size
+            max_fragment_size = self.max_fragment_size
 
             msg_opcode = 0  # opcode of the fragmented message in progress, 0: none
             msg_parts: list[bytes] = []
@@ -169,7 +173,7 @@ class StrictEcho(Protocol):
                 b1 = buf[1]
                 fin = b0 & 0x80 != 0
                 opcode = b0 & 0x0F
-                if b0 & 0x70 and not self.extensions:
+                if b0 & 0x70 and not extensions:
                     # §5.2: RSV1-3 MUST be 0 unless an extension defines them.
                     raise ProtocolError("reserved bits must be 0")
                 if opcode not in _DATA_OPCODES and opcode not in _CONTROL_OPCODES:
@@ -215,22 +219,29 @@ class StrictEcho(Protocol):
                             raise ProtocolError("unexpected continuation frame")
                     elif msg_opcode:
                         raise ProtocolError("expected a continuation frame")
-                    max_size = self.max_message_size
-                    too_big = max_size is not None and msg_size + length > max_size
-                    if too_big and not self.extensions:
-                        raise PayloadTooBig(msg_size + length, max_size)
-                    if self.max_fragment_size is not None and length > self.max_fragment_size:
-                        raise PayloadTooBig(length, self.max_fragment_size)
-                del buf[:header_len]
+                    # With an extension the length is compressed: checked after inflating.
+                    if (
+                        max_message_size is not None
+                        and msg_size + length > max_message_size
+                        and not extensions
+                    ):
+                        raise PayloadTooBig(msg_size + length, max_message_size)
+                    if max_fragment_size is not None and length > max_fragment_size:
+                        raise PayloadTooBig(length, max_fragment_size)
 
                 # Which text checks apply to this frame's bytes as they arrive.
                 text_frame = (opcode == OP_TEXT or (opcode == OP_CONT and decoder is not None))
-                incremental = text_frame and not self.extensions
+                incremental = text_frame and not extensions
 
                 # Payload.
-                if len(buf) >= length:
-                    payload = apply_mask(buf[:length], mask) if server else bytes(buf[:length])
-                    del buf[:length]
+                frame_end = header_len + length
+                if len(buf) >= frame_end:
+                    # The whole frame is here (the common case): one slice, one delete.
+                    if server:
+                        payload = apply_mask(buf[header_len:frame_end], mask)
+                    else:
+                        payload = bytes(buf[header_len:frame_end])
+                    del buf[:frame_end]
                     if incremental:
                         if fin and opcode == OP_TEXT:
                             # The common case, a whole text message in one frame.
@@ -242,6 +253,7 @@ class StrictEcho(Protocol):
                             decoder.decode(payload, False)
                             _check_utf8_tail(decoder)
                 else:
+                    del buf[:header_len]
                     parts: list[bytes] = []
                     received = 0
                     if incremental and decoder is None:
@@ -283,15 +295,15 @@ class StrictEcho(Protocol):
                         break
                     continue
 
-                if self.extensions:
+                if extensions:
                     # permessage-deflate (RFC 7692): inflate, then check as usual.
                     frame = Frame(
                         Opcode(opcode), payload, fin,
                         b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0,
                     )
-                    max_size = self.max_message_size
+                    max_size = max_message_size
                     remaining = None if max_size is None else max_size - msg_size
-                    for extension in reversed(self.extensions):
+                    for extension in reversed(extensions):
                         frame = extension.decode(frame, max_size=remaining)
                     frame.check()
                     payload = bytes(frame.data)
