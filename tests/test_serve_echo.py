@@ -492,3 +492,15 @@ def test_shutdown_does_not_wait_past_close_timeout_for_a_silent_client(
     # --close-timeout 0.5, not the default 5 s (generous bound for slow machines).
     assert time.monotonic() - started < scaled(4)
     c.close()
+
+
+def test_vv_shows_the_handshake_from_the_servers_side(serve_echo: Any) -> None:
+    s = serve_echo("-vv")
+    assert run(echo_round(s.url, ["x"], additional_headers={"Authorization": "Bearer t0p"})) \
+        == ["x"]
+    s.wait_for("closed by the client")
+    assert s.stop() == 0
+    assert "[1] < GET / HTTP/1.1" in s.stderr  # received
+    assert "[1] > HTTP/1.1 101 Switching Protocols" in s.stderr  # sent
+    assert "[1] < Authorization: Bearer ***" in s.stderr  # masked without --show-secrets
+    assert "t0p" not in s.stderr

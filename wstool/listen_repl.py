@@ -41,9 +41,14 @@ from wstool.events import (
     ServerEvent,
     ServerListening,
 )
-from wstool.render import escape, handshake_lines
+from wstool.render import escape
 from wstool.repl import Repl, ReplConfig, ReplUI, TargetStatus, TargetUnavailable
-from wstool.serve import disconnect_line, prepared_tls, summary_line
+from wstool.serve import (
+    disconnect_line,
+    prepared_tls,
+    server_handshake_lines,
+    summary_line,
+)
 from wstool.server import ListenApp, WebSocketServer, run_listen_server
 
 # Records of the listen-only commands.
@@ -177,7 +182,8 @@ class ListenTarget:
         elif isinstance(event, ClientConnected):
             self.clients[event.client_id] = _Client(
                 event.client_id, event.peer, event.path, event.subprotocol, time.monotonic(),
-                handshake_lines(event.handshake, show_secrets=self.out_cfg.show_secrets),
+                server_handshake_lines(event.handshake,
+                                       show_secrets=self.out_cfg.show_secrets),
             )
             extra = f", subprotocol {escape(event.subprotocol)}" if event.subprotocol else ""
             self._state(f"[{event.client_id}] connected from {event.peer} "

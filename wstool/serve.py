@@ -28,6 +28,7 @@ from wstool.events import (
     ClientMessage,
     ClientRejected,
     FrameSeen,
+    Handshake,
     Notice,
     Ping,
     Pong,
@@ -73,6 +74,14 @@ def server_event_json(event: ServerEvent) -> dict[str, Any] | None:
         return {"event": "frame", "client": event.conn, "direction": event.direction,
                 "frame": str(event.frame), "ts": ts}
     return None
+
+
+def server_handshake_lines(handshake: Handshake, *, show_secrets: bool = False) -> list[str]:
+    """``render.handshake_lines`` from the server's side: ``<`` the request it
+    received, ``>`` the response it sent (the stable vocabulary: ``>`` sent)."""
+    swap = {">": "<", "<": ">"}
+    return [swap.get(line[:1], line[:1]) + line[1:]
+            for line in handshake_lines(handshake, show_secrets=show_secrets)]
 
 
 def disconnect_line(event: ClientDisconnected) -> str:
@@ -134,8 +143,8 @@ class ServerLog:
             self.diag(f"[{event.client_id}] connected from {event.peer} "
                       f"to {escape(event.path)}{extra}")
             if verbose >= 2:
-                for line in handshake_lines(event.handshake,
-                                            show_secrets=self.cfg.show_secrets):
+                for line in server_handshake_lines(event.handshake,
+                                                   show_secrets=self.cfg.show_secrets):
                     self.env.write_stderr_line(f"[{event.client_id}] {line}")
         elif isinstance(event, ClientRejected):
             status = f"HTTP {event.status}" if event.status is not None else "dropped"
