@@ -1,5 +1,9 @@
 """What the core reports: plain, immutable event records.
 
+They are ``NamedTuple`` classes rather than frozen dataclasses on purpose: a
+dataclass costs ~0.7 ms to define at import and there are two dozen of them,
+which was a tenth of a one-shot ``wstool connect`` (bench/README.md).
+
 The session core (and later the servers and the relay) never print; they call
 an ``EventSink`` with these records, and a front-end renders them (``render.py``
 for text and JSON lines, ``repl.py`` on a terminal). Timestamps are
@@ -9,14 +13,12 @@ for text and JSON lines, ``repl.py`` on a terminal). Timestamps are
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 Direction: TypeAlias = Literal["sent", "received"]
 
 
-@dataclass(frozen=True, slots=True)
-class Handshake:
+class Handshake(NamedTuple):
     """The HTTP upgrade as it went on the wire (for ``-v`` and ``/headers``)."""
 
     request_line: str
@@ -27,15 +29,13 @@ class Handshake:
     body: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class Connecting:
+class Connecting(NamedTuple):
     url: str
     attempt: int = 1
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Opened:
+class Opened(NamedTuple):
     url: str
     subprotocol: str | None
     extensions: tuple[str, ...]
@@ -43,8 +43,7 @@ class Opened:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     direction: Direction
     data: str | bytes  # str: a text message, bytes: a binary message
     ts: float = 0.0
@@ -59,15 +58,13 @@ class Message:
         return len(self.data.encode()) if isinstance(self.data, str) else len(self.data)
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(NamedTuple):
     direction: Direction
     data: bytes
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Pong:
+class Pong(NamedTuple):
     direction: Direction
     data: bytes
     # Round-trip time of the ping this pong answers (received pongs only).
@@ -75,8 +72,7 @@ class Pong:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class FrameSeen:
+class FrameSeen(NamedTuple):
     """One frame as it crossed the wire (``--trace``; ``frame-dump`` relay)."""
 
     direction: Direction
@@ -86,8 +82,7 @@ class FrameSeen:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Closed:
+class Closed(NamedTuple):
     code: int  # 1006 when no close frame was received
     reason: str
     # Who sent the first close frame: "client", "server", or None when the
@@ -96,27 +91,24 @@ class Closed:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(NamedTuple):
     message: str
     exit_status: int
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
+class Reconnecting(NamedTuple):
     attempt: int
     delay_s: float
     reason: str
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(NamedTuple):
     """A diagnostic for stderr that is not an error (e.g. ``-k`` warning)."""
 
     text: str
-    ts: float = field(default=0.0)
+    ts: float = 0.0
 
 
 Event: TypeAlias = (
@@ -138,14 +130,12 @@ EventSink: TypeAlias = Callable[[Event], None]
 # connections of one server run from 1.
 
 
-@dataclass(frozen=True, slots=True)
-class ServerListening:
+class ServerListening(NamedTuple):
     url: str
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ClientConnected:
+class ClientConnected(NamedTuple):
     client_id: int
     peer: str
     path: str
@@ -155,8 +145,7 @@ class ClientConnected:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRejected:
+class ClientRejected(NamedTuple):
     """An HTTP request answered without an upgrade (401, 403, 426, 503, /health...),
     or a connection dropped before its handshake (``status`` None)."""
 
@@ -167,16 +156,14 @@ class ClientRejected:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ClientMessage:
+class ClientMessage(NamedTuple):
     client_id: int
     direction: Direction
     data: str | bytes
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ClientDisconnected:
+class ClientDisconnected(NamedTuple):
     client_id: int
     peer: str
     code: int  # 1006 when no close frame was received
@@ -190,8 +177,7 @@ class ClientDisconnected:
     protocol_error: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSummary:
+class ServerSummary(NamedTuple):
     connections: int
     messages_in: int
     messages_out: int
@@ -211,23 +197,20 @@ ServerEventSink: TypeAlias = Callable[[ServerEvent], None]
 # ``wstool.frames`` objects, typed loosely here like FrameSeen.frame.
 
 
-@dataclass(frozen=True, slots=True)
-class RelayListening:
+class RelayListening(NamedTuple):
     host: str
     port: int
     upstream_url: str
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RelayConnOpened:
+class RelayConnOpened(NamedTuple):
     conn: int
     peer: str
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RelayDecoded:
+class RelayDecoded(NamedTuple):
     """Records decoded from one chunk of one direction (HTTP heads and frames)."""
 
     conn: int
@@ -236,8 +219,7 @@ class RelayDecoded:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RelayError:
+class RelayError(NamedTuple):
     """Something went wrong on one connection (the relay goes on)."""
 
     conn: int
@@ -245,8 +227,7 @@ class RelayError:
     ts: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RelayConnClosed:
+class RelayConnClosed(NamedTuple):
     conn: int
     reason: str
     client_bytes: int  # bytes from the client to the server
