@@ -556,7 +556,7 @@ async def test_count_verbose_and_trace() -> None:
         await ws.wait_closed()
 
     out_cfg = OutputConfig(verbose=1, trace=True)
-    pipe = PipeConfig(count=2)
+    pipe = PipeConfig(message_count=2)
     config = ReplConfig(verbose=1)
     async with server(push_three) as (url, peer), repl_on(
         url, pipe=pipe, config=config, output_config=out_cfg

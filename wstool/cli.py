@@ -148,7 +148,7 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             base64=raw["use_base64"],
             chunk_size_bytes=raw["chunk_size"],
             execute=tuple(raw["execute"]),
-            count=raw["count"],
+            message_count=raw["count"],
             wait_s=None if raw["wait"] == -1 else raw["wait"],
             echo=raw["echo"],
             reconnect=raw["reconnect"],

@@ -1,5 +1,9 @@
 """Frozen configuration built at the CLI edge, and the pure parsers behind it.
 
+The records are ``NamedTuple`` classes, not frozen dataclasses: this module is
+imported by every command, ``--version`` included, and defining ten dataclasses
+cost ~9 ms of start-up (bench/README.md).
+
 Nothing here touches the network or the terminal: ``cli.py`` turns raw option
 values into these dataclasses (raising :class:`~wstool.errors.UsageError` with
 a one-line message on bad input), and the core and front-ends only read them.
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from wstool.errors import UsageError
 
@@ -20,8 +24,7 @@ DEFAULT_CHUNK_SIZE_BYTES = 64 * 1024
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-@dataclass(frozen=True)
-class TLSConfig:
+class TLSConfig(NamedTuple):
     """Client-side TLS options (``tls.py`` turns them into an SSLContext)."""
 
     cafile: str | None = None
@@ -31,8 +34,7 @@ class TLSConfig:
     server_name: str | None = None
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where to connect: a normalised ws:// or wss:// URL, maybe over a Unix socket."""
 
     url: str
@@ -43,8 +45,7 @@ class Target:
         return self.url.startswith("wss://")
 
 
-@dataclass(frozen=True)
-class ConnectConfig:
+class ConnectConfig(NamedTuple):
     """Everything the session core needs to open one client connection."""
 
     target: Target
@@ -53,7 +54,7 @@ class ConnectConfig:
     origin: str | None = None
     auth: tuple[str, str] | None = None
     user_agent: str | None = None
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = TLSConfig()
     # None: use the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY);
     # "" (from --no-proxy): connect directly.
     proxy: str | None = None
@@ -65,8 +66,7 @@ class ConnectConfig:
     close_timeout_s: float = 5.0
 
 
-@dataclass(frozen=True)
-class OutputConfig:
+class OutputConfig(NamedTuple):
     """How front-ends report: shared by connect, listen, serve-echo, frame-dump."""
 
     verbose: int = 0
@@ -77,8 +77,7 @@ class OutputConfig:
     trace: bool = False
 
 
-@dataclass(frozen=True)
-class PipeConfig:
+class PipeConfig(NamedTuple):
     """``connect`` options that shape the message stream."""
 
     null_separated: bool = False
@@ -86,7 +85,7 @@ class PipeConfig:
     base64: bool = False
     chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
     execute: tuple[str, ...] = ()
-    count: int | None = None
+    message_count: int | None = None  # -n/--count (not "count": a tuple method)
     # Idle time after end of input before closing; None waits for the server.
     wait_s: float | None = 1.0
     echo: bool = False
@@ -185,8 +184,7 @@ def size_or_none(value: int) -> int | None:
 # Servers (issue 4): serve-echo and listen share ServerConfig.
 
 
-@dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(NamedTuple):
     """Where and how a server listens; built by ``options.server_config``."""
 
     host: str = "127.0.0.1"
@@ -210,8 +208,7 @@ class ServerConfig:
     close_timeout_s: float = 5.0
 
 
-@dataclass(frozen=True)
-class EchoConfig:
+class EchoConfig(NamedTuple):
     """``serve-echo`` behaviour knobs."""
 
     broadcast: bool = False
@@ -224,8 +221,7 @@ class EchoConfig:
     drop_after: int | None = None
 
 
-@dataclass(frozen=True)
-class ListenConfig:
+class ListenConfig(NamedTuple):
     """``listen`` options that shape the message stream."""
 
     once: bool = False

@@ -204,7 +204,7 @@ class PipeFrontEnd:
                       f"{event.reason}")
 
     def _on_received(self, event: Message) -> None:
-        count = self.cfg.count
+        count = self.cfg.message_count
         if count is not None and self.received_total >= count:
             return  # past --count: the user asked for exactly N
         self.received_total += 1

@@ -767,7 +767,7 @@ class SessionTarget:
             self.state = "open"
         elif isinstance(event, Closed):
             self.state = "closed"
-        count = self.pipe_config.count
+        count = self.pipe_config.message_count
         if isinstance(event, Message) and event.direction == "received":
             if count is not None and self._received_total >= count:
                 return  # past -n: the user asked for exactly N, as in pipe mode
