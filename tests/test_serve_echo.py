@@ -163,6 +163,9 @@ def test_origin_allow_list(serve_echo: Any) -> None:
     with pytest.raises(InvalidStatus) as info:
         run(echo_round(s.url, ["x"], origin="https://evil.test"))
     assert info.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as info:
+        run(echo_round(s.url, ["x"]))  # no Origin header at all
+    assert info.value.response.status_code == 403
 
 
 def test_basic_auth_and_token(serve_echo: Any) -> None:
