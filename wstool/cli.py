@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -41,6 +40,12 @@ def _silence_stdout() -> None:
         pass
 
 
+def _print_traceback() -> None:
+    import traceback  # ~10 ms of imports (linecache, tokenize): only for --debug
+
+    traceback.print_exc()
+
+
 async def _as_coroutine(factory: Callable[[], Awaitable[int]]) -> int:
     return await factory()
 
@@ -55,7 +60,7 @@ def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn
         status: int = asyncio.run(_as_coroutine(factory))
     except WstoolError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(f"wstool: error: {exc}", err=True)
         status = exc.exit_status
     except KeyboardInterrupt:
@@ -64,7 +69,7 @@ def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn
         status = ExitStatus.OK
     except Exception as exc:  # a bug: say so in one line, traceback with --debug
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(
             f"wstool: error: internal error: {type(exc).__name__}: {exc} "
             "(run with --debug for a traceback)",
