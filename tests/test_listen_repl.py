@@ -84,7 +84,7 @@ async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
 @pytest.mark.slow
 def test_listen_in_a_real_terminal() -> None:
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(sys.executable, ["-m", "wstool", "listen", "--port", "0",
+    child = pexpect.spawn(sys.executable, ["-m", "wstool", "listen", "--port", "0", "--no-history",
                                            "--ping-interval", "0"],
                           env={"NO_COLOR": "1", "TERM": "xterm", "PATH": "/usr/bin:/bin",
                                "HOME": "/tmp"},

@@ -203,6 +203,10 @@ def _not_yet(name: str) -> NoReturn:
               help="Show received binary as base64 (text mode), not hex.")
 @click.option("--chunk-size", type=click.IntRange(1), default=DEFAULT_CHUNK_SIZE_BYTES,
               show_default=True, metavar="BYTES", help="Largest binary message read from stdin.")
+@click.option("--vi", is_flag=True, help="REPL: Vi key bindings (default: Emacs).")
+@click.option("--no-history", is_flag=True, help="REPL: do not read or write the history file.")
+@click.option("--timestamps", is_flag=True, help="REPL: show a timestamp on each message.")
+@click.option("--no-pretty", is_flag=True, help="REPL: do not pretty-print JSON messages.")
 @server_options
 @output_options
 def listen_cmd(**raw: Any) -> None:
