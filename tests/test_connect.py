@@ -310,9 +310,10 @@ def test_no_reconnect_after_an_application_close(server_thread: ServerThread) ->
     assert "reconnecting" not in proc.stderr
 
 
-def _first_frame_header(st: ServerThread, payload: bytes) -> int:
-    """Send PAYLOAD with -b to a raw server that negotiates permessage-deflate;
-    return the first byte of the first frame it receives (FIN, RSV1-3, opcode)."""
+def _first_frame_header(st: ServerThread, payload: bytes, *args: str) -> int:
+    """Send PAYLOAD (with -b unless ARGS say otherwise) to a raw server that
+    negotiates permessage-deflate; return the first byte of the first frame it
+    receives (FIN, RSV1-3, opcode)."""
     import asyncio
 
     from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -333,7 +334,8 @@ def _first_frame_header(st: ServerThread, payload: bytes) -> int:
         return await asyncio.start_server(handle, "127.0.0.1", 0)
 
     server = st.run(start())
-    run_wstool("connect", "-b", f"ws://127.0.0.1:{servers.port_of(server)}/", input=payload)
+    run_wstool("connect", *(args or ("-b",)), f"ws://127.0.0.1:{servers.port_of(server)}/",
+               input=payload)
     return first[0]
 
 
@@ -371,3 +373,10 @@ def test_large_binary_stream_has_bounded_memory(lib_echo_url: str, tmp_path: Any
     with sink.open("rb") as f:
         assert hashlib.file_digest(f, "sha256").digest() == digest.digest()
     assert usage.ru_maxrss < 100 * 1024, f"wstool peaked at {usage.ru_maxrss} KiB"
+
+
+def test_small_messages_are_not_compressed(server_thread: ServerThread) -> None:
+    # Like Node's ws (threshold 1024): deflating a short message costs more
+    # than it saves; RFC 7692 §6.1 lets the sender decide per message.
+    assert _first_frame_header(server_thread, b"x" * 1023 + b"\n", "-w", "0") == 0x81
+    assert _first_frame_header(server_thread, b"x" * 1024 + b"\n", "-w", "0") == 0xC1

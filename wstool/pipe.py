@@ -260,12 +260,10 @@ class PipeFrontEnd:
     async def _send_pending(self, session: Session) -> None:
         pending = self.pending
         try:
-            for _ in range(session.send_many(pending)):
-                pending.popleft()
+            session.send_many(pending)
+            pending.clear()
         finally:
             session.flush()
-        if pending:
-            raise SessionClosed
         await session.drain()
 
     async def pump_input(self, reader: StdinReader, session: Session) -> None:

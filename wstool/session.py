@@ -462,62 +462,45 @@ class Session:
         return self._conn is not None and self._conn.protocol.state is State.OPEN
 
     def send_text(self, text: str) -> None:
-        conn = self._require_conn()
-        if conn.protocol.state is not State.OPEN:
-            raise SessionClosed
-        data = text.encode()
-        conn.protocol.send_text(data)
-        self.messages_sent += 1
-        self.bytes_sent += len(data)
-        if self.report_sent:
-            self.sink(Message("sent", text, ts=time.monotonic()))
+        self.send_many((text,))
 
     def send_binary(self, data: bytes) -> None:
-        conn = self._require_conn()
-        if conn.protocol.state is not State.OPEN:
-            raise SessionClosed
-        conn.protocol.send_binary(data)
-        self.messages_sent += 1
-        self.bytes_sent += len(data)
-        if self.report_sent:
-            self.sink(Message("sent", data, ts=time.monotonic()))
+        self.send_many((data,))
 
     def send(self, data: str | bytes) -> None:
-        if isinstance(data, str):
-            self.send_text(data)
-        else:
-            self.send_binary(data)
+        self.send_many((data,))
 
     def send_many(self, messages: Sequence[str | bytes]) -> int:
         """Send whole messages in order (str: text, bytes: binary); then flush().
 
-        Returns how many were sent: fewer than given only if the connection
-        stopped being open part-way (the caller keeps the rest, e.g. for
-        --reconnect).
+        Raises SessionClosed if the connection is not open. Every send goes
+        through here (the pipe's hot path sends a stdin chunk at a time).
 
-        The pipe's hot path. Without extensions or --trace, frames are built
-        here in one go — one urandom() call for every masking key, the
-        library's C apply_mask — which halves the per-message cost of going
-        through ``protocol.send_text`` one frame at a time. The wire format is
-        exactly what the library would write (RFC 6455 §5.2, §5.3).
+        Frames are built here in one go — one urandom() call for every masking
+        key, the library's C apply_mask — which is several times cheaper than
+        ``protocol.send_text`` one frame at a time, and writes exactly what the
+        library would (RFC 6455 §5.2, §5.3). With permessage-deflate, messages
+        under COMPRESS_THRESHOLD_BYTES are sent uncompressed, as Node's ``ws``
+        does by default (RFC 7692 §6.1 lets a sender clear RSV1 per message;
+        deflating 32 bytes costs more than it saves); larger ones go through
+        the library's extension. --trace, or an extension other than
+        permessage-deflate, takes the library's path for every message.
         """
-        if not messages:
+        count = len(messages)
+        if not count:
             return 0  # and never append b"": that is SEND_EOF, a TCP half-close
         conn = self._require_conn()
         protocol = conn.protocol
         if protocol.state is not State.OPEN:
             raise SessionClosed
-        if protocol.extensions or self.trace or self.report_sent:
-            for sent, message in enumerate(messages):
-                try:
-                    self.send(message)
-                except SessionClosed:
-                    return sent
-            return len(messages)
-        count = len(messages)
+        extensions = protocol.extensions
+        library_only = self.trace or any(
+            not isinstance(ext, PerMessageDeflate) for ext in extensions
+        )
+        threshold = COMPRESS_THRESHOLD_BYTES if extensions else None
+        writes = protocol.writes
         keys = os.urandom(4 * count)
-        out: list[bytes] = []
-        append = out.append
+        raw: list[bytes] = []
         payload_bytes = 0
         for i, message in enumerate(messages):
             if isinstance(message, str):
@@ -528,6 +511,15 @@ class Session:
                 first = 0x82  # FIN + BINARY
             length = len(data)
             payload_bytes += length
+            if library_only or (threshold is not None and length >= threshold):
+                if raw:
+                    writes.append(b"".join(raw))
+                    raw = []
+                if first == 0x81:
+                    protocol.send_text(data)
+                else:
+                    protocol.send_binary(data)
+                continue
             key = keys[4 * i : 4 * i + 4]
             if length < 126:
                 header = bytes((first, 0x80 | length))
@@ -535,10 +527,15 @@ class Session:
                 header = _HEADER_16.pack(first, 0xFE, length)
             else:
                 header = _HEADER_64.pack(first, 0xFF, length)
-            append(header + key + apply_mask(data, key))
-        protocol.writes.append(b"".join(out))
+            raw.append(header + key + apply_mask(data, key))
+        if raw:
+            writes.append(b"".join(raw))
         self.messages_sent += count
         self.bytes_sent += payload_bytes
+        if self.report_sent:
+            ts = time.monotonic()
+            for message in messages:
+                self.sink(Message("sent", message, ts=ts))
         return count
 
     def flush(self) -> None:
@@ -662,6 +659,9 @@ class Session:
             close_code=rcvd.code,
         )
 
+
+# Node's ws (perMessageDeflate.threshold) uses the same default.
+COMPRESS_THRESHOLD_BYTES = 1024
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
