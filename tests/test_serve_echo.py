@@ -507,3 +507,38 @@ def test_vv_shows_the_handshake_from_the_servers_side(serve_echo: Any) -> None:
     assert "[1] > HTTP/1.1 101 Switching Protocols" in s.stderr  # sent
     assert "[1] < Authorization: Bearer ***" in s.stderr  # masked without --show-secrets
     assert "t0p" not in s.stderr
+
+
+def test_short_echoes_go_uncompressed_long_ones_compressed(serve_echo: Any) -> None:
+    # RFC 7692 §6.1: the sender picks per message; under 1024 bytes deflate
+    # costs more than it saves (Node's ws threshold). RSV1 (0x40) marks it.
+    import socket
+
+    from websockets.client import ClientProtocol
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+    from websockets.uri import parse_uri
+
+    s = serve_echo()
+    protocol = ClientProtocol(parse_uri(s.url), extensions=[ClientPerMessageDeflateFactory()])
+    with socket.create_connection(("127.0.0.1", s.port), timeout=scaled(10)) as sock:
+        protocol.send_request(protocol.connect())
+        sock.sendall(b"".join(protocol.data_to_send()))
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        assert b"permessage-deflate" in response
+        head, _, rest = response.partition(b"\r\n\r\n")
+        protocol.receive_data(head + b"\r\n\r\n")
+        for size, first_byte in ((1023, 0x81), (1024, 0xC1)):
+            protocol.send_text(b"a" * size)
+            sock.sendall(b"".join(protocol.data_to_send()))
+            while len(rest) < 1:
+                rest += sock.recv(65536)
+            assert rest[0] == first_byte, (size, hex(rest[0]))
+            protocol.receive_data(rest)
+            rest = b""
+            echoed = [e for e in protocol.events_received() if getattr(e, "data", None)]
+            while not echoed:
+                protocol.receive_data(sock.recv(65536))
+                echoed = [e for e in protocol.events_received() if getattr(e, "data", None)]
+            assert getattr(echoed[0], "data", None) == b"a" * size

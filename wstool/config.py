@@ -19,6 +19,10 @@ from wstool.errors import UsageError
 
 DEFAULT_MAX_SIZE_BYTES = 16 * 1024 * 1024
 DEFAULT_CHUNK_SIZE_BYTES = 64 * 1024
+# With permessage-deflate, messages shorter than this are sent uncompressed
+# (RFC 7692 §6.1 lets a sender decide per message): deflating a short message
+# costs more CPU than the bytes it saves. Node's ws uses the same default.
+COMPRESS_THRESHOLD_BYTES = 1024
 
 # RFC 9110 §5.6.2 token: what a header name may be made of.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -101,6 +101,9 @@ class StrictEcho(Protocol):
     echo_messages: bool = True
     emit_data_frames: bool = False
     raw_echo: bool = False
+    # Server side with permessage-deflate: echoes shorter than this go out
+    # uncompressed (config.COMPRESS_THRESHOLD_BYTES); None compresses all.
+    raw_below_bytes: int | None = None
     _deferred_close: bytes | None = None
     messages_in: int = 0
     bytes_in: int = 0
@@ -121,7 +124,9 @@ class StrictEcho(Protocol):
             return False
         self.messages_out += 1
         self.bytes_out += len(payload)
-        if self.raw_echo:
+        if self.raw_echo or (
+            self.raw_below_bytes is not None and len(payload) < self.raw_below_bytes
+        ):
             # One bytes object per echo: for request/response traffic the
             # driver then writes it without a join.
             self.writes.append(frame_header(opcode, len(payload)) + payload)

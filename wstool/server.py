@@ -43,7 +43,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
 from wstool import __version__
-from wstool.config import EchoConfig, ServerConfig
+from wstool.config import COMPRESS_THRESHOLD_BYTES, EchoConfig, ServerConfig
 from wstool.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
 from wstool.errors import UsageError, WstoolError
 from wstool.events import (
@@ -373,6 +373,8 @@ class ServerConnection(asyncio.Protocol):
         else:
             # The hot path: echoes as pre-built bytes (see echo.py).
             protocol.raw_echo = not protocol.extensions
+            if protocol.extensions:  # permessage-deflate, the only one we accept
+                protocol.raw_below_bytes = COMPRESS_THRESHOLD_BYTES
         # A fresh parser with the frame loop alone: the handshake's generator
         # frames would stay alive for the life of the connection otherwise.
         protocol.parser = protocol.frame_loop()

@@ -58,7 +58,7 @@ except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
 from wstool import __version__
-from wstool.config import ConnectConfig
+from wstool.config import COMPRESS_THRESHOLD_BYTES, ConnectConfig
 from wstool.errors import (
     NORMAL_CLOSE_CODES,
     ClosedAbnormally,
@@ -659,9 +659,6 @@ class Session:
             close_code=rcvd.code,
         )
 
-
-# Node's ws (perMessageDeflate.threshold) uses the same default.
-COMPRESS_THRESHOLD_BYTES = 1024
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
