@@ -1,0 +1,202 @@
+"""The session core in-process, against a raw server that writes scripted bytes.
+
+The receive path has two parsers (session._Connection._receive_fast for plain
+data frames, the library for everything else); these tests cut the server's
+byte stream everywhere and mix in what must go to the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from websockets.server import ServerProtocol
+
+from tests.conftest import scaled
+from wstool.config import ConnectConfig, parse_target
+from wstool.errors import ProtocolFailure
+from wstool.events import Event, Message, Ping
+from wstool.session import Session
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A server frame (unmasked), with the shortest length encoding."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload
+
+
+TEXT, BINARY, CONT, CLOSE, PING = 1, 2, 0, 8, 9
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def run_session(script: Script, **config: Any) -> tuple[Session, list[Event], Any]:
+    """Serve one connection with SCRIPT after the handshake; return what the client saw."""
+    client_bytes: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        protocol = ServerProtocol()
+        protocol.receive_data(await reader.readuntil(b"\r\n\r\n"))
+        request = protocol.events_received()[0]
+        protocol.send_response(protocol.accept(request))  # type: ignore[arg-type]
+        writer.write(b"".join(protocol.data_to_send()))
+        await writer.drain()
+        await script(reader, writer)
+        # Read what the client sends until its close frame (or EOF), then
+        # close TCP as a server does (RFC 6455 §7.1.1).
+        received = b""
+        while CLOSE not in client_opcodes(received):
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            received += chunk
+        client_bytes.append(received)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    events: list[Event] = []
+    config.setdefault("compress", False)
+    session = Session(
+        ConnectConfig(target=parse_target(f"ws://127.0.0.1:{port}/"), **config),
+        events.append, report_sent=False,
+    )
+    async with server:
+        await session.open()
+        await asyncio.wait_for(session.wait_closed(), scaled(10))
+    return session, events, b"".join(client_bytes)
+
+
+def client_opcodes(data: bytes) -> list[int]:
+    """Opcodes of the complete masked client frames in DATA (payloads < 126 B)."""
+    opcodes = []
+    while len(data) >= 6 and len(data) >= 6 + (data[1] & 0x7F):
+        opcodes.append(data[0] & 0x0F)
+        data = data[6 + (data[1] & 0x7F) :]
+    return opcodes
+
+
+def messages(events: list[Event]) -> list[str | bytes]:
+    return [e.data for e in events if isinstance(e, Message) and e.direction == "received"]
+
+
+STREAM = [
+    frame(TEXT, b"hello"),
+    frame(BINARY, bytes(range(256)) + b"x" * 44),  # 16-bit length
+    frame(PING, b"p1"),
+    frame(TEXT, b"ab", fin=False),
+    frame(PING, b"p2"),  # a control frame between fragments (RFC 6455 §5.4)
+    frame(CONT, b"cd"),
+    frame(TEXT, b"y" * 70_000),  # 64-bit length
+    frame(TEXT, "é✓".encode()),
+    frame(CLOSE, struct.pack("!H", 1000)),
+]
+EXPECTED = ["hello", bytes(range(256)) + b"x" * 44, "abcd", "y" * 70_000, "é✓"]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 100_000])
+def test_stream_cut_anywhere(chunk: int) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The first 200 bytes of each frame (header included) in CHUNK-sized
+        # flushed pieces, the rest at once: cuts land in every header field.
+        for data in STREAM:
+            head, tail = data[:200], data[200:]
+            for i in range(0, len(head), chunk):
+                writer.write(head[i : i + chunk])
+                await writer.drain()
+                await asyncio.sleep(0)
+            writer.write(tail)
+            await writer.drain()
+
+    session, events, from_client = asyncio.run(run_session(script))
+    assert messages(events) == EXPECTED
+    assert [e.data for e in events if isinstance(e, Ping)] == [b"p1", b"p2"]
+    assert session.outcome() is None
+    assert session.closed is not None and session.closed.code == 1000
+    # Both pongs and the close reply went out.
+    assert client_opcodes(from_client) == [0xA, 0xA, CLOSE]
+
+
+def test_invalid_utf8_after_valid_messages_fails_with_1007() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(TEXT, b"fine"))
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(frame(TEXT, b"ok") + frame(TEXT, b"\xc3\x28") + frame(TEXT, b"never"))
+
+    session, events, from_client = asyncio.run(run_session(script))
+    assert messages(events) == ["fine", "ok"]
+    error = session.outcome()
+    assert isinstance(error, ProtocolFailure) and "invalid UTF-8" in str(error)
+    assert from_client[0] == 0x88  # our close frame, first thing we sent
+    assert session.closed is not None and session.closed.code == 1007
+
+
+def test_oversized_message_after_small_ones_fails_with_1009() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(TEXT, b"small") + frame(BINARY, b"z" * 2000))
+
+    session, events, _ = asyncio.run(run_session(script, max_size_bytes=1000))
+    assert messages(events) == ["small"]
+    error = session.outcome()
+    assert isinstance(error, ProtocolFailure)
+    assert "message of 2000 bytes exceeds --max-size 1000" in str(error)
+
+
+def test_masked_server_frame_is_a_protocol_error() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(TEXT, b"first") + bytes((0x81, 0x80 | 2)) + b"\0\0\0\0hi")
+
+    session, events, _ = asyncio.run(run_session(script))
+    assert messages(events) == ["first"]
+    error = session.outcome()
+    assert isinstance(error, ProtocolFailure) and "protocol error" in str(error)
+
+
+def test_compressed_and_plain_messages_mixed() -> None:
+    # With permessage-deflate, RSV1 frames go to the library's inflater and
+    # plain ones may take the fast path; the order must hold.
+    import zlib
+
+    def deflate(data: bytes) -> bytes:
+        c = zlib.compressobj(wbits=-15)
+        return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            frame(TEXT, b"plain1")
+            + frame(TEXT, deflate(b"squeezed " * 50), rsv1=True)
+            + frame(TEXT, b"plain2")
+            + frame(CLOSE, struct.pack("!H", 1000))
+        )
+
+    async def run() -> tuple[Session, list[Event], Any]:
+        # The raw server must accept permessage-deflate (no context takeover
+        # on its side, so each message is deflated on its own above).
+        from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+        original = ServerProtocol.__init__
+
+        def with_deflate(self: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+            kwargs["extensions"] = [ServerPerMessageDeflateFactory(server_no_context_takeover=True)]
+            original(self, *args, **kwargs)
+
+        ServerProtocol.__init__ = with_deflate  # type: ignore[method-assign]
+        try:
+            return await run_session(script, compress=True)
+        finally:
+            ServerProtocol.__init__ = original  # type: ignore[method-assign]
+
+    session, events, _ = asyncio.run(run())
+    assert session.extensions == ("permessage-deflate",)
+    assert messages(events) == ["plain1", "squeezed " * 50, "plain2"]
