@@ -153,10 +153,15 @@ def time_once(argv: Sequence[str], stdin_data: bytes | None,
     return time.perf_counter() - start, out
 
 
-def startup(tool: Tool, runs: int) -> float:
-    argv = [*tool.argv, "--version"]
-    time_once(argv, b"")  # warm the page cache
-    return statistics.median(time_once(argv, b"")[0] for _ in range(runs))
+def startup(tools: Sequence[Tool], runs: int) -> dict[str, float]:
+    """Median `--version` time per tool; runs interleaved so that load bursts hit all."""
+    times: dict[str, list[float]] = {tool.name: [] for tool in tools}
+    for tool in tools:
+        time_once([*tool.argv, "--version"], b"")  # warm the page cache
+    for _ in range(runs):
+        for tool in tools:
+            times[tool.name].append(time_once([*tool.argv, "--version"], b"")[0])
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def one_shot_argv(tool: Tool, url: str) -> tuple[list[str], bytes, bool]:
@@ -167,15 +172,18 @@ def one_shot_argv(tool: Tool, url: str) -> tuple[list[str], bytes, bool]:
     return [*tool.argv, "-c", url, "-x", "hi", "-w", "0"], b"", True
 
 
-def one_shot(tool: Tool, url: str, runs: int) -> tuple[float, int]:
-    argv, data, keep_open = one_shot_argv(tool, url)
-    time_once(argv, data, keep_open)
-    times, ok = [], 0
+def one_shot(tools: Sequence[Tool], url: str, runs: int) -> dict[str, tuple[float, int]]:
+    """Median one-shot time and replies received per tool; runs interleaved."""
+    times: dict[str, list[float]] = {tool.name: [] for tool in tools}
+    ok = dict.fromkeys(times, 0)
+    for tool in tools:
+        time_once(*one_shot_argv(tool, url))
     for _ in range(runs):
-        elapsed, out = time_once(argv, data, keep_open)
-        times.append(elapsed)
-        ok += out.strip() == b"hi"
-    return statistics.median(times), ok
+        for tool in tools:
+            elapsed, out = time_once(*one_shot_argv(tool, url))
+            times[tool.name].append(elapsed)
+            ok[tool.name] += out.strip() == b"hi"
+    return {name: (statistics.median(t), ok[name]) for name, t in times.items()}
 
 
 @dataclass
@@ -268,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=30,
                         help="runs for start-up and one-shot (median reported)")
-    parser.add_argument("--pipe-runs", type=int, default=3,
+    parser.add_argument("--pipe-runs", type=int, default=5,
                         help="runs per pipe workload (median by messages/s reported)")
     parser.add_argument("--lines", type=int, default=100_000, help="32-byte lines")
     parser.add_argument("--big", type=int, default=1_000, help="64 KiB messages")
@@ -295,8 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("| tool | ms |")
     print("|---|---:|")
-    for tool in tools:
-        print(f"| {tool.name} | {startup(tool, args.runs) * 1000:.1f} |", flush=True)
+    for name, median_s in startup(tools, args.runs).items():
+        print(f"| {name} | {median_s * 1000:.1f} |", flush=True)
     print()
 
     lines = [b"%031d" % i + b"x" for i in range(args.lines)]  # 32 bytes each
@@ -320,14 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             print("| tool | command | ms | replies |")
             print("|---|---|---:|---:|")
+            shots = one_shot(tools, url, args.runs)
             for tool in tools:
                 cmd, _, _ = one_shot_argv(tool, "URL")
                 shown = " ".join([tool.name, *cmd[len(tool.argv):]])
                 if tool.name != "wscat":
                     shown = "echo hi \\| " + shown  # escaped: a Markdown table cell
-                ms, ok = one_shot(tool, url, args.runs)
-                print(f"| {tool.name} | `{shown}` | {ms * 1000:.1f} | {ok}/{args.runs} |",
-                      flush=True)
+                median_s, ok = shots[tool.name]
+                print(f"| {tool.name} | `{shown}` | {median_s * 1000:.1f} | "
+                      f"{ok}/{args.runs} |", flush=True)
             print()
             print(f"Pipe throughput (median of {args.pipe_runs} runs by messages/s):")
             print()
@@ -347,17 +356,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (f"{args.big} x 64 KiB binary", "binary"),
             ]
             for workload, key in workloads:
-                for tool in pipe_tools:
-                    if key == "binary" and tool.name == "wscat":
-                        continue
-                    runs = []
-                    for _ in range(args.pipe_runs):
+                chosen = [t for t in pipe_tools if not (key == "binary" and t.name == "wscat")]
+                results: dict[str, list[PipeResult]] = {t.label: [] for t in chosen}
+                # Interleaved (A, B, C, A, B, C, ...): a burst of other load on the
+                # machine then slows every tool, not just one.
+                for _ in range(args.pipe_runs):
+                    for tool in chosen:
                         if key == "lines":
-                            runs.append(pipe_text(tool, url, lines, workload))
+                            result = pipe_text(tool, url, lines, workload)
                         elif key == "big":
-                            runs.append(pipe_text(tool, url, big, workload))
+                            result = pipe_text(tool, url, big, workload)
                         else:
-                            runs.append(pipe_binary(tool, url, blob, 65536, workload))
+                            result = pipe_binary(tool, url, blob, 65536, workload)
+                        results[tool.label].append(result)
+                for runs in results.values():
                     r = median_result(runs)
                     lost = ", ".join(str(x.sent - x.returned) for x in runs)
                     order = "n/a" if not r.returned else "yes" if r.in_order else "NO"
