@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import IO, Any
 
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig
@@ -176,10 +177,8 @@ class PipeFrontEnd:
         self.write(text.encode() + self.separator)
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, Message):
-            if event.direction == "received":
-                self._on_received(event)
-            elif self.out_cfg.json:
+        if isinstance(event, Message):  # sent messages (--json); received: on_message
+            if self.out_cfg.json:
                 self.write_json(event)
             return
         if self.out_cfg.json:
@@ -203,20 +202,22 @@ class PipeFrontEnd:
             self.diag(f"reconnecting in {event.delay_s:.1f}s (attempt {event.attempt}): "
                       f"{event.reason}")
 
-    def _on_received(self, event: Message) -> None:
+    def on_message(self, data: str | bytes) -> None:
+        """A received message: the session calls this directly (hot path)."""
         count = self.cfg.message_count
         if count is not None and self.received_total >= count:
             return  # past --count: the user asked for exactly N
         self.received_total += 1
         if self.out_cfg.json:
-            self.write_json(event)
+            self.write_json(Message("received", data, ts=time.monotonic()))
         else:
-            self.write_message(event.data)
-        self.activity.set()
+            self.write_message(data)
+        if self.input_eof:
+            self.activity.set()  # only _after_input() waits on it
         session = self.session
         if self.cfg.echo and session is not None and not session.echo_engine:
             with contextlib.suppress(SessionClosed):
-                session.send(event.data)
+                session.send(data)
         if count is not None and self.received_total >= count:
             self.flush()
             self.done.set()
@@ -338,10 +339,11 @@ class PipeFrontEnd:
             self.connect_config,
             self.on_event,
             on_batch=self.on_batch,
+            on_message=self.on_message,
             trace=self.out_cfg.trace,
             report_sent=self.out_cfg.json,
         )
-        session.echo_engine = self.cfg.echo  # issue 4: the session echoes, not _on_received
+        session.echo_engine = self.cfg.echo  # issue 4: the session echoes, not on_message
         self.session = session
         try:
             await session.open()

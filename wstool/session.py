@@ -257,12 +257,16 @@ class Session:
         sink: EventSink,
         *,
         on_batch: Callable[[], None] | None = None,
+        on_message: Callable[[str | bytes], None] | None = None,
         trace: bool = False,
         report_sent: bool = True,
     ) -> None:
         self.config = config
         self.sink = sink
         self.on_batch = on_batch
+        # Received messages go here instead of to the sink as Message events
+        # when set: the pipe's hot path (one call per message, no record).
+        self.on_message = on_message
         self.trace = trace
         # Pipe mode without --json does not render sent messages: skip the events.
         self.report_sent = report_sent
@@ -530,7 +534,10 @@ class Session:
     def _deliver(self, data: str | bytes) -> None:
         """A whole received message (str: text, bytes: binary)."""
         self.messages_received += 1
-        self.sink(Message("received", data, ts=time.monotonic()))
+        if self.on_message is not None:
+            self.on_message(data)
+        else:
+            self.sink(Message("received", data, ts=time.monotonic()))
 
     def _fail(self, code: int, reason: str) -> None:
         conn = self._require_conn()
