@@ -114,8 +114,9 @@ def test_binary_in_text_mode_is_never_raw(
 
 
 def test_invalid_utf8_input_line_is_an_error_not_a_loss(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", lib_echo_url, input=b"ok\n\xff\xfe\n")
+    proc = run_wstool("connect", lib_echo_url, input=b"ok\n\xff\xfe\nnever\n")
     assert proc.returncode == 1
+    assert proc.stdout == b"ok\n"  # the line before the bad one still went
     assert "input line 2 is not valid UTF-8" in proc.stderr
     assert "-b/--binary" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -38,7 +38,7 @@ from wstool.errors import (
     describe_close_code,
 )
 from wstool.events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
-from wstool.pipe import StdinReader
+from wstool.pipe import InputSplitter, StdinReader
 from wstool.render import binary_as_text, escape
 from wstool.serve import ServerLog, install_stop_signals, prepared_tls
 
@@ -67,8 +67,7 @@ class ListenFrontEnd:
         self.tag_clients = env.stdout_isatty
         self.escape_output = env.stdout_isatty
         self.pending: collections.deque[str | bytes] = collections.deque()
-        self.partial = b""
-        self.input_line_no = 0
+        self.splitter = InputSplitter(binary=listen_config.binary, separator=self.separator)
         self.clients: set[int] = set()
         self.has_clients = asyncio.Event()
         self.clients_changed = asyncio.Event()
@@ -125,25 +124,6 @@ class ListenFrontEnd:
 
     # Input
 
-    def _take(self, chunk: bytes) -> None:
-        if self.cfg.binary:
-            self.pending.append(chunk)
-            return
-        pieces = (self.partial + chunk).split(self.separator)
-        self.partial = pieces.pop()
-        for raw in pieces:
-            self.pending.append(self._decode_line(raw))
-
-    def _decode_line(self, raw: bytes) -> str:
-        self.input_line_no += 1
-        try:
-            return raw.decode()
-        except UnicodeDecodeError as exc:
-            raise WstoolError(
-                f"input line {self.input_line_no} is not valid UTF-8 "
-                f"(byte {exc.start}): send bytes with -b/--binary"
-            ) from None
-
     async def _deliver(self) -> None:
         """Send what is pending to the connected clients; keep it while there are none."""
         while self.pending:
@@ -166,18 +146,14 @@ class ListenFrontEnd:
             if reader is None:
                 reader = StdinReader(self.env.stdin, self.cfg.chunk_size_bytes)
             chunk = await reader.read()
-            if chunk:
-                try:
-                    self._take(chunk)
-                except WstoolError:
-                    await self._deliver()  # the lines before the bad one still go
-                    raise
-                continue
-            if self.partial:
-                self.pending.append(
-                    self.partial if self.cfg.binary else self._decode_line(self.partial)
-                )
-                self.partial = b""
+            try:
+                if chunk:
+                    self.splitter.feed(chunk, self.pending)
+                    continue
+                self.splitter.finish(self.pending)
+            except WstoolError:
+                await self._deliver()  # the lines before the bad one still go
+                raise
             await self._deliver()
             return
 

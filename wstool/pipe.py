@@ -103,6 +103,44 @@ class StdinReader:
         return item
 
 
+class InputSplitter:
+    """Stdin bytes -> messages: separator-ended lines as text (UTF-8 checked),
+    or, with -b, each chunk as one binary message. Shared by connect and listen."""
+
+    def __init__(self, *, binary: bool, separator: bytes) -> None:
+        self.binary = binary
+        self.separator = separator
+        self.partial = b""
+        self.line_no = 0
+
+    def feed(self, chunk: bytes, out: collections.deque[str | bytes]) -> None:
+        """Append the messages CHUNK completes to OUT. An invalid line raises
+        WstoolError after the lines before it are appended (they still go)."""
+        if self.binary:
+            out.append(chunk)
+            return
+        pieces = (self.partial + chunk).split(self.separator)
+        self.partial = pieces.pop()
+        for raw in pieces:
+            out.append(self._decode(raw))
+
+    def finish(self, out: collections.deque[str | bytes]) -> None:
+        """End of input: a last line without a separator is a message too."""
+        if self.partial:
+            partial, self.partial = self.partial, b""
+            out.append(partial if self.binary else self._decode(partial))
+
+    def _decode(self, raw: bytes) -> str:
+        self.line_no += 1
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise WstoolError(
+                f"input line {self.line_no} is not valid UTF-8 "
+                f"(byte {exc.start}): send bytes with -b/--binary"
+            ) from None
+
+
 class PipeFrontEnd:
     def __init__(
         self,
@@ -120,9 +158,8 @@ class PipeFrontEnd:
         # Escape remote text when our stdout is a terminal (STYLE.md "Output").
         self.escape_output = env.stdout_isatty
         self.pending: collections.deque[str | bytes] = collections.deque()
-        self.partial = b""
+        self.splitter = InputSplitter(binary=pipe_config.binary, separator=self.separator)
         self.input_eof = False
-        self.input_line_no = 0
         self.received_total = 0
         self.stdout_closed = False
         self.session: Session | None = None
@@ -238,26 +275,6 @@ class PipeFrontEnd:
 
     # Input
 
-    def _take_lines(self, chunk: bytes) -> None:
-        if self.cfg.binary:
-            self.pending.append(chunk)
-            return
-        data = self.partial + chunk
-        pieces = data.split(self.separator)
-        self.partial = pieces.pop()
-        for raw in pieces:
-            self.pending.append(self._decode_line(raw))
-
-    def _decode_line(self, raw: bytes) -> str:
-        self.input_line_no += 1
-        try:
-            return raw.decode()
-        except UnicodeDecodeError as exc:
-            raise WstoolError(
-                f"input line {self.input_line_no} is not valid UTF-8 "
-                f"(byte {exc.start}): send bytes with -b/--binary"
-            ) from None
-
     async def _send_pending(self, session: Session) -> None:
         pending = self.pending
         try:
@@ -274,14 +291,14 @@ class PipeFrontEnd:
             if self.input_eof:
                 return
             chunk = await reader.read()
-            if chunk:
-                self._take_lines(chunk)
-                continue
-            if self.partial:
-                self.pending.append(
-                    self.partial if self.cfg.binary else self._decode_line(self.partial)
-                )
-                self.partial = b""
+            try:
+                if chunk:
+                    self.splitter.feed(chunk, self.pending)
+                    continue
+                self.splitter.finish(self.pending)
+            except WstoolError:
+                await self._send_pending(session)  # the lines before the bad one still go
+                raise
             self.input_eof = True
 
     # The run

@@ -1,0 +1,48 @@
+"""pipe.InputSplitter: stdin bytes to messages, on bytes (shared by connect and listen)."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wstool.errors import WstoolError
+from wstool.pipe import InputSplitter
+
+
+def split(chunks: list[bytes], *, binary: bool = False, sep: bytes = b"\n") -> list[str | bytes]:
+    out: collections.deque[str | bytes] = collections.deque()
+    splitter = InputSplitter(binary=binary, separator=sep)
+    for chunk in chunks:
+        splitter.feed(chunk, out)
+    splitter.finish(out)
+    return list(out)
+
+
+def test_lines_across_chunks() -> None:
+    assert split([b"al", b"pha\nbe", b"ta\n\ngam", b"ma"]) == ["alpha", "beta", "", "gamma"]
+    assert split([b"one\n"]) == ["one"]  # a final separator adds no empty message
+    assert split([b"a\0b\nc\0"], sep=b"\0") == ["a", "b\nc"]
+
+
+def test_binary_chunks_are_messages() -> None:
+    assert split([b"\x00\xff", b"\n"], binary=True) == [b"\x00\xff", b"\n"]
+
+
+def test_invalid_utf8_keeps_the_lines_before_it() -> None:
+    out: collections.deque[str | bytes] = collections.deque()
+    splitter = InputSplitter(binary=False, separator=b"\n")
+    with pytest.raises(WstoolError, match="input line 3 is not valid UTF-8 \\(byte 1\\)"):
+        splitter.feed(b"a\nb\nc\xff\nd\n", out)
+    assert list(out) == ["a", "b"]
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n")), max_size=20),
+       st.lists(st.integers(min_value=0, max_value=200), max_size=10))
+def test_any_cutting_gives_the_same_lines(lines: list[str], cuts: list[int]) -> None:
+    data = "".join(line + "\n" for line in lines).encode()
+    points = sorted({min(c, len(data)) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    assert split([c for c in chunks if c]) == lines
