@@ -15,15 +15,17 @@ from typing import Any, NoReturn
 import click
 
 from wstool import __version__
-from wstool.config import DEFAULT_CHUNK_SIZE_BYTES, ConnectConfig, PipeConfig
+from wstool.config import ConnectConfig, PipeConfig
 from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
 from wstool.options import (
     connect_config,
     connect_options,
     output_config,
     output_options,
+    repl_options,
     server_config,
     server_options,
+    stream_options,
     tls_options,
 )
 
@@ -103,14 +105,7 @@ def cli() -> None:
 @click.argument("url", required=False)
 @click.option("--demo", is_flag=True,
               help="Start a built-in echo server on a free loopback port and connect to it.")
-@click.option("-0", "--null", "null_separated", is_flag=True,
-              help="NUL, not newline, separates messages on stdin and stdout.")
-@click.option("-b", "--binary", is_flag=True,
-              help="Send stdin as binary messages as it arrives; write binary payloads raw.")
-@click.option("--base64", "use_base64", is_flag=True,
-              help="Show received binary as base64 (text mode), not hex.")
-@click.option("--chunk-size", type=click.IntRange(1), default=DEFAULT_CHUNK_SIZE_BYTES,
-              show_default=True, metavar="BYTES", help="Largest binary message read from stdin.")
+@stream_options
 @click.option("-x", "--execute", multiple=True, metavar="MSG",
               help="Send MSG on connect, before stdin (repeatable; again on reconnect).")
 @click.option("-n", "--count", type=click.IntRange(1), metavar="N",
@@ -122,11 +117,7 @@ def cli() -> None:
 @click.option("--reconnect", is_flag=True,
               help="Retry with backoff after a failed connect or an abnormal close.")
 @click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
-@click.option("--vi", is_flag=True, help="REPL: Vi key bindings (default: Emacs).")
-@click.option("--no-history", is_flag=True,
-              help="REPL: do not read or write $XDG_STATE_HOME/wstool/history.")
-@click.option("--timestamps", is_flag=True, help="REPL: show a timestamp on each message.")
-@click.option("--no-pretty", is_flag=True, help="REPL: do not pretty-print JSON messages.")
+@repl_options
 @connect_options
 @tls_options
 @output_options
@@ -187,26 +178,11 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     run_async(main, debug=debug)
 
 
-def _not_yet(name: str) -> NoReturn:
-    click.echo(f"wstool: error: '{name}' is not yet available in this version", err=True)
-    sys.exit(int(ExitStatus.ERROR))
-
-
 @cli.command(name="listen", epilog=EXIT_STATUS_HELP)
 @click.option("--once", is_flag=True,
               help="Serve one client; exit when it leaves (status from its close).")
-@click.option("-0", "--null", "null_separated", is_flag=True,
-              help="NUL, not newline, separates messages on stdin and stdout.")
-@click.option("-b", "--binary", is_flag=True,
-              help="Send stdin as binary messages as it arrives; write payloads raw.")
-@click.option("--base64", "use_base64", is_flag=True,
-              help="Show received binary as base64 (text mode), not hex.")
-@click.option("--chunk-size", type=click.IntRange(1), default=DEFAULT_CHUNK_SIZE_BYTES,
-              show_default=True, metavar="BYTES", help="Largest binary message read from stdin.")
-@click.option("--vi", is_flag=True, help="REPL: Vi key bindings (default: Emacs).")
-@click.option("--no-history", is_flag=True, help="REPL: do not read or write the history file.")
-@click.option("--timestamps", is_flag=True, help="REPL: show a timestamp on each message.")
-@click.option("--no-pretty", is_flag=True, help="REPL: do not pretty-print JSON messages.")
+@stream_options
+@repl_options
 @server_options
 @output_options
 def listen_cmd(**raw: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from wstool.config import (
+    DEFAULT_CHUNK_SIZE_BYTES,
     DEFAULT_MAX_SIZE_BYTES,
     ConnectConfig,
     OutputConfig,
@@ -39,6 +40,33 @@ def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
         return f
 
     return decorator
+
+
+def stream_options(f: F) -> F:
+    """How stdin and stdout carry messages (connect and listen in a pipe)."""
+    return _apply([
+        click.option("-0", "--null", "null_separated", is_flag=True,
+                     help="NUL, not newline, separates messages on stdin and stdout."),
+        click.option("-b", "--binary", is_flag=True,
+                     help="Send stdin as binary messages as it arrives; write binary "
+                          "payloads raw."),
+        click.option("--base64", "use_base64", is_flag=True,
+                     help="Show received binary as base64 (text mode), not hex."),
+        click.option("--chunk-size", type=click.IntRange(1), default=DEFAULT_CHUNK_SIZE_BYTES,
+                     show_default=True, metavar="BYTES",
+                     help="Largest binary message read from stdin."),
+    ])(f)
+
+
+def repl_options(f: F) -> F:
+    """The REPL's own options (connect and listen on a terminal)."""
+    return _apply([
+        click.option("--vi", is_flag=True, help="REPL: Vi key bindings (default: Emacs)."),
+        click.option("--no-history", is_flag=True,
+                     help="REPL: do not read or write $XDG_STATE_HOME/wstool/history."),
+        click.option("--timestamps", is_flag=True, help="REPL: show a timestamp on each message."),
+        click.option("--no-pretty", is_flag=True, help="REPL: do not pretty-print JSON messages."),
+    ])(f)
 
 
 def connect_options(f: F) -> F:
