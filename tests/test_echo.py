@@ -245,6 +245,26 @@ def test_deflate_rsv2_is_1002() -> None:
     assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1002
 
 
+def test_deflate_uncompressed_messages_are_checked_too() -> None:
+    # RSV1 clear: an uncompressed message on a deflate connection (RFC 7692
+    # §6.1) takes the engine's plain path; the same rules hold there.
+    protocol = open_deflate_protocol(max_size=1000)
+    protocol.raw_below_bytes = 1024  # as the server sets it: short echoes go uncompressed
+    frames = feed(protocol, [frame(TEXT, "plain é".encode()), frame(BINARY, b"\x00\xff")])
+    assert [(f.opcode, f.payload) for f in frames] == [
+        (TEXT, "plain é".encode()), (BINARY, b"\x00\xff")
+    ]
+    # A fragmented uncompressed text whose UTF-8 breaks in the second part.
+    frames = feed(protocol, [frame(TEXT, b"ok \xc3", fin=False), frame(CONT, b"\x28")])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1007
+    protocol = open_deflate_protocol()
+    frames = feed(protocol, [frame(TEXT, b"bad \xff")])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1007
+    protocol = open_deflate_protocol(max_size=1000)
+    frames = feed(protocol, [frame(BINARY, b"z" * 1001)])
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1009
+
+
 def _random_frame(b0: int, payload: bytes) -> bytes:
     """Any first byte (FIN, RSV, opcode), a masked, well-formed length."""
     return bytes([b0]) + frame(BINARY, payload)[1:]

@@ -300,7 +300,21 @@ class StrictEcho(Protocol):
                         break
                     continue
 
-                if extensions:
+                if extensions and not (b0 & 0x70 or opcode == OP_CONT):
+                    # RSV1 clear on a first frame: an uncompressed message
+                    # (RFC 7692 §6.1), which the extension would hand back as
+                    # is. Skip building a Frame for it; check it here instead.
+                    if max_message_size is not None and msg_size + length > max_message_size:
+                        raise PayloadTooBig(msg_size + length, max_message_size)
+                    if text_frame:
+                        if fin:
+                            if not payload.isascii():
+                                payload.decode()
+                        else:
+                            decoder = _Utf8Decoder()
+                            decoder.decode(payload, False)
+                            _check_utf8_tail(decoder)
+                elif extensions:
                     # permessage-deflate (RFC 7692): inflate, then check as usual.
                     frame = Frame(
                         Opcode(opcode), payload, fin,
