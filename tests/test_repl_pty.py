@@ -182,10 +182,9 @@ _REPORT_MODULES = """
 import sys
 if sys.argv[1] == "control":
     import wstool.repl  # noqa: F401  (proves the check can see them)
-from wstool.cli import main
-sys.argv = ["wstool", "connect", sys.argv[2]]
+from wstool.cli import cli  # not main(): it leaves with os._exit
 try:
-    main()
+    cli(["connect", sys.argv[2]], prog_name="wstool")
 except SystemExit as exc:
     status = exc.code
 loaded = sorted({m.split(".")[0] for m in sys.modules} & {"prompt_toolkit", "rich"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -28,6 +28,9 @@ from wstool.options import (
     stream_options,
     tls_options,
 )
+
+if TYPE_CHECKING:
+    from wstool.env import Environment
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -52,8 +55,35 @@ async def _as_coroutine(factory: Callable[[], Awaitable[int]]) -> int:
     return await factory()
 
 
-def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn:
-    """Run a front-end coroutine; the one place errors become exit statuses."""
+# Set by main(), the process entry point: once a command has run and every
+# stream is flushed, leave with os._exit() rather than sys.exit(). Interpreter
+# teardown (module GC, the idle resolver thread, atexit joins) took ~20 ms of a
+# ~160 ms one-shot `wstool connect` (bench/README.md) and has nothing left to
+# do by then. In-process callers of `cli` (tests) keep sys.exit().
+_fast_exit = False
+
+
+def _exit(status: int, env: Environment | None) -> NoReturn:
+    streams: list[Any] = [sys.stdout, sys.stderr]
+    if env is not None:
+        streams.insert(0, env.stdout)
+    for stream in streams:
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            if stream is not sys.stderr:
+                _silence_stdout()
+    if _fast_exit:
+        os._exit(status)
+    sys.exit(status)
+
+
+def run_async(
+    factory: Callable[[], Awaitable[int]], *, debug: bool, env: Environment | None = None
+) -> NoReturn:
+    """Run a front-end coroutine; the one place errors become exit statuses.
+
+    ENV's stdout (our buffered writer over fd 1) is flushed before exiting."""
     # Imported here, not at the top: asyncio costs ~30 ms that --version, --help and
     # completion never need (bench/README.md, start-up).
     import asyncio
@@ -78,11 +108,7 @@ def run_async(factory: Callable[[], Awaitable[int]], *, debug: bool) -> NoReturn
             err=True,
         )
         status = ExitStatus.ERROR
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError, OSError):
-        _silence_stdout()
-    sys.exit(int(status))
+    _exit(int(status), env)
 
 
 def fail(exc: WstoolError) -> NoReturn:
@@ -175,7 +201,7 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
                 return await front_end(connect_config(demo_url, raw))
         return await front_end(conn_cfg)
 
-    run_async(main, debug=debug)
+    run_async(main, debug=debug, env=env)
 
 
 @cli.command(name="listen", epilog=EXIT_STATUS_HELP)
@@ -224,7 +250,7 @@ def listen_cmd(**raw: Any) -> None:
 
         return await ListenFrontEnd(env, server_cfg, listen_cfg, out_cfg).run()
 
-    run_async(main, debug=out_cfg.debug)
+    run_async(main, debug=out_cfg.debug, env=env)
 
 
 def _use_loop(name: str) -> None:
@@ -299,7 +325,7 @@ def serve_echo_cmd(**raw: Any) -> None:
 
         return await serve_echo(env, server_cfg, echo_cfg, out_cfg)
 
-    run_async(main, debug=out_cfg.debug)
+    run_async(main, debug=out_cfg.debug, env=env)
 
 
 @cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP)
@@ -349,7 +375,7 @@ def frame_dump_cmd(source: str | None, **raw: Any) -> None:
     async def main() -> int:
         return await plan.run(env)
 
-    run_async(main, debug=debug)
+    run_async(main, debug=debug, env=env)
 
 
 @cli.command(name="completion")
@@ -368,6 +394,8 @@ def completion_cmd(shell: str) -> None:
 
 
 def main() -> None:
+    global _fast_exit
+    _fast_exit = True
     if "_WSTOOL_COMPLETE" in os.environ:  # a shell asking for completions (completions/)
         from wstool.completion import register_completion_classes
 
