@@ -39,7 +39,8 @@ def test_invalid_utf8_keeps_the_lines_before_it() -> None:
     assert list(out) == ["a", "b"]
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n")), max_size=20),
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8",
+                                                blacklist_characters="\n")), max_size=20),
        st.lists(st.integers(min_value=0, max_value=200), max_size=10))
 def test_any_cutting_gives_the_same_lines(lines: list[str], cuts: list[int]) -> None:
     data = "".join(line + "\n" for line in lines).encode()

@@ -43,7 +43,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
 from wstool import __version__
-from wstool.config import COMPRESS_THRESHOLD_BYTES, EchoConfig, ServerConfig
+from wstool.config import COMPRESS_THRESHOLD_BYTES, DEFLATE_SETTINGS, EchoConfig, ServerConfig
 from wstool.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
 from wstool.errors import UsageError, WstoolError
 from wstool.events import (
@@ -498,7 +498,11 @@ class WebSocketServer:
         self._origins: list[Origin | re.Pattern[str] | None] | None = (
             [_glob_origin(o) for o in config.origins] if config.origins else None
         )
-        self._extensions = [ServerPerMessageDeflateFactory()] if config.compress else None
+        self._extensions = (
+            [ServerPerMessageDeflateFactory(compress_settings=dict(DEFLATE_SETTINGS))]
+            if config.compress
+            else None
+        )
         self._subprotocols = [Subprotocol(s) for s in config.subprotocols]
         self._protocol_class: type[ServerSideProtocol] = app.protocol_class()
         if trace:

@@ -44,7 +44,10 @@ from websockets.exceptions import (
     ProtocolError,
     ProxyError,
 )
-from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    PerMessageDeflate,
+)
 from websockets.frames import Frame, Opcode
 from websockets.headers import build_authorization_basic
 from websockets.protocol import State
@@ -59,7 +62,7 @@ except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
 from wstool import __version__
-from wstool.config import COMPRESS_THRESHOLD_BYTES, ConnectConfig
+from wstool.config import COMPRESS_THRESHOLD_BYTES, DEFLATE_SETTINGS, ConnectConfig
 from wstool.errors import (
     NORMAL_CLOSE_CODES,
     ClosedAbnormally,
@@ -300,7 +303,13 @@ class Session:
             "subprotocols": [Subprotocol(s) for s in cfg.subprotocols] or None,
             "origin": Origin(cfg.origin) if cfg.origin else None,
             "user_agent_header": cfg.user_agent or DEFAULT_USER_AGENT,
-            "compression": "deflate" if cfg.compress else None,
+            # permessage-deflate with our zlib settings (config.DEFLATE_SETTINGS).
+            "compression": None,
+            "extensions": (
+                [ClientPerMessageDeflateFactory(compress_settings=dict(DEFLATE_SETTINGS))]
+                if cfg.compress
+                else None
+            ),
             "max_size": cfg.max_size_bytes,
             "open_timeout": cfg.open_timeout_s,
             "ping_interval": cfg.ping_interval_s,
