@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader, PayloadTooBig, ProtocolError
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request, Response
@@ -42,8 +42,8 @@ from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
-from wstool import __version__
-from wstool.config import COMPRESS_THRESHOLD_BYTES, DEFLATE_SETTINGS, EchoConfig, ServerConfig
+from wstool import __version__, deflate
+from wstool.config import COMPRESS_THRESHOLD_BYTES, EchoConfig, ServerConfig
 from wstool.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
 from wstool.errors import UsageError, WstoolError
 from wstool.events import (
@@ -375,6 +375,9 @@ class ServerConnection(asyncio.Protocol):
             protocol.raw_echo = not protocol.extensions
             if protocol.extensions:  # permessage-deflate, the only one we accept
                 protocol.raw_below_bytes = COMPRESS_THRESHOLD_BYTES
+                for extension in protocol.extensions:
+                    if isinstance(extension, PerMessageDeflate):
+                        deflate.skip_incompressible_binary(extension)
         # A fresh parser with the frame loop alone: the handshake's generator
         # frames would stay alive for the life of the connection otherwise.
         protocol.parser = protocol.frame_loop()
@@ -499,7 +502,7 @@ class WebSocketServer:
             [_glob_origin(o) for o in config.origins] if config.origins else None
         )
         self._extensions = (
-            [ServerPerMessageDeflateFactory(compress_settings=dict(DEFLATE_SETTINGS))]
+            [deflate.server_factory()]
             if config.compress
             else None
         )

@@ -27,7 +27,6 @@ import ssl
 import struct
 import time
 import urllib.request
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -44,10 +43,7 @@ from websockets.exceptions import (
     ProtocolError,
     ProxyError,
 )
-from websockets.extensions.permessage_deflate import (
-    ClientPerMessageDeflateFactory,
-    PerMessageDeflate,
-)
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.headers import build_authorization_basic
 from websockets.protocol import State
@@ -61,8 +57,8 @@ try:  # the library's C extension; its pure-Python twin otherwise
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
-from wstool import __version__
-from wstool.config import COMPRESS_THRESHOLD_BYTES, DEFLATE_SETTINGS, ConnectConfig
+from wstool import __version__, deflate
+from wstool.config import COMPRESS_THRESHOLD_BYTES, ConnectConfig
 from wstool.errors import (
     NORMAL_CLOSE_CODES,
     ClosedAbnormally,
@@ -306,7 +302,7 @@ class Session:
             # permessage-deflate with our zlib settings (config.DEFLATE_SETTINGS).
             "compression": None,
             "extensions": (
-                [ClientPerMessageDeflateFactory(compress_settings=dict(DEFLATE_SETTINGS))]
+                [deflate.client_factory()]
                 if cfg.compress
                 else None
             ),
@@ -377,7 +373,7 @@ class Session:
         conn.fast_receive = not self.trace and not self.echo_engine
         for extension in conn.protocol.extensions:
             if isinstance(extension, PerMessageDeflate):
-                _skip_incompressible_binary(extension)
+                deflate.skip_incompressible_binary(extension)
         self.handshake = self._handshake_report()
         self.subprotocol = conn.subprotocol
         self.extensions = tuple(
@@ -770,35 +766,6 @@ class Session:
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
-
-# A sample this size decides whether a binary message is worth compressing.
-_SAMPLE_BYTES = 512
-
-
-def _skip_incompressible_binary(extension: PerMessageDeflate) -> None:
-    """Send binary messages that do not compress uncompressed.
-
-    zlib crawls on incompressible data (about 10 MB/s for random bytes against
-    1 GB/s for JSON), so `wstool connect -b < file.gz` would be CPU-bound on
-    compression that saves nothing. RFC 7692 §6.1 lets a sender leave any
-    message uncompressed (RSV1 clear), and a level-1 trial on a small sample
-    costs a few microseconds. Whole messages only: we never fragment.
-    """
-    encode = extension.encode
-
-    def selective_encode(frame: Frame) -> Frame:
-        if (
-            frame.opcode is Opcode.BINARY
-            and frame.fin
-            and len(frame.data) > 2 * _SAMPLE_BYTES
-        ):
-            sample = bytes(frame.data[:_SAMPLE_BYTES])
-            if len(zlib.compress(sample, 1)) > _SAMPLE_BYTES * 0.9:
-                return frame
-        return encode(frame)
-
-    extension.encode = selective_encode  # type: ignore[method-assign]
-
 
 def backoff_delays(
     initial_s: float = 0.5, factor: float = 2.0, max_s: float = 30.0
