@@ -299,11 +299,13 @@ def serve_echo_cmd(**raw: Any) -> None:
 
     try:
         server_cfg = server_config(raw)
-        if len(raw["close_reason"].encode()) > 123:
-            raise UsageError("invalid --close-reason: at most 123 bytes (RFC 6455 §5.5)")
-        if raw["close_code"] in (1004, 1005, 1006, 1015) or 1016 <= raw["close_code"] < 3000:
-            raise UsageError(f"invalid --close-code {raw['close_code']}: not sendable "
-                             "(use 1000-1003, 1007-1014, or 3000-4999)")
+        from wstool.commands import MAX_CLOSE_REASON_BYTES, close_code_error
+
+        if len(raw["close_reason"].encode()) > MAX_CLOSE_REASON_BYTES:
+            raise UsageError(f"invalid --close-reason: at most {MAX_CLOSE_REASON_BYTES} "
+                             "bytes (RFC 6455 §5.5)")
+        if (problem := close_code_error(raw["close_code"])) is not None:
+            raise UsageError(f"invalid --close-code {raw['close_code']}: {problem}")
         echo_cfg = EchoConfig(
             broadcast=raw["broadcast"],
             delay_s=raw["delay"],
