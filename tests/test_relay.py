@@ -274,10 +274,6 @@ def test_relay_to_wss_upstream_with_cacert(server_thread: ServerThread, tmp_path
 
 @pytest.mark.slow
 def test_relay_between_node_ws_client_and_wstool_serve_echo() -> None:
-    probe = subprocess.run([sys.executable, "-m", "wstool", "serve-echo", "--help"],
-                           capture_output=True, timeout=30)
-    if probe.returncode != 0 or b"not yet available" in probe.stderr:
-        pytest.skip("wstool serve-echo is not yet available")
     from tests.node_peers import ensure_node_ws, run_node_ws_client
 
     node_ws = ensure_node_ws()
