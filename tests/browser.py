@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,6 +38,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import scaled
+from tests.servers import ServeEcho
 
 CHROMIUM_ENV = "WSTOOL_TEST_CHROMIUM"
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
@@ -329,64 +329,20 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-class ServeEchoProcess:
-    """`python -m wstool serve-echo --port 0 ARGS`, with its stderr collected in a thread."""
+class ServeEchoProcess(ServeEcho):
+    """`python -m wstool serve-echo --port 0 ARGS` (tests.servers.ServeEcho), plus the
+    scheme and the --self-signed certificate's path parsed from its stderr."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", "serve-echo", "--port", "0", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        line = self.wait_for("listening on ")
-        match = re.search(r"listening on (wss?)://[^:/]+:(\d+)/", line)
-        assert match, line
+        super().__init__(*args)
+        match = re.search(r"listening on (wss?)://", self.wait_for("listening on "))
+        assert match
         self.scheme = match.group(1)
-        self.port = int(match.group(2))
         cert = re.search(r"certificate .* in (\S+\.pem)", self.stderr)
         self.cert_path = Path(cert.group(1)) if cert else None
 
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            with self._cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self.lines.append("<EOF>")
-            self._cond.notify_all()
-
-    def wait_for(self, fragment: str, timeout_s: float = 15.0) -> str:
-        with self._cond:
-            self._cond.wait_for(
-                lambda: any(fragment in line or line == "<EOF>" for line in self.lines),
-                scaled(timeout_s),
-            )
-            found = [line for line in self.lines if fragment in line or line == "<EOF>"]
-            assert found and found[0] != "<EOF>", f"no {fragment!r} on stderr: {self.lines}"
-            return found[0]
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.lines)
-
-    def url(self, host: str = "127.0.0.1") -> str:
+    def url_for(self, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}/"
-
-    def stop(self) -> int:
-        """SIGTERM, as a person's Ctrl-C would; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(scaled(15))
-        finally:
-            with self._cond:
-                self._cond.wait_for(lambda: "<EOF>" in self.lines, scaled(10))
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -243,7 +243,7 @@ def test_browser_page_gets_its_echoes_over_ws(
     server = serve_echo("-v", compress)
     assert server.scheme == "ws"
     chromium = browser()
-    result = run_page(chromium, server.url(), MESSAGES)
+    result = run_page(chromium, server.url_for(), MESSAGES)
     assert_all_echoed(result, server, chromium)
     # Chromium always offers permessage-deflate; serve-echo accepts it unless told not to.
     negotiated = "permessage-deflate" in result.status["extensions"]
@@ -260,13 +260,13 @@ def test_browser_page_gets_its_echoes_over_wss_self_signed(
     spki = spki_sha256_base64(server.cert_path.read_bytes())
 
     trusting = browser(f"--ignore-certificate-errors-spki-list={spki}")
-    result = run_page(trusting, server.url(), MESSAGES)
+    result = run_page(trusting, server.url_for(), MESSAGES)
     assert_all_echoed(result, server, trusting)
 
     # The same server without the flag: the browser refuses the certificate and the
     # page never opens, which shows the trust above came from the SPKI flag.
     distrusting = browser()
-    refused = run_page(distrusting, server.url(), MESSAGES[:1])
+    refused = run_page(distrusting, server.url_for(), MESSAGES[:1])
     why = explain(refused, server, distrusting)
     assert refused.status["state"] == "closed", why
     assert refused.status["closeCode"] == "1006", why
@@ -279,14 +279,14 @@ def test_browser_origin_allowlist(serve_echo: Any, browser: Any) -> None:
     chromium = browser()
     page_origin = "http://127.0.0.1:*"
     allowed = serve_echo("--origin", page_origin)
-    result = run_page(chromium, allowed.url(), MESSAGES[:2])
+    result = run_page(chromium, allowed.url_for(), MESSAGES[:2])
     why = explain(result, allowed, chromium)
     assert result.echoes == [m.expected_echo() for m in MESSAGES[:2]], why
     assert result.status["closeCode"] == "1000", why
 
     # Another origin only: serve-echo answers 403 and the browser fails the connection.
     other = serve_echo("-v", "--origin", "https://example.invalid")
-    refused = run_page(chromium, other.url(), MESSAGES[:1])
+    refused = run_page(chromium, other.url_for(), MESSAGES[:1])
     why = explain(refused, other, chromium)
     assert refused.status["closeCode"] == "1006", why
     assert "opened" not in refused.status and refused.echoes == [], why

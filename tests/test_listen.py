@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import run_wstool, scaled
 from tests.node_peers import NodeWsClient, ensure_node_ws
-from tests.test_serve_echo import ServeEcho
+from tests.servers import ServeEcho
 from wstool.errors import ExitStatus
 
 

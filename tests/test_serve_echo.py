@@ -5,13 +5,11 @@ the websockets library's client, Node's `ws` client, curl-like raw HTTP.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,78 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import scaled
 from tests.node_peers import NodeWsClient, ensure_node_ws
-
-
-class ServeEcho:
-    """`python -m wstool serve-echo --port 0 ARGS`; stderr collected in a thread."""
-
-    def __init__(
-        self, *args: str, env: dict[str, str] | None = None, command: str = "serve-echo",
-        stdin: Any = subprocess.DEVNULL,
-    ) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", command, "--port", "0", *args],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})},
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._stdout = b""
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        line = self.wait_for("listening on ")
-        match = re.search(r"listening on (\S+)", line)
-        assert match, line
-        self.url = match.group(1)
-        port = re.search(r":(\d+)/", self.url)
-        self.port = int(port.group(1)) if port else 0
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            with self._cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self.lines.append("<EOF>")
-            self._cond.notify_all()
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        self._stdout = self.proc.stdout.read()
-
-    def wait_for(self, fragment: str, timeout: float = 15) -> str:
-        with self._cond:
-            ok = self._cond.wait_for(
-                lambda: any(fragment in line or line == "<EOF>" for line in self.lines),
-                scaled(timeout),
-            )
-            assert ok, f"no {fragment!r} on stderr: {self.lines}"
-            line = next(line for line in self.lines if fragment in line or line == "<EOF>")
-            assert line != "<EOF>", f"exited before {fragment!r}: {self.lines}"
-            return line
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(scaled(15))
-        finally:
-            self.wait_for_eof()
-
-    def wait_for_eof(self) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: "<EOF>" in self.lines, scaled(10))
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def stdout(self) -> bytes:
-        return self._stdout
+from tests.servers import ServeEcho
 
 
 @pytest.fixture
