@@ -1,4 +1,4 @@
-"""The one environment object: standard streams, their tty flags, colour, consoles.
+"""The one environment object: standard streams, their tty flags, colour, console.
 
 Model: httpie's ``context.py``. Front-ends receive an ``Environment`` instead of
 touching ``sys.std*``; tests build one over ``io.BytesIO``. rich is imported only
@@ -35,7 +35,7 @@ class Environment:
     environ: Mapping[str, str] = field(default_factory=dict)
     # --no-color / --color from the command line; None: decide per stream.
     color: bool | None = None
-    _consoles: dict[str, Console] = field(default_factory=dict, repr=False)
+    _stdout_console: Console | None = field(default=None, repr=False)
 
     @classmethod
     def from_process(cls, color: bool | None = None) -> Environment:
@@ -75,25 +75,15 @@ class Environment:
         """Both ends are a terminal: ``connect`` opens the REPL."""
         return self.stdin_isatty and self.stdout_isatty
 
-    def stderr_console(self) -> Console:
-        return self._console("stderr")
-
     def stdout_console(self) -> Console:
-        return self._console("stdout")
-
-    def _console(self, which: str) -> Console:
-        if which not in self._consoles:
+        """The rich console over our stdout writer (created on first use)."""
+        if self._stdout_console is None:
             from rich.console import Console
 
-            if which == "stderr":
-                file: IO[str] = self.stderr
-                isatty = self.stderr_isatty
-            else:
-                file = _TextView(self.stdout)  # type: ignore[assignment]
-                isatty = self.stdout_isatty
+            isatty = self.stdout_isatty
             color = self.color_for(isatty)
-            self._consoles[which] = Console(
-                file=file,
+            self._stdout_console = Console(
+                file=_TextView(self.stdout),  # type: ignore[arg-type]
                 force_terminal=isatty if color else None,
                 no_color=not color,
                 color_system="auto" if color else None,
@@ -102,7 +92,7 @@ class Environment:
                 emoji=False,
                 soft_wrap=True,
             )
-        return self._consoles[which]
+        return self._stdout_console
 
     def write_stderr_line(self, line: str) -> None:
         """A plain diagnostic line; never raises on a closed stderr."""

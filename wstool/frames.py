@@ -178,10 +178,6 @@ class FrameRecord:
         return OPCODE_NAMES[self.opcode]
 
     @property
-    def wire_length(self) -> int:
-        return len(self.header) + self.length
-
-    @property
     def data(self) -> bytes:
         """The application data of this frame: inflated when compressed."""
         return self.inflated if self.inflated is not None else self.payload

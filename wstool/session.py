@@ -652,12 +652,6 @@ class Session:
     async def drain(self) -> None:
         await self._require_conn().drain()
 
-    def pause_reading(self) -> None:
-        self._require_conn().transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._require_conn().transport.resume_reading()
-
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round-trip time."""
         conn = self._require_conn()
