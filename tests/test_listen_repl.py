@@ -67,6 +67,11 @@ async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
             await see("[2] 127.0.0.1:")
             pipe_input.send_text("/to 2 just you" + ENTER)
             assert await two.recv() == "just you"
+            # The status bar counts what went over the wire, bytes included:
+            # "hello all" to two clients and "just you" to one; "from one ..." in.
+            status = target.status()
+            assert (status.messages_sent, status.bytes_sent) == (3, 2 * 9 + 8)
+            assert (status.messages_received, status.bytes_received) == (1, 13)
             pipe_input.send_text("/to 9 nobody" + ENTER)
             await see("no client 9")
             pipe_input.send_text("/kick 1 4000 bye" + ENTER)

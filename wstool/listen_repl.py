@@ -17,6 +17,7 @@ pings still run every ``--ping-interval``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -220,12 +221,23 @@ class ListenTarget:
 
     def status(self) -> TargetStatus:
         count = len(self.clients)
-        return TargetStatus(
+        status = TargetStatus(
             url=self.url or "(starting)",
             state="listening" if not self._stop.is_set() else "closing",
             messages_sent=self._sent,
             messages_received=self._received,
             extra=f"{count} client{'s' if count != 1 else ''}",
+        )
+        if self._server is None:
+            return status
+        # The server's live totals (a message sent to 3 clients counts 3 times).
+        totals = self._server.summary()
+        return dataclasses.replace(
+            status,
+            messages_sent=totals.messages_out,
+            messages_received=totals.messages_in,
+            bytes_sent=totals.bytes_out,
+            bytes_received=totals.bytes_in,
         )
 
     def _require_app(self) -> ListenApp:
