@@ -181,13 +181,16 @@ def test_server_close_exits_with_documented_status(
 _REPORT_MODULES = """
 import sys
 if sys.argv[1] == "control":
-    import wstool.repl  # noqa: F401  (proves the check can see them)
+    import importlib.metadata, urllib.request  # noqa: E401  (proves the check sees them)
+    import wstool.repl  # noqa: F401
 from wstool.cli import cli  # not main(): it leaves with os._exit
 try:
     cli(["connect", sys.argv[2]], prog_name="wstool")
 except SystemExit as exc:
     status = exc.code
-loaded = sorted({m.split(".")[0] for m in sys.modules} & {"prompt_toolkit", "rich"})
+watched = {"prompt_toolkit", "rich", "importlib.metadata", "urllib.request"}
+loaded = sorted(m for m in sys.modules if m in watched or m.split(".")[0] in watched)
+loaded = sorted({m if m in watched else m.split(".")[0] for m in loaded})
 print(f"STATUS={status} LOADED={','.join(loaded) or '-'}", file=sys.stderr)
 """
 
@@ -202,17 +205,21 @@ def lib_echo(server_thread: ServerThread) -> Iterator[str]:
     yield url
 
 
-@pytest.mark.parametrize(("mode", "expected"),
-                         [("pipe", "LOADED=-"), ("control", "LOADED=prompt_toolkit,rich")])
-def test_pipe_mode_loads_neither_prompt_toolkit_nor_rich(
-    lib_echo: str, mode: str, expected: str
-) -> None:
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("pipe", "LOADED=-"),
+     ("control", "LOADED=importlib.metadata,prompt_toolkit,rich,urllib.request")])
+def test_pipe_mode_loads_only_what_it_uses(lib_echo: str, mode: str, expected: str) -> None:
+    """Start-up (issue 2): a pipe run loads neither the terminal libraries nor the two
+    modules websockets imports and a direct connection never uses (wstool/lazyimport.py)."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.lower().endswith("_proxy")}
     result = subprocess.run(
         [sys.executable, "-c", _REPORT_MODULES, mode, lib_echo],
         input=b"one\ntwo\n",
         capture_output=True,
         timeout=scaled(30),
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**env, "NO_COLOR": "1"},
     )
     assert result.stdout == b"one\ntwo\n"
     assert f"STATUS=0 {expected}" in result.stderr.decode()

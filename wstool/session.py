@@ -25,37 +25,42 @@ import random
 import socket
 import ssl
 import struct
+import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.datastructures import Headers
-from websockets.exceptions import (
-    InvalidHandshake,
-    InvalidMessage,
-    InvalidProxy,
-    InvalidProxyStatus,
-    InvalidStatus,
-    InvalidURI,
-    PayloadTooBig,
-    ProtocolError,
-    ProxyError,
-)
-from websockets.extensions.permessage_deflate import PerMessageDeflate
-from websockets.frames import Frame, Opcode
-from websockets.headers import build_authorization_basic
-from websockets.protocol import State
-from websockets.proxy import get_proxy
-from websockets.streams import StreamReader
-from websockets.typing import Origin, Subprotocol
-from websockets.uri import parse_uri
+from wstool.lazyimport import deferred
 
-try:  # the library's C extension; its pure-Python twin otherwise
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover
-    from websockets.utils import apply_mask
+# websockets imports importlib.metadata and urllib.request at import time; a direct
+# connection uses neither (~20 ms of start-up): see wstool/lazyimport.py.
+with deferred("importlib.metadata", "urllib.request"):
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.datastructures import Headers
+    from websockets.exceptions import (
+        InvalidHandshake,
+        InvalidMessage,
+        InvalidProxy,
+        InvalidProxyStatus,
+        InvalidStatus,
+        InvalidURI,
+        PayloadTooBig,
+        ProtocolError,
+        ProxyError,
+    )
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+    from websockets.frames import Frame, Opcode
+    from websockets.headers import build_authorization_basic
+    from websockets.protocol import State
+    from websockets.proxy import get_proxy
+    from websockets.streams import StreamReader
+    from websockets.typing import Origin, Subprotocol
+    from websockets.uri import parse_uri
+
+    try:  # the library's C extension; its pure-Python twin otherwise
+        from websockets.speedups import apply_mask
+    except ImportError:  # pragma: no cover
+        from websockets.utils import apply_mask
 
 from wstool import __version__, deflate
 from wstool.config import COMPRESS_THRESHOLD_BYTES, ConnectConfig
@@ -84,6 +89,17 @@ from wstool.events import (
 from wstool.tls import client_context
 
 DEFAULT_USER_AGENT = f"wstool/{__version__}"
+
+
+def _proxy_settings_possible(environ: Mapping[str, str]) -> bool:
+    """False when urllib.request.getproxies() would certainly find no proxy.
+
+    On Linux and the BSDs it reads only non-empty ``*_proxy`` variables (any case);
+    macOS and Windows also have system settings, which only urllib can read.
+    """
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return any(value and name.lower().endswith("_proxy") for name, value in environ.items())
 
 
 class SessionClosed(Exception):
@@ -333,6 +349,11 @@ class Session:
         if cfg.proxy is not None or cfg.target.unix_path is not None:
             self.proxy = cfg.proxy or None
             return self.proxy
+        if not _proxy_settings_possible(os.environ):
+            self.proxy = None
+            return None
+        import urllib.request  # only here: see wstool/lazyimport.py
+
         ws_uri = parse_uri(cfg.target.url)
         proxy = get_proxy(ws_uri)
         if proxy is None and not urllib.request.proxy_bypass(f"{ws_uri.host}:{ws_uri.port}"):

@@ -1,0 +1,85 @@
+"""wstool/lazyimport.py: modules deferred while websockets is imported still work.
+
+Each check runs in a fresh interpreter, so that what it imports is really not loaded yet.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import scaled
+from wstool.session import _proxy_settings_possible
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=scaled(30))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_deferred_module_loads_on_first_use() -> None:
+    out = run_python("""
+import sys
+from wstool.lazyimport import deferred
+with deferred("xml.dom.minidom"):
+    import xml.dom.minidom
+    print("inside", type(sys.modules["xml.dom.minidom"]).__name__)
+print("after block", "xml.dom.minidom" in sys.modules)
+print(xml.dom.minidom.parseString("<a>b</a>").documentElement.tagName)
+print("after use", type(sys.modules["xml.dom.minidom"]).__name__)
+""")
+    assert out.split("\n") == ["inside _StandIn", "after block False", "a", "after use module",
+                               ""]
+
+
+def test_a_later_import_is_a_real_import() -> None:
+    out = run_python("""
+from wstool.lazyimport import deferred
+with deferred("xml.dom.minidom"):
+    import xml.dom.minidom as kept
+import xml.dom.minidom as real
+print(type(real).__name__, kept.parseString is real.parseString)
+""")
+    assert out == "module True\n"
+
+
+def test_a_module_already_loaded_is_left_alone() -> None:
+    out = run_python("""
+import sys, json
+from wstool.lazyimport import deferred
+with deferred("json"):
+    import json as inside
+print(inside is json, sys.modules["json"] is json)
+""")
+    assert out == "True True\n"
+
+
+def test_websockets_still_reads_proxy_settings_after_deferral() -> None:
+    # What a proxied connection does (the tests in test_connect_proxy.py run it end to end).
+    out = run_python("""
+import os
+os.environ["http_proxy"] = "http://127.0.0.1:9"
+import wstool.session
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
+print(get_proxy(parse_uri("ws://example.test/")))
+""")
+    assert out == "http://127.0.0.1:9\n"
+
+
+@pytest.mark.parametrize(("environ", "possible"), [
+    ({}, False),
+    ({"PATH": "/bin", "HOME": "/root"}, False),
+    ({"http_proxy": ""}, False),  # urllib ignores empty values
+    ({"http_proxy": "http://p:3128"}, True),
+    ({"HTTPS_PROXY": "http://p:3128"}, True),
+    ({"All_Proxy": "socks5://p:1080"}, True),
+    ({"no_proxy": "localhost"}, True),  # let urllib decide
+])
+def test_proxy_settings_possible(environ: dict[str, str], possible: bool) -> None:
+    expected = True if sys.platform in ("darwin", "win32") else possible
+    assert _proxy_settings_possible(environ) is expected
