@@ -35,8 +35,8 @@ from wstool.render import (
 )
 
 if TYPE_CHECKING:
-    from wstool.events import RelayEvent
     from wstool.relay import RelayConfig
+    from wstool.relay_events import RelayEvent
 
 READ_CHUNK_BYTES = 1024 * 1024
 
@@ -269,8 +269,8 @@ class RelayRenderer:
         self.writer = FrameWriter(env, cfg)
 
     def __call__(self, event: RelayEvent) -> None:
-        from wstool.events import (
-            Notice,
+        from wstool.events import Notice
+        from wstool.relay_events import (
             RelayConnClosed,
             RelayConnOpened,
             RelayDecoded,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,18 +23,30 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-@dataclass
 class Environment:
-    stdin: IO[bytes]
-    stdout: IO[bytes]
-    stderr: IO[str]
-    stdin_isatty: bool = False
-    stdout_isatty: bool = False
-    stderr_isatty: bool = False
-    environ: Mapping[str, str] = field(default_factory=dict)
-    # --no-color / --color from the command line; None: decide per stream.
-    color: bool | None = None
-    _stdout_console: Console | None = field(default=None, repr=False)
+    # A plain class, not a dataclass: importing dataclasses costs ~1 ms of a
+    # one-shot `wstool connect` (bench/README.md).
+    def __init__(
+        self,
+        stdin: IO[bytes],
+        stdout: IO[bytes],
+        stderr: IO[str],
+        stdin_isatty: bool = False,
+        stdout_isatty: bool = False,
+        stderr_isatty: bool = False,
+        environ: Mapping[str, str] | None = None,
+        # --no-color / --color from the command line; None: decide per stream.
+        color: bool | None = None,
+    ) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin_isatty = stdin_isatty
+        self.stdout_isatty = stdout_isatty
+        self.stderr_isatty = stderr_isatty
+        self.environ: Mapping[str, str] = {} if environ is None else environ
+        self.color = color
+        self._stdout_console: Console | None = None
 
     @classmethod
     def from_process(cls, color: bool | None = None) -> Environment:

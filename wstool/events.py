@@ -4,10 +4,11 @@ They are ``NamedTuple`` classes rather than frozen dataclasses on purpose: a
 dataclass costs ~0.7 ms to define at import and there are two dozen of them,
 which was a tenth of a one-shot ``wstool connect`` (bench/README.md).
 
-The session core (and later the servers and the relay) never print; they call
-an ``EventSink`` with these records, and a front-end renders them (``render.py``
-for text and JSON lines, ``repl.py`` on a terminal). Timestamps are
-``time.monotonic()`` seconds.
+The session core never prints; it calls an ``EventSink`` with these records, and
+a front-end renders them (``render.py`` for text and JSON lines, ``repl.py`` on a
+terminal). Timestamps are ``time.monotonic()`` seconds. The servers' and the
+relay's records are in ``server_events.py`` and ``relay_events.py``: a one-shot
+``connect`` does not pay for defining them.
 """
 
 from __future__ import annotations
@@ -124,118 +125,3 @@ Event: TypeAlias = (
     | Notice
 )
 EventSink: TypeAlias = Callable[[Event], None]
-
-
-# Server events (issue 4): serve-echo and listen. ``client_id`` numbers the
-# connections of one server run from 1.
-
-
-class ServerListening(NamedTuple):
-    url: str
-    ts: float = 0.0
-
-
-class ClientConnected(NamedTuple):
-    client_id: int
-    peer: str
-    path: str
-    subprotocol: str | None
-    extensions: tuple[str, ...]
-    handshake: Handshake
-    ts: float = 0.0
-
-
-class ClientRejected(NamedTuple):
-    """An HTTP request answered without an upgrade (401, 403, 426, 503, /health...),
-    or a connection dropped before its handshake (``status`` None)."""
-
-    client_id: int
-    peer: str
-    status: int | None
-    reason: str
-    ts: float = 0.0
-
-
-class ClientMessage(NamedTuple):
-    client_id: int
-    direction: Direction
-    data: str | bytes
-    ts: float = 0.0
-
-
-class ClientDisconnected(NamedTuple):
-    client_id: int
-    peer: str
-    code: int  # 1006 when no close frame was received
-    reason: str
-    initiated_by: Literal["client", "server"] | None
-    messages_in: int = 0
-    messages_out: int = 0
-    error: str | None = None  # what failed the connection, if we did
-    ts: float = 0.0
-    # The peer broke the protocol (bad frame, invalid UTF-8, over --max-size).
-    protocol_error: bool = False
-
-
-class ServerSummary(NamedTuple):
-    connections: int
-    messages_in: int
-    messages_out: int
-    bytes_in: int
-    bytes_out: int
-    ts: float = 0.0
-
-
-ServerEvent: TypeAlias = (
-    ServerListening | ClientConnected | ClientRejected | ClientMessage | ClientDisconnected
-    | ServerSummary | FrameSeen | Notice | Ping | Pong
-)
-ServerEventSink: TypeAlias = Callable[[ServerEvent], None]
-
-
-# Relay events (frame-dump --listen, issue 5). The decoded records are
-# ``wstool.frames`` objects, typed loosely here like FrameSeen.frame.
-
-
-class RelayListening(NamedTuple):
-    host: str
-    port: int
-    upstream_url: str
-    ts: float = 0.0
-
-
-class RelayConnOpened(NamedTuple):
-    conn: int
-    peer: str
-    ts: float = 0.0
-
-
-class RelayDecoded(NamedTuple):
-    """Records decoded from one chunk of one direction (HTTP heads and frames)."""
-
-    conn: int
-    direction: Literal["client", "server"]
-    records: tuple[object, ...]
-    ts: float = 0.0
-
-
-class RelayError(NamedTuple):
-    """Something went wrong on one connection (the relay goes on)."""
-
-    conn: int
-    message: str
-    ts: float = 0.0
-
-
-class RelayConnClosed(NamedTuple):
-    conn: int
-    reason: str
-    client_bytes: int  # bytes from the client to the server
-    server_bytes: int  # bytes from the server to the client
-    ts: float = 0.0
-
-
-RelayEvent: TypeAlias = (
-    RelayListening | RelayConnOpened | RelayDecoded | RelayError | RelayConnClosed | Notice
-)
-RelayEventSink: TypeAlias = Callable[[RelayEvent], None]

@@ -37,10 +37,10 @@ from wstool.errors import (
     WstoolError,
     describe_close_code,
 )
-from wstool.events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
 from wstool.pipe import InputSplitter, StdinReader
 from wstool.render import binary_as_text, escape
 from wstool.serve import ServerLog, install_stop_signals, prepared_tls
+from wstool.server_events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
 
 if TYPE_CHECKING:
     from wstool.server import ListenApp, WebSocketServer

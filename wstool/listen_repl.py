@@ -31,17 +31,7 @@ from wstool.commands import (
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
 from wstool.env import Environment
 from wstool.errors import ExitStatus
-from wstool.events import (
-    ClientConnected,
-    ClientDisconnected,
-    ClientMessage,
-    ClientRejected,
-    EventSink,
-    Message,
-    Notice,
-    ServerEvent,
-    ServerListening,
-)
+from wstool.events import EventSink, Message, Notice
 from wstool.render import escape
 from wstool.repl import Repl, ReplConfig, ReplUI, TargetStatus, TargetUnavailable
 from wstool.serve import (
@@ -51,6 +41,14 @@ from wstool.serve import (
     summary_line,
 )
 from wstool.server import ListenApp, WebSocketServer, run_listen_server
+from wstool.server_events import (
+    ClientConnected,
+    ClientDisconnected,
+    ClientMessage,
+    ClientRejected,
+    ServerEvent,
+    ServerListening,
+)
 
 # Records of the listen-only commands.
 

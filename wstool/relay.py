@@ -10,7 +10,7 @@ changes nothing, invalid frames included (that is the point: issue 5).
 Decoding is the pure ``frames.FrameDecoder``, one per direction; the server's
 101 response tells the client-side decoder whether permessage-deflate was
 accepted and with which parameters (RFC 7692 §7.1). This module never prints:
-it emits ``RelayEvent``s (``events.py``) that ``dump.py`` renders.
+it emits ``RelayEvent``s (``relay_events.py``) that ``dump.py`` renders.
 """
 
 from __future__ import annotations
@@ -26,15 +26,7 @@ from websockets.headers import build_authorization_basic
 
 from wstool.config import ConnectConfig
 from wstool.errors import WstoolError
-from wstool.events import (
-    Notice,
-    RelayConnClosed,
-    RelayConnOpened,
-    RelayDecoded,
-    RelayError,
-    RelayEventSink,
-    RelayListening,
-)
+from wstool.events import Notice
 from wstool.frames import (
     Decoded,
     DecodeError,
@@ -43,6 +35,14 @@ from wstool.frames import (
     Side,
     apply_upgrade_response,
     parse_http_head,
+)
+from wstool.relay_events import (
+    RelayConnClosed,
+    RelayConnOpened,
+    RelayDecoded,
+    RelayError,
+    RelayEventSink,
+    RelayListening,
 )
 from wstool.tls import client_context
 

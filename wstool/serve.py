@@ -22,21 +22,17 @@ from typing import Any
 from wstool.config import EchoConfig, OutputConfig, ServerConfig
 from wstool.env import Environment
 from wstool.errors import ExitStatus, describe_close_code
-from wstool.events import (
+from wstool.events import FrameSeen, Handshake, Notice, Ping, Pong
+from wstool.render import escape, handshake_lines, trace_frame_line
+from wstool.server_events import (
     ClientConnected,
     ClientDisconnected,
     ClientMessage,
     ClientRejected,
-    FrameSeen,
-    Handshake,
-    Notice,
-    Ping,
-    Pong,
     ServerEvent,
     ServerListening,
     ServerSummary,
 )
-from wstool.render import escape, handshake_lines, trace_frame_line
 
 
 def _payload_fields(data: str | bytes) -> dict[str, Any]:

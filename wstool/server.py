@@ -8,7 +8,7 @@ library's ``ServerProtocol.accept()`` with wstool's checks in front of it
 (plain HTTP -> 426 or ``/health`` 200, origin -> 403, auth -> 401, limit -> 503).
 
 The core never prints and never exits: it reports ``ServerEvent`` records to a
-sink (``events.py``) and raises :class:`~wstool.errors.WstoolError` on start-up
+sink (``server_events.py``) and raises :class:`~wstool.errors.WstoolError` on start-up
 failures. What a connection does with its messages is an ``App``: ``EchoApp``
 here; ``listen`` brings its own.
 """
@@ -46,15 +46,12 @@ from wstool import __version__, deflate
 from wstool.config import COMPRESS_THRESHOLD_BYTES, EchoConfig, ServerConfig
 from wstool.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
 from wstool.errors import UsageError, WstoolError
-from wstool.events import (
+from wstool.events import FrameSeen, Handshake, Ping, Pong
+from wstool.server_events import (
     ClientConnected,
     ClientDisconnected,
     ClientMessage,
     ClientRejected,
-    FrameSeen,
-    Handshake,
-    Ping,
-    Pong,
     ServerEventSink,
     ServerListening,
     ServerSummary,

@@ -1,0 +1,57 @@
+"""What the frame-dump relay reports (``frame-dump --listen``).
+
+The decoded records are ``wstool.frames`` objects, typed loosely here like
+``FrameSeen.frame``. Kept apart from ``events.py`` for start-up, like
+``server_events.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, NamedTuple, TypeAlias
+
+from wstool.events import Notice
+
+
+class RelayListening(NamedTuple):
+    host: str
+    port: int
+    upstream_url: str
+    ts: float = 0.0
+
+
+class RelayConnOpened(NamedTuple):
+    conn: int
+    peer: str
+    ts: float = 0.0
+
+
+class RelayDecoded(NamedTuple):
+    """Records decoded from one chunk of one direction (HTTP heads and frames)."""
+
+    conn: int
+    direction: Literal["client", "server"]
+    records: tuple[object, ...]
+    ts: float = 0.0
+
+
+class RelayError(NamedTuple):
+    """Something went wrong on one connection (the relay goes on)."""
+
+    conn: int
+    message: str
+    ts: float = 0.0
+
+
+class RelayConnClosed(NamedTuple):
+    conn: int
+    reason: str
+    client_bytes: int  # bytes from the client to the server
+    server_bytes: int  # bytes from the server to the client
+    ts: float = 0.0
+
+
+RelayEvent: TypeAlias = (
+    RelayListening | RelayConnOpened | RelayDecoded | RelayError | RelayConnClosed | Notice
+)
+RelayEventSink: TypeAlias = Callable[[RelayEvent], None]
