@@ -637,3 +637,11 @@ async def test_binary_option_sends_typed_lines_as_binary() -> None:
         d.type("raw" + ENTER + "/text still text" + ENTER)
         await until(lambda: len(peer.received) == 2, "two messages")
     assert peer.received == [b"raw", "still text"]
+
+
+def test_render_escapes_bidirectional_overrides() -> None:
+    # "Trojan Source": U+202E would show "exe.png" for what was sent as "gnp.exe".
+    out = render(Message("received", "file \u202egnp.exe \u2067x\u2069"))
+    assert out == "< file \\u202egnp.exe \\u2067x\\u2069\n"
+    # Right-to-left text itself, and the marks (U+200E/U+200F), are shown as they are.
+    assert render(Message("received", "שלום \u200f!")) == "< שלום \u200f!\n"

@@ -223,3 +223,24 @@ def test_pipe_mode_loads_only_what_it_uses(lib_echo: str, mode: str, expected: s
     )
     assert result.stdout == b"one\ntwo\n"
     assert f"STATUS=0 {expected}" in result.stderr.decode()
+
+
+def test_pipe_input_to_a_terminal_escapes_remote_text(lib_echo: str, tmp_path: Path) -> None:
+    """stdin a pipe, stdout a terminal: pipe mode, but what reaches the screen is escaped:
+    C0/C1 controls and the bidirectional overrides that reorder what is shown."""
+    evil = "\x1b]0;pwned\x07\x1b[2J \u202egnp.exe\u2066x\u2069 done"
+    (tmp_path / "in.txt").write_text(evil + "\n", encoding="utf-8")
+    child = pexpect.spawn(
+        "/bin/sh",
+        ["-c", f'"{sys.executable}" -m wstool connect -n 1 {lib_echo} < in.txt'],
+        cwd=str(tmp_path),
+        env={**os.environ, "TERM": "xterm", "NO_COLOR": "1"},
+        encoding="utf-8",
+        timeout=scaled(10),
+    )
+    child.expect("done")
+    shown = child.before + "done"
+    assert wait_exit(child) == 0
+    assert "\\e]0;pwned\\x07\\e[2J \\u202egnp.exe\\u2066x\\u2069 done" in shown
+    for raw in ("\x1b]", "\x07", "\x1b[2J", "\u202e", "\u2066", "\u2069"):
+        assert raw not in shown

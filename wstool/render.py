@@ -28,9 +28,13 @@ from wstool.events import (
     Reconnecting,
 )
 
-# C0 controls, DEL and C1 controls. TAB is kept only where the caller allows it.
-_CONTROL_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-_CONTROL_WITH_TAB_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL and C1 controls, and the bidirectional embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069), which make a terminal show text in another
+# order than it was sent ("Trojan Source", CVE-2021-42574). TAB is kept only where the
+# caller allows it.
+_BIDI = "\u202a-\u202e\u2066-\u2069"
+_CONTROL_RE = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_BIDI}]")
+_CONTROL_WITH_TAB_RE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
@@ -38,11 +42,13 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "s
 
 def _escape_char(match: re.Match[str]) -> str:
     char = match.group()
-    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def escape(text: str, *, keep_tab: bool = True) -> str:
-    """Make remote text safe for a terminal: control characters become ``\\xNN``."""
+    """Make remote text safe for a terminal: control characters become ``\\xNN``,
+    bidirectional overrides ``\\uNNNN``."""
     pattern = _CONTROL_RE if keep_tab else _CONTROL_WITH_TAB_RE
     if pattern.search(text) is None:
         return text
