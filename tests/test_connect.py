@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -15,6 +16,7 @@ from websockets.asyncio.server import ServerConnection
 
 from tests import servers
 from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
+from wstool.errors import ExitStatus
 
 
 @pytest.mark.parametrize("compress", ["--compress", "--no-compress"])
@@ -300,6 +302,45 @@ def test_reconnect_after_abnormal_close_resends_execute(server_thread: ServerThr
     assert len(connections) == 2
     assert "reconnecting in" in proc.stderr and "(attempt 1)" in proc.stderr
     assert "without a close frame (1006)" in proc.stderr
+
+
+def test_reconnect_limit_gives_up_on_a_server_that_stays_down() -> None:
+    with socket.socket() as sock:  # a port that is certainly closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # --reconnect-limit implies --reconnect.
+    proc = run_wstool("connect", "--reconnect-limit", "2", f"127.0.0.1:{port}", input=b"")
+    assert proc.returncode == ExitStatus.CONNECT_FAILED, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [line for line in lines if "reconnecting in" in line][1].endswith(
+        f"(attempt 2): connection refused by ws://127.0.0.1:{port}/")
+    assert "(attempt 3)" not in proc.stderr
+    assert lines[-2:] == [
+        "wstool: giving up after 2 reconnect attempts in a row (--reconnect-limit)",
+        f"wstool: error: connection refused by ws://127.0.0.1:{port}/",
+    ]
+
+
+def test_reconnect_limit_counts_failures_in_a_row(server_thread: ServerThread) -> None:
+    # Every connection opens before it drops, so each drop starts the count over:
+    # a limit of 1 still rides out three drops in a row.
+    connections: list[int] = []
+
+    async def drops_three_times(ws: ServerConnection) -> None:
+        connections.append(1)
+        message = await ws.recv()
+        if len(connections) <= 3:
+            ws.transport.abort()
+            return
+        await ws.send(message)
+        await ws.wait_closed()
+
+    _s, url = start_websockets_server(server_thread, drops_three_times)
+    proc = run_wstool("connect", "--reconnect-limit", "1", "-x", "hello", url, input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"hello\n"
+    assert len(connections) == 4
+    assert "giving up" not in proc.stderr
 
 
 def test_no_reconnect_after_an_application_close(server_thread: ServerThread) -> None:

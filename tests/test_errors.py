@@ -47,3 +47,21 @@ def test_reconnect_policy(error: WstoolError, retry: bool) -> None:
 
 def test_hint_is_part_of_the_message() -> None:
     assert str(ConnectFailed("refused", hint="try --x")) == "refused (try --x)"
+
+
+def test_reconnect_schedule_limit_and_start_over() -> None:
+    from wstool.session import Reconnects
+
+    limited = Reconnects(max_delay_s=4.0, limit=3)
+    delays = [limited.next_delay() for _ in range(3)]
+    assert all(d is not None and 0 < d <= 4.0 for d in delays)
+    assert limited.next_delay() is None  # the fourth in a row: give up
+    assert limited.giving_up() == (
+        "giving up after 3 reconnect attempts in a row (--reconnect-limit)")
+    limited.opened()  # a connection opened: start over
+    assert limited.next_delay() is not None
+
+    unlimited = Reconnects(max_delay_s=2.0)
+    delays = [unlimited.next_delay() for _ in range(200)]
+    assert None not in delays
+    assert max(d for d in delays if d is not None) <= 2.0  # capped

@@ -28,7 +28,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.conftest import scaled
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig, Target
 from wstool.env import Environment
-from wstool.errors import ClosedAbnormally, ExitStatus
+from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus
 from wstool.events import Message
 from wstool.render_rich import ViewOptions, message_text
 from wstool.repl import Repl, ReplConfig, SessionTarget, default_history_path
@@ -465,6 +465,22 @@ async def test_send_before_open_says_why() -> None:
         await d.see("! not sent: the connection is")
         d.type(CTRL_D)
         assert await d.result() == ExitStatus.OK
+
+
+@async_test
+async def test_reconnect_limit_gives_up() -> None:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2, reconnect_limit=2)
+    async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
+        await d.see("giving up after 2 reconnect attempts in a row (--reconnect-limit)")
+        with pytest.raises(ConnectFailed, match="connection refused"):
+            await d.result()
+        assert "(attempt 3)" not in d.output.text
 
 
 def test_no_color_env_and_flag() -> None:

@@ -142,6 +142,9 @@ def cli() -> None:
 @click.option("--echo", is_flag=True, help="Mirror mode: send every received message back.")
 @click.option("--reconnect", is_flag=True,
               help="Retry with backoff after a failed connect or an abnormal close.")
+@click.option("--reconnect-limit", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Give up after N reconnect attempts in a row (implies --reconnect; "
+                   "0: never; a connection that opens starts the count over).")
 @click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
 @repl_options
 @connect_options
@@ -173,7 +176,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             message_count=raw["count"],
             wait_s=None if raw["wait"] == -1 else raw["wait"],
             echo=raw["echo"],
-            reconnect=raw["reconnect"],
+            reconnect=raw["reconnect"] or raw["reconnect_limit"] > 0,
+            reconnect_limit=raw["reconnect_limit"],
         )
         out_cfg = output_config(raw, trace=raw["trace"])
         # Validate the URL and options before anything starts.

@@ -99,6 +99,8 @@ class PipeConfig(NamedTuple):
     echo: bool = False
     reconnect: bool = False
     reconnect_max_delay_s: float = 30.0
+    # --reconnect-limit: attempts in a row before giving up (0: never give up).
+    reconnect_limit: int = 0
 
 
 def parse_target(text: str) -> Target:

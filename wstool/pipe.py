@@ -38,7 +38,7 @@ from wstool.render import (
     opened_line,
     trace_frame_line,
 )
-from wstool.session import Session, SessionClosed, backoff_delays
+from wstool.session import Reconnects, Session, SessionClosed
 
 
 class StdinReader:
@@ -300,7 +300,7 @@ class PipeFrontEnd:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, self._interrupt)
         reader = StdinReader(self.env.stdin, self.cfg.chunk_size_bytes)
-        delays = backoff_delays(max_s=self.cfg.reconnect_max_delay_s)
+        reconnects = Reconnects(self.cfg.reconnect_max_delay_s, self.cfg.reconnect_limit)
         attempt = 0
         try:
             while True:
@@ -321,9 +321,11 @@ class PipeFrontEnd:
                 ):
                     break
                 if self.session is not None and self.session.opened_at is not None:
-                    # It worked for a while: start the backoff over.
-                    delays = backoff_delays(max_s=self.cfg.reconnect_max_delay_s)
-                delay = next(delays)
+                    reconnects.opened()  # it worked for a while: start over
+                delay = reconnects.next_delay()
+                if delay is None:
+                    self.diag(reconnects.giving_up())
+                    break
                 self.on_event(Reconnecting(attempt, delay, str(error), ts=loop.time()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.done.wait(), delay)  # Ctrl-C cuts it short

@@ -105,7 +105,7 @@ from wstool.render_rich import (
     rtt_text,
     state_text,
 )
-from wstool.session import Session, SessionClosed, backoff_delays
+from wstool.session import Reconnects, Session, SessionClosed
 
 _TRANSCRIPT_EVENTS = (Opened, Message, Ping, Pong, Closed, Failed, Reconnecting)
 
@@ -690,7 +690,8 @@ class SessionTarget:
 
     async def run(self, sink: EventSink) -> ExitStatus:
         self._sink = sink
-        delays = backoff_delays(max_s=self.pipe_config.reconnect_max_delay_s)
+        reconnects = Reconnects(self.pipe_config.reconnect_max_delay_s,
+                                self.pipe_config.reconnect_limit)
         attempt = 0
         while True:
             attempt += 1
@@ -699,7 +700,12 @@ class SessionTarget:
                 break
             if not is_retryable(error):
                 break
-            delay = next(delays)
+            if self.session is not None and self.session.opened_at is not None:
+                reconnects.opened()  # it worked for a while: start over
+            delay = reconnects.next_delay()
+            if delay is None:
+                sink(Notice(reconnects.giving_up(), ts=time.monotonic()))
+                break
             self.state = "reconnecting"
             self.reconnects += 1
             sink(Reconnecting(attempt, delay, str(error), ts=time.monotonic()))
@@ -843,7 +849,7 @@ class SessionTarget:
         if self.state == "open" and session is not None and not session.is_open:
             return "closing"  # a close frame is in flight (either side's)
         if self.state == "reconnecting":
-            return f"reconnecting (attempt {self.reconnects + 1})"
+            return f"reconnecting (attempt {self.reconnects})"
         return self.state
 
     def status(self) -> TargetStatus:

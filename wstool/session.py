@@ -790,3 +790,36 @@ def backoff_delays(
     while True:
         yield random.uniform(delay / 2, delay)
         delay = min(delay * factor, max_s)
+
+
+class Reconnects:
+    """The ``--reconnect`` schedule, shared by pipe mode and the REPL.
+
+    Delays follow :func:`backoff_delays`. ``limit`` (``--reconnect-limit``; 0: none)
+    caps the attempts *in a row*: a connection that opens starts the count and the
+    backoff over, so a client that runs for days survives any number of server
+    restarts but gives up on a server that stays down. Whether an error is worth a
+    retry at all is :func:`wstool.errors.is_retryable`.
+    """
+
+    def __init__(self, max_delay_s: float = 30.0, limit: int = 0) -> None:
+        self.max_delay_s = max_delay_s
+        self.limit = limit
+        self.in_a_row = 0
+        self._delays = backoff_delays(max_s=max_delay_s)
+
+    def opened(self) -> None:
+        """A connection opened: the next failure starts from the first delay."""
+        self.in_a_row = 0
+        self._delays = backoff_delays(max_s=self.max_delay_s)
+
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next attempt, or None: the limit is reached."""
+        if self.limit and self.in_a_row >= self.limit:
+            return None
+        self.in_a_row += 1
+        return next(self._delays)
+
+    def giving_up(self) -> str:
+        return (f"giving up after {self.in_a_row} reconnect attempt"
+                f"{'' if self.in_a_row == 1 else 's'} in a row (--reconnect-limit)")
