@@ -105,6 +105,54 @@ def test_client_certificate(
     assert "holds no private key" in cert_only.stderr and "--key" in cert_only.stderr
 
 
+def _encrypted_key(cert: trustme.LeafCert, path: Path, password: bytes) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
+    path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password)))
+
+
+def test_encrypted_client_key(
+    server_thread: ServerThread, ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    url = _tls_server(server_thread, ca, require_client_cert=True)
+    client = ca.issue_cert("client@example.test")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert))
+    _encrypted_key(client, key, b"s3cret")
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    args = ("connect", "--cacert", ca_file, "--cert", str(cert), "--key", str(key), url)
+
+    # No pass phrase, in a pipe: a usage error, and OpenSSL must not prompt by itself.
+    # (An empty WSTOOL_KEY_PASSWORD counts as unset, as for any click envvar.)
+    proc = run_wstool(*args, input=b"x\n", env={"WSTOOL_KEY_PASSWORD": ""})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"wstool: error: --key {key} is encrypted: give its pass phrase in "
+                           "WSTOOL_KEY_PASSWORD or with --key-password\n")
+
+    by_env = run_wstool(*args, input=b"env\n", env={"WSTOOL_KEY_PASSWORD": "s3cret"})
+    assert by_env.returncode == 0, by_env.stderr
+    assert by_env.stdout == b"env\n"
+
+    by_option = run_wstool(*args, "--key-password", "s3cret", input=b"option\n")
+    assert by_option.returncode == 0, by_option.stderr
+    assert by_option.stdout == b"option\n"
+
+    wrong = run_wstool(*args, "--key-password", "guess", input=b"x\n",
+                       env={"WSTOOL_KEY_PASSWORD": "s3cret"})  # the option wins
+    assert wrong.returncode == 1, wrong.stderr
+    assert wrong.stderr == f"wstool: error: cannot read --key {key}: wrong pass phrase\n"
+
+    combined = tmp_path / "combined.pem"  # certificate and encrypted key in one file
+    combined.write_bytes(cert.read_bytes() + key.read_bytes())
+    proc = run_wstool("connect", "--cacert", ca_file, "--cert", str(combined), url,
+                      input=b"combined\n", env={"WSTOOL_KEY_PASSWORD": "s3cret"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"combined\n"
+
+
 @pytest.mark.parametrize(
     ("args", "status", "fragment"),
     [

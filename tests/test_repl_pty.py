@@ -244,3 +244,58 @@ def test_pipe_input_to_a_terminal_escapes_remote_text(lib_echo: str, tmp_path: P
     assert "\\e]0;pwned\\x07\\e[2J \\u202egnp.exe\\u2066x\\u2069 done" in shown
     for raw in ("\x1b]", "\x07", "\x1b[2J", "\u202e", "\u2066", "\u2069"):
         assert raw not in shown
+
+
+def test_repl_asks_for_the_pass_phrase_of_an_encrypted_key(
+    server_thread: ServerThread, home: Path
+) -> None:
+    import ssl
+
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED  # the server insists on our certificate
+    ca.configure_trust(context)
+    _server, url = start_websockets_server(server_thread, recording_handler(Record()),
+                                           ssl=context)
+    client = ca.issue_cert("client@example.test")
+    ca.cert_pem.write_to_path(str(home / "ca.pem"))
+    client.cert_chain_pems[0].write_to_path(str(home / "client.pem"))
+    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), password=None)
+    (home / "client.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+
+    def spawn() -> pexpect.spawn:
+        env = {name: value for name, value in os.environ.items()
+               if name != "WSTOOL_KEY_PASSWORD"}
+        return pexpect.spawn(
+            sys.executable,
+            ["-m", "wstool", "connect", "--cacert", "ca.pem", "--cert", "client.pem",
+             "--key", "client.key", "--ping-interval", "0", url.replace("ws://", "wss://")],
+            cwd=str(home),
+            env={**env, "HOME": str(home), "XDG_STATE_HOME": str(home / "state"),
+                 "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "NO_COLOR": "1"},
+            dimensions=(30, 100), encoding="utf-8", timeout=scaled(10),
+        )
+
+    child = spawn()
+    child.expect("pass phrase for client.key: ")
+    child.sendline("guess")
+    child.expect(pexpect.EOF)
+    assert "wrong pass phrase" in child.before and "s3cret" not in child.before
+    child.close()
+    assert child.exitstatus == 1
+
+    child = spawn()
+    child.expect("pass phrase for client.key: ")
+    child.sendline("s3cret")  # not echoed: hide_input
+    child.expect("connected to ")
+    assert "s3cret" not in child.before
+    child.send("mutual\r")
+    child.expect("< mutual")
+    child.send("/quit\r")
+    assert wait_exit(child) == 0

@@ -5,6 +5,7 @@ the websockets library's client, Node's `ws` client, curl-like raw HTTP.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -308,6 +309,40 @@ def test_self_signed_wss(serve_echo: Any) -> None:
     assert proc.stdout == b"via wstool\n", proc.stderr
     assert s.stop() == 0
     assert not Path(certfile).exists()  # removed at exit
+
+
+def test_encrypted_server_key(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    private = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    key.write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    args = [sys.executable, "-m", "wstool", "serve-echo", "--port", "0", "--cert", str(cert),
+            "--key", str(key)]
+
+    refused = subprocess.run(args, capture_output=True, timeout=scaled(20),
+                             stdin=subprocess.DEVNULL,
+                             env={**os.environ, "WSTOOL_KEY_PASSWORD": ""})
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"wstool: error: --key {key} is encrypted: give its pass phrase in "
+        "WSTOOL_KEY_PASSWORD or with --key-password\n")
+
+    s = ServeEcho("--cert", str(cert), "--key", str(key), env={"WSTOOL_KEY_PASSWORD": "s3cret"})
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        assert run(echo_round(f"wss://127.0.0.1:{s.port}/", ["locked"], ssl=context)) == ["locked"]
+    finally:
+        s.stop()
 
 
 def test_unix_socket(serve_echo: Any, tmp_path: Path) -> None:

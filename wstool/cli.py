@@ -116,6 +116,22 @@ def fail(exc: WstoolError) -> NoReturn:
     sys.exit(int(exc.exit_status))
 
 
+def _ask_key_password(cfg: ConnectConfig) -> ConnectConfig:
+    """On a terminal, ask for the pass phrase of an encrypted --key (like curl and ssh)."""
+    from wstool.tls import key_is_encrypted
+
+    tls = cfg.tls
+    key_path = tls.keyfile or tls.certfile
+    if tls.key_password is not None or key_path is None or not key_is_encrypted(key_path):
+        return cfg
+    try:
+        password = click.prompt(f"pass phrase for {key_path}", hide_input=True, err=True)
+    except click.Abort:  # Ctrl-C or Ctrl-D at the prompt
+        click.echo("", err=True)
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    return cfg._replace(tls=tls._replace(key_password=password))
+
+
 @click.group(context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, "-V", "--version", prog_name="wstool")
 def cli() -> None:
@@ -185,6 +201,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     except WstoolError as exc:
         fail(exc)
     env = Environment.from_process(color=out_cfg.color)
+    if conn_cfg.tls.certfile and env.stdin_isatty:
+        conn_cfg = _ask_key_password(conn_cfg)
 
     async def front_end(cfg: ConnectConfig) -> int:
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)

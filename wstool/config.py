@@ -40,6 +40,8 @@ class TLSConfig(NamedTuple):
     keyfile: str | None = None
     insecure: bool = False
     server_name: str | None = None
+    # Pass phrase of an encrypted key (--key-password / WSTOOL_KEY_PASSWORD).
+    key_password: str | None = None
 
 
 class Target(NamedTuple):
@@ -202,6 +204,7 @@ class ServerConfig(NamedTuple):
     unix_path: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
+    key_password: str | None = None  # of an encrypted --key
     self_signed: bool = False
     # Accepted subprotocols in preference order; empty: accept the first offered.
     subprotocols: tuple[str, ...] = ()

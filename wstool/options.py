@@ -97,12 +97,20 @@ def connect_options(f: F) -> F:
     ])(f)
 
 
+def _key_password_option(more: str = "") -> Callable[[F], F]:
+    return click.option(
+        "--key-password", metavar="TEXT", envvar="WSTOOL_KEY_PASSWORD",
+        help="Pass phrase of an encrypted --key; better in WSTOOL_KEY_PASSWORD, which ps "
+             f"does not show{more}.")
+
+
 def tls_options(f: F) -> F:
     return _apply([
         click.option("--cacert", type=_FILE, metavar="FILE",
                      help="Trust the CA certificates in this PEM file."),
         click.option("--cert", type=_FILE, metavar="FILE", help="Client certificate (PEM)."),
         click.option("--key", type=_FILE, metavar="FILE", help="Private key of --cert (PEM)."),
+        _key_password_option(" (connect on a terminal asks for it)"),
         click.option("-k", "--insecure", is_flag=True,
                      help="Do not verify the server's certificate (warns on stderr)."),
         click.option("--server-name", metavar="NAME",
@@ -147,6 +155,7 @@ def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
             cafile=raw.get("cacert"),
             certfile=raw.get("cert"),
             keyfile=raw.get("key"),
+            key_password=raw.get("key_password"),
             insecure=bool(raw.get("insecure")),
             server_name=raw.get("server_name"),
         ),
@@ -190,6 +199,7 @@ def server_options(f: F) -> F:
         click.option("--cert", type=_FILE, metavar="FILE",
                      help="Serve wss:// with this certificate (PEM)."),
         click.option("--key", type=_FILE, metavar="FILE", help="Private key of --cert (PEM)."),
+        _key_password_option(),
         click.option("--self-signed", is_flag=True,
                      help="Serve wss:// with a throwaway certificate for localhost "
                           "(prints its SHA-256 fingerprint and file for --cacert)."),
@@ -249,6 +259,7 @@ def server_config(raw: dict[str, Any]) -> ServerConfig:
         unix_path=os.path.abspath(raw["unix_path"]) if raw.get("unix_path") else None,
         certfile=raw.get("cert"),
         keyfile=raw.get("key"),
+        key_password=raw.get("key_password"),
         self_signed=bool(raw.get("self_signed")),
         subprotocols=tuple(raw.get("subprotocols", ())),
         origins=tuple(raw.get("origins", ())),

@@ -175,7 +175,7 @@ def prepared_tls(
         finally:
             shutil.rmtree(directory, ignore_errors=True)
     elif config.certfile is not None:
-        yield server_context(config.certfile, config.keyfile)
+        yield server_context(config.certfile, config.keyfile, config.key_password)
     else:
         yield None
 

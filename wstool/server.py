@@ -850,7 +850,7 @@ def tls_context_for(config: ServerConfig) -> ssl.SSLContext | None:
 
     if config.certfile is None:
         return None
-    return server_context(config.certfile, config.keyfile)
+    return server_context(config.certfile, config.keyfile, config.key_password)
 
 
 async def run_echo_server(

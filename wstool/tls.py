@@ -13,6 +13,59 @@ def _load_failure(flag: str, path: str, exc: Exception) -> WstoolError:
     return WstoolError(f"cannot read {flag} {path}: {reason}")
 
 
+KEY_PASSWORD_ENV = "WSTOOL_KEY_PASSWORD"
+
+
+def key_is_encrypted(path: str) -> bool:
+    """Whether a PEM file holds an encrypted private key (PKCS#8 or OpenSSL's own)."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read(1 << 20)
+    except OSError:
+        return False  # loading it reports the error
+    return b"ENCRYPTED PRIVATE KEY" in text or b"Proc-Type: 4,ENCRYPTED" in text
+
+
+class _PassPhrase:
+    """``load_cert_chain``'s password callback, called only for an encrypted key.
+
+    Without one OpenSSL asks on the terminal itself ("Enter PEM pass phrase:"), even
+    in a pipe, and then fails with "Invalid argument".
+    """
+
+    def __init__(self, password: str | None, key_path: str) -> None:
+        self.password = password
+        self.key_path = key_path
+        self.asked = False
+
+    def __call__(self) -> str:
+        self.asked = True
+        if self.password is None:
+            raise UsageError(f"--key {self.key_path} is encrypted: give its pass phrase in "
+                             f"{KEY_PASSWORD_ENV} or with --key-password")
+        return self.password
+
+
+def _load_cert_chain(context: ssl.SSLContext, certfile: str, keyfile: str | None,
+                     password: str | None) -> None:
+    pass_phrase = _PassPhrase(password, keyfile or certfile)
+    try:
+        context.load_cert_chain(certfile, keyfile, password=pass_phrase)
+    except ssl.SSLError as exc:
+        if pass_phrase.asked:
+            raise WstoolError(f"cannot read --key {pass_phrase.key_path}: "
+                              "wrong pass phrase") from None
+        # --cert alone is fine for a combined PEM (certificate + key);
+        # only when the key is missing do we insist on --key.
+        if not keyfile:
+            raise UsageError(
+                f"--cert {certfile} holds no private key: give it with --key FILE"
+            ) from None
+        raise _load_failure("--cert/--key", certfile, exc) from None
+    except OSError as exc:
+        raise _load_failure("--cert/--key", certfile, exc) from None
+
+
 def client_context(tls: TLSConfig) -> ssl.SSLContext:
     """A verifying client context; ``insecure`` turns verification off."""
     if tls.keyfile and not tls.certfile:
@@ -24,30 +77,17 @@ def client_context(tls: TLSConfig) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:
             raise _load_failure("--cacert", tls.cafile, exc) from None
     if tls.certfile:
-        try:
-            context.load_cert_chain(tls.certfile, tls.keyfile)
-        except ssl.SSLError as exc:
-            # --cert alone is fine for a combined PEM (certificate + key);
-            # only when the key is missing do we insist on --key.
-            if not tls.keyfile:
-                raise UsageError(
-                    f"--cert {tls.certfile} holds no private key: give it with --key FILE"
-                ) from None
-            raise _load_failure("--cert/--key", tls.certfile, exc) from None
-        except OSError as exc:
-            raise _load_failure("--cert/--key", tls.certfile, exc) from None
+        _load_cert_chain(context, tls.certfile, tls.keyfile, tls.key_password)
     if tls.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
 
 
-def server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+def server_context(certfile: str, keyfile: str | None,
+                   password: str | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise _load_failure("--cert/--key", certfile, exc) from None
+    _load_cert_chain(context, certfile, keyfile, password)
     return context
 
 
