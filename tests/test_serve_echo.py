@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -396,6 +397,26 @@ def test_keepalive_fails_a_silent_client_with_1011(serve_echo: Any) -> None:
     c.close()
     assert frames[0].opcode == PING
     assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1011
+    s.wait_for("keepalive ping timeout")
+
+
+def test_extra_pings_do_not_hide_a_silent_client(serve_echo: Any) -> None:
+    # --ping-every pings more often than the keepalive checks; a client that answers
+    # none of them must still be failed --ping-timeout after the first one.
+    from tests.test_echo_strict import CLOSE, RawClient, parse_server_frames
+
+    s = serve_echo("--ping-every", "0.05", "--ping-interval", "0.2", "--ping-timeout", "0.3",
+                   "-v")
+    c = RawClient(s.port)  # never answers pings
+    data, deadline = c.extra, time.monotonic() + scaled(3)
+    while time.monotonic() < deadline:  # pings keep coming: bound the wait ourselves
+        chunk = c.sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.close()
+    frames = parse_server_frames(data)
+    assert frames and frames[-1].opcode == CLOSE and frames[-1].close_code == 1011
     s.wait_for("keepalive ping timeout")
 
 

@@ -140,7 +140,10 @@ class ServerConnection(asyncio.Protocol):
         self.rejected = False
         self._eof_handled = False
         self._timer: asyncio.TimerHandle | None = None
-        self.ping_sent: tuple[bytes, float] | None = None
+        self.ping_sent: tuple[bytes, float] | None = None  # the latest ping (for RTTs)
+        # When the oldest ping still unanswered went out (keepalive): a ping sent
+        # while one is pending (--ping-every) must not move it forward.
+        self.unanswered_since: float | None = None
         self.error: str | None = None
         server.app.configure(self)
 
@@ -403,7 +406,10 @@ class ServerConnection(asyncio.Protocol):
                 rtt = None
                 if self.ping_sent is not None and self.ping_sent[0] == data:
                     rtt = time.monotonic() - self.ping_sent[1]
-                    self.ping_sent = None
+                    self.ping_sent = self.unanswered_since = None
+                elif self.ping_sent is not None and self.unanswered_since is not None:
+                    # An older ping answered: only the latest is still pending.
+                    self.unanswered_since = self.ping_sent[1]
                 server.sink(Pong("received", data, rtt_s=rtt, ts=time.monotonic()))
 
     # Actions (for apps and the server)
@@ -413,7 +419,10 @@ class ServerConnection(asyncio.Protocol):
         if protocol.state is not OPEN:
             return
         data = secrets.token_bytes(4)
-        self.ping_sent = (data, time.monotonic())
+        now = time.monotonic()
+        self.ping_sent = (data, now)
+        if self.unanswered_since is None:
+            self.unanswered_since = now
         protocol.send_ping(data)
         self.flush()
 
@@ -613,7 +622,8 @@ class WebSocketServer:
         assert timeout_s is not None
         now = time.monotonic()
         for conn in list(self.open_connections):
-            if conn.ping_sent is not None and now - conn.ping_sent[1] >= timeout_s * 0.99:
+            since = conn.unanswered_since
+            if since is not None and now - since >= timeout_s * 0.99:
                 conn.fail(1011, "keepalive ping timeout")
 
     def every(self, period_s: float, callback: Callable[[], None]) -> None:
