@@ -172,3 +172,21 @@ def test_keepalive_timeout(server_thread: ServerThread) -> None:
     proc = run_wstool("connect", "--no-compress", "--ping-interval", "0.2",
                       "--ping-timeout", "0.3", "-w", "-1", url, input=None)
     assert_one_line_error(proc, ExitStatus.TIMEOUT, "no pong within --ping-timeout 0.3s")
+
+
+def test_close_timeout(server_thread: ServerThread) -> None:
+    # The raw server completes the handshake and never answers our close frame.
+    url = _raw_server(server_thread, b"")
+    proc = run_wstool("connect", "--no-compress", "-w", "0", "--close-timeout", "0.3", url,
+                      input=b"hi\n")
+    assert proc.returncode == ExitStatus.CLOSED_ABNORMALLY, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "wstool: error: the server did not answer our close frame within --close-timeout "
+        "0.3s (1006) (raise --close-timeout, or 0 not to wait)")
+    # 0: close and do not wait; not waiting was asked for, so it is not an error.
+    proc = run_wstool("connect", "--no-compress", "-w", "0", "--close-timeout", "0", url,
+                      input=b"hi\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "closed by us: 1000" in proc.stderr and "error" not in proc.stderr
+    proc = run_wstool("connect", "--close-timeout", "-1", url)
+    assert_one_line_error(proc, ExitStatus.USAGE, "invalid --close-timeout")

@@ -94,6 +94,9 @@ def connect_options(f: F) -> F:
                      metavar="SECONDS", help="Keepalive ping period; 0 disables."),
         click.option("--ping-timeout", type=float, default=20.0, show_default=True,
                      metavar="SECONDS", help="Fail if a keepalive pong is later; 0 disables."),
+        click.option("--close-timeout", type=float, default=5.0, show_default=True,
+                     metavar="SECONDS",
+                     help="Longest wait for the server's closing handshake; 0 = do not wait."),
     ])(f)
 
 
@@ -140,6 +143,9 @@ def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
         raise UsageError("--key needs --cert (the client certificate it belongs to)")
     if raw["open_timeout"] < 0:
         raise UsageError("invalid --open-timeout: must be 0 (none) or more")
+    close_timeout = raw.get("close_timeout", 5.0)
+    if close_timeout < 0:
+        raise UsageError("invalid --close-timeout: must be 0 (do not wait) or more")
     proxy = "" if raw.get("no_proxy") else raw.get("proxy")
     if proxy and proxy.split("://", 1)[0] not in ("http", "https", "socks5", "socks5h",
                                                    "socks4", "socks4a"):
@@ -165,6 +171,7 @@ def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
         open_timeout_s=seconds_or_none(raw["open_timeout"]),
         ping_interval_s=seconds_or_none(raw["ping_interval"]),
         ping_timeout_s=seconds_or_none(raw["ping_timeout"]),
+        close_timeout_s=close_timeout,
     )
 
 

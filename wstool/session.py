@@ -326,7 +326,7 @@ class Session:
             "open_timeout": cfg.open_timeout_s,
             "ping_interval": cfg.ping_interval_s,
             "ping_timeout": cfg.ping_timeout_s,
-            "close_timeout": cfg.close_timeout_s,
+            "close_timeout": cfg.close_timeout_s or 0.001,  # 0: do not wait
             "create_connection": self._make_connection,
             "proxy": self._resolve_proxy(),
         }
@@ -766,6 +766,15 @@ class Session:
             )
         closed = self.closed
         if rcvd is None:
+            deadline = conn.close_deadline  # set by the library when our close went out
+            if sent is not None and deadline is not None and conn.loop.time() + 0.01 >= deadline:
+                if not self.config.close_timeout_s:
+                    return None  # --close-timeout 0: the user chose not to wait
+                return ClosedAbnormally(
+                    "the server did not answer our close frame within --close-timeout "
+                    f"{self.config.close_timeout_s:g}s (1006)",
+                    hint="raise --close-timeout, or 0 not to wait",
+                )
             return ClosedAbnormally("connection lost without a close frame (1006)")
         if closed is not None and closed.initiated_by == "client":
             return None  # we closed and the server completed the handshake
