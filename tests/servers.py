@@ -166,6 +166,7 @@ class ServeEcho:
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._stdout = b""
+        self._stdout_done = threading.Event()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         threading.Thread(target=self._read_stdout, daemon=True).start()
         line = self.wait_for("listening on ")
@@ -188,6 +189,7 @@ class ServeEcho:
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         self._stdout = self.proc.stdout.read()
+        self._stdout_done.set()
 
     def wait_for(self, fragment: str, timeout: float = 15) -> str:
         with self._cond:
@@ -209,8 +211,10 @@ class ServeEcho:
             self.wait_for_eof()
 
     def wait_for_eof(self) -> None:
+        """Both pipes read to the end (stderr's lines and the whole stdout)."""
         with self._cond:
             self._cond.wait_for(lambda: "<EOF>" in self.lines, scaled(10))
+        self._stdout_done.wait(scaled(10))
 
     @property
     def stderr(self) -> str:
