@@ -191,3 +191,10 @@ def test_stdin_frames_show_as_they_arrive() -> None:
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_no_verbose_option() -> None:
+    # frame-dump prints every frame already: a -v that did nothing was removed.
+    proc = run_wstool("frame-dump", "-v", "capture.bin")
+    assert proc.returncode == 2
+    assert "No such option '-v'" in proc.stderr

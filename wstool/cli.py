@@ -20,6 +20,7 @@ from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
 from wstool.options import (
     connect_config,
     connect_options,
+    dump_output_options,
     output_config,
     output_options,
     repl_options,
@@ -375,7 +376,7 @@ def serve_echo_cmd(**raw: Any) -> None:
 @click.option("--open-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="Relay: deadline for connecting to URL (TCP + TLS); 0 = none.")
 @tls_options
-@output_options
+@dump_output_options
 def frame_dump_cmd(source: str | None, **raw: Any) -> None:
     """Show every frame: decode captured bytes, or relay and print both directions.
 

@@ -121,18 +121,34 @@ def tls_options(f: F) -> F:
     ])(f)
 
 
-def output_options(f: F) -> F:
-    return _apply([
-        click.option("-v", "--verbose", count=True,
-                     help="Report the handshake (curl -v style) and more on stderr."),
-        click.option("--show-secrets", is_flag=True,
-                     help="Do not mask Authorization/Cookie values in -v output."),
+def _common_output_options() -> list[Callable[[F], F]]:
+    return [
         click.option("--json", "json_output", is_flag=True,
                      help="Write events as JSON lines on stdout (schema in README)."),
         click.option("--color/--no-color", default=None,
                      help="Force colour on or off (default: on for a terminal, off "
                           "with NO_COLOR)."),
         click.option("--debug", is_flag=True, help="Show tracebacks for errors."),
+    ]
+
+
+def output_options(f: F) -> F:
+    return _apply([
+        click.option("-v", "--verbose", count=True,
+                     help="Report the handshake (curl -v style) and more on stderr."),
+        click.option("--show-secrets", is_flag=True,
+                     help="Do not mask Authorization/Cookie values in -v output."),
+        *_common_output_options(),
+    ])(f)
+
+
+def dump_output_options(f: F) -> F:
+    """frame-dump's: no -v (it prints everything already)."""
+    return _apply([
+        click.option("--show-secrets", is_flag=True,
+                     help="Relay: do not mask Authorization/Cookie values in the upgrade "
+                          "requests and responses shown."),
+        *_common_output_options(),
     ])(f)
 
 
