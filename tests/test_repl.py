@@ -189,6 +189,22 @@ async def test_type_message_see_echo_and_ctrl_d_exits_0() -> None:
 
 
 @async_test
+async def test_status_counts_payload_bytes_both_ways() -> None:
+    # An echo (compressed or not, text with a 2-byte character and binary) must show the
+    # same bytes each way: payload bytes, not the wire's frames and handshake.
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        d.type("héllo" + ENTER)
+        await d.see("< héllo")
+        d.type("/binary 00ff41" + ENTER)
+        await until(lambda: d.target.status().messages_received == 2, "both echoes")
+        status = d.target.status()
+        assert (status.bytes_sent, status.bytes_received) == (9, 9)
+        assert "↑ 2 msg 9 B" in "".join(text for _style, text, *_ in d.repl._toolbar())
+        assert "↓ 2 msg 9 B" in "".join(text for _style, text, *_ in d.repl._toolbar())
+
+
+@async_test
 async def test_ping_shows_pong_and_rtt_in_status() -> None:
     async with server(echo) as (url, _peer), repl_on(url) as d:
         await d.open()

@@ -887,7 +887,7 @@ class SessionTarget:
             f"sent:     {st.messages_sent} messages, {human_size(st.bytes_sent)} "
             "(payload bytes)",
             f"received: {st.messages_received} messages, {human_size(st.bytes_received)} "
-            "(wire bytes)",
+            "(payload bytes)",
         ]
         if rtts:
             avg = sum(rtts) / len(rtts)

@@ -219,15 +219,14 @@ class _Connection(ClientConnection):
                     text = payload.decode()
                 except UnicodeDecodeError:
                     return buf[pos:]  # the library path fails it with 1007
-                deliver(text)
+                deliver(text, length)
             else:
-                deliver(payload)
+                deliver(payload, length)
             pos = end
         self._rx_pending = buf[pos:]
         return b""
 
     def data_received(self, data: bytes) -> None:
-        self.session.bytes_received += len(data)
         if self.fast_receive and (self._rx_pending or self._library_at_frame_boundary()):
             data = self._receive_fast(data)
             if not data:
@@ -291,7 +290,7 @@ class Session:
         self.messages_sent = 0
         self.messages_received = 0
         self.bytes_sent = 0  # payload bytes (before compression)
-        self.bytes_received = 0  # wire bytes
+        self.bytes_received = 0  # payload bytes (after decompression)
         self.rtts_s: list[float] = []
         self.opened_at: float | None = None
         self.closed: Closed | None = None
@@ -553,13 +552,14 @@ class Session:
                 )
                 self._fail(1007, "invalid UTF-8")
                 return
-            self._deliver(text)
+            self._deliver(text, len(payload))
         else:
-            self._deliver(payload)
+            self._deliver(payload, len(payload))
 
-    def _deliver(self, data: str | bytes) -> None:
-        """A whole received message (str: text, bytes: binary)."""
+    def _deliver(self, data: str | bytes, size: int) -> None:
+        """A whole received message (str: text, bytes: binary) of SIZE payload bytes."""
         self.messages_received += 1
+        self.bytes_received += size
         if self.on_message is not None:
             self.on_message(data)
         else:
