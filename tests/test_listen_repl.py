@@ -86,6 +86,45 @@ async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
             assert await asyncio.wait_for(task, scaled(10)) == ExitStatus.OK
 
 
+@async_test
+async def test_listen_repl_ping_every_client() -> None:
+    from tests.test_echo_strict import RawClient
+
+    with create_pipe_input() as pipe_input:
+        output = RecordingOutput()
+        target = ListenTarget(ServerConfig(port=0, ping_interval_s=None, ping_timeout_s=0.5),
+                              ListenConfig(), OutputConfig())
+        repl = Repl(make_env(), ReplConfig(prompt="listen> "), target,
+                    input=pipe_input, output=output)
+        target.ui = repl
+        task = asyncio.ensure_future(repl.run())
+
+        async def see(fragment: str) -> None:
+            await until(lambda: fragment in output.text or task.done(), repr(fragment))
+            assert fragment in output.text, output.text[-2000:]
+
+        await until(lambda: bool(target.url), "listening")
+        pipe_input.send_text("/ping" + ENTER)
+        await see("ping not sent: no client connected")
+        async with connect(target.url) as answering:  # the library answers pings itself
+            await until(lambda: len(target.clients) == 1, "the first client")
+            port = int(target.url.rsplit(":", 1)[1].strip("/"))
+            silent = await asyncio.to_thread(RawClient, port)  # never answers
+            try:
+                await until(lambda: len(target.clients) == 2, "the second client")
+                assert target.status().last_rtt_s is None
+                pipe_input.send_text("/ping hello" + ENTER)
+                await see("[1] pong in ")
+                await see("[2] no pong within 0.5 s")
+                assert target.status().last_rtt_s is not None
+            finally:
+                silent.close()
+            await until(lambda: len(target.clients) == 1, "the silent client gone")
+            assert answering.state.name == "OPEN"
+        pipe_input.send_text(CTRL_D)
+        assert await asyncio.wait_for(task, scaled(10)) == ExitStatus.OK
+
+
 @pytest.mark.slow
 def test_listen_in_a_real_terminal() -> None:
     pexpect = pytest.importorskip("pexpect")

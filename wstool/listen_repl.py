@@ -9,9 +9,10 @@ the connect one):
 * ``/to ID MESSAGE`` sends a text message to one client;
 * ``/kick ID [code [reason]]`` closes one client (default 1000).
 
-``/close [code [reason]]`` and ``/quit`` (Ctrl-D) close every client and exit.
-``/ping`` and ``/pong`` are per connection and not offered here (keepalive
-pings still run every ``--ping-interval``).
+``/ping [data]`` pings every client at once and shows one line per client (its
+round-trip time, or no pong within ``--ping-timeout``). ``/close [code [reason]]``
+and ``/quit`` (Ctrl-D) close every client and exit. ``/pong`` is per connection and
+not offered here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from wstool.commands import (
     CommandSpec,
     CommandTable,
     close_code_error,
+    parse_ping,
 )
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
 from wstool.env import Environment
@@ -122,6 +124,8 @@ LISTEN_COMMANDS: CommandTable = CONNECT_COMMANDS.extend([
     CommandSpec("to", "ID MESSAGE", "send a text message to one client", parse_to, "text"),
     CommandSpec("kick", "ID [code [reason]]", "close one client's connection (default 1000)",
                 parse_kick, "text"),
+    CommandSpec("ping", "[data]", "ping every client; shows each pong's round-trip time",
+                parse_ping),
 ])
 
 
@@ -158,6 +162,7 @@ class ListenTarget:
         self._close = (1001, "going away")
         self._sent = 0
         self._received = 0
+        self._last_rtt_s: float | None = None  # of the latest /ping answered
 
     # Server events -> the REPL
 
@@ -224,6 +229,7 @@ class ListenTarget:
             state="listening" if not self._stop.is_set() else "closing",
             messages_sent=self._sent,
             messages_received=self._received,
+            last_rtt_s=self._last_rtt_s,
             extra=f"{count} client{'s' if count != 1 else ''}",
         )
         if self._server is None:
@@ -254,9 +260,28 @@ class ListenTarget:
                                label=f"[all {sent}]")
         await app.drain()
 
-    async def ping(self, data: bytes | None) -> float:
-        raise TargetUnavailable("/ping is per connection; listen has several (keepalive "
-                                "pings run every --ping-interval)")
+    async def ping(self, data: bytes | None) -> float | None:
+        """/ping: every client at once; one line each, with its round-trip time."""
+        server = self._server
+        conns = [] if server is None else sorted(server.open_connections,
+                                                  key=lambda c: c.client_id)
+        if not conns:
+            raise TargetUnavailable("no client connected")
+        timeout_s = self.server_cfg.ping_timeout_s or 10.0
+        results = await asyncio.gather(*(c.ping_and_wait(data, timeout_s) for c in conns),
+                                       return_exceptions=True)
+        lines = []
+        for conn, result in zip(conns, results, strict=True):
+            if isinstance(result, float):
+                self._last_rtt_s = result
+                lines.append(f"[{conn.client_id}] pong in {result * 1000:.2f} ms")
+            elif isinstance(result, TimeoutError):
+                lines.append(f"[{conn.client_id}] no pong within {timeout_s:g} s")
+            else:
+                lines.append(f"[{conn.client_id}] closed before its pong")
+        if self.ui is not None:
+            self.ui.show_info(lines)
+        return None
 
     def pong(self, data: bytes) -> None:
         raise TargetUnavailable("/pong is per connection; listen has several")

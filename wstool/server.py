@@ -127,6 +127,8 @@ class ServerConnection(asyncio.Protocol):
     """One TCP connection: drives its sans-I/O protocol (see module doc)."""
 
     transport: asyncio.Transport
+    # Set by ping_and_wait() only (a class default costs no memory per connection).
+    _pong_waiter: asyncio.Future[float] | None = None
 
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
@@ -185,6 +187,9 @@ class ServerConnection(asyncio.Protocol):
         if not protocol.reader.eof:
             protocol.receive_eof()
         protocol.state = State.CLOSED
+        waiter = self._pong_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionError("closed before its pong"))
         server = self.server
         server.connections.discard(self)
         if self.opened:
@@ -407,6 +412,9 @@ class ServerConnection(asyncio.Protocol):
                 if self.ping_sent is not None and self.ping_sent[0] == data:
                     rtt = time.monotonic() - self.ping_sent[1]
                     self.ping_sent = self.unanswered_since = None
+                    waiter = self._pong_waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(rtt)
                 elif self.ping_sent is not None and self.unanswered_since is not None:
                     # An older ping answered: only the latest is still pending.
                     self.unanswered_since = self.ping_sent[1]
@@ -414,17 +422,32 @@ class ServerConnection(asyncio.Protocol):
 
     # Actions (for apps and the server)
 
-    def send_ping(self) -> None:
+    def send_ping(self, data: bytes | None = None) -> None:
         protocol = self.protocol
         if protocol.state is not OPEN:
             return
-        data = secrets.token_bytes(4)
+        if data is None:
+            data = secrets.token_bytes(4)
         now = time.monotonic()
         self.ping_sent = (data, now)
         if self.unanswered_since is None:
             self.unanswered_since = now
         protocol.send_ping(data)
         self.flush()
+
+    async def ping_and_wait(self, data: bytes | None, timeout_s: float) -> float:
+        """Ping; the round-trip time of its pong. TimeoutError, or ConnectionError when
+        the connection closes first (the listen REPL's /ping)."""
+        if self.protocol.state is not OPEN:
+            raise ConnectionError("closed")
+        waiter: asyncio.Future[float] = self.server.loop.create_future()
+        self._pong_waiter = waiter
+        self.send_ping(data)
+        try:
+            return await asyncio.wait_for(waiter, timeout_s)
+        finally:
+            if self._pong_waiter is waiter:
+                self._pong_waiter = None
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (no-op unless OPEN)."""
