@@ -350,6 +350,21 @@ async def test_multiline_input_and_bracketed_paste_are_one_message() -> None:
 
 
 @async_test
+async def test_vi_mode_esc_enter_sends_and_o_opens_a_line() -> None:
+    # A terminal sends Alt-Enter as Esc Enter: in Vi mode that must be "leave insert
+    # mode, then send", even typed fast, not the Emacs-mode newline.
+    async with server(echo) as (url, peer), repl_on(url, config=ReplConfig(vi=True)) as d:
+        await d.open()
+        d.type("fast" + ESC_ENTER)
+        await until(lambda: len(peer.received) == 1, "the first message")
+        d.type("one\x1b")  # Esc, then `o` in normal mode opens a line below
+        await asyncio.sleep(0.6)  # past the Esc timeout: a lone Esc
+        d.type("otwo" + ENTER)
+        await until(lambda: len(peer.received) == 2, "the second message")
+    assert peer.received == ["fast", "one\ntwo"]
+
+
+@async_test
 async def test_ctrl_c_clears_the_line() -> None:
     async with server(echo) as (url, peer), repl_on(url) as d:
         await d.open()

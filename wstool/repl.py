@@ -54,6 +54,7 @@ from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import emacs_mode
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
@@ -339,7 +340,9 @@ class Repl:
     def _key_bindings(self) -> KeyBindings:
         kb = KeyBindings()
 
-        @kb.add("escape", "enter")
+        # Emacs mode only: a terminal sends Alt-Enter as Esc Enter, and in Vi mode Esc
+        # then Enter (typed fast) must leave insert mode and send, as Vi users expect.
+        @kb.add("escape", "enter", filter=emacs_mode)
         def _newline(event: KeyPressEvent) -> None:
             """Alt-Enter / Esc Enter: a newline in the message, not send."""
             event.current_buffer.insert_text("\n")
