@@ -392,6 +392,23 @@ async def test_tab_completes_commands() -> None:
 
 
 @async_test
+async def test_tab_typed_fast_completes_a_single_match() -> None:
+    # Tab in the same burst as the text: before the menu exists (the Tab's own completion
+    # used to be dropped while the complete-while-typing one ran).
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        buffer = d.repl.prompt.default_buffer
+        d.type("/pi\t")
+        await until(lambda: buffer.text == "/ping", "completion")
+        d.type(" hello" + ENTER)
+        await d.see("< pong 'hello' in ")
+        d.type("/t\t")  # two matches: the menu, and a second Tab picks the first
+        await until(lambda: buffer.complete_state is not None, "the menu")
+        d.type("\t")
+        await until(lambda: buffer.text == "/text", "the first match")
+
+
+@async_test
 async def test_history_file_and_no_history(tmp_path: Path) -> None:
     history = default_history_path({"XDG_STATE_HOME": str(tmp_path / "state")})
     assert history == tmp_path / "state" / "wstool" / "history"

@@ -347,6 +347,24 @@ class Repl:
             """Alt-Enter / Esc Enter: a newline in the message, not send."""
             event.current_buffer.insert_text("\n")
 
+        @kb.add("tab")
+        def _complete(event: KeyPressEvent) -> None:
+            """Tab: the default, except that one match is inserted even while the
+            complete-while-typing run is still in flight (prompt_toolkit runs one
+            completion at a time and dropped the Tab's, so a fast '/pi<Tab>' did nothing).
+            """
+            buffer = event.current_buffer
+            if buffer.complete_state is None and buffer.completer is not None:
+                matches = list(buffer.completer.get_completions(
+                    buffer.document, CompleteEvent(completion_requested=True)))
+                if len(matches) == 1:
+                    buffer.apply_completion(matches[0])
+                    return
+            if buffer.complete_state is not None:
+                buffer.complete_next()
+            else:
+                buffer.start_completion(insert_common_part=True)
+
         @kb.add("c-c")
         def _clear(event: KeyPressEvent) -> None:
             """Ctrl-C clears the line (Ctrl-D or /quit exits)."""
