@@ -285,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="do not install wscat from npm when missing")
     parser.add_argument("--only", nargs="*", default=None,
                         help="tools to run (wstool websocat wscat)")
+    parser.add_argument("--one-shot-only", action="store_true",
+                        help="start-up and one-shot only, no pipe workloads (~1 minute)")
     args = parser.parse_args(argv)
 
     wstool = find_wstool()
@@ -338,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"| {tool.name} | `{shown}` | {median_s * 1000:.1f} | "
                       f"{ok}/{args.runs} |", flush=True)
             print()
+            if args.one_shot_only:
+                continue
             print(f"Pipe throughput (median of {args.pipe_runs} runs by messages/s):")
             print()
             print("| tool | workload | returned / sent | lost (each run) | corrupt | in order "
