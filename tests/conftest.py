@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +46,33 @@ def run_wstool(
         env=full_env,
     )
     return Proc(result.returncode, result.stdout, result.stderr.decode(errors="replace"))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_leaf_cert(ca: Any, name: str, directory: Path, *,
+                    password: bytes | None = None) -> tuple[Path, Path]:
+    """A trustme certificate for NAME in DIRECTORY as (cert.pem, key.pem); the key
+    encrypted with PASSWORD when given (PKCS#8, what `openssl pkey -aes256` writes)."""
+    leaf = ca.issue_cert(name)
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    if password is None:
+        leaf.private_key_pem.write_to_path(str(key))
+    else:
+        from cryptography.hazmat.primitives import serialization
+
+        private = serialization.load_pem_private_key(leaf.private_key_pem.bytes(),
+                                                     password=None)
+        key.write_bytes(private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password)))
+    return cert, key
 
 
 class ServerThread:

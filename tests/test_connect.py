@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any
@@ -15,7 +14,13 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from tests import servers
-from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
+from tests.conftest import (
+    ServerThread,
+    closed_port,
+    run_wstool,
+    scaled,
+    start_websockets_server,
+)
 from wstool.errors import ExitStatus
 
 
@@ -305,9 +310,7 @@ def test_reconnect_after_abnormal_close_resends_execute(server_thread: ServerThr
 
 
 def test_reconnect_limit_gives_up_on_a_server_that_stays_down() -> None:
-    with socket.socket() as sock:  # a port that is certainly closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     # --reconnect-limit implies --reconnect.
     proc = run_wstool("connect", "--reconnect-limit", "2", f"127.0.0.1:{port}", input=b"")
     assert proc.returncode == ExitStatus.CONNECT_FAILED, proc.stderr

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from tests import servers
-from tests.conftest import ServerThread, run_wstool
+from tests.conftest import ServerThread, closed_port, run_wstool
 
 # urllib prefers the lower-case variables and ignores empty ones, so setting
 # both spellings to "" clears any proxy of the machine running the tests.
@@ -81,9 +79,7 @@ def test_proxy_refusing_the_tunnel(http_proxy: tuple[str, servers.ProxyLog]) -> 
 
 
 def test_unreachable_proxy(lib_echo_url: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     proc = run_wstool("connect", "--proxy", f"http://127.0.0.1:{port}", lib_echo_url,
                       env=NO_PROXY_ENV)
     assert proc.returncode == 3, proc.stderr

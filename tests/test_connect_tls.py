@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.conftest import ServerThread, lib_echo, run_wstool, start_websockets_server
+from tests.conftest import (
+    ServerThread,
+    lib_echo,
+    run_wstool,
+    start_websockets_server,
+    write_leaf_cert,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +85,7 @@ def test_client_certificate(
     server_thread: ServerThread, ca: trustme.CA, ca_file: str, tmp_path: Path
 ) -> None:
     url = _tls_server(server_thread, ca, require_client_cert=True)
-    client = ca.issue_cert("client@example.test")
-    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
-    client.cert_chain_pems[0].write_to_path(str(cert))
-    client.private_key_pem.write_to_path(str(key))
+    cert, key = write_leaf_cert(ca, "client@example.test", tmp_path)
 
     without = run_wstool("connect", "--cacert", ca_file, url, input=b"x\n")
     assert without.returncode == 3, without.stderr
@@ -105,23 +108,11 @@ def test_client_certificate(
     assert "holds no private key" in cert_only.stderr and "--key" in cert_only.stderr
 
 
-def _encrypted_key(cert: trustme.LeafCert, path: Path, password: bytes) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
-    path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password)))
-
-
 def test_encrypted_client_key(
     server_thread: ServerThread, ca: trustme.CA, ca_file: str, tmp_path: Path
 ) -> None:
     url = _tls_server(server_thread, ca, require_client_cert=True)
-    client = ca.issue_cert("client@example.test")
-    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
-    client.cert_chain_pems[0].write_to_path(str(cert))
-    _encrypted_key(client, key, b"s3cret")
+    cert, key = write_leaf_cert(ca, "client@example.test", tmp_path, password=b"s3cret")
     assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
     args = ("connect", "--cacert", ca_file, "--cert", str(cert), "--key", str(key), url)
 

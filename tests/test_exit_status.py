@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from tests import servers
-from tests.conftest import Proc, ServerThread, run_wstool, start_websockets_server
+from tests.conftest import Proc, ServerThread, closed_port, run_wstool, start_websockets_server
 from wstool.config import ConnectConfig, parse_target
 from wstool.errors import ExitStatus
 from wstool.session import Session
@@ -56,9 +56,7 @@ def test_click_usage_errors_are_status_2() -> None:
 
 
 def test_connection_refused() -> None:
-    with socket.socket() as sock:  # a port that is certainly closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     proc = run_wstool("connect", f"127.0.0.1:{port}")
     assert_one_line_error(proc, ExitStatus.CONNECT_FAILED, "connection refused")
 

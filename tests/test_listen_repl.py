@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -38,12 +41,21 @@ def test_listen_commands_parse() -> None:
     assert LISTEN_COMMANDS.parse("/ping") is not None  # the connect commands are kept
 
 
-@async_test
-async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
+@dataclass
+class ListenDriver:
+    target: ListenTarget
+    output: RecordingOutput
+    send: Callable[[str], None]
+    see: Callable[[str], Awaitable[None]]
+    task: asyncio.Future[ExitStatus]
+
+
+@asynccontextmanager
+async def listen_repl_on(server_cfg: ServerConfig) -> AsyncIterator[ListenDriver]:
+    """The listen REPL over a real server on port 0, keys through a pipe input."""
     with create_pipe_input() as pipe_input:
         output = RecordingOutput()
-        target = ListenTarget(ServerConfig(port=0, ping_interval_s=None), ListenConfig(),
-                              OutputConfig())
+        target = ListenTarget(server_cfg, ListenConfig(), OutputConfig())
         repl = Repl(make_env(), ReplConfig(prompt="listen> "), target,
                     input=pipe_input, output=output)
         target.ui = repl
@@ -54,57 +66,58 @@ async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
             assert fragment in output.text, output.text[-2000:]
 
         await until(lambda: bool(target.url), "listening")
+        try:
+            yield ListenDriver(target, output, pipe_input.send_text, see, task)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+@async_test
+async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
+    async with listen_repl_on(ServerConfig(port=0, ping_interval_s=None)) as d:
+        target, see = d.target, d.see
         async with connect(target.url) as one, connect(target.url) as two:
             await until(lambda: len(target.clients) == 2, "two clients")
-            pipe_input.send_text("hello all" + ENTER)
+            d.send("hello all" + ENTER)
             assert await one.recv() == "hello all"
             assert await two.recv() == "hello all"
             await one.send("from one \x1b[2J")
             await see("[1]")
             await see("from one \\e[2J")  # escaped
-            assert "\x1b[2J" not in output.text
-            pipe_input.send_text("/clients" + ENTER)
+            assert "\x1b[2J" not in d.output.text
+            d.send("/clients" + ENTER)
             await see("[2] 127.0.0.1:")
-            pipe_input.send_text("/to 2 just you" + ENTER)
+            d.send("/to 2 just you" + ENTER)
             assert await two.recv() == "just you"
             # The status bar counts what went over the wire, bytes included:
             # "hello all" to two clients and "just you" to one; "from one ..." in.
             status = target.status()
             assert (status.messages_sent, status.bytes_sent) == (3, 2 * 9 + 8)
             assert (status.messages_received, status.bytes_received) == (1, 13)
-            pipe_input.send_text("/to 9 nobody" + ENTER)
+            d.send("/to 9 nobody" + ENTER)
             await see("no client 9")
-            pipe_input.send_text("/kick 1 4000 bye" + ENTER)
+            d.send("/kick 1 4000 bye" + ENTER)
             with pytest.raises(ConnectionClosed) as info:
                 await one.recv()
             assert info.value.rcvd is not None and info.value.rcvd.code == 4000
             await see("closed by the server: 4000")
-            pipe_input.send_text(CTRL_D)
+            d.send(CTRL_D)
             with pytest.raises(ConnectionClosed) as info:
                 await two.recv()
             assert info.value.rcvd is not None and info.value.rcvd.code == 1000
-            assert await asyncio.wait_for(task, scaled(10)) == ExitStatus.OK
+            assert await asyncio.wait_for(d.task, scaled(10)) == ExitStatus.OK
 
 
 @async_test
 async def test_listen_repl_ping_every_client() -> None:
     from tests.test_echo_strict import RawClient
 
-    with create_pipe_input() as pipe_input:
-        output = RecordingOutput()
-        target = ListenTarget(ServerConfig(port=0, ping_interval_s=None, ping_timeout_s=0.5),
-                              ListenConfig(), OutputConfig())
-        repl = Repl(make_env(), ReplConfig(prompt="listen> "), target,
-                    input=pipe_input, output=output)
-        target.ui = repl
-        task = asyncio.ensure_future(repl.run())
-
-        async def see(fragment: str) -> None:
-            await until(lambda: fragment in output.text or task.done(), repr(fragment))
-            assert fragment in output.text, output.text[-2000:]
-
-        await until(lambda: bool(target.url), "listening")
-        pipe_input.send_text("/ping" + ENTER)
+    config = ServerConfig(port=0, ping_interval_s=None, ping_timeout_s=0.5)
+    async with listen_repl_on(config) as d:
+        target, see = d.target, d.see
+        d.send("/ping" + ENTER)
         await see("ping not sent: no client connected")
         async with connect(target.url) as answering:  # the library answers pings itself
             await until(lambda: len(target.clients) == 1, "the first client")
@@ -113,7 +126,7 @@ async def test_listen_repl_ping_every_client() -> None:
             try:
                 await until(lambda: len(target.clients) == 2, "the second client")
                 assert target.status().last_rtt_s is None
-                pipe_input.send_text("/ping hello" + ENTER)
+                d.send("/ping hello" + ENTER)
                 await see("[1] pong in ")
                 await see("[2] no pong within 0.5 s")
                 assert target.status().last_rtt_s is not None
@@ -121,8 +134,8 @@ async def test_listen_repl_ping_every_client() -> None:
                 silent.close()
             await until(lambda: len(target.clients) == 1, "the silent client gone")
             assert answering.state.name == "OPEN"
-        pipe_input.send_text(CTRL_D)
-        assert await asyncio.wait_for(task, scaled(10)) == ExitStatus.OK
+        d.send(CTRL_D)
+        assert await asyncio.wait_for(d.task, scaled(10)) == ExitStatus.OK
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
-from tests.conftest import ServerThread, lib_echo, scaled, start_websockets_server
+from tests.conftest import ServerThread, closed_port, lib_echo, scaled, start_websockets_server
 from wstool.frames import FrameRecord, HttpHead, decode_all
 
 FRAME_KEYS = {"offset", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "mask_key", "length",
@@ -230,9 +230,7 @@ def test_relay_forwards_invalid_frames_byte_for_byte(server_thread: ServerThread
 
 
 def test_relay_answers_502_when_the_upstream_is_unreachable() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead_port = probe.getsockname()[1]
+    dead_port = closed_port()
     with relay(f"ws://127.0.0.1:{dead_port}/") as rp:
         got = _raw_exchange(rp.port, REQUEST, b"")
         _settle()

@@ -25,7 +25,7 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.conftest import scaled
+from tests.conftest import closed_port, scaled
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig, Target
 from wstool.env import Environment
 from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus
@@ -498,12 +498,7 @@ async def test_reconnect_shows_attempts_and_prompt_stays_usable() -> None:
 @async_test
 async def test_send_before_open_says_why() -> None:
     # Nothing listens on this port (bound, then closed): the connect fails.
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2)
     async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
         await d.see("reconnecting in ")
@@ -517,12 +512,7 @@ async def test_send_before_open_says_why() -> None:
 
 @async_test
 async def test_reconnect_limit_gives_up() -> None:
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2, reconnect_limit=2)
     async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
         await d.see("giving up after 2 reconnect attempts in a row (--reconnect-limit)")

@@ -252,7 +252,8 @@ def test_repl_asks_for_the_pass_phrase_of_an_encrypted_key(
     import ssl
 
     import trustme
-    from cryptography.hazmat.primitives import serialization
+
+    from tests.conftest import write_leaf_cert
 
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -261,13 +262,8 @@ def test_repl_asks_for_the_pass_phrase_of_an_encrypted_key(
     ca.configure_trust(context)
     _server, url = start_websockets_server(server_thread, recording_handler(Record()),
                                            ssl=context)
-    client = ca.issue_cert("client@example.test")
     ca.cert_pem.write_to_path(str(home / "ca.pem"))
-    client.cert_chain_pems[0].write_to_path(str(home / "client.pem"))
-    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), password=None)
-    (home / "client.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"s3cret")))
+    write_leaf_cert(ca, "client", home, password=b"s3cret")  # client.pem, client.key
 
     def spawn() -> pexpect.spawn:
         env = {name: value for name, value in os.environ.items()

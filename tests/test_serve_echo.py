@@ -316,16 +316,11 @@ def test_encrypted_server_key(tmp_path: Path) -> None:
     import ssl
 
     import trustme
-    from cryptography.hazmat.primitives import serialization
+
+    from tests.conftest import write_leaf_cert
 
     ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    private = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
-    key.write_bytes(private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"s3cret")))
+    cert, key = write_leaf_cert(ca, "127.0.0.1", tmp_path, password=b"s3cret")
     args = [sys.executable, "-m", "wstool", "serve-echo", "--port", "0", "--cert", str(cert),
             "--key", str(key)]
 
