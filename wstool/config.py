@@ -27,6 +27,8 @@ COMPRESS_THRESHOLD_BYTES = 1024
 # faster than the default level 6 (149 vs 22 MB/s on 64 KiB of digits, ratio
 # 0.27 vs 0.24; bench/README.md); memLevel 5 is websockets' own default.
 DEFLATE_SETTINGS = {"level": 1, "memLevel": 5}
+# Where --key-password can come from instead (ps shows command lines, not the environment).
+KEY_PASSWORD_ENV = "WSTOOL_KEY_PASSWORD"
 
 # RFC 9110 §5.6.2 token: what a header name may be made of.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -16,6 +16,7 @@ import click
 from wstool.config import (
     DEFAULT_CHUNK_SIZE_BYTES,
     DEFAULT_MAX_SIZE_BYTES,
+    KEY_PASSWORD_ENV,
     ConnectConfig,
     OutputConfig,
     TLSConfig,
@@ -102,8 +103,8 @@ def connect_options(f: F) -> F:
 
 def _key_password_option(more: str = "") -> Callable[[F], F]:
     return click.option(
-        "--key-password", metavar="TEXT", envvar="WSTOOL_KEY_PASSWORD",
-        help="Pass phrase of an encrypted --key; better in WSTOOL_KEY_PASSWORD, which ps "
+        "--key-password", metavar="TEXT", envvar=KEY_PASSWORD_ENV,
+        help=f"Pass phrase of an encrypted --key; better in {KEY_PASSWORD_ENV}, which ps "
              f"does not show{more}.")
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import ssl
 
-from wstool.config import TLSConfig
+from wstool.config import KEY_PASSWORD_ENV, TLSConfig
 from wstool.errors import UsageError, WstoolError
 
 
 def _load_failure(flag: str, path: str, exc: Exception) -> WstoolError:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return WstoolError(f"cannot read {flag} {path}: {reason}")
-
-
-KEY_PASSWORD_ENV = "WSTOOL_KEY_PASSWORD"
 
 
 def key_is_encrypted(path: str) -> bool:
