@@ -375,7 +375,12 @@ class PipeFrontEnd:
             if pump.done() and not pump.cancelled():
                 input_error = pump.exception()
                 if isinstance(input_error, WstoolError):
-                    await session.close(1000)
+                    # Bad input ends the input: the replies to what went out before it
+                    # still come (the end-of-input rules), then the error.
+                    if not closed.done() and not done.done():
+                        await self._after_input(session, closed, done)
+                    if not closed.done():
+                        await session.close(1000)
                     raise input_error
                 if input_error is not None and not isinstance(input_error, SessionClosed):
                     session.abort()
