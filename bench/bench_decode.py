@@ -1,4 +1,4 @@
-"""Decoding throughput of ``wstool.frames.FrameDecoder`` (issue 5 targets).
+"""Decoding throughput of ``wstool.protocol.frames.FrameDecoder`` (issue 5 targets).
 
 Targets: at least 50 MB/s on a capture of large frames, at least 200 000
 frames/s on a capture of small frames. Run: ``python bench/bench_decode.py``.
@@ -12,8 +12,8 @@ import time
 
 from websockets.frames import Frame, Opcode
 
-from wstool.frames import FrameDecoder
-from wstool.render import frame_line
+from wstool.protocol.frames import FrameDecoder
+from wstool.term.render import frame_line
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -1,5 +1,5 @@
 # wstool bash completion, generated from the Click tree by `wstool completion bash`
-# (or `python -m wstool.completion`); do not edit. Install: see README, Shell completion.
+# (or `python -m wstool.cli.completion`); do not edit. Install: README, Shell completion.
 _wstool_completion() {
     local IFS=$'\n'
     local response

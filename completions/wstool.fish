@@ -1,5 +1,5 @@
 # wstool fish completion, generated from the Click tree by `wstool completion fish`
-# (or `python -m wstool.completion`); do not edit. Install: see README, Shell completion.
+# (or `python -m wstool.cli.completion`); do not edit. Install: README, Shell completion.
 function _wstool_completion;
     set -l response (env _WSTOOL_COMPLETE=fish_complete COMP_WORDS=(commandline -cp) COMP_CWORD=(commandline -t) wstool);
 

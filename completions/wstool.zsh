@@ -1,6 +1,6 @@
 #compdef wstool
 # wstool zsh completion, generated from the Click tree by `wstool completion zsh`
-# (or `python -m wstool.completion`); do not edit. Install: see README, Shell completion.
+# (or `python -m wstool.cli.completion`); do not edit. Install: README, Shell completion.
 
 _wstool_completion() {
     local -a completions

@@ -1,4 +1,4 @@
-"""Slash-command parsing (wstool/commands.py), on strings."""
+"""Slash-command parsing (wstool/term/commands.py), on strings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wstool.commands import (
+from wstool.term.commands import (
     CONNECT_COMMANDS,
     MAX_CLOSE_REASON_BYTES,
     CloseCommand,

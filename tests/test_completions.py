@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_wstool
-from wstool.completion import COMPLETIONS_DIR, SHELLS, completion_path, completion_script
+from wstool.cli.completion import COMPLETIONS_DIR, SHELLS, completion_path, completion_script
 
 SUBCOMMANDS = {"connect", "listen", "serve-echo", "frame-dump", "completion"}
 
@@ -25,13 +25,13 @@ SUBCOMMANDS = {"connect", "listen", "serve-echo", "frame-dump", "completion"}
 def test_committed_script_matches_generator(shell: str) -> None:
     committed = completion_path(shell).read_text(encoding="utf-8")
     assert committed == completion_script(shell), (
-        f"completions/wstool.{shell} is out of date: run `python -m wstool.completion`"
+        f"completions/wstool.{shell} is out of date: run `python -m wstool.cli.completion`"
     )
 
 
 def test_generator_writes_every_file(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "wstool.completion", str(tmp_path)],
+        [sys.executable, "-m", "wstool.cli.completion", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

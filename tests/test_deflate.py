@@ -7,7 +7,7 @@ import os
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
-from wstool.deflate import skip_incompressible_binary
+from wstool.protocol.deflate import skip_incompressible_binary
 
 
 def extension() -> PerMessageDeflate:

@@ -8,8 +8,8 @@ from pathlib import Path
 from websockets.frames import Frame, Opcode
 
 from tests.conftest import run_wstool
-from wstool.frames import decode_all
-from wstool.render import frame_detail_lines, frame_line, payload_preview, trace_frame_line
+from wstool.protocol.frames import decode_all
+from wstool.term.render import frame_detail_lines, frame_line, payload_preview, trace_frame_line
 
 FRAME_KEYS = {"offset", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "mask_key", "length",
               "payload_hex", "text", "close_code", "close_reason", "problems"}

@@ -1,4 +1,4 @@
-"""The echo engine on bytes alone (wstool/echo.py): no sockets, no event loop.
+"""The echo engine on bytes alone (wstool/protocol/echo.py): no sockets, no event loop.
 
 A client handshake and hand-built frames go into ``EchoServerProtocol.receive_data``
 in arbitrary pieces; what ``data_to_send`` returns is parsed back into frames.
@@ -28,7 +28,7 @@ from tests.test_echo_strict import (
     frame,
     parse_server_frames,
 )
-from wstool.echo import EchoServerProtocol
+from wstool.protocol.echo import EchoServerProtocol
 
 
 def open_protocol(**kwargs: object) -> tuple[EchoServerProtocol, bytes]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ServerThread, scaled
 from wstool.config import EchoConfig, ServerConfig
-from wstool.server import WebSocketServer, run_echo_server
+from wstool.server.core import WebSocketServer, run_echo_server
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 

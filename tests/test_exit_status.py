@@ -14,9 +14,9 @@ from websockets.asyncio.server import ServerConnection
 
 from tests import servers
 from tests.conftest import Proc, ServerThread, closed_port, run_wstool, start_websockets_server
+from wstool.client.session import Session
 from wstool.config import ConnectConfig, parse_target
 from wstool.errors import ExitStatus
-from wstool.session import Session
 
 
 def assert_one_line_error(proc: Proc, status: ExitStatus, fragment: str) -> None:

@@ -1,4 +1,4 @@
-"""The pure frame decoder (wstool/frames.py), tested on bytes."""
+"""The pure frame decoder (wstool/protocol/frames.py), tested on bytes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
 from wstool.errors import ExitStatus
-from wstool.frames import (
+from wstool.protocol.frames import (
     DecodeError,
     DeflateParams,
     FrameDecoder,

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.conftest import scaled
-from wstool.session import _proxy_settings_possible
+from wstool.client.session import _proxy_settings_possible
 
 
 def run_python(code: str) -> str:
@@ -63,7 +63,7 @@ def test_websockets_still_reads_proxy_settings_after_deferral() -> None:
     out = run_python("""
 import os
 os.environ["http_proxy"] = "http://127.0.0.1:9"
-import wstool.session
+import wstool.client.session
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 print(get_proxy(parse_uri("ws://example.test/")))

@@ -1,4 +1,4 @@
-"""`frame-dump --pcap`: the capture reader and TCP reassembly (wstool/pcap.py), on
+"""`frame-dump --pcap`: the capture reader and TCP reassembly (wstool/protocol/pcap.py), on
 hand-built pcap and pcapng files with reordered and retransmitted segments."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerThread, lib_echo, run_wstool, scaled, start_websockets_server
-from wstool.pcap import (
+from wstool.protocol.pcap import (
     CaptureError,
     StreamState,
     TcpReassembler,

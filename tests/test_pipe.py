@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wstool.errors import WstoolError
-from wstool.pipe import InputSplitter
+from wstool.term.stdin import InputSplitter
 
 
 def split(chunks: list[bytes], *, binary: bool = False, sep: bytes = b"\n") -> list[str | bytes]:

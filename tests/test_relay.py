@@ -22,7 +22,7 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
 from tests.conftest import ServerThread, closed_port, lib_echo, scaled, start_websockets_server
-from wstool.frames import FrameRecord, HttpHead, decode_all
+from wstool.protocol.frames import FrameRecord, HttpHead, decode_all
 
 FRAME_KEYS = {"offset", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "mask_key", "length",
               "payload_hex", "text", "close_code", "close_reason", "problems", "direction",

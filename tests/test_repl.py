@@ -1,4 +1,4 @@
-"""The REPL (wstool/repl.py) driven through prompt_toolkit's pipe input.
+"""The REPL (wstool/term/repl.py, wstool/client/repl.py) driven through prompt_toolkit's pipe input.
 
 Keys go in through ``create_pipe_input()``; the prompt renders to a
 ``DummyOutput`` that also records what the REPL writes above the prompt. The
@@ -26,12 +26,13 @@ from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.conftest import closed_port, scaled
+from wstool.client.repl import SessionTarget
 from wstool.config import ConnectConfig, OutputConfig, PipeConfig, Target
-from wstool.env import Environment
 from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus
 from wstool.events import Message
-from wstool.render_rich import ViewOptions, message_text
-from wstool.repl import Repl, ReplConfig, SessionTarget, default_history_path
+from wstool.term.env import Environment
+from wstool.term.render_rich import ViewOptions, message_text
+from wstool.term.repl import Repl, ReplConfig, default_history_path
 
 ENTER = "\r"
 CTRL_C = "\x03"

@@ -182,8 +182,8 @@ _REPORT_MODULES = """
 import sys
 if sys.argv[1] == "control":
     import importlib.metadata, urllib.request  # noqa: E401  (proves the check sees them)
-    import wstool.repl  # noqa: F401
-from wstool.cli import cli  # not main(): it leaves with os._exit
+    import wstool.client.repl  # noqa: F401
+from wstool.cli.app import cli  # not main(): it leaves with os._exit
 try:
     cli(["connect", sys.argv[2]], prog_name="wstool")
 except SystemExit as exc:

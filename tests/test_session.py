@@ -16,10 +16,10 @@ import pytest
 from websockets.server import ServerProtocol
 
 from tests.conftest import scaled
+from wstool.client.session import Session
 from wstool.config import ConnectConfig, parse_target
 from wstool.errors import ProtocolFailure
 from wstool.events import Event, Message, Ping
-from wstool.session import Session
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:

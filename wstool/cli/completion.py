@@ -1,7 +1,7 @@
 """Shell completion scripts, generated from the Click tree by click's shell_completion.
 
 Part of the CLI edge (it imports click). `wstool completion SHELL` prints a script;
-`python -m wstool.completion` rewrites completions/wstool.{bash,zsh,fish} from the
+`python -m wstool.cli.completion` rewrites completions/wstool.{bash,zsh,fish} from the
 same function, and tests/test_completions.py fails when the committed files drift.
 
 The scripts are click's: at each TAB they run `wstool` with _WSTOOL_COMPLETE set
@@ -18,11 +18,11 @@ from pathlib import Path
 PROG_NAME = "wstool"
 COMPLETE_VAR = "_WSTOOL_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
-COMPLETIONS_DIR = Path(__file__).resolve().parent.parent / "completions"
+COMPLETIONS_DIR = Path(__file__).resolve().parents[2] / "completions"
 
 _HEADER = (
     "# wstool {shell} completion, generated from the Click tree by `wstool completion {shell}`\n"
-    "# (or `python -m wstool.completion`); do not edit. Install: see README, Shell completion.\n"
+    "# (or `python -m wstool.cli.completion`); do not edit. Install: README, Shell completion.\n"
 )
 
 
@@ -78,7 +78,7 @@ def completion_script(shell: str) -> str:
     """The completion script for `shell` (bash, zsh or fish), ending in a newline."""
     from click.shell_completion import get_completion_class
 
-    from wstool.cli import cli
+    from wstool.cli.app import cli
 
     if shell not in SHELLS:
         raise ValueError(f"unsupported shell {shell!r}: choose one of {', '.join(SHELLS)}")

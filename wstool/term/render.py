@@ -201,7 +201,7 @@ DEFAULT_PAYLOAD_PREVIEW_BYTES = 64
 
 
 def _frames_module() -> Any:
-    from wstool import frames
+    from wstool.protocol import frames
 
     return frames
 

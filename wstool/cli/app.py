@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from wstool import __version__
-from wstool.config import ConnectConfig, PipeConfig
-from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
-from wstool.options import (
+from wstool.cli.options import (
     connect_config,
     connect_options,
     dump_output_options,
@@ -29,9 +27,11 @@ from wstool.options import (
     stream_options,
     tls_options,
 )
+from wstool.config import ConnectConfig, PipeConfig
+from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
 
 if TYPE_CHECKING:
-    from wstool.env import Environment
+    from wstool.term.env import Environment
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -172,7 +172,7 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
 
     URL is ws://, wss://, ws+unix:///path.sock, or host:port (ws://).
     """
-    from wstool.env import Environment
+    from wstool.term.env import Environment
 
     debug = raw["debug"]
     try:
@@ -207,17 +207,18 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
 
     async def front_end(cfg: ConnectConfig) -> int:
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
-            from wstool.repl import ReplConfig, run_connect_repl
+            from wstool.client.repl import run_connect_repl
+            from wstool.term.repl import ReplConfig
 
             repl_cfg = ReplConfig.from_options(env, out_cfg, raw)
             return await run_connect_repl(env, cfg, pipe_cfg, out_cfg, repl_cfg)
-        from wstool.pipe import PipeFrontEnd
+        from wstool.client.pipe import PipeFrontEnd
 
         return await PipeFrontEnd(env, cfg, pipe_cfg, out_cfg).run()
 
     async def main() -> int:
         if demo:
-            from wstool.server import demo_echo_server
+            from wstool.server.core import demo_echo_server
 
             async with demo_echo_server() as demo_url:
                 env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
@@ -242,7 +243,7 @@ def listen_cmd(**raw: Any) -> None:
     before the first client connects is kept for it.
     """
     from wstool.config import ListenConfig
-    from wstool.env import Environment
+    from wstool.term.env import Environment
 
     try:
         server_cfg = server_config(raw)
@@ -263,13 +264,13 @@ def listen_cmd(**raw: Any) -> None:
         if env.interactive and not out_cfg.json:
             import dataclasses
 
-            from wstool.listen_repl import run_listen_repl
-            from wstool.repl import ReplConfig
+            from wstool.server.listen_repl import run_listen_repl
+            from wstool.term.repl import ReplConfig
 
             repl_cfg = dataclasses.replace(
                 ReplConfig.from_options(env, out_cfg, raw), prompt="listen> ")
             return await run_listen_repl(env, server_cfg, listen_cfg, out_cfg, repl_cfg)
-        from wstool.listen import ListenFrontEnd
+        from wstool.server.listen import ListenFrontEnd
 
         return await ListenFrontEnd(env, server_cfg, listen_cfg, out_cfg).run()
 
@@ -318,11 +319,11 @@ def serve_echo_cmd(**raw: Any) -> None:
     1001 and print a summary.
     """
     from wstool.config import EchoConfig
-    from wstool.env import Environment
+    from wstool.term.env import Environment
 
     try:
         server_cfg = server_config(raw)
-        from wstool.commands import MAX_CLOSE_REASON_BYTES, close_code_error
+        from wstool.term.commands import MAX_CLOSE_REASON_BYTES, close_code_error
 
         if len(raw["close_reason"].encode()) > MAX_CLOSE_REASON_BYTES:
             raise UsageError(f"invalid --close-reason: at most {MAX_CLOSE_REASON_BYTES} "
@@ -346,7 +347,7 @@ def serve_echo_cmd(**raw: Any) -> None:
     env = Environment.from_process(color=out_cfg.color)
 
     async def main() -> int:
-        from wstool.serve import serve_echo
+        from wstool.server.serve_echo import serve_echo
 
         return await serve_echo(env, server_cfg, echo_cfg, out_cfg)
 
@@ -386,11 +387,11 @@ def frame_dump_cmd(source: str | None, **raw: Any) -> None:
     wstool frame-dump --listen 127.0.0.1:9000 ws://127.0.0.1:8000/
     wstool frame-dump --pcap capture.pcapng
     """
-    from wstool.env import Environment
+    from wstool.term.env import Environment
 
     debug = raw["debug"]
     try:
-        from wstool.dump import frame_dump_plan
+        from wstool.dump.frontend import frame_dump_plan
 
         plan = frame_dump_plan(source, raw)
     except WstoolError as exc:
@@ -413,7 +414,7 @@ def completion_cmd(shell: str) -> None:
     zsh:   wstool completion zsh > "${fpath[1]}/_wstool"
     fish:  wstool completion fish > ~/.config/fish/completions/wstool.fish
     """
-    from wstool.completion import completion_script
+    from wstool.cli.completion import completion_script
 
     click.echo(completion_script(shell), nl=False)
 
@@ -422,7 +423,7 @@ def main() -> None:
     global _fast_exit
     _fast_exit = True
     if "_WSTOOL_COMPLETE" in os.environ:  # a shell asking for completions (completions/)
-        from wstool.completion import register_completion_classes
+        from wstool.cli.completion import register_completion_classes
 
         register_completion_classes()
     cli(prog_name="wstool")

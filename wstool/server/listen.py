@@ -29,7 +29,6 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
-from wstool.env import Environment
 from wstool.errors import (
     ClosedAbnormally,
     ExitStatus,
@@ -37,13 +36,14 @@ from wstool.errors import (
     WstoolError,
     describe_close_code,
 )
-from wstool.pipe import InputSplitter, StdinReader
-from wstool.render import binary_as_text, escape
-from wstool.serve import ServerLog, install_stop_signals, prepared_tls
-from wstool.server_events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
+from wstool.server.events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
+from wstool.server.log import ServerLog, install_stop_signals, prepared_tls
+from wstool.term.env import Environment
+from wstool.term.render import binary_as_text, escape
+from wstool.term.stdin import InputSplitter, StdinReader
 
 if TYPE_CHECKING:
-    from wstool.server import ListenApp, WebSocketServer
+    from wstool.server.core import ListenApp, WebSocketServer
 
 # A client's close that ends `listen --once` with status 0 (1001: a browser
 # tab going away is a normal way to leave).
@@ -160,7 +160,7 @@ class ListenFrontEnd:
     # The run
 
     async def run(self) -> ExitStatus:
-        from wstool.server import run_listen_server
+        from wstool.server.core import run_listen_server
 
         remove_signals = install_stop_signals(self.stop)
         error: WstoolError | None = None

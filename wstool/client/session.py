@@ -62,7 +62,7 @@ with deferred("importlib.metadata", "urllib.request"):
     except ImportError:  # pragma: no cover
         from websockets.utils import apply_mask
 
-from wstool import __version__, deflate
+from wstool import __version__
 from wstool.config import COMPRESS_THRESHOLD_BYTES, ConnectConfig
 from wstool.errors import (
     NORMAL_CLOSE_CODES,
@@ -86,6 +86,7 @@ from wstool.events import (
     Ping,
     Pong,
 )
+from wstool.protocol import deflate
 from wstool.tls import client_context
 
 DEFAULT_USER_AGENT = f"wstool/{__version__}"
@@ -261,7 +262,7 @@ class Session:
     """
 
     # issue 4, `connect --echo`: set before open() to mirror every received
-    # message with serve-echo's strict engine (wstool/echo.py), inside the
+    # message with serve-echo's strict engine (wstool/protocol/echo.py), inside the
     # receive call itself; the session still sees every frame.
     echo_engine: bool = False
 
@@ -364,7 +365,7 @@ class Session:
         conn = _Connection(protocol, **kwargs)
         conn.session = self
         if self.echo_engine:  # issue 4: connect --echo (see echo_engine)
-            from wstool.echo import make_strict_echo
+            from wstool.protocol.echo import make_strict_echo
 
             make_strict_echo(protocol).emit_data_frames = True
         if self.trace:

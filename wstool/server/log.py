@@ -19,12 +19,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from wstool.config import EchoConfig, OutputConfig, ServerConfig
-from wstool.env import Environment
-from wstool.errors import ExitStatus, describe_close_code
+from wstool.config import OutputConfig, ServerConfig
+from wstool.errors import describe_close_code
 from wstool.events import FrameSeen, Handshake, Notice, Ping, Pong
-from wstool.render import escape, handshake_lines, trace_frame_line
-from wstool.server_events import (
+from wstool.server.events import (
     ClientConnected,
     ClientDisconnected,
     ClientMessage,
@@ -33,6 +31,8 @@ from wstool.server_events import (
     ServerListening,
     ServerSummary,
 )
+from wstool.term.env import Environment
+from wstool.term.render import escape, handshake_lines, trace_frame_line
 
 
 def _payload_fields(data: str | bytes) -> dict[str, Any]:
@@ -195,32 +195,3 @@ def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
                 loop.remove_signal_handler(sig)
 
     return remove
-
-
-async def serve_echo(
-    env: Environment,
-    server_cfg: ServerConfig,
-    echo_cfg: EchoConfig,
-    out_cfg: OutputConfig,
-) -> ExitStatus:
-    """``wstool serve-echo``: run until SIGINT/SIGTERM, then close all with 1001."""
-    from wstool.server import run_echo_server
-
-    log = ServerLog(env, out_cfg)
-    stop = asyncio.Event()
-    remove_signals = install_stop_signals(stop)
-    try:
-        with prepared_tls(server_cfg, log) as ssl_context:
-            server = await run_echo_server(
-                server_cfg, echo_cfg, log,
-                trace=out_cfg.verbose >= 2,
-                ssl_context=ssl_context,
-            )
-            try:
-                await stop.wait()
-            finally:
-                await server.shutdown(1001, "going away")
-                log(server.summary())
-    finally:
-        remove_signals()
-    return ExitStatus.OK

@@ -1,6 +1,6 @@
 """What the frame-dump relay reports (``frame-dump --listen``).
 
-The decoded records are ``wstool.frames`` objects, typed loosely here like
+The decoded records are ``wstool.protocol.frames`` objects, typed loosely here like
 ``FrameSeen.frame``. Kept apart from ``events.py`` for start-up, like
 ``server_events.py``.
 """

@@ -22,28 +22,11 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from wstool.commands import (
-    CONNECT_COMMANDS,
-    CommandError,
-    CommandSpec,
-    CommandTable,
-    close_code_error,
-    parse_ping,
-)
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
-from wstool.env import Environment
 from wstool.errors import ExitStatus
 from wstool.events import EventSink, Message, Notice
-from wstool.render import escape
-from wstool.repl import Repl, ReplConfig, ReplUI, TargetStatus, TargetUnavailable
-from wstool.serve import (
-    disconnect_line,
-    prepared_tls,
-    server_handshake_lines,
-    summary_line,
-)
-from wstool.server import ListenApp, WebSocketServer, run_listen_server
-from wstool.server_events import (
+from wstool.server.core import ListenApp, WebSocketServer, run_listen_server
+from wstool.server.events import (
     ClientConnected,
     ClientDisconnected,
     ClientMessage,
@@ -51,6 +34,23 @@ from wstool.server_events import (
     ServerEvent,
     ServerListening,
 )
+from wstool.server.log import (
+    disconnect_line,
+    prepared_tls,
+    server_handshake_lines,
+    summary_line,
+)
+from wstool.term.commands import (
+    CONNECT_COMMANDS,
+    CommandError,
+    CommandSpec,
+    CommandTable,
+    close_code_error,
+    parse_ping,
+)
+from wstool.term.env import Environment
+from wstool.term.render import escape
+from wstool.term.repl import Repl, ReplConfig, ReplUI, TargetStatus, TargetUnavailable
 
 # Records of the listen-only commands.
 
@@ -208,7 +208,7 @@ class ListenTarget:
     # ReplTarget
 
     async def run(self, sink: EventSink) -> ExitStatus:
-        from wstool.listen import once_status
+        from wstool.server.listen import once_status
 
         with prepared_tls(self.server_cfg, self._on_server_event) as ssl_context:
             self._server, self._app = await run_listen_server(

@@ -25,9 +25,17 @@ from dataclasses import dataclass
 from websockets.headers import build_authorization_basic
 
 from wstool.config import ConnectConfig
+from wstool.dump.events import (
+    RelayConnClosed,
+    RelayConnOpened,
+    RelayDecoded,
+    RelayError,
+    RelayEventSink,
+    RelayListening,
+)
 from wstool.errors import WstoolError
 from wstool.events import Notice
-from wstool.frames import (
+from wstool.protocol.frames import (
     Decoded,
     DecodeError,
     FrameDecoder,
@@ -35,14 +43,6 @@ from wstool.frames import (
     Side,
     apply_upgrade_response,
     parse_http_head,
-)
-from wstool.relay_events import (
-    RelayConnClosed,
-    RelayConnOpened,
-    RelayDecoded,
-    RelayError,
-    RelayEventSink,
-    RelayListening,
 )
 from wstool.tls import client_context
 

@@ -20,10 +20,10 @@ import mmap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wstool.env import Environment
 from wstool.errors import ExitStatus, ProtocolFailure, UsageError, WstoolError
-from wstool.frames import Decoded, DecodeError, FrameDecoder, HttpHead, Side, parse_hex
-from wstool.render import (
+from wstool.protocol.frames import Decoded, DecodeError, FrameDecoder, HttpHead, Side, parse_hex
+from wstool.term.env import Environment
+from wstool.term.render import (
     escape,
     frame_detail_lines,
     frame_hexdump_lines,
@@ -35,8 +35,8 @@ from wstool.render import (
 )
 
 if TYPE_CHECKING:
-    from wstool.relay import RelayConfig
-    from wstool.relay_events import RelayEvent
+    from wstool.dump.events import RelayEvent
+    from wstool.dump.relay import RelayConfig
 
 READ_CHUNK_BYTES = 1024 * 1024
 
@@ -231,8 +231,8 @@ def frame_dump_plan(source: str | None, raw: dict[str, Any]) -> DumpPlan:
             raise UsageError("--listen needs the URL to relay to (ws:// or wss://)")
         if raw["hex_input"]:
             raise UsageError("--hex reads a file; it does not apply to --listen")
-        from wstool.options import connect_config
-        from wstool.relay import RelayConfig
+        from wstool.cli.options import connect_config
+        from wstool.dump.relay import RelayConfig
 
         host, port = parse_listen(raw["listen"])
         upstream = connect_config(source, {
@@ -269,14 +269,14 @@ class RelayRenderer:
         self.writer = FrameWriter(env, cfg)
 
     def __call__(self, event: RelayEvent) -> None:
-        from wstool.events import Notice
-        from wstool.relay_events import (
+        from wstool.dump.events import (
             RelayConnClosed,
             RelayConnOpened,
             RelayDecoded,
             RelayError,
             RelayListening,
         )
+        from wstool.events import Notice
 
         writer = self.writer
         try:
@@ -317,7 +317,7 @@ async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -
     import contextlib
     import signal
 
-    from wstool.relay import Relay
+    from wstool.dump.relay import Relay
 
     relay = Relay(relay_cfg, RelayRenderer(env, cfg))
     await relay.start()
@@ -376,8 +376,8 @@ def dump_pcap(env: Environment, path: str, cfg: DumpConfig) -> int:
 
 def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
                   cfg: DumpConfig) -> int:
-    from wstool.frames import apply_upgrade_response
-    from wstool.pcap import TcpConnection, TcpReassembler, read_packets, tcp_segment
+    from wstool.protocol.frames import apply_upgrade_response
+    from wstool.protocol.pcap import TcpConnection, TcpReassembler, read_packets, tcp_segment
 
     writer = FrameWriter(env, cfg)
     reassembler = TcpReassembler()

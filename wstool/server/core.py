@@ -1,7 +1,7 @@
 """Server core: serve-echo, listen, and the in-process echo behind ``connect --demo``.
 
 One asyncio ``Protocol`` per TCP connection drives a sans-I/O
-:class:`~wstool.echo.EchoServerProtocol` (no coroutine per connection): bytes in,
+:class:`~wstool.protocol.echo.EchoServerProtocol` (no coroutine per connection): bytes in,
 ``receive_data()``, every complete message handled — echoed by default — inside
 that same call, ``data_to_send()`` written once. The opening handshake is the
 library's ``ServerProtocol.accept()`` with wstool's checks in front of it
@@ -42,12 +42,13 @@ from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
-from wstool import __version__, deflate
+from wstool import __version__
 from wstool.config import COMPRESS_THRESHOLD_BYTES, EchoConfig, ServerConfig
-from wstool.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
 from wstool.errors import UsageError, WstoolError
 from wstool.events import FrameSeen, Handshake, Ping, Pong
-from wstool.server_events import (
+from wstool.protocol import deflate
+from wstool.protocol.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
+from wstool.server.events import (
     ClientConnected,
     ClientDisconnected,
     ClientMessage,
@@ -60,7 +61,7 @@ from wstool.server_events import (
 SERVER_HEADER = f"wstool/{__version__}"
 
 # The library's protocol logs through this; wstool reports through events.
-_NULL_LOGGER = logging.getLogger("wstool.server.protocol")
+_NULL_LOGGER = logging.getLogger("wstool.server.core.protocol")
 _NULL_LOGGER.addHandler(logging.NullHandler())
 _NULL_LOGGER.propagate = False
 

@@ -2,7 +2,7 @@
 
 Built on the plain renderers of ``render.py`` and the same vocabulary: ``>``
 sent, ``<`` received, ``=`` state, ``!`` error. Every remote string goes
-through :func:`wstool.render.escape` and into a ``Text`` (never markup), so a
+through :func:`wstool.term.render.escape` and into a ``Text`` (never markup), so a
 server cannot move the cursor, change colours or set the window title.
 
 Rendering is size-bounded: a message is cut to ``max_chars`` / ``max_lines`` rows
@@ -33,7 +33,7 @@ from wstool.events import (
     Pong,
     Reconnecting,
 )
-from wstool.render import (
+from wstool.term.render import (
     close_line,
     escape,
     hex_dump,

@@ -1,0 +1,3 @@
+"""The terminal and the standard streams: the environment, renderers, the
+slash-command parser, the stdin reader, and the generic prompt loop (``repl``)
+that ``connect`` and ``listen`` both drive over their own targets."""

@@ -1,0 +1,102 @@
+"""Standard input as messages: a reader that never keeps the process alive, and the
+splitter that turns its bytes into text lines or binary chunks (connect and listen)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import threading
+from typing import IO
+
+from wstool.errors import WstoolError
+
+
+class StdinReader:
+    """Reads a stream in a daemon thread, one chunk per ``read()`` call.
+
+    A daemon thread (rather than the loop's default executor) so that a read
+    blocked on a terminal or an idle pipe never keeps the process alive after
+    we are done. One chunk is requested at a time: that is the backpressure.
+    """
+
+    def __init__(self, stream: IO[bytes], chunk_size: int) -> None:
+        self._stream = stream
+        self._chunk_size = chunk_size
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self._want = threading.Semaphore(0)
+        self._eof = False
+        threading.Thread(target=self._run, name="wstool-stdin", daemon=True).start()
+
+    def _read_once(self) -> bytes:
+        try:
+            fd = self._stream.fileno()
+        except (OSError, ValueError):  # io.BytesIO in tests
+            return self._stream.read(self._chunk_size) or b""
+        return os.read(fd, self._chunk_size)
+
+    def _run(self) -> None:
+        while True:
+            self._want.acquire()
+            item: bytes | BaseException
+            try:
+                item = self._read_once()
+            except OSError as exc:
+                item = exc
+            try:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: we are exiting
+                return
+            if not item or isinstance(item, BaseException):
+                return
+
+    async def read(self) -> bytes:
+        """The next chunk; ``b""`` at end of input."""
+        if self._eof:
+            return b""
+        self._want.release()
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise WstoolError(f"cannot read stdin: {item}")
+        if not item:
+            self._eof = True
+        return item
+
+
+class InputSplitter:
+    """Stdin bytes -> messages: separator-ended lines as text (UTF-8 checked),
+    or, with -b, each chunk as one binary message. Shared by connect and listen."""
+
+    def __init__(self, *, binary: bool, separator: bytes) -> None:
+        self.binary = binary
+        self.separator = separator
+        self.partial = b""
+        self.line_no = 0
+
+    def feed(self, chunk: bytes, out: collections.deque[str | bytes]) -> None:
+        """Append the messages CHUNK completes to OUT. An invalid line raises
+        WstoolError after the lines before it are appended (they still go)."""
+        if self.binary:
+            out.append(chunk)
+            return
+        pieces = (self.partial + chunk).split(self.separator)
+        self.partial = pieces.pop()
+        for raw in pieces:
+            out.append(self._decode(raw))
+
+    def finish(self, out: collections.deque[str | bytes]) -> None:
+        """End of input: a last line without a separator is a message too."""
+        if self.partial:
+            partial, self.partial = self.partial, b""
+            out.append(partial if self.binary else self._decode(partial))
+
+    def _decode(self, raw: bytes) -> str:
+        self.line_no += 1
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise WstoolError(
+                f"input line {self.line_no} is not valid UTF-8 "
+                f"(byte {exc.start}): send bytes with -b/--binary"
+            ) from None
