@@ -12,6 +12,7 @@ import time
 
 from websockets.frames import Frame, Opcode
 
+from wstool.config import DEFAULT_MAX_BUFFER_BYTES
 from wstool.protocol.frames import FrameDecoder
 from wstool.term.render import frame_line
 
@@ -26,10 +27,10 @@ def build(count: int, size: int, *, mask: bool, text: bool) -> bytes:
 
 
 def run(label: str, data: bytes, frames: int, repeat: int = 3,
-        max_size_bytes: int | None = 16 * 1024 * 1024) -> tuple[float, float]:
+        max_buffer_bytes: int | None = DEFAULT_MAX_BUFFER_BYTES) -> tuple[float, float]:
     best = float("inf")
     for _ in range(repeat):
-        decoder = FrameDecoder(max_size_bytes=max_size_bytes)
+        decoder = FrameDecoder(max_buffer_bytes=max_buffer_bytes)
         seen = 0
         start = time.perf_counter()
         for i in range(0, len(data), CHUNK_BYTES):
@@ -78,7 +79,7 @@ def main() -> None:
     run("large: 100 unmasked binary frames of 4 MiB",
         build(100, 4 << 20, mask=False, text=False), 100)
     run("large: 1 masked text frame of 256 MiB, streamed",
-        build(1, 256 << 20, mask=True, text=True), 1, repeat=1, max_size_bytes=1 << 20)
+        build(1, 256 << 20, mask=True, text=True), 1, repeat=1, max_buffer_bytes=1 << 20)
     mixed, mixed_frames = build_mixed(100_000)
     run("mixed: 100k x (TEXT more, PING, CONT fin)", mixed, mixed_frames)
     print("(for information: decoding plus the human line renderer)")

@@ -276,7 +276,7 @@ def test_truncated_payload() -> None:
 
 
 def test_truncated_oversized_payload() -> None:
-    decoder = FrameDecoder(max_size_bytes=4)
+    decoder = FrameDecoder(max_buffer_bytes=4)
     decoder.feed(bytes([0x82, 0x0A]) + b"abcdef")
     with pytest.raises(DecodeError, match="10 bytes declared, 6 bytes present"):
         decoder.finish()
@@ -289,7 +289,7 @@ def test_any_split_of_the_input_gives_the_same_records() -> None:
             + bytes([0x88, 0x02, 0x03, 0xE8]))
     whole = decode_all(data)
     for size in (1, 2, 3, 7, 64):
-        decoder = FrameDecoder(max_size_bytes=100)
+        decoder = FrameDecoder(max_buffer_bytes=100)
         pieces: list[object] = []
         for i in range(0, len(data), size):
             pieces += decoder.feed(data[i : i + size])
@@ -305,7 +305,7 @@ def test_oversized_payload_is_summarised_and_still_checked() -> None:
     text = ("é" * 100).encode()  # 200 bytes
     key = bytes.fromhex("01020304")
     frame = Frame(Opcode.TEXT, text).serialize(mask=True)
-    decoder = FrameDecoder(max_size_bytes=16)
+    decoder = FrameDecoder(max_buffer_bytes=16)
     records = []
     for i in range(0, len(frame), 7):  # odd chunks: the mask must rotate right
         records += decoder.feed(frame[i : i + 7])
@@ -316,7 +316,7 @@ def test_oversized_payload_is_summarised_and_still_checked() -> None:
     assert r.payload == text[:16]
     assert r.problems == []
     bad = Frame(Opcode.TEXT, text[:-1] + b"\xff").serialize(mask=False)
-    (r,) = decode_all(bad + bytes([0x81, 0x00]), max_size_bytes=16)[:1]
+    (r,) = decode_all(bad + bytes([0x81, 0x00]), max_buffer_bytes=16)[:1]
     assert isinstance(r, FrameRecord)
     assert r.problems and r.problems[0].close_code == 1007
     del key
@@ -324,7 +324,7 @@ def test_oversized_payload_is_summarised_and_still_checked() -> None:
 
 def test_oversized_fragmented_message_is_not_reassembled() -> None:
     data = bytes([0x02, 0x0A]) + b"a" * 10 + bytes([0x80, 0x0A]) + b"b" * 10
-    _first, second = frames_of(data, max_size_bytes=15)
+    _first, second = frames_of(data, max_buffer_bytes=15)
     assert second.reassembled is None and second.reassembled_length == 20
 
 
@@ -436,7 +436,7 @@ def test_arbitrary_bytes_only_raise_decode_error(prefix: bytes, body: bytes,
                                                  direction: str | None, max_size: int,
                                                  cuts: list[int]) -> None:
     data = prefix + body
-    decoder = FrameDecoder(direction=direction, max_size_bytes=max_size,  # type: ignore[arg-type]
+    decoder = FrameDecoder(direction=direction, max_buffer_bytes=max_size,  # type: ignore[arg-type]
                            deflate=DeflateParams() if max_size % 2 else None)
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     try:

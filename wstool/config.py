@@ -4,20 +4,31 @@ The records are ``NamedTuple`` classes, not frozen dataclasses: this module is
 imported by every command, ``--version`` included, and defining ten dataclasses
 cost ~9 ms of start-up (bench/README.md).
 
-Nothing here touches the network or the terminal: ``cli.py`` turns raw option
-values into these dataclasses (raising :class:`~wstool.errors.UsageError` with
-a one-line message on bad input), and the core and front-ends only read them.
+Nothing here touches the network or the terminal: ``wstool/cli/options.py``
+turns raw option values into these records (raising
+:class:`~wstool.errors.UsageError` with a one-line message on bad input), and
+the core and front-ends only read them; no click value crosses that edge.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 from wstool.errors import UsageError
 
+# The largest message a connection accepts: --max-size of connect, listen and
+# serve-echo (over it: exit 6 / close 1009).
 DEFAULT_MAX_SIZE_BYTES = 16 * 1024 * 1024
+# frame-dump's --max-size is another bound: how much of one frame's or message's
+# payload the decoder keeps; longer payloads stream through and are summarised,
+# never refused (frames.py). The same figure, so that a message a wstool
+# connection would accept is shown whole.
+DEFAULT_MAX_BUFFER_BYTES = DEFAULT_MAX_SIZE_BYTES
 DEFAULT_CHUNK_SIZE_BYTES = 64 * 1024
 # With permessage-deflate, messages shorter than this are sent uncompressed
 # (RFC 7692 §6.1 lets a sender decide per message): deflating a short message
@@ -107,6 +118,29 @@ class PipeConfig(NamedTuple):
     reconnect_limit: int = 0
 
 
+class ReplConfig(NamedTuple):
+    """The REPL's own options (``--vi``, ``--no-history``...), for connect and listen."""
+
+    vi: bool = False
+    history_path: Path | None = None  # None: no history on disk (--no-history)
+    timestamps: bool = False
+    pretty_json: bool = True
+    base64: bool = False
+    verbose: int = 0
+    show_secrets: bool = False
+    prompt: str = "ws> "  # e.g. "listen> " for wstool listen
+    lines_as_binary: bool = False  # -b: a typed line goes out as a binary message
+
+
+def default_history_path(environ: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/wstool/history``, default ``~/.local/state/wstool/history``."""
+    state_home = environ.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(state_home):  # the XDG spec: ignore relative paths
+        home = environ.get("HOME") or str(Path.home())
+        state_home = os.path.join(home, ".local", "state")
+    return Path(state_home) / "wstool" / "history"
+
+
 def parse_target(text: str) -> Target:
     """Normalise a URL argument.
 
@@ -193,6 +227,15 @@ def size_or_none(value: int) -> int | None:
     if value < 0:
         raise UsageError(f"invalid --max-size {value}: must be 0 (no limit) or more")
     return value or None
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """frame-dump's ``--listen HOST:PORT``; an empty HOST is 127.0.0.1."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise UsageError(f"invalid --listen '{text}': expected HOST:PORT (port 0-65535)")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port_text)
 
 
 # Servers (issue 4): serve-echo and listen share ServerConfig.

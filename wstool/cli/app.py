@@ -19,8 +19,11 @@ from wstool.cli.options import (
     connect_config,
     connect_options,
     dump_output_options,
+    frame_dump_plan,
+    max_buffer_option,
     output_config,
     output_options,
+    repl_config,
     repl_options,
     server_config,
     server_options,
@@ -208,9 +211,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     async def front_end(cfg: ConnectConfig) -> int:
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
-            from wstool.term.repl import ReplConfig
 
-            repl_cfg = ReplConfig.from_options(env, out_cfg, raw)
+            repl_cfg = repl_config(raw, env.environ, out_cfg)
             return await run_connect_repl(env, cfg, pipe_cfg, out_cfg, repl_cfg)
         from wstool.client.pipe import PipeFrontEnd
 
@@ -262,13 +264,9 @@ def listen_cmd(**raw: Any) -> None:
 
     async def main() -> int:
         if env.interactive and not out_cfg.json:
-            import dataclasses
-
             from wstool.server.listen_repl import run_listen_repl
-            from wstool.term.repl import ReplConfig
 
-            repl_cfg = dataclasses.replace(
-                ReplConfig.from_options(env, out_cfg, raw), prompt="listen> ")
+            repl_cfg = repl_config(raw, env.environ, out_cfg, prompt="listen> ")
             return await run_listen_repl(env, server_cfg, listen_cfg, out_cfg, repl_cfg)
         from wstool.server.listen import ListenFrontEnd
 
@@ -361,9 +359,7 @@ def serve_echo_cmd(**raw: Any) -> None:
 @click.option("--from", "from_side", type=click.Choice(["client", "server"]),
               help="Who sent the bytes (default: per frame, from the MASK bit); "
                    "frames that break the masking rule are flagged.")
-@click.option("--max-size", type=int, default=16 * 1024 * 1024, show_default=True,
-              metavar="BYTES", help="Most payload bytes buffered per frame or message; "
-                                    "longer ones are summarised. 0 = no limit.")
+@max_buffer_option
 @click.option("--payload", "payload_limit", type=click.IntRange(0), default=64,
               show_default=True, metavar="N", help="Payload bytes previewed per frame; 0 = all.")
 @click.option("-x", "--hexdump", is_flag=True,
@@ -391,8 +387,6 @@ def frame_dump_cmd(source: str | None, **raw: Any) -> None:
 
     debug = raw["debug"]
     try:
-        from wstool.dump.frontend import frame_dump_plan
-
         plan = frame_dump_plan(source, raw)
     except WstoolError as exc:
         fail(exc)

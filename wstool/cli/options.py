@@ -3,31 +3,41 @@
 Model: click's ``decorators.py`` (``version_option``) and httpie's
 ``ProcessingOptions.from_raw_args``. Each factory adds a group of options to a
 command; each ``*_config`` function turns the raw keyword arguments into the
-frozen dataclasses of ``config.py`` (raising ``UsageError`` on bad input).
+frozen records of ``config.py`` (and frame-dump's of ``dump/``), raising
+``UsageError`` with a one-line message on bad input. This is the edge: the raw
+click values go no further than this package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from wstool.config import (
     DEFAULT_CHUNK_SIZE_BYTES,
+    DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_SIZE_BYTES,
     KEY_PASSWORD_ENV,
     ConnectConfig,
     OutputConfig,
+    ReplConfig,
     TLSConfig,
+    default_history_path,
     parse_auth,
     parse_header,
+    parse_listen_address,
     parse_target,
     seconds_or_none,
     size_or_none,
     split_userinfo,
 )
 from wstool.errors import UsageError
+
+if TYPE_CHECKING:
+    from wstool.dump.frontend import DumpConfig, DumpPlan
+    from wstool.dump.relay import RelayConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +80,25 @@ def repl_options(f: F) -> F:
     ])(f)
 
 
+def max_size_option(help_text: str) -> Callable[[F], F]:
+    """``--max-size``: the largest message a connection accepts (connect and the servers).
+
+    frame-dump's ``--max-size`` is spelled the same but bounds buffering, not
+    messages: ``max_buffer_option``.
+    """
+    return click.option("--max-size", "max_size", type=int, default=DEFAULT_MAX_SIZE_BYTES,
+                        show_default=True, metavar="BYTES", help=help_text)
+
+
+def max_buffer_option(f: F) -> F:
+    """frame-dump's ``--max-size``: how much payload is kept, not what is accepted."""
+    return click.option(
+        "--max-size", "max_buffer", type=int, default=DEFAULT_MAX_BUFFER_BYTES,
+        show_default=True, metavar="BYTES",
+        help="Most payload bytes buffered per frame or message; longer ones are "
+             "summarised. 0 = no limit.")(f)
+
+
 def connect_options(f: F) -> F:
     """Headers, subprotocols, auth, proxy, compression, limits, keepalive."""
     return _apply([
@@ -87,8 +116,7 @@ def connect_options(f: F) -> F:
         click.option("--no-proxy", is_flag=True, help="Ignore proxy settings; connect directly."),
         click.option("--compress/--no-compress", default=True, show_default=True,
                      help="Offer permessage-deflate."),
-        click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE_BYTES, show_default=True,
-                     metavar="BYTES", help="Largest message accepted; 0 = no limit."),
+        max_size_option("Largest message accepted; 0 = no limit."),
         click.option("--open-timeout", type=float, default=10.0, show_default=True,
                      metavar="SECONDS", help="Connect + TLS + handshake deadline; 0 = none."),
         click.option("--ping-interval", type=float, default=20.0, show_default=True,
@@ -153,13 +181,31 @@ def dump_output_options(f: F) -> F:
     ])(f)
 
 
-def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
-    target, url_auth = split_userinfo(parse_target(url))
-    auth = parse_auth(raw["auth"]) if raw.get("auth") else url_auth
+def tls_config(raw: Mapping[str, Any]) -> TLSConfig:
+    """``tls_options`` -> ``TLSConfig`` (connect, and frame-dump's relay upstream)."""
     if raw.get("key") and not raw.get("cert"):
         raise UsageError("--key needs --cert (the client certificate it belongs to)")
-    if raw["open_timeout"] < 0:
+    return TLSConfig(
+        cafile=raw.get("cacert"),
+        certfile=raw.get("cert"),
+        keyfile=raw.get("key"),
+        key_password=raw.get("key_password"),
+        insecure=bool(raw.get("insecure")),
+        server_name=raw.get("server_name"),
+    )
+
+
+def _open_timeout_s(value: float) -> float | None:
+    if value < 0:
         raise UsageError("invalid --open-timeout: must be 0 (none) or more")
+    return seconds_or_none(value)
+
+
+def connect_config(url: str, raw: Mapping[str, Any]) -> ConnectConfig:
+    target, url_auth = split_userinfo(parse_target(url))
+    auth = parse_auth(raw["auth"]) if raw.get("auth") else url_auth
+    tls = tls_config(raw)
+    open_timeout_s = _open_timeout_s(raw["open_timeout"])
     close_timeout = raw.get("close_timeout", 5.0)
     if close_timeout < 0:
         raise UsageError("invalid --close-timeout: must be 0 (do not wait) or more")
@@ -174,25 +220,18 @@ def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
         origin=raw.get("origin"),
         auth=auth,
         user_agent=raw.get("user_agent"),
-        tls=TLSConfig(
-            cafile=raw.get("cacert"),
-            certfile=raw.get("cert"),
-            keyfile=raw.get("key"),
-            key_password=raw.get("key_password"),
-            insecure=bool(raw.get("insecure")),
-            server_name=raw.get("server_name"),
-        ),
+        tls=tls,
         proxy=proxy,
         compress=raw.get("compress", True),
         max_size_bytes=size_or_none(raw["max_size"]),
-        open_timeout_s=seconds_or_none(raw["open_timeout"]),
+        open_timeout_s=open_timeout_s,
         ping_interval_s=seconds_or_none(raw["ping_interval"]),
         ping_timeout_s=seconds_or_none(raw["ping_timeout"]),
         close_timeout_s=close_timeout,
     )
 
 
-def output_config(raw: dict[str, Any], *, trace: bool = False) -> OutputConfig:
+def output_config(raw: Mapping[str, Any], *, trace: bool = False) -> OutputConfig:
     return OutputConfig(
         verbose=raw.get("verbose", 0),
         show_secrets=raw.get("show_secrets", False),
@@ -201,6 +240,26 @@ def output_config(raw: dict[str, Any], *, trace: bool = False) -> OutputConfig:
         debug=raw.get("debug", False),
         trace=trace,
     )
+
+
+def repl_config(raw: Mapping[str, Any], environ: Mapping[str, str], output: OutputConfig,
+                *, prompt: str | None = None) -> ReplConfig:
+    """``repl_options`` (and ``-b``/``--base64``) -> ``ReplConfig``, for connect and listen.
+
+    ENVIRON locates the history file ($XDG_STATE_HOME) unless --no-history;
+    PROMPT replaces the default ``ws> `` (listen's ``listen> ``).
+    """
+    cfg = ReplConfig(
+        vi=bool(raw.get("vi")),
+        history_path=None if raw.get("no_history") else default_history_path(environ),
+        timestamps=bool(raw.get("timestamps")),
+        pretty_json=not raw.get("no_pretty"),
+        base64=bool(raw.get("use_base64")),
+        lines_as_binary=bool(raw.get("binary")),
+        verbose=output.verbose,
+        show_secrets=output.show_secrets,
+    )
+    return cfg if prompt is None else cfg._replace(prompt=prompt)
 
 
 # Servers (issue 4): serve-echo and listen.
@@ -237,9 +296,7 @@ def server_options(f: F) -> F:
         click.option("--token", metavar="TOKEN",
                      help="Require 'Authorization: Bearer TOKEN' or ?token=TOKEN; "
                           "others get 401."),
-        click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE_BYTES,
-                     show_default=True, metavar="BYTES",
-                     help="Largest message accepted (else close 1009); 0 = no limit."),
+        max_size_option("Largest message accepted (else close 1009); 0 = no limit."),
         click.option("--compress/--no-compress", default=True, show_default=True,
                      help="Accept permessage-deflate."),
         click.option("--ping-interval", type=float, default=d.ping_interval_s,
@@ -262,7 +319,7 @@ def server_options(f: F) -> F:
     ])(f)
 
 
-def server_config(raw: dict[str, Any]) -> ServerConfig:
+def server_config(raw: Mapping[str, Any]) -> ServerConfig:
     """Raw server options -> ``ServerConfig``."""
     if raw.get("key") and not raw.get("cert"):
         raise UsageError("--key needs --cert (the certificate it belongs to)")
@@ -297,3 +354,77 @@ def server_config(raw: dict[str, Any]) -> ServerConfig:
         open_timeout_s=seconds_or_none(raw["open_timeout"]),
         close_timeout_s=raw["close_timeout"] or 0.001,
     )
+
+
+# frame-dump (issues 5 and 7): what it shows, and where the bytes come from. The
+# dump package receives these records and never sees a click value.
+
+
+def dump_config(raw: Mapping[str, Any]) -> DumpConfig:
+    """What frame-dump shows and how (every mode)."""
+    from wstool.dump.frontend import DumpConfig
+
+    return DumpConfig(
+        direction=raw.get("from_side"),
+        max_buffer_bytes=size_or_none(raw["max_buffer"]),
+        payload_limit=raw["payload_limit"] or None,
+        hexdump=raw["hexdump"],
+        json=raw["json_output"],
+        # A relay shows other people's credentials: masked unless --show-secrets
+        # (as -v does); a file or capture is shown as it is.
+        show_secrets=raw["show_secrets"] or not raw.get("listen"),
+    )
+
+
+def relay_config(url: str, listen: str, raw: Mapping[str, Any],
+                 max_buffer_bytes: int | None) -> RelayConfig:
+    """``--listen HOST:PORT URL``: where the relay accepts clients and what it connects to.
+
+    The upstream is a ``ConnectConfig`` for its target, TLS, -H headers and
+    --open-timeout; the relay forwards bytes, so nothing else of a client
+    connection (subprotocols, compression, keepalive, proxies) applies.
+    """
+    from wstool.dump.relay import RelayConfig
+
+    host, port = parse_listen_address(listen)
+    target, url_auth = split_userinfo(parse_target(url))
+    tls = tls_config(raw)
+    open_timeout_s = _open_timeout_s(raw["open_timeout"])
+    upstream = ConnectConfig(
+        target=target,
+        headers=tuple(parse_header(h) for h in raw.get("headers", ())),
+        auth=url_auth,
+        tls=tls,
+        proxy="",  # the relay connects directly
+        open_timeout_s=open_timeout_s,
+        ping_interval_s=None,
+        ping_timeout_s=None,
+    )
+    if target.unix_path is not None:
+        raise UsageError("--listen relays to ws:// or wss:// URLs, not ws+unix://")
+    return RelayConfig(host, port, upstream, max_buffer_bytes)
+
+
+def frame_dump_plan(source: str | None, raw: Mapping[str, Any]) -> DumpPlan:
+    """frame-dump's SOURCE argument and options -> a validated plan (UsageError on bad input)."""
+    from wstool.dump.frontend import DumpPlan, OfflineSource
+
+    cfg = dump_config(raw)
+    listen, pcap = raw.get("listen"), raw.get("pcap")
+    if listen and pcap:
+        raise UsageError("give --listen or --pcap, not both")
+    if listen:
+        if source is None:
+            raise UsageError("--listen needs the URL to relay to (ws:// or wss://)")
+        if raw["hex_input"]:
+            raise UsageError("--hex reads a file; it does not apply to --listen")
+        return DumpPlan(cfg, relay=relay_config(source, listen, raw, cfg.max_buffer_bytes))
+    if pcap:
+        if source is not None:
+            raise UsageError(f"unexpected argument '{source}' with --pcap FILE")
+        return DumpPlan(cfg, pcap_path=pcap)
+    if source is None:
+        raise UsageError("missing FILE (or - for stdin, --listen HOST:PORT URL, --pcap FILE)")
+    if raw.get("headers") or raw.get("cacert") or raw.get("insecure"):
+        raise UsageError("-H and TLS options apply to --listen only")
+    return DumpPlan(cfg, source=OfflineSource(source, raw["hex_input"]))

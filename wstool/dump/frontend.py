@@ -10,7 +10,8 @@ each one that starts with a WebSocket upgrade is decoded in both directions.
 
 Human output goes to stdout, with rich colour only when stdout is a terminal;
 ``--json`` writes one object per line (README "frame-dump"). Diagnostics go to
-stderr through ``cli.py``.
+stderr through ``wstool/cli/``, which also builds the records this module runs
+on (``options.frame_dump_plan``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import mmap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wstool.errors import ExitStatus, ProtocolFailure, UsageError, WstoolError
+from wstool.config import DEFAULT_MAX_BUFFER_BYTES
+from wstool.errors import ExitStatus, ProtocolFailure, WstoolError
 from wstool.protocol.frames import Decoded, DecodeError, FrameDecoder, HttpHead, Side, parse_hex
 from wstool.term.env import Environment
 from wstool.term.render import (
@@ -46,7 +48,9 @@ class DumpConfig:
     """What ``frame-dump`` shows and how (built at the CLI edge)."""
 
     direction: Side | None = None  # --from
-    max_size_bytes: int | None = 16 * 1024 * 1024  # --max-size (None: no limit)
+    # --max-size: payload bytes kept per frame or message, longer ones are
+    # summarised (a buffering bound, not a message limit; None: no bound).
+    max_buffer_bytes: int | None = DEFAULT_MAX_BUFFER_BYTES
     payload_limit: int | None = 64  # --payload N (None: no limit)
     hexdump: bool = False  # -x/--hexdump
     json: bool = False  # --json
@@ -55,6 +59,8 @@ class DumpConfig:
 
 @dataclass(frozen=True)
 class OfflineSource:
+    """``frame-dump FILE|-``: one direction of a stream, raw bytes or --hex text."""
+
     path: str  # a file, or "-" for stdin
     hex_input: bool = False
 
@@ -162,7 +168,7 @@ def _read_all(env: Environment, source: OfflineSource) -> Any:
 def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> int:
     """Decode one direction of a stream from a file or stdin; returns the exit status."""
     writer = FrameWriter(env, cfg)
-    decoder = FrameDecoder(direction=cfg.direction, max_size_bytes=cfg.max_size_bytes)
+    decoder = FrameDecoder(direction=cfg.direction, max_buffer_bytes=cfg.max_buffer_bytes)
     chunks = _read_all(env, source)
     if source.hex_input:
         text = b"".join(chunks).decode("ascii", "replace")
@@ -188,7 +194,10 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
 
 @dataclass(frozen=True)
 class DumpPlan:
-    """What ``frame-dump`` was asked to do, validated (built by ``frame_dump_plan``)."""
+    """What ``frame-dump`` was asked to do: one of three sources, validated.
+
+    Built at the CLI edge (``wstool.cli.options.frame_dump_plan``).
+    """
 
     cfg: DumpConfig
     source: OfflineSource | None = None
@@ -202,62 +211,6 @@ class DumpPlan:
             return dump_pcap(env, self.pcap_path, self.cfg)
         assert self.source is not None
         return dump_offline(env, self.source, self.cfg)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise UsageError(f"invalid --listen '{text}': expected HOST:PORT (port 0-65535)")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port_text)
-
-
-def frame_dump_plan(source: str | None, raw: dict[str, Any]) -> DumpPlan:
-    """Raw ``frame-dump`` options -> a validated plan (UsageError on bad input)."""
-    from wstool.config import size_or_none
-
-    cfg = DumpConfig(
-        direction=raw.get("from_side"),
-        max_size_bytes=size_or_none(raw["max_size"]),
-        payload_limit=raw["payload_limit"] or None,
-        hexdump=raw["hexdump"],
-        json=raw["json_output"],
-        show_secrets=raw["show_secrets"] or not raw.get("listen"),
-    )
-    if raw.get("listen") and raw.get("pcap"):
-        raise UsageError("give --listen or --pcap, not both")
-    if raw.get("listen"):
-        if source is None:
-            raise UsageError("--listen needs the URL to relay to (ws:// or wss://)")
-        if raw["hex_input"]:
-            raise UsageError("--hex reads a file; it does not apply to --listen")
-        from wstool.cli.options import connect_config
-        from wstool.dump.relay import RelayConfig
-
-        host, port = parse_listen(raw["listen"])
-        upstream = connect_config(source, {
-            **raw,
-            "subprotocols": (),
-            "compress": True,
-            "ping_interval": 0,
-            "ping_timeout": 0,
-            "no_proxy": True,
-            "proxy": None,
-        })
-        if upstream.target.unix_path is not None:
-            raise UsageError("--listen relays to ws:// or wss:// URLs, not ws+unix://")
-        return DumpPlan(cfg, relay=RelayConfig(host, port, upstream, cfg.max_size_bytes))
-    if raw.get("pcap"):
-        if source is not None:
-            raise UsageError(f"unexpected argument '{source}' with --pcap FILE")
-        return DumpPlan(cfg, pcap_path=raw["pcap"])
-    if source is None:
-        raise UsageError("missing FILE (or - for stdin, --listen HOST:PORT URL, --pcap FILE)")
-    if raw.get("headers") or raw.get("cacert") or raw.get("insecure"):
-        raise UsageError("-H and TLS options apply to --listen only")
-    return DumpPlan(cfg, source=OfflineSource(source, raw["hex_input"]))
-
-
 
 
 class RelayRenderer:
@@ -391,9 +344,9 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
         state.number = websockets
         state.client = client
         state.decoders[client] = FrameDecoder(direction="client",
-                                              max_size_bytes=cfg.max_size_bytes)
+                                              max_buffer_bytes=cfg.max_buffer_bytes)
         state.decoders[server] = FrameDecoder(direction="server",
-                                              max_size_bytes=cfg.max_size_bytes)
+                                              max_buffer_bytes=cfg.max_buffer_bytes)
         writer.event({"event": "open", "conn": state.number, "peer": _endpoint(client),
                       "server": _endpoint(server), "packet": packet_index},
                      f"= connection {state.number}: {_endpoint(client)} -> "

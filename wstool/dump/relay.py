@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from websockets.headers import build_authorization_basic
 
-from wstool.config import ConnectConfig
+from wstool.config import DEFAULT_MAX_BUFFER_BYTES, ConnectConfig
 from wstool.dump.events import (
     RelayConnClosed,
     RelayConnOpened,
@@ -54,10 +54,14 @@ _BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
 
 @dataclass(frozen=True)
 class RelayConfig:
+    """``frame-dump --listen HOST:PORT URL`` (built by ``cli.options.relay_config``)."""
+
     listen_host: str
     listen_port: int
-    upstream: ConnectConfig
-    max_size_bytes: int | None = 16 * 1024 * 1024
+    upstream: ConnectConfig  # target, TLS, -H headers and --open-timeout of URL
+    # Payload bytes each decoder keeps (frame-dump --max-size); the relay
+    # forwards every byte whatever this is.
+    max_buffer_bytes: int | None = DEFAULT_MAX_BUFFER_BYTES
 
 
 def _upstream_address(cfg: ConnectConfig) -> tuple[str, int, str]:
@@ -220,9 +224,9 @@ class Relay:
                     await writer.drain()
                 reason = "upstream unreachable"
                 return
-            max_size = self.cfg.max_size_bytes
-            client_decoder = FrameDecoder(direction="client", max_size_bytes=max_size)
-            server_decoder = FrameDecoder(direction="server", max_size_bytes=max_size)
+            max_buffer = self.cfg.max_buffer_bytes
+            client_decoder = FrameDecoder(direction="client", max_buffer_bytes=max_buffer)
+            server_decoder = FrameDecoder(direction="server", max_buffer_bytes=max_buffer)
             state = _PumpState(client_decoder, server_decoder)
             upstream_writer.write(forwarded)
             counts["client"] += len(forwarded)

@@ -10,7 +10,7 @@ problem wherever the length is known (it always is, once the header is read).
 
 Feeding is incremental (``FrameDecoder.feed`` may be given any split of the
 input); ``finish()`` raises :class:`DecodeError` with the offset when the input
-stops inside a frame. ``max_size_bytes`` bounds what is buffered: a longer
+stops inside a frame. ``max_buffer_bytes`` bounds what is buffered: a longer
 payload is streamed through (unmasked, UTF-8 checked and inflated chunk by
 chunk) and only its head is kept (``FrameRecord.summarised``).
 
@@ -35,6 +35,7 @@ try:  # the C speedup websockets itself uses; the pure-Python twin otherwise
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
+from wstool.config import DEFAULT_MAX_BUFFER_BYTES
 from wstool.errors import ProtocolFailure, describe_close_code
 
 Side: TypeAlias = Literal["client", "server"]
@@ -61,7 +62,6 @@ CONTROL_OPCODES = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 VALID_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
                                1012, 1013, 1014})
 
-DEFAULT_MAX_SIZE_BYTES = 16 * 1024 * 1024
 MAX_HTTP_HEAD_BYTES = 64 * 1024
 INFLATE_PIECE_BYTES = 1024 * 1024
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2
@@ -157,7 +157,7 @@ class FrameRecord:
     length: int  # payload length, as declared in the header
     length_bits: int  # 7, 16 or 64: the length encoding used
     header: bytes  # the raw header bytes (2 to 14)
-    payload: bytes  # unmasked; only the first max_size bytes when summarised
+    payload: bytes  # unmasked; only the first max_buffer_bytes when summarised
     direction: Side
     summarised: bool = False
     message: int = 0  # the data message this frame belongs to (1, 2, ...); 0: control
@@ -168,7 +168,7 @@ class FrameRecord:
     inflated: bytes | None = None  # what this frame's payload inflated to (compressed)
     inflated_length: int | None = None
     # On the CONT frame that ends a fragmented message: the whole message
-    # (inflated when compressed); None when over max_size.
+    # (inflated when compressed); None when over max_buffer_bytes.
     reassembled: bytes | None = None
     reassembled_length: int | None = None
     message_opcode: int | None = None  # TEXT/BINARY of the message, for continuations
@@ -247,7 +247,7 @@ def parse_http_head(raw: bytes, offset: int = 0) -> HttpHead:
 
 
 class _Big:
-    """State of a payload longer than max_size, streamed through in chunks."""
+    """State of a payload longer than max_buffer_bytes, streamed through in chunks."""
 
     __slots__ = ("done", "record", "remaining")
 
@@ -269,13 +269,13 @@ class FrameDecoder:
         self,
         *,
         direction: Side | None = None,
-        max_size_bytes: int | None = DEFAULT_MAX_SIZE_BYTES,
+        max_buffer_bytes: int | None = DEFAULT_MAX_BUFFER_BYTES,
         deflate: DeflateParams | None = None,
         detect_http: bool = True,
         start_offset: int = 0,
     ) -> None:
         self.direction = direction
-        self.max_size = max_size_bytes if max_size_bytes else (1 << 63)
+        self.max_buffer = max_buffer_bytes if max_buffer_bytes else (1 << 63)
         self.deflate = deflate
         self.offset = start_offset  # input offset of self._buf[0]
         self._buf = bytearray()
@@ -403,7 +403,7 @@ class FrameDecoder:
         buf = self._buf
         size = len(buf)
         pos = 0
-        max_size = self.max_size
+        max_buffer = self.max_buffer
         forced = self.direction
         while size - pos >= 2:
             b0 = buf[pos]
@@ -435,7 +435,7 @@ class FrameDecoder:
                 if size - pos < hl:
                     break
             end = pos + hl + ln
-            if ln > max_size:
+            if ln > max_buffer:
                 # Stream the payload through; keep only its head (--max-size).
                 record = self._new_record(b0, b1, ln, bits, key, bytes(buf[pos : pos + hl]),
                                           b"", self.offset + pos)
@@ -574,7 +574,7 @@ class FrameDecoder:
     def _stream_chunk(self, record: FrameRecord, chunk: bytes, final: bool) -> None:
         """One piece of an oversized payload (``_begin`` has run already)."""
         if chunk:
-            room = self.max_size - len(record.payload)
+            room = self.max_buffer - len(record.payload)
             if room > 0:
                 record.payload += chunk[:room]
             self._payload_chunk(record, chunk)
@@ -665,7 +665,7 @@ class FrameDecoder:
         try:
             piece = inflater.decompress(chunk, INFLATE_PIECE_BYTES)
             while True:
-                room = self.max_size - len(record.inflated)
+                room = self.max_buffer - len(record.inflated)
                 if room > 0:
                     record.inflated += piece[:room]
                 record.inflated_length = (record.inflated_length or 0) + len(piece)
@@ -683,7 +683,7 @@ class FrameDecoder:
         self._frag_size += len(data)
         parts = self._frag_parts
         if parts is not None:
-            if self._frag_size <= self.max_size:
+            if self._frag_size <= self.max_buffer:
                 parts.append(data)
             else:
                 self._frag_parts = None

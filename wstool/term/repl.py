@@ -42,9 +42,8 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,7 +63,10 @@ from prompt_toolkit.styles import Style
 from rich.console import Console
 from rich.text import Text
 
-from wstool.config import OutputConfig
+# ReplConfig lives with the other records (built by cli/options.repl_config);
+# re-exported because the REPL front-ends (and tests) import both from here.
+from wstool.config import ReplConfig as ReplConfig
+from wstool.config import default_history_path as default_history_path
 from wstool.errors import ExitStatus
 from wstool.events import (
     Closed,
@@ -154,44 +156,6 @@ class ReplTarget(Protocol):
     def headers_lines(self) -> list[str]: ...
     def stats_lines(self) -> list[str]: ...
     async def execute(self, command: object, ui: ReplUI) -> bool: ...
-
-
-@dataclass(frozen=True)
-class ReplConfig:
-    vi: bool = False
-    history_path: Path | None = None  # None: no history on disk (--no-history)
-    timestamps: bool = False
-    pretty_json: bool = True
-    base64: bool = False
-    verbose: int = 0
-    show_secrets: bool = False
-    prompt: str = "ws> "  # e.g. "listen> " for wstool listen
-    lines_as_binary: bool = False  # -b: a typed line goes out as a binary message
-
-    @classmethod
-    def from_options(
-        cls, env: Environment, output_config: OutputConfig, raw: dict[str, Any]
-    ) -> ReplConfig:
-        """From ``connect``'s raw options (``--vi``, ``--no-history``...)."""
-        return cls(
-            vi=bool(raw.get("vi")),
-            history_path=None if raw.get("no_history") else default_history_path(env.environ),
-            timestamps=bool(raw.get("timestamps")),
-            pretty_json=not raw.get("no_pretty"),
-            base64=bool(raw.get("use_base64")),
-            lines_as_binary=bool(raw.get("binary")),
-            verbose=output_config.verbose,
-            show_secrets=output_config.show_secrets,
-        )
-
-
-def default_history_path(environ: Mapping[str, str]) -> Path:
-    """``$XDG_STATE_HOME/wstool/history``, default ``~/.local/state/wstool/history``."""
-    state_home = environ.get("XDG_STATE_HOME") or ""
-    if not os.path.isabs(state_home):  # the XDG spec: ignore relative paths
-        home = environ.get("HOME") or str(Path.home())
-        state_home = os.path.join(home, ".local", "state")
-    return Path(state_home) / "wstool" / "history"
 
 
 class _BoundedFileHistory(FileHistory):
