@@ -53,7 +53,6 @@ with deferred("importlib.metadata", "urllib.request"):
     from websockets.headers import build_authorization_basic
     from websockets.protocol import State
     from websockets.proxy import get_proxy
-    from websockets.streams import StreamReader
     from websockets.typing import Origin, Subprotocol
     from websockets.uri import parse_uri
 
@@ -61,6 +60,8 @@ with deferred("importlib.metadata", "urllib.request"):
         from websockets.speedups import apply_mask
     except ImportError:  # pragma: no cover
         from websockets.utils import apply_mask
+
+    from wstool.protocol import internals
 
 from wstool import __version__
 from wstool.config import COMPRESS_THRESHOLD_BYTES, ConnectConfig
@@ -111,11 +112,6 @@ def _headers_tuple(headers: Headers) -> tuple[tuple[str, str], ...]:
     return tuple(headers.raw_items())
 
 
-# What the library's parse() generator waits in between frames (see
-# _Connection._library_at_frame_boundary).
-_AT_EOF_CODE = StreamReader.at_eof.__code__
-
-
 class _Connection(ClientConnection):
     """The library's connection with wstool's receive path (see module doc)."""
 
@@ -137,8 +133,7 @@ class _Connection(ClientConnection):
             session.sink(Ping("received", bytes(frame.data), ts=time.monotonic()))
         elif opcode is Opcode.PONG:
             data = bytes(frame.data)
-            pending = self.pending_pings.get(data)
-            rtt = None if pending is None else self.loop.time() - pending[1]
+            rtt = internals.pong_rtt_s(self, data)
             super().process_event(event)  # resolves ping() waiters
             if rtt is not None:
                 session.rtts_s.append(rtt)
@@ -149,27 +144,15 @@ class _Connection(ClientConnection):
         # send() syscall per frame when the buffer is empty; coalesce them.
         writes = self.protocol.data_to_send()
         if len(writes) > 1 and all(writes):
-            self.protocol.writes = [b"".join(writes)]  # hand back as one write
+            internals.requeue_writes(self.protocol, [b"".join(writes)])  # as one write
         else:
-            self.protocol.writes = writes
+            internals.requeue_writes(self.protocol, writes)
         super().send_data()
 
     _close_timer: asyncio.TimerHandle | None = None
     # The receive fast path (see _receive_fast); switched on by Session.open().
     fast_receive = False
     _rx_pending = b""
-
-    def _library_at_frame_boundary(self) -> bool:
-        """True when the library's parser has consumed everything it was given
-        and waits for the first byte of a frame, outside a fragmented message."""
-        protocol = self.protocol
-        if protocol.state is not State.OPEN or protocol.current_size is not None:
-            return False
-        # ClientProtocol.parse -> Protocol.parse -> StreamReader.at_eof
-        waiting: Any = protocol.parser
-        while waiting.gi_yieldfrom is not None:
-            waiting = waiting.gi_yieldfrom
-        return bool(waiting.gi_code is _AT_EOF_CODE)
 
     def _receive_fast(self, data: bytes) -> bytes:
         """Parse the frames of the common case here; return the rest, from the
@@ -228,7 +211,9 @@ class _Connection(ClientConnection):
         return b""
 
     def data_received(self, data: bytes) -> None:
-        if self.fast_receive and (self._rx_pending or self._library_at_frame_boundary()):
+        if self.fast_receive and (
+            self._rx_pending or internals.at_frame_boundary(self.protocol)
+        ):
             data = self._receive_fast(data)
             if not data:
                 self.session._batch_done()
@@ -238,12 +223,17 @@ class _Connection(ClientConnection):
         # close, or our failing the connection), nobody awaits close(), so
         # enforce close_timeout here: RFC 6455 §7.1.1 lets the client close
         # TCP when the server does not.
-        if self.protocol.parser_exc is not None or self.session._failure is not None:
+        if (
+            internals.parser_error(self.protocol) is not None
+            or self.session._failure is not None
+        ):
             # We failed the connection (RFC 6455 §7.1.7): the close frame is
             # queued; close TCP after it rather than wait for the server.
             self.transport.close()
-        elif self.close_deadline is not None and self._close_timer is None:
-            self._close_timer = self.loop.call_at(self.close_deadline, self.transport.abort)
+        elif self._close_timer is None:
+            deadline = internals.close_deadline(self)
+            if deadline is not None:
+                self._close_timer = self.loop.call_at(deadline, self.transport.abort)
         self.session._batch_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -369,13 +359,11 @@ class Session:
 
             make_strict_echo(protocol).emit_data_frames = True
         if self.trace:
-            send_frame = protocol.send_frame
 
-            def traced_send_frame(frame: Frame) -> None:
+            def report_sent(frame: Frame) -> None:
                 self.sink(FrameSeen("sent", frame, ts=time.monotonic()))
-                send_frame(frame)
 
-            protocol.send_frame = traced_send_frame
+            internals.trace_sent_frames(protocol, report_sent)
         self._conn = conn
         return conn
 
@@ -436,7 +424,7 @@ class Session:
             return exc
         # A TLS alert after the handshake (TLS 1.3 reports a missing client
         # certificate that way) reaches connection_lost(), not the handshake.
-        lost_exc = self._conn.connection_exc if self._conn is not None else None
+        lost_exc = internals.connection_error(self._conn) if self._conn is not None else None
         if isinstance(lost_exc, ssl.SSLError) and isinstance(exc, (InvalidMessage, OSError)):
             exc = lost_exc
         if isinstance(exc, InvalidURI):
@@ -624,7 +612,7 @@ class Session:
             not isinstance(ext, PerMessageDeflate) for ext in extensions
         )
         threshold = COMPRESS_THRESHOLD_BYTES if extensions else None
-        writes = protocol.writes
+        writes = internals.pending_writes(protocol)
         keys = os.urandom(4 * count)
         raw: list[bytes] = []
         payload_bytes = 0
@@ -669,7 +657,7 @@ class Session:
         try:
             conn.send_data()
         except Exception as exc:  # the transport is gone; connection_lost follows
-            conn.set_connection_exc(exc)
+            internals.set_connection_error(conn, exc)
 
     async def drain(self) -> None:
         await self._require_conn().drain()
@@ -719,7 +707,7 @@ class Session:
     def _finish_close(self) -> None:
         conn = self._require_conn()
         protocol = conn.protocol
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        rcvd, sent, rcvd_then_sent = internals.close_frames(protocol)
         initiated_by: Any
         code, reason = (rcvd.code, rcvd.reason) if rcvd is not None else (1006, "")
         if rcvd is None:
@@ -728,7 +716,7 @@ class Session:
                 # We failed the connection (e.g. 1009) and stopped reading:
                 # the code worth showing is the one we sent.
                 initiated_by, code, reason = "client", sent.code, sent.reason
-        elif sent is None or protocol.close_rcvd_then_sent:
+        elif sent is None or rcvd_then_sent:
             initiated_by = "server"
         else:
             initiated_by = "client"
@@ -742,7 +730,7 @@ class Session:
             return self._failure
         conn = self._require_conn()
         protocol = conn.protocol
-        parser_exc = protocol.parser_exc
+        parser_exc = internals.parser_error(protocol)
         limit = self.config.max_size_bytes
         if isinstance(parser_exc, PayloadTooBig):
             # The size is unknown when the limit is hit while inflating.
@@ -759,7 +747,7 @@ class Session:
             return ProtocolFailure(
                 f"server sent invalid UTF-8 ({parser_exc.reason} at byte {parser_exc.start})"
             )
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        rcvd, sent, _ = internals.close_frames(protocol)
         if sent is not None and sent.code == 1011 and "keepalive" in sent.reason:
             return TimedOut(
                 f"no pong within --ping-timeout {self.config.ping_timeout_s}s",
@@ -767,7 +755,7 @@ class Session:
             )
         closed = self.closed
         if rcvd is None:
-            deadline = conn.close_deadline  # set by the library when our close went out
+            deadline = internals.close_deadline(conn)  # set when our close went out
             if sent is not None and deadline is not None and conn.loop.time() + 0.01 >= deadline:
                 if not self.config.close_timeout_s:
                     return None  # --close-timeout 0: the user chose not to wait

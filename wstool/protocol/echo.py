@@ -26,6 +26,11 @@ over-long control frames, continuation frames out of sequence, invalid close
 codes are 1002; a message over ``max_size`` is 1009.
 
 No I/O here: ``receive_data()`` in, ``data_to_send()`` out, like the library.
+
+Being a replacement of the library's frame loop, this class reads the protocol's
+private state (``reader.buffer``, ``events``, ``writes``, ``_state``, ...) inline,
+per frame; each such use is a fenced assumption listed and tested with
+:mod:`wstool.protocol.internals`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import CONNECTING, OPEN, SERVER, Protocol, State
 from websockets.server import ServerProtocol
+
+from wstool.protocol.internals import replace_parser
 
 try:
     from websockets.speedups import apply_mask
@@ -429,8 +436,7 @@ class StrictEcho(Protocol):
         if self.side is SERVER and not self.eof_sent:
             self.send_eof()
         # §1.4: after a Close, discard further data.
-        self.parser = self.discard()
-        next(self.parser)
+        replace_parser(self, self.discard())
 
 
 class EchoServerProtocol(ServerProtocol, StrictEcho):

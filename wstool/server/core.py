@@ -38,7 +38,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN, State
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
@@ -46,7 +46,7 @@ from wstool import __version__
 from wstool.config import COMPRESS_THRESHOLD_BYTES, EchoConfig, ServerConfig
 from wstool.errors import UsageError, WstoolError
 from wstool.events import FrameSeen, Handshake, Ping, Pong
-from wstool.protocol import deflate
+from wstool.protocol import deflate, internals
 from wstool.protocol.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
 from wstool.server.events import (
     ClientConnected,
@@ -185,9 +185,7 @@ class ServerConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         protocol = self.protocol
-        if not protocol.reader.eof:
-            protocol.receive_eof()
-        protocol.state = State.CLOSED
+        internals.end_of_stream(protocol)
         waiter = self._pong_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionError("closed before its pong"))
@@ -201,15 +199,16 @@ class ServerConnection(asyncio.Protocol):
             stats.bytes_in += protocol.bytes_in
             stats.bytes_out += protocol.bytes_out
             server.app.closed(self)
-            rcvd, sent = protocol.close_rcvd, protocol.close_sent
+            rcvd, sent, rcvd_then_sent = internals.close_frames(protocol)
             initiated_by: Any
             if rcvd is None:
                 initiated_by = "server" if sent is not None else None
-            elif sent is None or protocol.close_rcvd_then_sent:
+            elif sent is None or rcvd_then_sent:
                 initiated_by = "client"
             else:
                 initiated_by = "server"
-            error = self.error or _failure_text(protocol.parser_exc)
+            parser_exc = internals.parser_error(protocol)
+            error = self.error or _failure_text(parser_exc)
             if error is None and exc is not None and rcvd is None:
                 error = f"connection lost: {exc}"
             server.sink(
@@ -223,7 +222,7 @@ class ServerConnection(asyncio.Protocol):
                     protocol.messages_out,
                     error,
                     ts=time.monotonic(),
-                    protocol_error=_failure_text(protocol.parser_exc) is not None,
+                    protocol_error=_failure_text(parser_exc) is not None,
                 )
             )
         elif not self.rejected:
@@ -252,6 +251,8 @@ class ServerConnection(asyncio.Protocol):
 
     def flush(self) -> None:
         protocol = self.protocol
+        # Protocol.writes and eof_sent inline: once per chunk, i.e. per message
+        # in request/response (fenced in wstool/protocol/internals.py).
         writes = protocol.writes
         if writes:
             protocol.writes = []
@@ -386,8 +387,7 @@ class ServerConnection(asyncio.Protocol):
                         deflate.skip_incompressible_binary(extension)
         # A fresh parser with the frame loop alone: the handshake's generator
         # frames would stay alive for the life of the connection otherwise.
-        protocol.parser = protocol.frame_loop()
-        next(protocol.parser)
+        internals.replace_parser(protocol, protocol.frame_loop())
         server.app.opened(self)
         # Frames that came with the request waited for the accept (echo.py).
         protocol.receive_data(b"")

@@ -29,26 +29,15 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
-from wstool.errors import (
-    ClosedAbnormally,
-    ExitStatus,
-    ProtocolFailure,
-    WstoolError,
-    describe_close_code,
-)
+from wstool.errors import ExitStatus, WstoolError
 from wstool.server.events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
-from wstool.server.log import ServerLog, install_stop_signals, prepared_tls
+from wstool.server.log import ServerLog, install_stop_signals, once_status, prepared_tls
 from wstool.term.env import Environment
 from wstool.term.render import binary_as_text, escape
 from wstool.term.stdin import InputSplitter, StdinReader
 
 if TYPE_CHECKING:
     from wstool.server.core import ListenApp, WebSocketServer
-
-# A client's close that ends `listen --once` with status 0 (1001: a browser
-# tab going away is a normal way to leave).
-CLEAN_CLIENT_CLOSE_CODES = frozenset({1000, 1001, 1005})
-
 
 class ListenFrontEnd:
     def __init__(
@@ -204,24 +193,3 @@ class ListenFrontEnd:
 
     def _once_status(self) -> ExitStatus:
         return once_status(self.once_result)
-
-
-def once_status(event: ClientDisconnected | None) -> ExitStatus:
-    """``--once``: the exit status from how the client left (raises the error ones)."""
-    if event is None:
-        return ExitStatus.OK
-    if event.protocol_error:
-        raise ProtocolFailure(f"client {event.client_id}: {event.error}")
-    if event.error:
-        raise ClosedAbnormally(f"client {event.client_id}: {event.error}")
-    if event.code in CLEAN_CLIENT_CLOSE_CODES:
-        return ExitStatus.OK
-    if event.code == 1006:
-        raise ClosedAbnormally(
-            f"client {event.client_id} left without a closing handshake (1006)"
-        )
-    reason = f": {event.reason}" if event.reason else ""
-    raise ClosedAbnormally(
-        f"client {event.client_id} closed with {event.code} "
-        f"({describe_close_code(event.code)}){reason}"
-    )

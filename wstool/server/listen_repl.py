@@ -36,6 +36,7 @@ from wstool.server.events import (
 )
 from wstool.server.log import (
     disconnect_line,
+    once_status,
     prepared_tls,
     server_handshake_lines,
     summary_line,
@@ -208,8 +209,6 @@ class ListenTarget:
     # ReplTarget
 
     async def run(self, sink: EventSink) -> ExitStatus:
-        from wstool.server.listen import once_status
-
         with prepared_tls(self.server_cfg, self._on_server_event) as ssl_context:
             self._server, self._app = await run_listen_server(
                 self.server_cfg, self._on_server_event,

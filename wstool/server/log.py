@@ -1,7 +1,9 @@
 """Front-end of the servers: start-up lines, -v/-vv/--json logs, signals, summary.
 
 ``serve-echo`` runs entirely here; ``listen`` uses :class:`ServerLog` and
-:func:`prepared_tls` too. Diagnostics go to stderr; ``--json`` writes events as
+:func:`prepared_tls` too, and both ``listen`` front-ends take ``--once``'s exit
+status from :func:`once_status` (here, so that front-ends never import each other).
+Diagnostics go to stderr; ``--json`` writes events as
 JSON lines on stdout (the shared ``--json`` help: "events as JSON lines on
 stdout"). Remote text (paths, reasons, subprotocols, frames) is escaped.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from wstool.config import OutputConfig, ServerConfig
-from wstool.errors import describe_close_code
+from wstool.errors import ClosedAbnormally, ExitStatus, ProtocolFailure, describe_close_code
 from wstool.events import FrameSeen, Handshake, Notice, Ping, Pong
 from wstool.server.events import (
     ClientConnected,
@@ -195,3 +197,29 @@ def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
                 loop.remove_signal_handler(sig)
 
     return remove
+
+
+# A client's close that ends `listen --once` with status 0 (1001: a browser
+# tab going away is a normal way to leave).
+CLEAN_CLIENT_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+
+def once_status(event: ClientDisconnected | None) -> ExitStatus:
+    """``--once``: the exit status from how the client left (raises the error ones)."""
+    if event is None:
+        return ExitStatus.OK
+    if event.protocol_error:
+        raise ProtocolFailure(f"client {event.client_id}: {event.error}")
+    if event.error:
+        raise ClosedAbnormally(f"client {event.client_id}: {event.error}")
+    if event.code in CLEAN_CLIENT_CLOSE_CODES:
+        return ExitStatus.OK
+    if event.code == 1006:
+        raise ClosedAbnormally(
+            f"client {event.client_id} left without a closing handshake (1006)"
+        )
+    reason = f": {event.reason}" if event.reason else ""
+    raise ClosedAbnormally(
+        f"client {event.client_id} closed with {event.code} "
+        f"({describe_close_code(event.code)}){reason}"
+    )
