@@ -6,7 +6,6 @@ the real option declarations, in-process, without starting a command.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import io
 from pathlib import Path
@@ -81,26 +80,8 @@ def test_16_mib_is_written_once() -> None:
 # -- nothing below the edge sees click
 
 
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
-def test_only_the_cli_package_imports_click_or_the_cli() -> None:
-    offenders = []
-    for path in sorted(WSTOOL.rglob("*.py")):
-        rel = path.relative_to(WSTOOL)
-        if rel.parts[0] == "cli" or rel.name == "__main__.py":
-            continue
-        for name in _imports(path):
-            if name in ("click", "wstool.cli") or name.startswith(("click.", "wstool.cli.")):
-                offenders.append(f"{rel} imports {name}")
-    assert offenders == []
+# (That no module below cli/ imports click or wstool.cli is the import contract's
+# job: tests/test_architecture.py.)
 
 
 def test_dump_package_runs_on_records_alone() -> None:
