@@ -133,7 +133,27 @@ def _ask_key_password(cfg: ConnectConfig) -> ConnectConfig:
     return cfg._replace(tls=tls._replace(key_password=password))
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
+def _looks_like_url(word: str) -> bool:
+    """``ws://h/``, ``localhost:8080``, ``9100``: a connect target, not a command name."""
+    return "://" in word or word.isdigit() or (
+        ":" in word and word.rpartition(":")[2].isdigit())
+
+
+class _Group(click.Group):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # websocat takes the URL first (`websocat ws://h/`): say what wstool wants.
+        name = args[0] if args else ""
+        if self.get_command(ctx, name) is None and _looks_like_url(name):
+            import shlex
+
+            ctx.fail(f"no such command '{name}'; did you mean: "
+                     f"wstool connect {shlex.join(args)}")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, "-V", "--version", prog_name="wstool")
 def cli() -> None:
     """A WebSocket client, server and frame debugger for terminals and pipes.
@@ -170,7 +190,8 @@ def cli() -> None:
 def connect(url: str | None, demo: bool, **raw: Any) -> None:
     """Connect to URL: a REPL on a terminal, one message per line in a pipe.
 
-    URL is ws://, wss://, ws+unix:///path.sock, or host:port (ws://).
+    URL is ws://, wss://, ws+unix:///path.sock, host:port (ws://), or a bare
+    port (ws://localhost:PORT/).
     """
     from wstool.term.env import Environment
 

@@ -20,6 +20,7 @@ from wstool.config import (
     ConnectConfig,
     OutputConfig,
     TLSConfig,
+    handshake_headers,
     parse_auth,
     parse_header,
     parse_target,
@@ -74,7 +75,8 @@ def connect_options(f: F) -> F:
     """Headers, subprotocols, auth, proxy, compression, limits, keepalive."""
     return _apply([
         click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-                     help="Extra HTTP header for the handshake (repeatable)."),
+                     help="Extra HTTP header for the handshake (repeatable); Host and "
+                          "User-Agent replace the defaults."),
         click.option("-s", "--subprotocol", "subprotocols", multiple=True, metavar="NAME",
                      help="Offer this subprotocol (repeatable, in preference order)."),
         click.option("-o", "--origin", metavar="ORIGIN", help="Origin header."),
@@ -167,13 +169,18 @@ def connect_config(url: str, raw: dict[str, Any]) -> ConnectConfig:
     if proxy and proxy.split("://", 1)[0] not in ("http", "https", "socks5", "socks5h",
                                                    "socks4", "socks4a"):
         raise UsageError(f"invalid --proxy '{proxy}': use http://, https:// or socks5://")
+    headers = handshake_headers(
+        tuple(parse_header(h) for h in raw.get("headers", ())),
+        user_agent=raw.get("user_agent"), origin=raw.get("origin"),
+    )
     return ConnectConfig(
         target=target,
-        headers=tuple(parse_header(h) for h in raw.get("headers", ())),
+        headers=headers.extra,
         subprotocols=tuple(raw.get("subprotocols", ())),
-        origin=raw.get("origin"),
+        origin=headers.origin,
         auth=auth,
-        user_agent=raw.get("user_agent"),
+        user_agent=headers.user_agent,
+        host_header=headers.host,
         tls=TLSConfig(
             cafile=raw.get("cacert"),
             certfile=raw.get("cert"),

@@ -144,6 +144,25 @@ class _Connection(ClientConnection):
                 session.rtts_s.append(rtt)
             session.sink(Pong("received", data, rtt_s=rtt, ts=time.monotonic()))
 
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        host = self.session.config.host_header
+        if host is not None:
+            # -H 'Host: NAME' replaces the Host header the protocol builds from the URL
+            # (curl's rule), first in the request as curl sends it, never a second one.
+            make_request = self.protocol.connect
+
+            def connect_with_host() -> Any:
+                request = make_request()
+                headers = Headers(Host=host)
+                for name, value in request.headers.raw_items():
+                    if name.lower() != "host":
+                        headers[name] = value
+                request.headers = headers
+                return request
+
+            self.protocol.connect = connect_with_host  # type: ignore[method-assign]
+        await super().handshake(*args, **kwargs)
+
     def send_data(self) -> None:
         # The library writes each frame with its own transport.write(), one
         # send() syscall per frame when the buffer is empty; coalesce them.
