@@ -210,11 +210,13 @@ class ListenTarget:
     async def run(self, sink: EventSink) -> ExitStatus:
         from wstool.server.listen import once_status
 
-        with prepared_tls(self.server_cfg, self._on_server_event) as ssl_context:
+        with prepared_tls(self.server_cfg, self._on_server_event) as tls:
             self._server, self._app = await run_listen_server(
                 self.server_cfg, self._on_server_event,
-                trace=False, ssl_context=ssl_context,
+                trace=False, ssl_context=tls.context,
             )
+            for notice in tls.trust_notices(self._server.urls):
+                self._on_server_event(notice)
             try:
                 await self._stop.wait()
             finally:
