@@ -135,6 +135,18 @@ def test_plain_http_gets_426_health_gets_200_and_garbage_is_survived(serve_echo:
     assert "HTTP 426" in s.stderr and "HTTP 200" in s.stderr
 
 
+def test_the_426_page_names_the_url_the_browser_asked_for(serve_echo: Any) -> None:
+    """Issue 10: the page said `wstool connect ws://HOST:PORT/` whatever was asked."""
+    s = serve_echo()
+    page = raw_http(s.port, f"GET /chat?room=1 HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n\r\n"
+                    .encode())
+    assert page.endswith(f"  wstool connect ws://127.0.0.1:{s.port}/chat?room=1\n".encode())
+    # A Host header that is not a host name is not echoed back.
+    odd = raw_http(s.port, b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n")
+    assert odd.endswith(b"  wstool connect ws://HOST:PORT/\n")
+    assert b"<script>" not in odd
+
+
 def test_max_connections_503(serve_echo: Any) -> None:
     s = serve_echo("--max-connections", "1")
 
