@@ -24,11 +24,19 @@ from wstool.cli.options import (
     repl_options,
     server_config,
     server_options,
+    server_output_options,
     stream_options,
     tls_options,
 )
 from wstool.config import ConnectConfig, PipeConfig
-from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
+from wstool.errors import (
+    EXIT_STATUS_HELP,
+    LISTEN_EXIT_STATUS_HELP,
+    SERVE_ECHO_EXIT_STATUS_HELP,
+    ExitStatus,
+    UsageError,
+    WstoolError,
+)
 
 if TYPE_CHECKING:
     from wstool.term.env import Environment
@@ -249,13 +257,13 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     run_async(main, debug=debug, env=env)
 
 
-@cli.command(name="listen", epilog=EXIT_STATUS_HELP)
+@cli.command(name="listen", epilog=LISTEN_EXIT_STATUS_HELP)
 @click.option("--once", is_flag=True,
               help="Serve one client; exit when it leaves (status from its close).")
 @stream_options
 @repl_options
 @server_options
-@output_options
+@server_output_options
 def listen_cmd(**raw: Any) -> None:
     """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
 
@@ -313,7 +321,7 @@ def _use_loop(name: str) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-@cli.command(name="serve-echo", epilog=EXIT_STATUS_HELP)
+@cli.command(name="serve-echo", epilog=SERVE_ECHO_EXIT_STATUS_HELP)
 @click.option("--broadcast", is_flag=True,
               help="Send each message to every connected client, not only its sender.")
 @click.option("--delay", type=click.FloatRange(0), default=0.0, metavar="SECONDS",
@@ -330,7 +338,7 @@ def _use_loop(name: str) -> None:
 @click.option("--drop-after", type=click.IntRange(1), metavar="N",
               help="Drop the TCP connection abruptly (no close frame) after N messages.")
 @server_options
-@output_options
+@server_output_options
 def serve_echo_cmd(**raw: Any) -> None:
     """A fast, standards-strict echo server for testing clients.
 

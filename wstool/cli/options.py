@@ -135,14 +135,22 @@ def _common_output_options() -> list[Callable[[F], F]]:
     ]
 
 
-def output_options(f: F) -> F:
+def _output_options(verbose_help: str) -> Callable[[F], F]:
     return _apply([
-        click.option("-v", "--verbose", count=True,
-                     help="Report the handshake (curl -v style) and more on stderr."),
+        click.option("-v", "--verbose", count=True, help=verbose_help),
         click.option("--show-secrets", is_flag=True,
                      help="Do not mask Authorization/Cookie values in -v output."),
         *_common_output_options(),
-    ])(f)
+    ])
+
+
+# What each -v level logs, said per command (issue 10: "and more" told nothing).
+output_options = _output_options(
+    "On stderr: the handshake request and response (curl -v style), the "
+    "connected line and pong round-trip times.")
+server_output_options = _output_options(
+    "On stderr: -v each connection, rejection and close; -vv also each handshake, "
+    "every frame and ping.")
 
 
 def dump_output_options(f: F) -> F:
