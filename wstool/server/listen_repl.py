@@ -155,6 +155,7 @@ class ListenTarget:
         self.ui: ReplUI | None = None  # set before run(): labels need the REPL itself
         self.url = ""
         self.clients: dict[int, _Client] = {}
+        self._kicked: set[int] = set()  # closed by /kick, not yet disconnected
         self.once_result: ClientDisconnected | None = None
         self._server: WebSocketServer | None = None
         self._app: ListenApp | None = None
@@ -196,7 +197,9 @@ class ListenTarget:
                 self._server.stop_accepting()
         elif isinstance(event, ClientDisconnected):
             self.clients.pop(event.client_id, None)
-            self._state(disconnect_line(event))
+            kicked = event.client_id in self._kicked
+            self._kicked.discard(event.client_id)
+            self._state(disconnect_line(event, kicked=kicked))
             if self.cfg.once:
                 self.once_result = event
                 self._stop.set()
@@ -339,6 +342,7 @@ class ListenTarget:
             if conn is None:
                 ui.show_error(f"no client {command.client_id} (see /clients)")
             else:
+                self._kicked.add(command.client_id)
                 conn.close(command.code, command.reason)
             return True
         return False

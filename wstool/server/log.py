@@ -81,8 +81,9 @@ def server_handshake_lines(handshake: Handshake, *, show_secrets: bool = False) 
             for line in handshake_lines(handshake, show_secrets=show_secrets)]
 
 
-def disconnect_line(event: ClientDisconnected) -> str:
-    by = {"client": "by the client", "server": "by the server",
+def disconnect_line(event: ClientDisconnected, *, kicked: bool = False) -> str:
+    """KICKED: the listen REPL's /kick closed it, so the server is "us" (issue 10)."""
+    by = {"client": "by the client", "server": "by us (kick)" if kicked else "by the server",
           None: "without a closing handshake"}[event.initiated_by]
     reason = f" {escape(event.reason)!r}" if event.reason else ""
     line = (f"[{event.client_id}] closed {by}: {event.code} "
