@@ -766,12 +766,13 @@ class Session:
         if isinstance(parser_exc, PayloadTooBig):
             # The size is unknown when the limit is hit while inflating.
             size = parser_exc.size
-            what = f"message of {size + (parser_exc.current_size or 0)} bytes" if size else (
-                "compressed message inflating beyond the limit"
-            )
-            return ProtocolFailure(
-                f"{what} exceeds --max-size {limit}", hint="raise it, or 0 for no limit"
-            )
+            if size:
+                what = (f"message of {size + (parser_exc.current_size or 0)} bytes "
+                        f"exceeds --max-size {limit}")
+            else:
+                what = (f"a compressed message from the server decompresses to more than "
+                        f"--max-size {limit} bytes")
+            return ProtocolFailure(what, hint="raise it, or 0 for no limit")
         if isinstance(parser_exc, ProtocolError):
             return ProtocolFailure(f"protocol error from the server: {parser_exc}")
         if isinstance(parser_exc, UnicodeDecodeError):
