@@ -487,11 +487,19 @@ class Session:
                     f"{where} closed the connection before answering the handshake",
                     hint="if it requires a client certificate, give --cert FILE --key FILE",
                 )
+            # A TLS server reading our plain request fails its own handshake and closes
+            # (issue 10: say so, as the reverse case says "try ws://").
             return HandshakeRejected(
-                f"{where} closed the connection before answering the handshake"
+                f"{where} closed the connection before answering the handshake",
+                hint=None if cfg.target.secure or cfg.target.unix_path
+                else "does it expect TLS? try wss://",
             )
         if isinstance(exc, InvalidMessage):
-            return HandshakeRejected(f"invalid handshake response from {where}: {exc}")
+            return HandshakeRejected(
+                f"invalid handshake response from {where}: {exc}",
+                hint=None if cfg.target.secure or cfg.target.unix_path
+                else "does it expect TLS? try wss://",
+            )
         if isinstance(exc, InvalidHandshake):
             return HandshakeRejected(f"handshake with {where} failed: {exc}")
         if isinstance(exc, TimeoutError):
