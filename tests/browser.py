@@ -344,7 +344,3 @@ class ServeEchoProcess(ServeEcho):
     def url_for(self, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}/"
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)

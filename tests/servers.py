@@ -7,12 +7,15 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -156,12 +159,14 @@ class ServeEcho:
         self, *args: str, env: dict[str, str] | None = None, command: str = "serve-echo",
         stdin: Any = subprocess.DEVNULL,
     ) -> None:
+        # Its own $TMPDIR, so close() can check what it left behind (--self-signed).
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="wstool-test-server-"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wstool", command, "--port", "0", *args],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})},
+            env={**os.environ, "NO_COLOR": "1", "TMPDIR": str(self.tmpdir), **(env or {})},
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -209,6 +214,22 @@ class ServeEcho:
             return self.proc.wait(scaled(15))
         finally:
             self.wait_for_eof()
+
+    def close(self) -> None:
+        """End it at a test's end: SIGTERM first, so it cleans up after itself (the
+        --self-signed certificate directory in $TMPDIR), SIGKILL only if that fails."""
+        killed = False
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(scaled(10))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                killed = True
+        left = sorted(p.name for p in self.tmpdir.iterdir())
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        assert killed or not left, f"the server left {left} in its $TMPDIR"
 
     def wait_for_eof(self) -> None:
         """Both pipes read to the end (stderr's lines and the whole stdout)."""

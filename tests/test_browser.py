@@ -219,7 +219,7 @@ def serve_echo() -> Iterator[Any]:
 
     yield start
     for server in servers:
-        server.kill()
+        server.close()
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from wstool.config import (
+    HandshakeHeaders,
     Target,
+    handshake_headers,
     parse_auth,
     parse_header,
     parse_target,
@@ -26,6 +28,10 @@ from wstool.errors import UsageError
         ("http://h:1/p?q=1", "ws://h:1/p?q=1"),
         ("HTTPS://h/", "wss://h/"),
         ("[::1]:9000", "ws://[::1]:9000/"),
+        # issue 10: a bare port is a local port, never the IPv4 address 0.0.35.140
+        ("9100", "ws://localhost:9100/"),
+        (":9100", "ws://localhost:9100/"),
+        ("ws:8080", "ws://ws:8080/"),  # a host named "ws" (docker-compose), not a typo
     ],
 )
 def test_parse_target_normalises(text: str, url: str) -> None:
@@ -48,6 +54,15 @@ def test_parse_target_unix() -> None:
         ("ws://h:0/", "port 0"),
         ("ws://h/#frag", "fragment"),
         ("ws://h:abc/", "invalid URL"),
+        # issue 10: typos are usage errors before any DNS lookup
+        ("ws//host/x", "did you mean ws://host/x?"),
+        ("ws:/host", "did you mean ws://host?"),
+        ("wss:host", "did you mean wss://host?"),
+        ("ws://local host/", "contains a space"),
+        ("ws://h/a\tb", "control character"),
+        ("ws://h,x/", "'h,x' is not a host name"),
+        ("ws://9100/", "the host '9100' is a number"),
+        ("ws://u:p@9100:1/", "the host '9100' is a number"),
     ],
 )
 def test_parse_target_rejects(text: str, fragment: str) -> None:
@@ -60,6 +75,19 @@ def test_split_userinfo_moves_credentials_out_of_the_url() -> None:
     assert target.url == "ws://h:1/p"
     assert auth == ("al@ice", "s3cr:t")
     assert split_userinfo(parse_target("ws://h/")) == (Target("ws://h/"), None)
+
+
+def test_handshake_headers_sorts_replacements_from_extras() -> None:
+    parsed = handshake_headers(
+        (("Host", "a.test"), ("X-One", "1"), ("user-agent", "ua/1"), ("Origin", "o")),
+        user_agent=None, origin=None)
+    assert parsed == HandshakeHeaders(extra=(("X-One", "1"),), host="a.test",
+                                      user_agent="ua/1", origin="o")
+    assert handshake_headers((), user_agent="x", origin=None).user_agent == "x"
+    for bad in ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+                "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"):
+        with pytest.raises(UsageError, match=bad):
+            handshake_headers(((bad, "v"),), user_agent=None, origin=None)
 
 
 def test_parse_header() -> None:

@@ -165,3 +165,11 @@ def test_tls_to_a_plain_server_fails_cleanly(lib_echo_url: str) -> None:
     assert "TLS handshake" in proc.stderr
 
 
+
+
+def test_plain_ws_to_a_tls_server_suggests_wss(wss_url: str) -> None:
+    """Issue 10: the reverse of the test above had no hint."""
+    proc = run_wstool("connect", wss_url.replace("wss://", "ws://"), input=b"x\n")
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip().endswith("(does it expect TLS? try wss://)")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -31,9 +31,7 @@ def listen() -> Iterator[Any]:
 
     yield start
     for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(10)
+        s.close()
 
 
 def run(coro: Any) -> Any:

@@ -102,7 +102,7 @@ async def test_listen_repl_broadcast_to_kick_and_quit() -> None:
             with pytest.raises(ConnectionClosed) as info:
                 await one.recv()
             assert info.value.rcvd is not None and info.value.rcvd.code == 4000
-            await see("closed by the server: 4000")
+            await see("[1] closed by us (kick): 4000")  # issue 10: not "by the server"
             d.send(CTRL_D)
             with pytest.raises(ConnectionClosed) as info:
                 await two.recv()

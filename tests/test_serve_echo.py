@@ -36,9 +36,7 @@ def serve_echo() -> Iterator[Any]:
 
     yield start
     for s in servers:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(10)
+        s.close()
 
 
 def run(coro: Any) -> Any:
@@ -135,6 +133,18 @@ def test_plain_http_gets_426_health_gets_200_and_garbage_is_survived(serve_echo:
     assert run(echo_round(s.url, ["still alive"])) == ["still alive"]
     assert s.stop() == 0
     assert "HTTP 426" in s.stderr and "HTTP 200" in s.stderr
+
+
+def test_the_426_page_names_the_url_the_browser_asked_for(serve_echo: Any) -> None:
+    """Issue 10: the page said `wstool connect ws://HOST:PORT/` whatever was asked."""
+    s = serve_echo()
+    page = raw_http(s.port, f"GET /chat?room=1 HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n\r\n"
+                    .encode())
+    assert page.endswith(f"  wstool connect ws://127.0.0.1:{s.port}/chat?room=1\n".encode())
+    # A Host header that is not a host name is not echoed back.
+    odd = raw_http(s.port, b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n")
+    assert odd.endswith(b"  wstool connect ws://HOST:PORT/\n")
+    assert b"<script>" not in odd
 
 
 def test_max_connections_503(serve_echo: Any) -> None:
@@ -312,6 +322,22 @@ def test_self_signed_wss(serve_echo: Any) -> None:
     assert not Path(certfile).exists()  # removed at exit
 
 
+def test_self_signed_prints_a_connect_line_that_works_as_pasted(serve_echo: Any) -> None:
+    """Issue 10: the ready-to-paste line said wss://localhost:PORT/ (literally PORT)."""
+    pytest.importorskip("cryptography")
+    import shlex
+
+    s = serve_echo("--self-signed")  # -p 0: the port is only known once listening
+    line = s.wait_for("trust it with:")
+    command = shlex.split(line.split("trust it with: ", 1)[1].splitlines()[0])
+    assert command[:3] == ["wstool", "connect", "--cacert"]
+    assert command[-1] == f"wss://localhost:{s.port}/"
+    proc = subprocess.run([sys.executable, "-m", "wstool", *command[1:]],
+                          input=b"pasted\n", capture_output=True, timeout=scaled(20))
+    assert proc.stdout == b"pasted\n", proc.stderr
+    assert s.stop() == 0
+
+
 def test_encrypted_server_key(tmp_path: Path) -> None:
     import ssl
 
@@ -338,7 +364,7 @@ def test_encrypted_server_key(tmp_path: Path) -> None:
         ca.configure_trust(context)
         assert run(echo_round(f"wss://127.0.0.1:{s.port}/", ["locked"], ssl=context)) == ["locked"]
     finally:
-        s.stop()
+        s.close()
 
 
 def test_unix_socket(serve_echo: Any, tmp_path: Path) -> None:

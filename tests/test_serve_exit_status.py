@@ -63,3 +63,13 @@ def test_debug_shows_a_traceback() -> None:
         proc = run_wstool("serve-echo", "--port", str(port), "--debug")
     assert proc.returncode == ExitStatus.ERROR
     assert "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["serve-echo", "listen"])
+def test_help_shows_the_servers_exit_statuses_not_the_clients(command: str) -> None:
+    """Issue 10: serve-echo/listen --help listed connect's table (3 could not connect...)."""
+    proc = run_wstool(command, "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.decode().split())
+    assert "Exit status: 0 stopped by SIGINT/SIGTERM" in text
+    assert "handshake rejected" not in text and "could not connect" not in text

@@ -77,6 +77,9 @@ class ConnectConfig(NamedTuple):
     origin: str | None = None
     auth: tuple[str, str] | None = None
     user_agent: str | None = None
+    # -H 'Host: NAME': sent instead of the URL's host (curl's rule); the connection
+    # still goes to the URL's host.
+    host_header: str | None = None
     tls: TLSConfig = TLSConfig()
     # None: use the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY);
     # "" (from --no-proxy): connect directly.
@@ -141,11 +144,23 @@ def default_history_path(environ: Mapping[str, str]) -> Path:
     return Path(state_home) / "wstool" / "history"
 
 
+# A host name as a URL may carry it (RFC 3986 reg-name without the rarely meant
+# sub-delims), or an IPv6 literal in brackets; anything else (a space, a comma, a
+# quote) is a typo that must not become a DNS query.
+_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+(%[\w.~-]+)?\]|[\w.~%-]+)$")
+# "ws//host", "ws:/host", "wss:host": a scheme with its "://" mistyped. ("ws:8080" is
+# left alone: a host named "ws" on port 8080, as in a docker-compose network.)
+_MISTYPED_SCHEME_RE = re.compile(r"^(wss?|https?)(:/(?!/)|//|:(?=[^0-9/]))", re.IGNORECASE)
+
+
 def parse_target(text: str) -> Target:
     """Normalise a URL argument.
 
-    ``host:port`` and ``host`` mean ``ws://``; ``http(s)://`` are accepted as
-    ``ws(s)://``; ``ws+unix:///path.sock`` connects over a Unix socket.
+    ``host:port`` and ``host`` mean ``ws://``; a bare port (``9100`` or ``:9100``)
+    means ``ws://localhost:PORT/``; ``http(s)://`` are accepted as ``ws(s)://``;
+    ``ws+unix:///path.sock`` connects over a Unix socket. A URL that could only be
+    a typo is a usage error here, before any DNS lookup (issue 10: ``9100`` was
+    taken as the host 0.0.35.140 and the connection left the machine).
     """
     text = text.strip()
     if not text:
@@ -155,8 +170,21 @@ def parse_target(text: str) -> Target:
         if not path.startswith("/"):
             raise UsageError(f"invalid URL '{text}': expected ws+unix:///absolute/path.sock")
         return Target(url="ws://localhost/", unix_path=path)
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise UsageError(
+            f"invalid URL '{text}': it contains a space or a control character "
+            "(percent-encode it, e.g. %20)"
+        )
+    bare_port = text[1:] if text.startswith(":") else text
+    if bare_port.isdigit():
+        text = f"ws://localhost:{bare_port}/"
     scheme, sep, _rest = text.partition("://")
     if not sep:
+        mistyped = _MISTYPED_SCHEME_RE.match(text)
+        if mistyped:
+            scheme = mistyped.group(1).lower()
+            rest = text[mistyped.end():].lstrip("/")
+            raise UsageError(f"invalid URL '{text}': did you mean {scheme}://{rest}?")
         text = "ws://" + text
     else:
         scheme = scheme.lower()
@@ -171,8 +199,18 @@ def parse_target(text: str) -> Target:
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"invalid URL '{text}': {exc}") from None
+    host = parts.netloc.rpartition("@")[2]
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if not parts.hostname:
         raise UsageError(f"invalid URL '{text}': no host")
+    if not _HOST_RE.match(host):
+        raise UsageError(f"invalid URL '{text}': '{host}' is not a host name")
+    if host.isdigit():
+        # getaddrinfo reads "9100" as the IPv4 address 0.0.35.140: never what was meant.
+        raise UsageError(
+            f"invalid URL '{text}': the host '{host}' is a number; "
+            f"for a local port, give {host} or ws://localhost:{host}/"
+        )
     if port == 0:
         raise UsageError(f"invalid URL '{text}': port 0")
     if parts.fragment:
@@ -206,6 +244,58 @@ def parse_header(text: str) -> tuple[str, str]:
     if any(c in value for c in "\r\n\0"):
         raise UsageError(f"invalid header '{name}': the value contains CR, LF or NUL")
     return name, value
+
+
+# Headers the opening handshake makes itself (RFC 6455 §4.1): a -H repeating one would
+# send it twice, and a server must then fail the handshake.
+_HANDSHAKE_HEADERS = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+                      "sec-websocket-accept")
+# Headers that options negotiate: a -H would bypass (and contradict) the negotiation.
+_NEGOTIATED_HEADERS = {
+    "sec-websocket-protocol": "-s/--subprotocol NAME",
+    "sec-websocket-extensions": "--compress/--no-compress",
+}
+
+
+class HandshakeHeaders(NamedTuple):
+    """``-H`` values split by what they do: extra headers, and the ones that replace
+    what the handshake would send by default (curl's rule: Host and User-Agent)."""
+
+    extra: tuple[tuple[str, str], ...]
+    host: str | None
+    user_agent: str | None
+    origin: str | None
+
+
+def handshake_headers(
+    headers: tuple[tuple[str, str], ...], *, user_agent: str | None, origin: str | None
+) -> HandshakeHeaders:
+    """Sort ``-H`` headers so none is sent twice (issue 10: ``-H 'Host: x'`` sent two
+    Host headers, which RFC 9112 §3.2 answers with 400). Pasting a browser's
+    "Copy as cURL" headers is the common way to get here."""
+    extra: list[tuple[str, str]] = []
+    host = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _HANDSHAKE_HEADERS:
+            raise UsageError(f"-H '{name}': the WebSocket handshake sets {name} itself")
+        if lower in _NEGOTIATED_HEADERS:
+            raise UsageError(f"-H '{name}': use {_NEGOTIATED_HEADERS[lower]} instead")
+        if lower == "host":
+            if host is not None:
+                raise UsageError("-H 'Host' given twice")
+            host = value
+        elif lower == "user-agent":
+            if user_agent is not None:
+                raise UsageError("give the User-Agent once: --user-agent or -H, not both")
+            user_agent = value
+        elif lower == "origin":
+            if origin is not None:
+                raise UsageError("give the Origin once: -o/--origin or -H, not both")
+            origin = value
+        else:
+            extra.append((name, value))
+    return HandshakeHeaders(tuple(extra), host, user_agent, origin)
 
 
 def parse_auth(text: str) -> tuple[str, str]:

@@ -42,6 +42,18 @@ Exit status: 0 ok, 1 error, 2 usage, 3 could not connect (DNS/TCP/proxy/TLS),
 --max-size), 7 timeout, 130 interrupted."""
 
 
+# The servers' own table: they never connect out, so 3/4/7 cannot happen.
+SERVE_ECHO_EXIT_STATUS_HELP = """\
+Exit status: 0 stopped by SIGINT/SIGTERM (clients closed with 1001), 1 cannot listen
+(port taken) or read --cert/--key, 2 usage."""
+
+LISTEN_EXIT_STATUS_HELP = """\
+Exit status: 0 stopped by SIGINT/SIGTERM or /quit, or with --once the client closed with
+1000/1001/1005; 1 cannot listen or read --cert/--key, or an invalid UTF-8 input line;
+2 usage; with --once, 5 the client closed with another code or dropped (1006), 6 it
+broke the protocol."""
+
+
 class WstoolError(Exception):
     """Base class: a one-line message and an exit status."""
 

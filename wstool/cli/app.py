@@ -27,11 +27,19 @@ from wstool.cli.options import (
     repl_options,
     server_config,
     server_options,
+    server_output_options,
     stream_options,
     tls_options,
 )
 from wstool.config import ConnectConfig, PipeConfig
-from wstool.errors import EXIT_STATUS_HELP, ExitStatus, UsageError, WstoolError
+from wstool.errors import (
+    EXIT_STATUS_HELP,
+    LISTEN_EXIT_STATUS_HELP,
+    SERVE_ECHO_EXIT_STATUS_HELP,
+    ExitStatus,
+    UsageError,
+    WstoolError,
+)
 
 if TYPE_CHECKING:
     from wstool.term.env import Environment
@@ -136,7 +144,27 @@ def _ask_key_password(cfg: ConnectConfig) -> ConnectConfig:
     return cfg._replace(tls=tls._replace(key_password=password))
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
+def _looks_like_url(word: str) -> bool:
+    """``ws://h/``, ``localhost:8080``, ``9100``: a connect target, not a command name."""
+    return "://" in word or word.isdigit() or (
+        ":" in word and word.rpartition(":")[2].isdigit())
+
+
+class _Group(click.Group):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # websocat takes the URL first (`websocat ws://h/`): say what wstool wants.
+        name = args[0] if args else ""
+        if self.get_command(ctx, name) is None and _looks_like_url(name):
+            import shlex
+
+            ctx.fail(f"no such command '{name}'; did you mean: "
+                     f"wstool connect {shlex.join(args)}")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, "-V", "--version", prog_name="wstool")
 def cli() -> None:
     """A WebSocket client, server and frame debugger for terminals and pipes.
@@ -173,7 +201,8 @@ def cli() -> None:
 def connect(url: str | None, demo: bool, **raw: Any) -> None:
     """Connect to URL: a REPL on a terminal, one message per line in a pipe.
 
-    URL is ws://, wss://, ws+unix:///path.sock, or host:port (ws://).
+    URL is ws://, wss://, ws+unix:///path.sock, host:port (ws://), or a bare
+    port (ws://localhost:PORT/).
     """
     from wstool.term.env import Environment
 
@@ -230,13 +259,13 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     run_async(main, debug=debug, env=env)
 
 
-@cli.command(name="listen", epilog=EXIT_STATUS_HELP)
+@cli.command(name="listen", epilog=LISTEN_EXIT_STATUS_HELP)
 @click.option("--once", is_flag=True,
               help="Serve one client; exit when it leaves (status from its close).")
 @stream_options
 @repl_options
 @server_options
-@output_options
+@server_output_options
 def listen_cmd(**raw: Any) -> None:
     """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
 
@@ -290,7 +319,7 @@ def _use_loop(name: str) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-@cli.command(name="serve-echo", epilog=EXIT_STATUS_HELP)
+@cli.command(name="serve-echo", epilog=SERVE_ECHO_EXIT_STATUS_HELP)
 @click.option("--broadcast", is_flag=True,
               help="Send each message to every connected client, not only its sender.")
 @click.option("--delay", type=click.FloatRange(0), default=0.0, metavar="SECONDS",
@@ -307,7 +336,7 @@ def _use_loop(name: str) -> None:
 @click.option("--drop-after", type=click.IntRange(1), metavar="N",
               help="Drop the TCP connection abruptly (no close frame) after N messages.")
 @server_options
-@output_options
+@server_output_options
 def serve_echo_cmd(**raw: Any) -> None:
     """A fast, standards-strict echo server for testing clients.
 

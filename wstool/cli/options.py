@@ -25,6 +25,7 @@ from wstool.config import (
     ReplConfig,
     TLSConfig,
     default_history_path,
+    handshake_headers,
     parse_auth,
     parse_header,
     parse_listen_address,
@@ -103,7 +104,8 @@ def connect_options(f: F) -> F:
     """Headers, subprotocols, auth, proxy, compression, limits, keepalive."""
     return _apply([
         click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-                     help="Extra HTTP header for the handshake (repeatable)."),
+                     help="Extra HTTP header for the handshake (repeatable); Host and "
+                          "User-Agent replace the defaults."),
         click.option("-s", "--subprotocol", "subprotocols", multiple=True, metavar="NAME",
                      help="Offer this subprotocol (repeatable, in preference order)."),
         click.option("-o", "--origin", metavar="ORIGIN", help="Origin header."),
@@ -161,14 +163,22 @@ def _common_output_options() -> list[Callable[[F], F]]:
     ]
 
 
-def output_options(f: F) -> F:
+def _output_options(verbose_help: str) -> Callable[[F], F]:
     return _apply([
-        click.option("-v", "--verbose", count=True,
-                     help="Report the handshake (curl -v style) and more on stderr."),
+        click.option("-v", "--verbose", count=True, help=verbose_help),
         click.option("--show-secrets", is_flag=True,
                      help="Do not mask Authorization/Cookie values in -v output."),
         *_common_output_options(),
-    ])(f)
+    ])
+
+
+# What each -v level logs, said per command (issue 10: "and more" told nothing).
+output_options = _output_options(
+    "On stderr: the handshake request and response (curl -v style), the "
+    "connected line and pong round-trip times.")
+server_output_options = _output_options(
+    "On stderr: -v each connection, rejection and close; -vv also each handshake, "
+    "every frame and ping.")
 
 
 def dump_output_options(f: F) -> F:
@@ -213,13 +223,18 @@ def connect_config(url: str, raw: Mapping[str, Any]) -> ConnectConfig:
     if proxy and proxy.split("://", 1)[0] not in ("http", "https", "socks5", "socks5h",
                                                    "socks4", "socks4a"):
         raise UsageError(f"invalid --proxy '{proxy}': use http://, https:// or socks5://")
+    headers = handshake_headers(
+        tuple(parse_header(h) for h in raw.get("headers", ())),
+        user_agent=raw.get("user_agent"), origin=raw.get("origin"),
+    )
     return ConnectConfig(
         target=target,
-        headers=tuple(parse_header(h) for h in raw.get("headers", ())),
+        headers=headers.extra,
         subprotocols=tuple(raw.get("subprotocols", ())),
-        origin=raw.get("origin"),
+        origin=headers.origin,
         auth=auth,
-        user_agent=raw.get("user_agent"),
+        user_agent=headers.user_agent,
+        host_header=headers.host,
         tls=tls,
         proxy=proxy,
         compress=raw.get("compress", True),

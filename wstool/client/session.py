@@ -139,6 +139,25 @@ class _Connection(ClientConnection):
                 session.rtts_s.append(rtt)
             session.sink(Pong("received", data, rtt_s=rtt, ts=time.monotonic()))
 
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        host = self.session.config.host_header
+        if host is not None:
+            # -H 'Host: NAME' replaces the Host header the protocol builds from the URL
+            # (curl's rule), first in the request as curl sends it, never a second one.
+            make_request = self.protocol.connect
+
+            def connect_with_host() -> Any:
+                request = make_request()
+                headers = Headers(Host=host)
+                for name, value in request.headers.raw_items():
+                    if name.lower() != "host":
+                        headers[name] = value
+                request.headers = headers
+                return request
+
+            self.protocol.connect = connect_with_host  # type: ignore[method-assign]
+        await super().handshake(*args, **kwargs)
+
     def send_data(self) -> None:
         # The library writes each frame with its own transport.write(), one
         # send() syscall per frame when the buffer is empty; coalesce them.
@@ -456,11 +475,19 @@ class Session:
                     f"{where} closed the connection before answering the handshake",
                     hint="if it requires a client certificate, give --cert FILE --key FILE",
                 )
+            # A TLS server reading our plain request fails its own handshake and closes
+            # (issue 10: say so, as the reverse case says "try ws://").
             return HandshakeRejected(
-                f"{where} closed the connection before answering the handshake"
+                f"{where} closed the connection before answering the handshake",
+                hint=None if cfg.target.secure or cfg.target.unix_path
+                else "does it expect TLS? try wss://",
             )
         if isinstance(exc, InvalidMessage):
-            return HandshakeRejected(f"invalid handshake response from {where}: {exc}")
+            return HandshakeRejected(
+                f"invalid handshake response from {where}: {exc}",
+                hint=None if cfg.target.secure or cfg.target.unix_path
+                else "does it expect TLS? try wss://",
+            )
         if isinstance(exc, InvalidHandshake):
             return HandshakeRejected(f"handshake with {where} failed: {exc}")
         if isinstance(exc, TimeoutError):
@@ -735,12 +762,13 @@ class Session:
         if isinstance(parser_exc, PayloadTooBig):
             # The size is unknown when the limit is hit while inflating.
             size = parser_exc.size
-            what = f"message of {size + (parser_exc.current_size or 0)} bytes" if size else (
-                "compressed message inflating beyond the limit"
-            )
-            return ProtocolFailure(
-                f"{what} exceeds --max-size {limit}", hint="raise it, or 0 for no limit"
-            )
+            if size:
+                what = (f"message of {size + (parser_exc.current_size or 0)} bytes "
+                        f"exceeds --max-size {limit}")
+            else:
+                what = (f"a compressed message from the server decompresses to more than "
+                        f"--max-size {limit} bytes")
+            return ProtocolFailure(what, hint="raise it, or 0 for no limit")
         if isinstance(parser_exc, ProtocolError):
             return ProtocolFailure(f"protocol error from the server: {parser_exc}")
         if isinstance(parser_exc, UnicodeDecodeError):

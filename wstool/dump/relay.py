@@ -84,15 +84,15 @@ def upstream_request(head: HttpHead, cfg: ConnectConfig) -> bytes:
     url_target = parts.path + (f"?{parts.query}" if parts.query else "")
     if len(words) == 3 and url_target not in ("", "/"):
         start = f"{words[0]} {url_target} {words[2]}"
-    replace: dict[str, tuple[str, str]] = {"host": ("Host", host_header)}
+    replace: dict[str, tuple[str, str]] = {"host": ("Host", cfg.host_header or host_header)}
     if cfg.origin:
         replace["origin"] = ("Origin", cfg.origin)
     if cfg.auth is not None:
         replace["authorization"] = ("Authorization", build_authorization_basic(*cfg.auth))
-    if cfg.user_agent:
-        replace["user-agent"] = ("User-Agent", cfg.user_agent)
     for name, value in cfg.headers:
         replace[name.lower()] = (name, value)
+    if cfg.user_agent:  # after the -H extras: a -H 'User-Agent' keeps its place among them
+        replace["user-agent"] = ("User-Agent", cfg.user_agent)
     lines = [start]
     done: set[str] = set()
     for name, value in head.headers:

@@ -65,11 +65,24 @@ _NULL_LOGGER = logging.getLogger("wstool.server.core.protocol")
 _NULL_LOGGER.addHandler(logging.NullHandler())
 _NULL_LOGGER.propagate = False
 
-_UPGRADE_PAGE = (
-    "426 Upgrade Required\n\n"
-    "This is a WebSocket server (wstool). Connect with a WebSocket client, e.g.\n"
-    "  wstool connect ws://HOST:PORT/\n"
-)
+# What the 426 page may repeat of a request's Host header and path: a host[:port] and
+# a path made of URL characters only (they are the client's bytes, echoed back).
+_PAGE_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:[0-9]{1,5})?$")
+_PAGE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
+
+
+def _upgrade_page(scheme: str, host: str | None, path: str) -> str:
+    """The 426 page, with a connect line for the URL the browser asked for."""
+    if host is None or not _PAGE_HOST_RE.match(host):
+        host = "HOST:PORT"
+    if not _PAGE_PATH_RE.match(path) or len(path) > 200:
+        path = "/"
+    return (
+        "426 Upgrade Required\n\n"
+        "This is a WebSocket server (wstool). Connect with a WebSocket client, e.g.\n"
+        f"  wstool connect {scheme}://{host}{path}\n"
+    )
+
 
 
 def _glob_origin(pattern: str) -> Origin | re.Pattern[str]:
@@ -322,7 +335,9 @@ class ServerConnection(asyncio.Protocol):
             if path == "/health":
                 response = protocol.reject(200, "ok\n")
             else:
-                response = protocol.reject(426, _UPGRADE_PAGE)
+                scheme = "wss" if server.ssl_context is not None else "ws"
+                response = protocol.reject(
+                    426, _upgrade_page(scheme, request.headers.get("Host"), request.path))
                 response.headers["Upgrade"] = "websocket"
         else:
             response = protocol.accept(request)

@@ -154,13 +154,15 @@ class ListenFrontEnd:
         remove_signals = install_stop_signals(self.stop)
         error: WstoolError | None = None
         try:
-            with prepared_tls(self.server_cfg, self.log) as ssl_context:
+            with prepared_tls(self.server_cfg, self.log) as tls:
                 self._server, self._app = await run_listen_server(
                     self.server_cfg, self.on_event,
                     trace=self.out_cfg.verbose >= 2,
                     report_sent=self.out_cfg.json,
-                    ssl_context=ssl_context,
+                    ssl_context=tls.context,
                 )
+                for notice in tls.trust_notices(self._server.urls):
+                    self.log(notice)
                 pump = asyncio.ensure_future(self.pump_input())
                 stop = asyncio.ensure_future(self.stop.wait())
                 try:

@@ -156,6 +156,7 @@ class ListenTarget:
         self.ui: ReplUI | None = None  # set before run(): labels need the REPL itself
         self.url = ""
         self.clients: dict[int, _Client] = {}
+        self._kicked: set[int] = set()  # closed by /kick, not yet disconnected
         self.once_result: ClientDisconnected | None = None
         self._server: WebSocketServer | None = None
         self._app: ListenApp | None = None
@@ -197,7 +198,9 @@ class ListenTarget:
                 self._server.stop_accepting()
         elif isinstance(event, ClientDisconnected):
             self.clients.pop(event.client_id, None)
-            self._state(disconnect_line(event))
+            kicked = event.client_id in self._kicked
+            self._kicked.discard(event.client_id)
+            self._state(disconnect_line(event, kicked=kicked))
             if self.cfg.once:
                 self.once_result = event
                 self._stop.set()
@@ -209,11 +212,13 @@ class ListenTarget:
     # ReplTarget
 
     async def run(self, sink: EventSink) -> ExitStatus:
-        with prepared_tls(self.server_cfg, self._on_server_event) as ssl_context:
+        with prepared_tls(self.server_cfg, self._on_server_event) as tls:
             self._server, self._app = await run_listen_server(
                 self.server_cfg, self._on_server_event,
-                trace=False, ssl_context=ssl_context,
+                trace=False, ssl_context=tls.context,
             )
+            for notice in tls.trust_notices(self._server.urls):
+                self._on_server_event(notice)
             try:
                 await self._stop.wait()
             finally:
@@ -336,6 +341,7 @@ class ListenTarget:
             if conn is None:
                 ui.show_error(f"no client {command.client_id} (see /clients)")
             else:
+                self._kicked.add(command.client_id)
                 conn.close(command.code, command.reason)
             return True
         return False

@@ -18,8 +18,9 @@ import shutil
 import signal
 import ssl
 import tempfile
-from collections.abc import Callable, Iterator
-from typing import Any
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from wstool.config import OutputConfig, ServerConfig
 from wstool.errors import ClosedAbnormally, ExitStatus, ProtocolFailure, describe_close_code
@@ -82,8 +83,9 @@ def server_handshake_lines(handshake: Handshake, *, show_secrets: bool = False) 
             for line in handshake_lines(handshake, show_secrets=show_secrets)]
 
 
-def disconnect_line(event: ClientDisconnected) -> str:
-    by = {"client": "by the client", "server": "by the server",
+def disconnect_line(event: ClientDisconnected, *, kicked: bool = False) -> str:
+    """KICKED: the listen REPL's /kick closed it, so the server is "us" (issue 10)."""
+    by = {"client": "by the client", "server": "by us (kick)" if kicked else "by the server",
           None: "without a closing handshake"}[event.initiated_by]
     reason = f" {escape(event.reason)!r}" if event.reason else ""
     line = (f"[{event.client_id}] closed {by}: {event.code} "
@@ -159,10 +161,32 @@ class ServerLog:
             self.diag("ping received")
 
 
+class ServerTLS(NamedTuple):
+    """What ``prepared_tls`` made: the SSL context, and with --self-signed the
+    certificate file a client must trust."""
+
+    context: ssl.SSLContext | None
+    self_signed_cafile: str | None = None
+
+    def trust_notices(self, urls: Sequence[str]) -> list[Notice]:
+        """The ready-to-paste connect line, with the port the server really got (-p 0)."""
+        if self.self_signed_cafile is None:
+            return []
+        notices = []
+        ports: set[int] = set()
+        for url in urls:
+            port = urllib.parse.urlsplit(url).port
+            if url.startswith("wss://") and port is not None and port not in ports:
+                ports.add(port)
+                notices.append(Notice(f"trust it with: wstool connect --cacert "
+                                      f"{self.self_signed_cafile} wss://localhost:{port}/"))
+        return notices
+
+
 @contextlib.contextmanager
 def prepared_tls(
     config: ServerConfig, log: Callable[[ServerEvent], None]
-) -> Iterator[ssl.SSLContext | None]:
+) -> Iterator[ServerTLS]:
     """The server's SSL context; with --self-signed, a throwaway cert removed on exit."""
     from wstool.tls import self_signed_certificate, server_context
 
@@ -172,14 +196,13 @@ def prepared_tls(
             certfile, keyfile, fingerprint = self_signed_certificate(directory)
             log(Notice(f"self-signed certificate for localhost, 127.0.0.1, ::1 in {certfile}"))
             log(Notice(f"SHA-256 fingerprint {fingerprint}"))
-            log(Notice(f"trust it with: wstool connect --cacert {certfile} wss://localhost:PORT/"))
-            yield server_context(certfile, keyfile)
+            yield ServerTLS(server_context(certfile, keyfile), certfile)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
     elif config.certfile is not None:
-        yield server_context(config.certfile, config.keyfile, config.key_password)
+        yield ServerTLS(server_context(config.certfile, config.keyfile, config.key_password))
     else:
-        yield None
+        yield ServerTLS(None)
 
 
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:

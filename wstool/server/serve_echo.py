@@ -23,12 +23,14 @@ async def serve_echo(
     stop = asyncio.Event()
     remove_signals = install_stop_signals(stop)
     try:
-        with prepared_tls(server_cfg, log) as ssl_context:
+        with prepared_tls(server_cfg, log) as tls:
             server = await run_echo_server(
                 server_cfg, echo_cfg, log,
                 trace=out_cfg.verbose >= 2,
-                ssl_context=ssl_context,
+                ssl_context=tls.context,
             )
+            for notice in tls.trust_notices(server.urls):
+                log(notice)
             try:
                 await stop.wait()
             finally:
