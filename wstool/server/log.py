@@ -9,15 +9,12 @@ stdout"). Remote text (paths, reasons, subprotocols, frames) is escaped.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import shutil
 import signal
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from wstool.config import OutputConfig, ServerConfig
 from wstool.errors import describe_close_code
@@ -32,17 +29,17 @@ from wstool.server.events import (
     ServerSummary,
 )
 from wstool.term.env import Environment
-from wstool.term.render import escape, handshake_lines, trace_frame_line
+from wstool.term.jsonl import write_json_line
+from wstool.term.render import (
+    JsonObject,
+    escape,
+    handshake_lines,
+    payload_fields,
+    trace_frame_line,
+)
 
 
-def _payload_fields(data: str | bytes) -> dict[str, Any]:
-    if isinstance(data, str):
-        return {"type": "text", "size": len(data.encode()), "text": data}
-    return {"type": "binary", "size": len(data),
-            "base64": base64.b64encode(data).decode("ascii")}
-
-
-def server_event_json(event: ServerEvent) -> dict[str, Any] | None:
+def server_event_json(event: ServerEvent) -> JsonObject | None:
     """The ``--json`` schema of the servers (README "serve-echo")."""
     ts = round(event.ts, 6)
     if isinstance(event, ServerListening):
@@ -56,7 +53,7 @@ def server_event_json(event: ServerEvent) -> dict[str, Any] | None:
                 "status": event.status, "reason": event.reason, "ts": ts}
     if isinstance(event, ClientMessage):
         return {"event": "message", "client": event.client_id, "direction": event.direction,
-                **_payload_fields(event.data), "ts": ts}
+                **payload_fields(event.data), "ts": ts}
     if isinstance(event, ClientDisconnected):
         return {"event": "disconnect", "client": event.client_id, "peer": event.peer,
                 "code": event.code, "reason": event.reason,
@@ -108,9 +105,9 @@ class ServerLog:
     def diag(self, line: str) -> None:
         self.env.write_stderr_line(f"wstool: {line}")
 
-    def json_line(self, obj: dict[str, Any]) -> None:
+    def json_line(self, obj: JsonObject) -> None:
         try:
-            self.env.stdout.write(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+            write_json_line(self.env.stdout, obj)
             self.env.stdout.flush()
         except (OSError, ValueError):
             pass

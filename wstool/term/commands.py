@@ -12,8 +12,9 @@ The parser returns ``Parsed[ExtraT]``: one of the :data:`CoreCommand` records
 a front-end's own record. The table is data, so front-ends can extend it:
 ``wstool listen`` adds ``/clients``, ``/to`` and ``/kick`` with
 ``CONNECT_COMMANDS.extend(...)``, getting a ``CommandTable[ListenCommand]``
-whose ``ListenCommand`` union its REPL target executes. Each :class:`CommandSpec` also carries what completion
-needs (usage, a one-line summary, what kind of argument follows).
+whose ``ListenCommand`` union its REPL target executes. Each
+:class:`CommandSpec` also carries what completion needs (usage, a one-line
+summary, what kind of argument follows).
 """
 
 from __future__ import annotations

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import os
 import time
 from collections.abc import Awaitable, Iterable, Mapping
@@ -101,6 +100,7 @@ from wstool.term.commands import (
     Toggle,
 )
 from wstool.term.env import Environment
+from wstool.term.jsonl import write_json_line
 from wstool.term.render import escape, event_json, handshake_lines, human_size
 from wstool.term.render_rich import (
     ViewOptions,
@@ -650,7 +650,7 @@ class Repl(Generic[ExtraT]):
                 for event in self.transcript:
                     obj = event_json(event)
                     if obj is not None:
-                        f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                        write_json_line(f, obj)
                         count += 1
         except OSError as exc:
             self.show_error(f"cannot write {escape(path_text)}: {exc.strerror or exc}")
