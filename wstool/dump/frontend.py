@@ -320,26 +320,23 @@ class RelayRenderer:
 async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -> int:
     """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0)."""
     import asyncio
-    import contextlib
     import signal
 
     from wstool.dump.relay import Relay
+    from wstool.term.signals import handle_signals
 
     relay = Relay(relay_cfg, RelayRenderer(env, cfg))
     await relay.start()
-    loop = asyncio.get_running_loop()
-    stopped: asyncio.Future[int] = loop.create_future()
+    stopped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def stop(status: int) -> None:
         if not stopped.done():
             stopped.set_result(status)
 
-    for signum, status in ((signal.SIGINT, ExitStatus.INTERRUPTED),
-                           (signal.SIGTERM, ExitStatus.OK)):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop, status)
     try:
-        return await stopped
+        with handle_signals({signal.SIGINT: lambda: stop(ExitStatus.INTERRUPTED),
+                             signal.SIGTERM: lambda: stop(ExitStatus.OK)}):
+            return await stopped
     finally:
         await relay.close()
 

@@ -1,4 +1,4 @@
-"""Front-end of the servers: start-up lines, -v/-vv/--json logs, signals, summary.
+"""Front-end of the servers: start-up lines, -v/-vv/--json logs, summary.
 
 ``serve-echo`` runs entirely here; ``listen`` uses :class:`ServerLog` and
 :func:`prepared_tls` too. Diagnostics go to stderr; ``--json`` writes events as
@@ -8,10 +8,8 @@ stdout"). Remote text (paths, reasons, subprotocols, frames) is escaped.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
-import signal
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
@@ -175,20 +173,3 @@ def prepared_tls(
         yield server_context(config.certfile, config.keyfile, config.key_password)
     else:
         yield None
-
-
-def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop``; returns a function that removes the handlers."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-
-    def remove() -> None:
-        for sig in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-
-    return remove
