@@ -23,6 +23,7 @@ from wstool.errors import ExitStatus, ProtocolFailure, UsageError, WstoolError
 from wstool.protocol.frames import Decoded, DecodeError, FrameDecoder, HttpHead, Side, parse_hex
 from wstool.term.env import Environment
 from wstool.term.jsonl import write_json_line
+from wstool.term.palette import MARKER_STYLES
 from wstool.term.render import (
     JsonObject,
     escape,
@@ -65,8 +66,6 @@ class OfflineSource:
     hex_input: bool = False
 
 
-# Line styles on a terminal, by the first character of the line.
-_STYLES = {">": "cyan", "<": "green", "!": "bold red", "=": "magenta", " ": "dim"}
 
 
 class FrameWriter:
@@ -88,7 +87,7 @@ class FrameWriter:
 
             for line in lines:
                 key = line[prefix_len : prefix_len + 1] if line else " "
-                self.console.print(Text(line, style=_STYLES.get(key, "")))
+                self.console.print(Text(line, style=MARKER_STYLES.get(key, "")))
             return
         if lines:
             self.out.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))

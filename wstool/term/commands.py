@@ -148,21 +148,23 @@ CoreCommand: TypeAlias = (
 # ``Kick``): a table that was ``extend()``-ed with them parses to
 # ``CoreCommand | CommandError | ExtraT``, and the REPL hands them to the
 # target's ``execute()``, typed with the same ``ExtraT``.
-# ``ExtraT_co`` defaults to ``Never`` (PEP 696; in ``typing`` from 3.13 only, so
-# for mypy only: nothing reads the default at run time): a bare ``CommandTable``
-# is a table of the core commands. Covariant: specs and tables are frozen, and a
-# table of ``ListClients`` specs is also a table of "some extra records".
+# Both default to ``Never`` (PEP 696; in ``typing`` from 3.13 only, so for mypy
+# only: nothing reads the default at run time): a bare ``CommandTable`` is a
+# table of the core commands, a bare ``repl.Repl`` one over such a table.
+# ``ExtraT_co`` is covariant: specs and tables are frozen, and a table of
+# ``ListClients`` specs is also a table of "some extra records".
 if TYPE_CHECKING:
     from typing import Never
 
     from typing_extensions import TypeVar
 
     ExtraT_co = TypeVar("ExtraT_co", covariant=True, default=Never)
+    ExtraT = TypeVar("ExtraT", default=Never)
 else:
     from typing import TypeVar
 
     ExtraT_co = TypeVar("ExtraT_co", covariant=True)
-ExtraT = TypeVar("ExtraT")
+    ExtraT = TypeVar("ExtraT")
 OtherT = TypeVar("OtherT")
 
 Parsed: TypeAlias = CoreCommand | CommandError | ExtraT
