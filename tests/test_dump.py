@@ -8,7 +8,7 @@ from pathlib import Path
 from websockets.frames import Frame, Opcode
 
 from tests.conftest import run_wstool
-from wstool.protocol.frames import decode_all
+from wstool.protocol.frames import FrameRecord, decode_all
 from wstool.term.render import frame_detail_lines, frame_line, payload_preview, trace_frame_line
 
 FRAME_KEYS = {"offset", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "mask_key", "length",
@@ -146,6 +146,7 @@ def test_http_upgrade_prefix_is_shown(tmp_path: Path) -> None:
 
 def test_frame_line_vocabulary() -> None:
     (r,) = decode_all(bytes([0xF2, 126, 0, 3]) + b"\x00\x01\x02")
+    assert isinstance(r, FrameRecord)  # for mypy: the renderers take frames, not HTTP heads
     assert frame_line(r) == "< BINARY fin rsv1 rsv2 rsv3 3 B len16 unmasked 000102"
     assert [line.split(" (")[0] for line in frame_detail_lines(r)] == [
         "! non-minimal length: 3 in the 16-bit encoding",

@@ -14,7 +14,11 @@ relay's records are in ``server_events.py`` and ``relay_events.py``: a one-shot
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias
+
+if TYPE_CHECKING:
+    # For the annotation only: this module stays pure and quick to import.
+    from websockets.frames import Frame
 
 Direction: TypeAlias = Literal["sent", "received"]
 
@@ -77,8 +81,7 @@ class FrameSeen(NamedTuple):
     """One frame as it crossed the wire (``--trace``; ``frame-dump`` relay)."""
 
     direction: Direction
-    # A websockets.frames.Frame; typed loosely to keep this module pure.
-    frame: object
+    frame: Frame  # as the library parsed it (received) or is about to send it
     conn: int = 0
     ts: float = 0.0
 

@@ -1,16 +1,19 @@
 """What the frame-dump relay reports (``frame-dump --listen``).
 
-The decoded records are ``wstool.protocol.frames`` objects, typed loosely here like
-``FrameSeen.frame``. Kept apart from ``events.py`` for start-up, like
-``server_events.py``.
+The decoded records are ``wstool.protocol.frames`` objects (imported for the
+annotation only). Kept apart from ``events.py`` for start-up, like the servers'
+``server/events.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias
 
 from wstool.events import Notice
+
+if TYPE_CHECKING:
+    from wstool.protocol.frames import Decoded
 
 
 class RelayListening(NamedTuple):
@@ -31,7 +34,7 @@ class RelayDecoded(NamedTuple):
 
     conn: int
     direction: Literal["client", "server"]
-    records: tuple[object, ...]
+    records: tuple[Decoded, ...]
     ts: float = 0.0
 
 

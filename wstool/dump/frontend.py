@@ -16,16 +16,18 @@ on (``options.frame_dump_plan``).
 
 from __future__ import annotations
 
-import json
 import mmap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wstool.config import DEFAULT_MAX_BUFFER_BYTES
 from wstool.errors import ExitStatus, ProtocolFailure, WstoolError
 from wstool.protocol.frames import Decoded, DecodeError, FrameDecoder, HttpHead, Side, parse_hex
 from wstool.term.env import Environment
+from wstool.term.jsonl import write_json_line
+from wstool.term.palette import MARKER_STYLES
 from wstool.term.render import (
+    JsonObject,
     escape,
     frame_detail_lines,
     frame_hexdump_lines,
@@ -37,6 +39,11 @@ from wstool.term.render import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import IO
+
+    from rich.console import Console
+
     from wstool.dump.events import RelayEvent
     from wstool.dump.relay import RelayConfig
 
@@ -65,8 +72,6 @@ class OfflineSource:
     hex_input: bool = False
 
 
-# Line styles on a terminal, by the first character of the line.
-_STYLES = {">": "cyan", "<": "green", "!": "bold red", "=": "magenta", " ": "dim"}
 
 
 class FrameWriter:
@@ -76,7 +81,7 @@ class FrameWriter:
         self.env = env
         self.cfg = cfg
         self.out = env.stdout
-        self.console: Any = None
+        self.console: Console | None = None
         if not cfg.json and env.color_for(env.stdout_isatty):
             self.console = env.stdout_console()
         self.frames = 0
@@ -88,14 +93,13 @@ class FrameWriter:
 
             for line in lines:
                 key = line[prefix_len : prefix_len + 1] if line else " "
-                self.console.print(Text(line, style=_STYLES.get(key, "")))
+                self.console.print(Text(line, style=MARKER_STYLES.get(key, "")))
             return
         if lines:
             self.out.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
 
-    def write_json(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace")
-                       + b"\n")
+    def write_json(self, obj: JsonObject) -> None:
+        write_json_line(self.out, obj)
 
     def record(self, item: Decoded, *, conn: int | None = None) -> None:
         prefix = f"#{conn} " if conn is not None else f"@{item.offset} "
@@ -128,7 +132,7 @@ class FrameWriter:
         for item in items:
             self.record(item, conn=conn)
 
-    def event(self, obj: dict[str, Any], line: str, *, conn: int | None = None) -> None:
+    def event(self, obj: JsonObject, line: str, *, conn: int | None = None) -> None:
         """A non-frame event: a JSON object, or one ``=`` line."""
         if self.cfg.json:
             self.write_json(obj)
@@ -141,16 +145,17 @@ class FrameWriter:
             self.out.flush()
 
 
-def _read_all(env: Environment, source: OfflineSource) -> Any:
+def _read_all(env: Environment, source: OfflineSource) -> Iterator[bytes]:
     """Yield chunks of the input; unreadable files are a one-line error (exit 1)."""
     name = "stdin" if source.path == "-" else source.path
     try:
-        stream: Any = env.stdin if source.path == "-" else open(source.path, "rb")  # noqa: SIM115
+        stream: IO[bytes] = (env.stdin if source.path == "-"
+                             else open(source.path, "rb"))  # noqa: SIM115
     except OSError as exc:
         raise WstoolError(f"cannot read {name}: {exc.strerror or exc}") from None
     # read1: whatever is there, so that a live pipe (nc -l | wstool frame-dump -)
     # shows each frame as it arrives rather than once a whole chunk is in.
-    read = getattr(stream, "read1", stream.read)
+    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
     try:
         while True:
             try:
@@ -235,7 +240,7 @@ class RelayRenderer:
         try:
             if isinstance(event, RelayDecoded):
                 for record in event.records:
-                    writer.record(record, conn=event.conn)  # type: ignore[arg-type]
+                    writer.record(record, conn=event.conn)
             elif isinstance(event, RelayListening):
                 url = f"ws://{event.host}:{event.port}/"
                 self.env.write_stderr_line(
@@ -267,26 +272,23 @@ class RelayRenderer:
 async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -> int:
     """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0)."""
     import asyncio
-    import contextlib
     import signal
 
     from wstool.dump.relay import Relay
+    from wstool.term.signals import handle_signals
 
     relay = Relay(relay_cfg, RelayRenderer(env, cfg))
     await relay.start()
-    loop = asyncio.get_running_loop()
-    stopped: asyncio.Future[int] = loop.create_future()
+    stopped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def stop(status: int) -> None:
         if not stopped.done():
             stopped.set_result(status)
 
-    for signum, status in ((signal.SIGINT, ExitStatus.INTERRUPTED),
-                           (signal.SIGTERM, ExitStatus.OK)):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop, status)
     try:
-        return await stopped
+        with handle_signals({signal.SIGINT: lambda: stop(ExitStatus.INTERRUPTED),
+                             signal.SIGTERM: lambda: stop(ExitStatus.OK)}):
+            return await stopped
     finally:
         await relay.close()
 

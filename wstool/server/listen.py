@@ -26,14 +26,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import signal
 from typing import TYPE_CHECKING
 
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
 from wstool.errors import ExitStatus, WstoolError
 from wstool.server.events import ClientConnected, ClientDisconnected, ClientMessage, ServerEvent
-from wstool.server.log import ServerLog, install_stop_signals, once_status, prepared_tls
+from wstool.server.log import ServerLog, once_status, prepared_tls
 from wstool.term.env import Environment
 from wstool.term.render import binary_as_text, escape
+from wstool.term.signals import handle_signals
 from wstool.term.stdin import InputSplitter, StdinReader
 
 if TYPE_CHECKING:
@@ -151,10 +153,10 @@ class ListenFrontEnd:
     async def run(self) -> ExitStatus:
         from wstool.server.core import run_listen_server
 
-        remove_signals = install_stop_signals(self.stop)
         error: WstoolError | None = None
+        stop_signals = {signal.SIGINT: self.stop.set, signal.SIGTERM: self.stop.set}
         try:
-            with prepared_tls(self.server_cfg, self.log) as tls:
+            with handle_signals(stop_signals), prepared_tls(self.server_cfg, self.log) as tls:
                 self._server, self._app = await run_listen_server(
                     self.server_cfg, self.on_event,
                     trace=self.out_cfg.verbose >= 2,
@@ -186,7 +188,6 @@ class ListenFrontEnd:
                     await self._server.shutdown(1001, "going away")
                     self.log(self._server.summary())
         finally:
-            remove_signals()
             with contextlib.suppress(OSError, ValueError):
                 self.env.stdout.flush()
         if error is not None:

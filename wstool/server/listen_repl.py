@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import TypeAlias, assert_never
 
 from wstool.config import ListenConfig, OutputConfig, ServerConfig
 from wstool.errors import ExitStatus
@@ -74,6 +75,10 @@ class Kick:
     reason: str = ""
 
 
+# What ``ListenTarget.execute`` gets: the REPL keeps the core commands.
+ListenCommand: TypeAlias = ListClients | SendTo | Kick
+
+
 def _client_id(text: str, usage: str) -> int | CommandError:
     try:
         client_id = int(text.lstrip("#"), 10)
@@ -82,11 +87,11 @@ def _client_id(text: str, usage: str) -> int | CommandError:
     return client_id
 
 
-def parse_clients(rest: str) -> object:
+def parse_clients(rest: str) -> ListClients | CommandError:
     return CommandError("/clients takes no argument") if rest.strip() else ListClients()
 
 
-def parse_to(rest: str) -> object:
+def parse_to(rest: str) -> SendTo | CommandError:
     usage = "usage: /to ID MESSAGE"
     id_text, sep, text = rest.partition(" ")
     if not id_text.strip() or not sep:
@@ -97,7 +102,7 @@ def parse_to(rest: str) -> object:
     return SendTo(client_id, text)
 
 
-def parse_kick(rest: str) -> object:
+def parse_kick(rest: str) -> Kick | CommandError:
     usage = "usage: /kick ID [code [reason]]"
     parts = rest.strip().split(None, 2)
     if not parts:
@@ -120,14 +125,15 @@ def parse_kick(rest: str) -> object:
     return Kick(client_id, code, reason)
 
 
-LISTEN_COMMANDS: CommandTable = CONNECT_COMMANDS.extend([
+_LISTEN_SPECS: list[CommandSpec[ListenCommand]] = [
     CommandSpec("clients", "", "list the connected clients", parse_clients),
     CommandSpec("to", "ID MESSAGE", "send a text message to one client", parse_to, "text"),
     CommandSpec("kick", "ID [code [reason]]", "close one client's connection (default 1000)",
                 parse_kick, "text"),
     CommandSpec("ping", "[data]", "ping every client; shows each pong's round-trip time",
                 parse_ping),
-])
+]
+LISTEN_COMMANDS: CommandTable[ListenCommand] = CONNECT_COMMANDS.extend(_LISTEN_SPECS)
 
 
 @dataclass
@@ -152,7 +158,7 @@ class ListenTarget:
         self.server_cfg = server_config
         self.cfg = listen_config
         self.out_cfg = output_config
-        self.commands: CommandTable = LISTEN_COMMANDS
+        self.commands: CommandTable[ListenCommand] = LISTEN_COMMANDS
         self.ui: ReplUI | None = None  # set before run(): labels need the REPL itself
         self.url = ""
         self.clients: dict[int, _Client] = {}
@@ -309,42 +315,40 @@ class ListenTarget:
         return [summary_line(self._server.summary()),
                 f"{len(self.clients)} connected now"]
 
-    async def execute(self, command: object, ui: ReplUI) -> bool:
-        if isinstance(command, ListClients):
-            now = time.monotonic()
-            if not self.clients:
-                ui.show_info(["no client connected"])
-            else:
-                ui.show_info([
-                    f"[{c.client_id}] {c.peer} {escape(c.path)}"
-                    + (f" subprotocol {escape(c.subprotocol)}" if c.subprotocol else "")
-                    + f", connected {now - c.connected_at:.0f}s ago"
-                    for c in self.clients.values()
-                ])
-            return True
-        if isinstance(command, SendTo):
-            app = self._require_app()
-            if command.client_id not in self.clients or not app.send(
-                command.text, [command.client_id]
-            ):
-                ui.show_error(f"no client {command.client_id} (see /clients)")
-                return True
-            self._sent += 1
-            ui.show_event(Message("sent", command.text, ts=time.monotonic()),
-                          label=f"[{command.client_id}]")
-            await app.drain()
-            return True
-        if isinstance(command, Kick):
-            server = self._server
-            conn = None if server is None else next(
-                (c for c in server.open_connections if c.client_id == command.client_id), None)
-            if conn is None:
-                ui.show_error(f"no client {command.client_id} (see /clients)")
-            else:
-                self._kicked.add(command.client_id)
-                conn.close(command.code, command.reason)
-            return True
-        return False
+    async def execute(self, command: ListenCommand, ui: ReplUI) -> bool:
+        match command:
+            case ListClients():
+                now = time.monotonic()
+                if not self.clients:
+                    ui.show_info(["no client connected"])
+                else:
+                    ui.show_info([
+                        f"[{c.client_id}] {c.peer} {escape(c.path)}"
+                        + (f" subprotocol {escape(c.subprotocol)}" if c.subprotocol else "")
+                        + f", connected {now - c.connected_at:.0f}s ago"
+                        for c in self.clients.values()
+                    ])
+            case SendTo(client_id=client_id, text=text):
+                app = self._require_app()
+                if client_id not in self.clients or not app.send(text, [client_id]):
+                    ui.show_error(f"no client {client_id} (see /clients)")
+                    return True
+                self._sent += 1
+                ui.show_event(Message("sent", text, ts=time.monotonic()),
+                              label=f"[{client_id}]")
+                await app.drain()
+            case Kick(client_id=client_id, code=code, reason=reason):
+                server = self._server
+                conn = None if server is None else next(
+                    (c for c in server.open_connections if c.client_id == client_id), None)
+                if conn is None:
+                    ui.show_error(f"no client {client_id} (see /clients)")
+                else:
+                    self._kicked.add(client_id)
+                    conn.close(code, reason)
+            case _:
+                assert_never(command)
+        return True
 
 
 async def run_listen_repl(

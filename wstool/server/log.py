@@ -1,4 +1,4 @@
-"""Front-end of the servers: start-up lines, -v/-vv/--json logs, signals, summary.
+"""Front-end of the servers: start-up lines, -v/-vv/--json logs, summary.
 
 ``serve-echo`` runs entirely here; ``listen`` uses :class:`ServerLog` and
 :func:`prepared_tls` too, and both ``listen`` front-ends take ``--once``'s exit
@@ -10,17 +10,13 @@ stdout"). Remote text (paths, reasons, subprotocols, frames) is escaped.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
-import json
 import shutil
-import signal
 import ssl
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from wstool.config import OutputConfig, ServerConfig
 from wstool.errors import ClosedAbnormally, ExitStatus, ProtocolFailure, describe_close_code
@@ -35,17 +31,17 @@ from wstool.server.events import (
     ServerSummary,
 )
 from wstool.term.env import Environment
-from wstool.term.render import escape, handshake_lines, trace_frame_line
+from wstool.term.jsonl import write_json_line
+from wstool.term.render import (
+    JsonObject,
+    escape,
+    handshake_lines,
+    payload_fields,
+    trace_frame_line,
+)
 
 
-def _payload_fields(data: str | bytes) -> dict[str, Any]:
-    if isinstance(data, str):
-        return {"type": "text", "size": len(data.encode()), "text": data}
-    return {"type": "binary", "size": len(data),
-            "base64": base64.b64encode(data).decode("ascii")}
-
-
-def server_event_json(event: ServerEvent) -> dict[str, Any] | None:
+def server_event_json(event: ServerEvent) -> JsonObject | None:
     """The ``--json`` schema of the servers (README "serve-echo")."""
     ts = round(event.ts, 6)
     if isinstance(event, ServerListening):
@@ -59,7 +55,7 @@ def server_event_json(event: ServerEvent) -> dict[str, Any] | None:
                 "status": event.status, "reason": event.reason, "ts": ts}
     if isinstance(event, ClientMessage):
         return {"event": "message", "client": event.client_id, "direction": event.direction,
-                **_payload_fields(event.data), "ts": ts}
+                **payload_fields(event.data), "ts": ts}
     if isinstance(event, ClientDisconnected):
         return {"event": "disconnect", "client": event.client_id, "peer": event.peer,
                 "code": event.code, "reason": event.reason,
@@ -112,9 +108,9 @@ class ServerLog:
     def diag(self, line: str) -> None:
         self.env.write_stderr_line(f"wstool: {line}")
 
-    def json_line(self, obj: dict[str, Any]) -> None:
+    def json_line(self, obj: JsonObject) -> None:
         try:
-            self.env.stdout.write(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+            write_json_line(self.env.stdout, obj)
             self.env.stdout.flush()
         except (OSError, ValueError):
             pass
@@ -203,23 +199,6 @@ def prepared_tls(
         yield ServerTLS(server_context(config.certfile, config.keyfile, config.key_password))
     else:
         yield ServerTLS(None)
-
-
-def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop``; returns a function that removes the handlers."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-
-    def remove() -> None:
-        for sig in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-
-    return remove
 
 
 # A client's close that ends `listen --once` with status 0 (1001: a browser

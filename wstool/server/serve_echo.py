@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from wstool.config import EchoConfig, OutputConfig, ServerConfig
 from wstool.errors import ExitStatus
-from wstool.server.log import ServerLog, install_stop_signals, prepared_tls
+from wstool.server.log import ServerLog, prepared_tls
 from wstool.term.env import Environment
+from wstool.term.signals import handle_signals
 
 
 async def serve_echo(
@@ -21,21 +23,20 @@ async def serve_echo(
 
     log = ServerLog(env, out_cfg)
     stop = asyncio.Event()
-    remove_signals = install_stop_signals(stop)
-    try:
-        with prepared_tls(server_cfg, log) as tls:
-            server = await run_echo_server(
-                server_cfg, echo_cfg, log,
-                trace=out_cfg.verbose >= 2,
-                ssl_context=tls.context,
-            )
-            for notice in tls.trust_notices(server.urls):
-                log(notice)
-            try:
-                await stop.wait()
-            finally:
-                await server.shutdown(1001, "going away")
-                log(server.summary())
-    finally:
-        remove_signals()
+    with (
+        handle_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set}),
+        prepared_tls(server_cfg, log) as tls,
+    ):
+        server = await run_echo_server(
+            server_cfg, echo_cfg, log,
+            trace=out_cfg.verbose >= 2,
+            ssl_context=tls.context,
+        )
+        for notice in tls.trust_notices(server.urls):
+            log(notice)
+        try:
+            await stop.wait()
+        finally:
+            await server.shutdown(1001, "going away")
+            log(server.summary())
     return ExitStatus.OK

@@ -7,10 +7,14 @@ text message ``/text``. Anything else starting with ``/`` is looked up in a
 line for the user. Nothing is raised for bad input, nothing is sent or read
 here: ``repl.py`` executes the records.
 
-The table is data, so front-ends can extend it: ``wstool listen`` adds
-``/clients``, ``/to`` and ``/kick`` with ``CONNECT_COMMANDS.extend(...)`` and
-its own record types. Each :class:`CommandSpec` also carries what completion
-needs (usage, a one-line summary, what kind of argument follows).
+The parser returns ``Parsed[ExtraT]``: one of the :data:`CoreCommand` records
+(which ``repl.Repl`` executes with one ``match``), a :class:`CommandError`, or
+a front-end's own record. The table is data, so front-ends can extend it:
+``wstool listen`` adds ``/clients``, ``/to`` and ``/kick`` with
+``CONNECT_COMMANDS.extend(...)``, getting a ``CommandTable[ListenCommand]``
+whose ``ListenCommand`` union its REPL target executes. Each
+:class:`CommandSpec` also carries what completion needs (usage, a one-line
+summary, what kind of argument follows).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import binascii
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias
 
 # RFC 6455 §5.5: control frame payloads are at most 125 bytes; a close
 # payload is a 2-byte code plus the reason.
@@ -123,20 +127,60 @@ class CommandError:
     message: str
 
 
-Command: TypeAlias = object  # any record above, or a front-end's own record type
-Parser: TypeAlias = Callable[[str], object]
+# What the REPL itself executes (``repl.Repl.execute`` matches on it, and mypy
+# checks that every record has its case).
+CoreCommand: TypeAlias = (
+    SendText
+    | SendBinary
+    | SendFile
+    | PingCommand
+    | PongCommand
+    | CloseCommand
+    | Toggle
+    | ShowHeaders
+    | ShowStats
+    | SaveTranscript
+    | ShowHelp
+    | Quit
+)
+
+# A front-end's own records (``wstool listen``'s ``ListClients``, ``SendTo``,
+# ``Kick``): a table that was ``extend()``-ed with them parses to
+# ``CoreCommand | CommandError | ExtraT``, and the REPL hands them to the
+# target's ``execute()``, typed with the same ``ExtraT``.
+# Both default to ``Never`` (PEP 696; in ``typing`` from 3.13 only, so for mypy
+# only: nothing reads the default at run time): a bare ``CommandTable`` is a
+# table of the core commands, a bare ``repl.Repl`` one over such a table.
+# ``ExtraT_co`` is covariant: specs and tables are frozen, and a table of
+# ``ListClients`` specs is also a table of "some extra records".
+if TYPE_CHECKING:
+    from typing import Never
+
+    from typing_extensions import TypeVar
+
+    ExtraT_co = TypeVar("ExtraT_co", covariant=True, default=Never)
+    ExtraT = TypeVar("ExtraT", default=Never)
+else:
+    from typing import TypeVar
+
+    ExtraT_co = TypeVar("ExtraT_co", covariant=True)
+    ExtraT = TypeVar("ExtraT")
+OtherT = TypeVar("OtherT")
+
+Parsed: TypeAlias = CoreCommand | CommandError | ExtraT
+Parser: TypeAlias = Callable[[str], Parsed[ExtraT]]
 
 ArgKind = Literal["none", "text", "path", "close_code", "hex", "base64", "command", "toggle"]
 
 
 @dataclass(frozen=True)
-class CommandSpec:
+class CommandSpec(Generic[ExtraT_co]):
     """One slash command: its name, how to parse it, and what completion shows."""
 
     name: str  # without the slash
     usage: str  # the arguments, e.g. "[code [reason]]"
     summary: str
-    parse: Parser
+    parse: Parser[ExtraT_co]
     arg_kind: ArgKind = "none"
     aliases: tuple[str, ...] = ()
 
@@ -146,30 +190,30 @@ class CommandSpec:
 
 
 @dataclass(frozen=True)
-class CommandTable:
-    specs: tuple[CommandSpec, ...]
-    _by_name: dict[str, CommandSpec] = field(init=False, repr=False, compare=False)
+class CommandTable(Generic[ExtraT_co]):
+    specs: tuple[CommandSpec[ExtraT_co], ...]
+    _by_name: dict[str, CommandSpec[ExtraT_co]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_name: dict[str, CommandSpec] = {}
+        by_name: dict[str, CommandSpec[ExtraT_co]] = {}
         for spec in self.specs:
             for name in (spec.name, *spec.aliases):
                 by_name[name] = spec
         object.__setattr__(self, "_by_name", by_name)
 
-    def extend(self, specs: Iterable[CommandSpec]) -> CommandTable:
+    def extend(self, specs: Iterable[CommandSpec[OtherT]]) -> CommandTable[ExtraT_co | OtherT]:
         """A new table with more commands (a spec with a known name replaces it)."""
         new = list(specs)
         replaced = {s.name for s in new}
-        return CommandTable(tuple(s for s in self.specs if s.name not in replaced) + tuple(new))
+        return CommandTable((*(s for s in self.specs if s.name not in replaced), *new))
 
-    def lookup(self, name: str) -> CommandSpec | None:
+    def lookup(self, name: str) -> CommandSpec[ExtraT_co] | None:
         return self._by_name.get(name.lower())
 
-    def __iter__(self) -> Iterator[CommandSpec]:
+    def __iter__(self) -> Iterator[CommandSpec[ExtraT_co]]:
         return iter(self.specs)
 
-    def complete(self, prefix: str) -> list[CommandSpec]:
+    def complete(self, prefix: str) -> list[CommandSpec[ExtraT_co]]:
         """Specs whose name starts with ``prefix`` (no slash), in table order."""
         prefix = prefix.lower()
         return [s for s in self.specs if s.name.startswith(prefix)]
@@ -180,7 +224,7 @@ class CommandTable:
         lines.append(f"{'//text':<{width}}  send a text message that starts with /")
         return lines
 
-    def parse(self, line: str) -> object | None:
+    def parse(self, line: str) -> Parsed[ExtraT_co] | None:
         """A line of input -> a record, a :class:`CommandError`, or None (empty line)."""
         if line == "":
             return None
@@ -212,8 +256,8 @@ _NAME_RE = re.compile(r"/([^\s/]*)")
 # Parsers: the rest of the line (after the name and one separator) -> a record.
 
 
-def _no_args(record: object, name: str) -> Parser:
-    def parse(rest: str) -> object:
+def _no_args(record: CoreCommand, name: str) -> Parser[Never]:
+    def parse(rest: str) -> CoreCommand | CommandError:
         if rest.strip():
             return CommandError(f"/{name} takes no argument")
         return record
@@ -231,19 +275,19 @@ def _control_payload(rest: str, what: str) -> bytes | CommandError:
     return data
 
 
-def parse_ping(rest: str) -> object:
+def parse_ping(rest: str) -> PingCommand | CommandError:
     if rest == "":
         return PingCommand(None)
     data = _control_payload(rest, "ping")
     return data if isinstance(data, CommandError) else PingCommand(data)
 
 
-def parse_pong(rest: str) -> object:
+def parse_pong(rest: str) -> PongCommand | CommandError:
     data = _control_payload(rest, "pong")
     return data if isinstance(data, CommandError) else PongCommand(data)
 
 
-def parse_close(rest: str) -> object:
+def parse_close(rest: str) -> CloseCommand | CommandError:
     rest = rest.strip()
     if not rest:
         return CloseCommand(1000, "")
@@ -265,7 +309,7 @@ def parse_close(rest: str) -> object:
     return CloseCommand(code, reason)
 
 
-def parse_binary(rest: str) -> object:
+def parse_binary(rest: str) -> SendBinary | CommandError:
     digits = re.sub(r"[\s:]", "", rest)
     if digits[:2].lower() == "0x":
         digits = digits[2:]
@@ -279,7 +323,7 @@ def parse_binary(rest: str) -> object:
     return SendBinary(bytes.fromhex(digits))
 
 
-def parse_base64(rest: str) -> object:
+def parse_base64(rest: str) -> SendBinary | CommandError:
     text = re.sub(r"\s", "", rest)
     if not text:
         return CommandError("usage: /base64 DATA (e.g. /base64 aGVsbG8=)")
@@ -292,11 +336,11 @@ def parse_base64(rest: str) -> object:
         return CommandError(f"invalid base64: {exc}")
 
 
-def parse_text(rest: str) -> object:
+def parse_text(rest: str) -> SendText:
     return SendText(rest)
 
 
-def parse_file(rest: str) -> object:
+def parse_file(rest: str) -> SendFile | CommandError:
     as_text = False
     stripped = rest.strip()
     if stripped == "--text" or stripped.startswith("--text "):
@@ -307,8 +351,8 @@ def parse_file(rest: str) -> object:
     return SendFile(stripped, as_text)
 
 
-def _toggle(setting: Literal["json", "timestamps"]) -> Parser:
-    def parse(rest: str) -> object:
+def _toggle(setting: Literal["json", "timestamps"]) -> Parser[Never]:
+    def parse(rest: str) -> Toggle | CommandError:
         value = rest.strip().lower()
         if value == "":
             return Toggle(setting, None)
@@ -321,19 +365,19 @@ def _toggle(setting: Literal["json", "timestamps"]) -> Parser:
     return parse
 
 
-def parse_save(rest: str) -> object:
+def parse_save(rest: str) -> SaveTranscript | CommandError:
     path = rest.strip()
     if not path:
         return CommandError("usage: /save PATH (writes the transcript as JSON lines)")
     return SaveTranscript(path)
 
 
-def parse_help(rest: str) -> object:
+def parse_help(rest: str) -> ShowHelp:
     topic = rest.strip().lstrip("/")
     return ShowHelp(topic or None)
 
 
-CONNECT_COMMANDS = CommandTable((
+CONNECT_COMMANDS: CommandTable = CommandTable((
     CommandSpec("ping", "[data]", "send a ping; shows the pong and its round-trip time",
                 parse_ping, "text"),
     CommandSpec("pong", "[data]", "send an unsolicited pong", parse_pong, "text"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from wstool.errors import describe_close_code
 from wstool.events import (
@@ -27,6 +27,18 @@ from wstool.events import (
     Pong,
     Reconnecting,
 )
+
+if TYPE_CHECKING:
+    # Types only: frames.py (and websockets.frames) load when a frame is first
+    # rendered, not on a plain `connect` (start-up, tests/test_repl_pty.py).
+    from websockets.frames import Frame
+
+    from wstool.protocol.frames import FrameRecord, HttpHead
+
+# A ``--json`` object. ``Any`` because the values are any JSON value (str, int,
+# float, bool, None, lists and objects of them); a recursive alias would reject
+# ``list[str]`` values (lists are invariant) without catching anything more.
+JsonObject: TypeAlias = dict[str, Any]
 
 # C0 controls, DEL and C1 controls, and the bidirectional embeddings, overrides and
 # isolates (U+202A-U+202E, U+2066-U+2069), which make a terminal show text in another
@@ -105,7 +117,9 @@ def opened_line(event: Opened) -> str:
     return "; ".join(parts)
 
 
-def _payload_fields(data: str | bytes) -> dict[str, Any]:
+def payload_fields(data: str | bytes) -> JsonObject:
+    """A message's payload in the ``--json`` schemas of ``connect`` and the servers:
+    ``type``, ``size`` (bytes on the wire, UTF-8 for text), ``text`` or ``base64``."""
     if isinstance(data, str):
         return {"type": "text", "size": len(data.encode()), "text": data}
     return {
@@ -115,10 +129,10 @@ def _payload_fields(data: str | bytes) -> dict[str, Any]:
     }
 
 
-def event_json(event: Event) -> dict[str, Any] | None:
+def event_json(event: Event) -> JsonObject | None:
     """The ``--json`` schema (README "JSON events"); None for events it omits."""
     if isinstance(event, Message):
-        return {"event": "message", "direction": event.direction, **_payload_fields(event.data),
+        return {"event": "message", "direction": event.direction, **payload_fields(event.data),
                 "ts": round(event.ts, 6)}
     if isinstance(event, Opened):
         return {
@@ -133,7 +147,7 @@ def event_json(event: Event) -> dict[str, Any] | None:
         return {"event": "ping", "direction": event.direction, "data_hex": event.data.hex(),
                 "ts": round(event.ts, 6)}
     if isinstance(event, Pong):
-        out: dict[str, Any] = {"event": "pong", "direction": event.direction,
+        out: JsonObject = {"event": "pong", "direction": event.direction,
                                "data_hex": event.data.hex(), "ts": round(event.ts, 6)}
         if event.rtt_s is not None:
             out["rtt_ms"] = round(event.rtt_s * 1000, 3)
@@ -200,12 +214,6 @@ def hex_dump(data: bytes, *, max_bytes: int | None = None) -> list[str]:
 DEFAULT_PAYLOAD_PREVIEW_BYTES = 64
 
 
-def _frames_module() -> Any:
-    from wstool.protocol import frames
-
-    return frames
-
-
 def payload_preview(data: bytes, *, is_text: bool, limit: int | None,
                     total: int | None = None) -> str:
     """A bounded, terminal-safe view of a payload: quoted text or hex."""
@@ -238,10 +246,11 @@ def _close_words(code: int | None, reason: str | None) -> str:
     return text
 
 
-def frame_line(record: Any, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES,
+def frame_line(record: FrameRecord, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES,
                prefix: str = "") -> str:
     """One line for a ``frames.FrameRecord``."""
-    frames = _frames_module()
+    from wstool.protocol import frames
+
     words = [prefix + (">" if record.direction == "client" else "<"), record.opcode_name,
              "fin" if record.fin else "more"]
     if record.rsv1:
@@ -253,7 +262,8 @@ def frame_line(record: Any, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVI
     words.append(f"{record.length} B")
     if record.length_bits != 7:
         words.append(f"len{record.length_bits}")
-    words.append(f"masked {record.mask_key.hex()}" if record.masked else "unmasked")
+    words.append(f"masked {record.mask_key.hex()}"
+                 if record.masked and record.mask_key is not None else "unmasked")
     op = record.opcode
     if op == frames.OP_CONT or (op in (frames.OP_TEXT, frames.OP_BINARY) and not record.fin):
         words.append(f"msg {record.message}" if record.message else "msg ?")
@@ -275,10 +285,12 @@ def frame_line(record: Any, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVI
     return " ".join(words)
 
 
-def frame_detail_lines(record: Any, *, payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES,
+def frame_detail_lines(record: FrameRecord, *,
+                       payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES,
                        prefix: str = "") -> list[str]:
     """``!`` problem lines and the ``=`` reassembled-message line under a frame."""
-    frames = _frames_module()
+    from wstool.protocol import frames
+
     lines = [f"{prefix}! {problem}" for problem in record.problems]
     if record.fin and record.reassembled_length is not None and record.message:
         kind = frames.OPCODE_NAMES[record.message_opcode or frames.OP_BINARY]
@@ -309,7 +321,7 @@ def offset_hex_lines(data: bytes, base_offset: int, *, max_bytes: int | None = N
     return lines
 
 
-def frame_hexdump_lines(record: Any, *, max_bytes: int | None = None) -> list[str]:
+def frame_hexdump_lines(record: FrameRecord, *, max_bytes: int | None = None) -> list[str]:
     """The header as on the wire, then the payload unmasked."""
     lines = offset_hex_lines(record.header, record.offset)
     lines += offset_hex_lines(record.payload, record.offset + len(record.header),
@@ -317,7 +329,7 @@ def frame_hexdump_lines(record: Any, *, max_bytes: int | None = None) -> list[st
     return lines
 
 
-def http_head_lines(head: Any, *, prefix: str = "", show_secrets: bool = True) -> list[str]:
+def http_head_lines(head: HttpHead, *, prefix: str = "", show_secrets: bool = True) -> list[str]:
     """An HTTP upgrade found in the input: ``>`` request / ``<`` response."""
     mark = ">" if head.kind == "request" else "<"
     lines = [f"{prefix}{mark} {escape(head.start_line)}"]
@@ -328,14 +340,14 @@ def http_head_lines(head: Any, *, prefix: str = "", show_secrets: bool = True) -
     return lines
 
 
-def frame_json(record: Any, *, conn: int | None = None) -> dict[str, Any]:
+def frame_json(record: FrameRecord, *, conn: int | None = None) -> JsonObject:
     """The ``--json`` object for a frame: exactly the keys in README "frame-dump"."""
     data = record.data
     try:
         text: str | None = data.decode()
     except UnicodeDecodeError:
         text = None
-    out: dict[str, Any] = {
+    out: JsonObject = {
         "offset": record.offset,
         "fin": record.fin,
         "rsv1": record.rsv1,
@@ -357,16 +369,17 @@ def frame_json(record: Any, *, conn: int | None = None) -> dict[str, Any]:
     return out
 
 
-def message_json(record: Any, *, conn: int | None = None) -> dict[str, Any] | None:
+def message_json(record: FrameRecord, *, conn: int | None = None) -> JsonObject | None:
     """``{"event": "message"}`` for a reassembled (or inflated) message, else None."""
-    frames = _frames_module()
+    from wstool.protocol import frames
+
     if not (record.fin and record.reassembled_length is not None and record.message):
         return None
     data = record.reassembled
     text = None
     if data is not None and record.message_opcode == frames.OP_TEXT:
         text = data.decode("utf-8", "replace")
-    out: dict[str, Any] = {
+    out: JsonObject = {
         "event": "message",
         "offset": record.offset,
         "message": record.message,
@@ -381,8 +394,8 @@ def message_json(record: Any, *, conn: int | None = None) -> dict[str, Any] | No
     return out
 
 
-def http_head_json(head: Any, *, conn: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def http_head_json(head: HttpHead, *, conn: int | None = None) -> JsonObject:
+    out: JsonObject = {
         "event": "handshake",
         "offset": head.offset,
         "kind": head.kind,
@@ -394,14 +407,15 @@ def http_head_json(head: Any, *, conn: int | None = None) -> dict[str, Any]:
     return out
 
 
-def trace_frame_line(direction: str, frame: Any, *,
+def trace_frame_line(direction: str, frame: Frame, *,
                      payload_limit: int | None = DEFAULT_PAYLOAD_PREVIEW_BYTES) -> str:
     """``connect --trace``: a websockets ``Frame`` in the frame-dump vocabulary.
 
     The library hands us frames before masking (sent) and after inflation
     (received), so there is no mask key and the length is the data length.
     """
-    frames = _frames_module()
+    from wstool.protocol import frames
+
     op = int(frame.opcode)
     data = bytes(frame.data)
     words = [">" if direction == "sent" else "<", frames.OPCODE_NAMES[op],

@@ -33,6 +33,7 @@ from wstool.events import (
     Pong,
     Reconnecting,
 )
+from wstool.term.palette import PALETTE
 from wstool.term.render import (
     close_line,
     escape,
@@ -44,11 +45,12 @@ from wstool.term.render import (
 
 PRETTY_JSON_MAX_BYTES = 256 * 1024
 
-STYLE_SENT = "bold green"
-STYLE_RECEIVED = "bold cyan"
-STYLE_STATE = "yellow"
-STYLE_ERROR = "bold red"
-STYLE_DIM = "dim"
+# From the one palette (term/palette.py), which frame-dump uses too.
+STYLE_SENT = PALETTE.sent
+STYLE_RECEIVED = PALETTE.received
+STYLE_STATE = PALETTE.state
+STYLE_ERROR = PALETTE.error
+STYLE_DIM = PALETTE.dim
 
 _json_highlighter = JSONHighlighter()
 

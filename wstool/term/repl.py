@@ -27,7 +27,10 @@ The REPL never touches a ``Session``; it drives a :class:`ReplTarget`:
     the text of ``/headers`` and ``/stats``.
 ``async execute(command, ui) -> bool``
     records the REPL does not know (``wstool listen``: ``/clients``, ``/to ID
-    MESSAGE``, ``/kick ID [code [reason]]``); ``ui`` is the :class:`Repl`
+    MESSAGE``, ``/kick ID [code [reason]]``), typed: a target whose table was
+    ``extend()``-ed with specs parsing to ``ListenCommand`` is a
+    ``ReplTarget[ListenCommand]`` and its ``execute()`` takes exactly those
+    (the core records never reach it); ``ui`` is the :class:`Repl`
     (``show_state``, ``show_error``, ``show_info``, ``show_event(event,
     label)``; a label such as a client id prefixes the event). Return False
     for "not mine either".
@@ -41,12 +44,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Generic, Protocol, assert_never
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import run_in_terminal
@@ -84,6 +86,9 @@ from wstool.term.commands import (
     CloseCommand,
     CommandError,
     CommandTable,
+    CoreCommand,
+    ExtraT,
+    Parsed,
     PingCommand,
     PongCommand,
     Quit,
@@ -97,6 +102,7 @@ from wstool.term.commands import (
     Toggle,
 )
 from wstool.term.env import Environment
+from wstool.term.jsonl import write_json_line
 from wstool.term.render import escape, event_json, handshake_lines, human_size
 from wstool.term.render_rich import (
     ViewOptions,
@@ -143,8 +149,11 @@ class ReplUI(Protocol):
     def show_info(self, lines: list[str]) -> None: ...
 
 
-class ReplTarget(Protocol):
-    commands: CommandTable
+class ReplTarget(Protocol[ExtraT]):
+    """What the REPL drives; ``ExtraT`` is the union of the target's own records
+    (``Never`` for ``connect``: its table has the core commands only)."""
+
+    commands: CommandTable[ExtraT]
 
     async def run(self, sink: EventSink) -> ExitStatus: ...
     def status(self) -> TargetStatus: ...
@@ -155,7 +164,7 @@ class ReplTarget(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
     def headers_lines(self) -> list[str]: ...
     def stats_lines(self) -> list[str]: ...
-    async def execute(self, command: object, ui: ReplUI) -> bool: ...
+    async def execute(self, command: ExtraT, ui: ReplUI) -> bool: ...
 
 
 class _BoundedFileHistory(FileHistory):
@@ -181,7 +190,7 @@ def open_history(path: Path | None) -> tuple[History, str | None]:
 class SlashCompleter(Completer):
     """Tab completion from a command table's metadata."""
 
-    def __init__(self, table: CommandTable) -> None:
+    def __init__(self, table: CommandTable[object]) -> None:
         self.table = table
         self.paths = PathCompleter(expanduser=True)
 
@@ -239,14 +248,14 @@ def _format_rtt(rtt_s: float | None) -> str:
     return "rtt -" if rtt_s is None else f"rtt {rtt_s * 1000:.1f} ms"
 
 
-class Repl:
+class Repl(Generic[ExtraT]):
     """The prompt loop over a :class:`ReplTarget` (see the module docstring)."""
 
     def __init__(
         self,
         env: Environment,
         config: ReplConfig,
-        target: ReplTarget,
+        target: ReplTarget[ExtraT],
         *,
         input: Input | None = None,
         output: Output | None = None,
@@ -494,8 +503,8 @@ class Repl:
         self._quitting = True
         await self.target.close(code, reason)
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    def _spawn(self, awaitable: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -508,40 +517,49 @@ class Repl:
             command = SendBinary(command.text.encode())
         await self.execute(command)
 
-    async def execute(self, command: object) -> None:
+    async def execute(self, command: Parsed[ExtraT]) -> None:
+        """Do a parsed line: the core records here, the target's own in its ``execute()``."""
         if isinstance(command, CommandError):
             self.show_error(command.message)
-        elif isinstance(command, SendText):
-            await self._send(command.text)
-        elif isinstance(command, SendBinary):
-            await self._send(command.data)
-        elif isinstance(command, SendFile):
-            data = self._read_file(command)
-            if data is not None:
-                await self._send(data)
-        elif isinstance(command, PingCommand):
-            self._spawn(self._ping(command.data))
-        elif isinstance(command, PongCommand):
-            try:
-                self.target.pong(command.data)
-            except TargetUnavailable as exc:
-                self.show_error(f"pong not sent: {exc}")
-        elif isinstance(command, CloseCommand):
-            await self._quit(command.code, command.reason)
-        elif isinstance(command, Quit):
-            await self._quit(1000, "")
-        elif isinstance(command, Toggle):
-            self._toggle(command)
-        elif isinstance(command, ShowHeaders):
-            self.show_info(self.target.headers_lines())
-        elif isinstance(command, ShowStats):
-            self.show_info(self.target.stats_lines())
-        elif isinstance(command, SaveTranscript):
-            self._save(command.path)
-        elif isinstance(command, ShowHelp):
-            self._help(command.topic)
+        elif isinstance(command, CoreCommand):
+            await self._execute_core(command)
         elif not await self.target.execute(command, self):
             self.show_error(f"command not available here: {command!r}")
+
+    async def _execute_core(self, command: CoreCommand) -> None:
+        match command:
+            case SendText(text=text):
+                await self._send(text)
+            case SendBinary(data=data):
+                await self._send(data)
+            case SendFile():
+                payload = self._read_file(command)
+                if payload is not None:
+                    await self._send(payload)
+            case PingCommand(data=ping_data):
+                self._spawn(self._ping(ping_data))
+            case PongCommand(data=pong_data):
+                try:
+                    self.target.pong(pong_data)
+                except TargetUnavailable as exc:
+                    self.show_error(f"pong not sent: {exc}")
+            case CloseCommand(code=code, reason=reason):
+                await self._quit(code, reason)
+            case Quit():
+                await self._quit(1000, "")
+            case Toggle():
+                self._toggle(command)
+            case ShowHeaders():
+                self.show_info(self.target.headers_lines())
+            case ShowStats():
+                self.show_info(self.target.stats_lines())
+            case SaveTranscript(path=path):
+                self._save(path)
+            case ShowHelp(topic=topic):
+                self._help(topic)
+            case _:
+                # mypy fails here when a record of CoreCommand has no case above.
+                assert_never(command)
 
     async def _send(self, data: str | bytes) -> None:
         try:
@@ -596,7 +614,7 @@ class Repl:
                 for event in self.transcript:
                     obj = event_json(event)
                     if obj is not None:
-                        f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                        write_json_line(f, obj)
                         count += 1
         except OSError as exc:
             self.show_error(f"cannot write {escape(path_text)}: {exc.strerror or exc}")
