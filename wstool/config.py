@@ -90,6 +90,10 @@ class ConnectConfig(NamedTuple):
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     close_timeout_s: float = 5.0
+    # -L/--location: follow 3xx answers to the upgrade (curl's and wscat's default is
+    # not to), at most max_redirects of them (--max-redirects; the library's 10).
+    follow_redirects: bool = False
+    max_redirects: int = 10
 
 
 class OutputConfig(NamedTuple):

@@ -48,6 +48,17 @@ class Opened(NamedTuple):
     ts: float = 0.0
 
 
+class Redirected(NamedTuple):
+    """The server answered the upgrade with a 3xx and ``-L`` follows it (issue 10)."""
+
+    status_code: int
+    reason: str
+    from_url: str
+    to_url: str
+    handshake: Handshake  # the request and the 3xx response, for -v
+    ts: float = 0.0
+
+
 class Message(NamedTuple):
     direction: Direction
     data: str | bytes  # str: a text message, bytes: a binary message
@@ -118,6 +129,7 @@ class Notice(NamedTuple):
 Event: TypeAlias = (
     Connecting
     | Opened
+    | Redirected
     | Message
     | Ping
     | Pong

@@ -128,6 +128,10 @@ def connect_options(f: F) -> F:
         click.option("--close-timeout", type=float, default=5.0, show_default=True,
                      metavar="SECONDS",
                      help="Longest wait for the server's closing handshake; 0 = do not wait."),
+        click.option("-L", "--location", "follow_redirects", is_flag=True,
+                     help="Follow a 3xx answer to the upgrade (default: report it, exit 4)."),
+        click.option("--max-redirects", type=click.IntRange(0), default=10, show_default=True,
+                     metavar="N", help="With -L: give up after N redirects."),
     ])(f)
 
 
@@ -243,6 +247,8 @@ def connect_config(url: str, raw: Mapping[str, Any]) -> ConnectConfig:
         ping_interval_s=seconds_or_none(raw["ping_interval"]),
         ping_timeout_s=seconds_or_none(raw["ping_timeout"]),
         close_timeout_s=close_timeout,
+        follow_redirects=bool(raw.get("follow_redirects")),
+        max_redirects=raw.get("max_redirects", 10),
     )
 
 

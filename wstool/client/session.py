@@ -86,6 +86,7 @@ from wstool.events import (
     Opened,
     Ping,
     Pong,
+    Redirected,
 )
 from wstool.protocol import deflate
 from wstool.tls import client_context
@@ -259,7 +260,75 @@ class _Connection(ClientConnection):
         if self._close_timer is not None:
             self._close_timer.cancel()
         super().connection_lost(exc)
-        self.session._on_connection_lost()
+        if self.session._conn is self:  # not a connection left behind by a redirect
+            self.session._on_connection_lost()
+
+
+# Redirect schemes: a generic "http -> https" rule of a web server answers the upgrade
+# with https://...; the WebSocket meaning of that is wss:// (RFC 6455 §3).
+_HTTP_TO_WS = {"http": "ws", "https": "wss"}
+
+
+class _Connect(connect):
+    """The library's ``connect()`` with wstool's redirect policy (issue 10).
+
+    Not following is the default (curl, wscat): the 3xx goes back to ``open()`` and is
+    reported with its Location. With -L each hop becomes a ``Redirected`` event, the
+    TLS options apply to a wss:// hop, and --max-redirects bounds the hops.
+    """
+
+    session: Session
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        session = self.session
+        location = _redirect_location(exc, self.uri)
+        if location is None or not session.config.follow_redirects:
+            return exc
+        assert isinstance(exc, InvalidStatus)
+        cfg = session.config
+        if session.redirects >= cfg.max_redirects:
+            return HandshakeRejected(
+                f"more than --max-redirects {cfg.max_redirects} redirects "
+                f"(the last to {location})")
+        del exc.response.headers["Location"]  # http(s):// mapped, made absolute
+        exc.response.headers["Location"] = location
+        try:
+            result = super().process_redirect(exc)
+        except InvalidURI:
+            return HandshakeRejected(f"cannot follow the redirect to {location}")
+        if not isinstance(result, str):
+            return result  # e.g. a wss:// -> ws:// downgrade, which the library refuses
+        session.redirects += 1
+        old = parse_uri(self.uri)
+        new = parse_uri(result)
+        if new.secure:
+            # The library would use a default context: our --cacert/--cert/-k apply.
+            self.create_connection_kwargs["ssl"] = client_context(cfg.tls)
+        if (new.host, new.port) != (old.host, old.port):
+            # --server-name was the original host's name.
+            self.create_connection_kwargs.pop("server_hostname", None)
+        handshake = session._handshake_report(exc.response)
+        session._conn = None  # the redirected connection is gone, and not our loss
+        session.sink(Redirected(exc.response.status_code, exc.response.reason_phrase,
+                                self.uri, result, handshake, ts=time.monotonic()))
+        session.url = result
+        return result
+
+
+def _redirect_location(exc: Exception, base: str) -> str | None:
+    """The absolute ws(s):// URL a 3xx answer points to, or None if it is not one."""
+    if not isinstance(exc, InvalidStatus) or exc.response.status_code not in (
+        300, 301, 302, 303, 307, 308
+    ):
+        return None
+    location = exc.response.headers.get("Location")
+    if location is None:
+        return None
+    import urllib.parse
+
+    absolute = urllib.parse.urljoin(base, location)
+    scheme, sep, rest = absolute.partition("://")
+    return _HTTP_TO_WS.get(scheme.lower(), scheme.lower()) + sep + rest
 
 
 class Session:
@@ -311,6 +380,9 @@ class Session:
         self._closed_event = asyncio.Event()
         self._lost = False
         self.proxy: str | None = None
+        # The URL connected to: the target's, or where -L's redirects led.
+        self.url = config.target.url
+        self.redirects = 0
 
     # Opening
 
@@ -390,8 +462,11 @@ class Session:
         """Connect and complete the opening handshake, or raise a WstoolError."""
         cfg = self.config
         kwargs = self._connect_kwargs()
+        internals.allow_redirects(cfg.max_redirects)
+        connector = _Connect(cfg.target.url, **kwargs)
+        connector.session = self
         try:
-            conn = await connect(cfg.target.url, **kwargs)
+            conn = await connector
         except Exception as exc:
             raise self._open_error(exc) from exc
         assert isinstance(conn, _Connection)
@@ -410,7 +485,7 @@ class Session:
         self.opened_at = time.monotonic()
         self.sink(
             Opened(
-                cfg.target.url,
+                self.url,
                 self.subprotocol,
                 self.extensions,
                 self.handshake,
@@ -438,7 +513,7 @@ class Session:
     def _open_error(self, exc: BaseException) -> WstoolError:
         """Translate what connect() raised into one clear line and an exit status."""
         cfg = self.config
-        where = cfg.target.unix_path or cfg.target.url
+        where = cfg.target.unix_path or self.url
         if isinstance(exc, WstoolError):
             return exc
         # A TLS alert after the handshake (TLS 1.3 reports a missing client
@@ -451,6 +526,11 @@ class Session:
         if isinstance(exc, InvalidStatus):
             response = exc.response
             self.handshake = self._handshake_report(response)
+            location = _redirect_location(exc, self.url)
+            if location is not None and not cfg.follow_redirects:
+                return HandshakeRejected(
+                    f"HTTP {response.status_code} {response.reason_phrase} -> {location}",
+                    hint="use -L to follow")
             body_line = bytes(response.body or b"").decode("utf-8", "replace").strip()
             body_line = body_line.splitlines()[0][:200] if body_line else ""
             message = (

@@ -206,3 +206,18 @@ def set_connection_error(conn: ClientConnection, exc: BaseException) -> None:
     """Record EXC as the transport's failure (first one wins), as the library does
     when a write fails."""
     conn.set_connection_exc(exc)
+
+
+def allow_redirects(count: int) -> None:
+    """Let ``connect()`` follow COUNT redirects. Assumes the asyncio client's
+    ``connect.connect()`` loops ``for _ in range(MAX_REDIRECTS)`` over a module global
+    (read at each call; set from $WEBSOCKETS_MAX_REDIRECTS at import, default 10).
+    wstool counts hops itself for --max-redirects (``client/session.py``
+    ``_Connect.process_redirect``) and only raises the library's bound when a user asks
+    for more than it allows: one more than COUNT, so that ours is the limit reported.
+    Called once per connection attempt.
+    """
+    from websockets.asyncio import client
+
+    if count >= client.MAX_REDIRECTS:
+        client.MAX_REDIRECTS = count + 1

@@ -26,6 +26,7 @@ from wstool.events import (
     Ping,
     Pong,
     Reconnecting,
+    Redirected,
 )
 
 if TYPE_CHECKING:
@@ -108,6 +109,12 @@ def close_line(closed: Closed) -> str:
     )
 
 
+def redirect_line(event: Redirected) -> str:
+    """``-v`` and the REPL: one hop that ``-L`` followed."""
+    return (f"redirected: HTTP {event.status_code} {escape(event.reason)} -> "
+            f"{escape(event.to_url)}")
+
+
 def opened_line(event: Opened) -> str:
     parts = [f"connected to {event.url}"]
     if event.subprotocol:
@@ -143,6 +150,9 @@ def event_json(event: Event) -> JsonObject | None:
             "status": event.handshake.status_code,
             "ts": round(event.ts, 6),
         }
+    if isinstance(event, Redirected):
+        return {"event": "redirect", "status": event.status_code, "from": event.from_url,
+                "to": event.to_url, "ts": round(event.ts, 6)}
     if isinstance(event, Ping):
         return {"event": "ping", "direction": event.direction, "data_hex": event.data.hex(),
                 "ts": round(event.ts, 6)}
