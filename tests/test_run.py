@@ -217,10 +217,13 @@ async def test_totals_and_rtts_across_reconnects() -> None:
 @async_test
 async def test_replies_to_everything_sent_end_the_run_after_eof() -> None:
     async with server(echo) as (config, peer):
-        run = ClientRun(config, ClientRunConfig(execute=("x",)),
+        # --wait 30: only "every message sent has had a reply" can end it this soon.
+        run = ClientRun(config, ClientRunConfig(execute=("x",), wait_s=30),
                         input_source=ListInput(["a", "b"]))
         front = Recorder()
+        started = time.monotonic()
         assert await run.run(front) == ExitStatus.OK
+        assert time.monotonic() - started < scaled(10)
     assert peer.connections == [["x", "a", "b"]]
     assert front.received == ["x", "a", "b"]
     assert peer.close_codes == [1000]
