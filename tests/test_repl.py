@@ -27,12 +27,19 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.conftest import closed_port, scaled
 from wstool.client.repl import SessionTarget
-from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, Target
+from wstool.config import (
+    ClientRunConfig,
+    ConnectConfig,
+    OutputConfig,
+    ReplConfig,
+    Target,
+    default_history_path,
+)
 from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus
 from wstool.events import Message
 from wstool.term.env import Environment
 from wstool.term.render_rich import ViewOptions, message_text
-from wstool.term.repl import Repl, ReplConfig, default_history_path
+from wstool.term.repl import Repl
 
 ENTER = "\r"
 CTRL_C = "\x03"

@@ -127,9 +127,9 @@ class PipeFrontEnd(ClientFrontEnd):
     def write_json(self, event: Event) -> None:
         obj = event_json(event)
         if obj is not None:
-            import json  # only --json needs it: ~2.5 ms of start-up otherwise
+            from wstool.term.jsonl import json_line_bytes  # json: ~2.5 ms, only for --json
 
-            self.write(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+            self.write(json_line_bytes(obj))
 
     def write_message(self, data: str | bytes) -> None:
         if self.cfg.binary:

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from wstool.client.run import ClientFrontEnd, ClientRun, NotOpen, RunObserver
 from wstool.client.session import Session
-from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig
+from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, ReplConfig
 from wstool.errors import ExitStatus
 from wstool.events import Event, EventSink, Handshake, Message, Notice
 from wstool.term.commands import CONNECT_COMMANDS, CommandTable
 from wstool.term.env import Environment
 from wstool.term.render import handshake_lines, human_size
-from wstool.term.repl import Repl, ReplConfig, ReplUI, TargetStatus, TargetUnavailable
+from wstool.term.repl import Repl, ReplUI, TargetStatus, TargetUnavailable
 
 
 def _format_duration(seconds: float) -> str:

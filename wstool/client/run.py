@@ -80,6 +80,7 @@ from wstool.client.session import Session, SessionClosed
 from wstool.config import ClientRunConfig, ConnectConfig
 from wstool.errors import ExitStatus, WstoolError, is_retryable
 from wstool.events import Closed, Event, Handshake, Message, Notice, Opened, Reconnecting
+from wstool.term.signals import handle_signals
 
 # The states a run goes through, as the REPL's status bar shows them.
 CONNECTING = "connecting"
@@ -311,12 +312,10 @@ class ClientRun:
         """Connect (and reconnect) until the run is over; raise its WstoolError, if any."""
         self._front = front_end
         self._show_echo = front_end.echo_as_sent and self.config.echo
-        loop = asyncio.get_running_loop()
-        # Another engineer replaces the signal set-ups with one helper (issue 9):
-        # this is the client's only one.
+        # The client's only signal set-up (term/signals.py is the one way to install one).
+        signals = contextlib.ExitStack()
         if self.interrupt_on_sigint:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGINT, self._interrupt)
+            signals.enter_context(handle_signals({signal.SIGINT: self._interrupt}))
         cfg = self.config
         reconnects = Reconnects(cfg.reconnect_max_delay_s, cfg.reconnect_limit)
         attempt = 0
@@ -356,9 +355,7 @@ class ClientRun:
                     error = None  # the user ended it while we waited: their choice
                     break
         finally:
-            if self.interrupt_on_sigint:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signal.SIGINT)
+            signals.close()
             self.state = CLOSED
             front_end.on_batch()
         if self._stop_error is not None:
