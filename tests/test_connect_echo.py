@@ -119,7 +119,7 @@ def test_echo_in_the_repl_uses_the_engine() -> None:
     import asyncio
 
     from tests.test_repl import repl_on, server
-    from wstool.config import PipeConfig
+    from wstool.config import ClientRunConfig
 
     async def handler(ws: Any, peer: Any) -> None:
         await ws.send("mirror me")
@@ -129,7 +129,7 @@ def test_echo_in_the_repl_uses_the_engine() -> None:
 
     async def go() -> Any:
         async with server(handler, compression=None) as (url, peer), repl_on(
-            url, pipe=PipeConfig(echo=True)
+            url, run=ClientRunConfig(echo=True)
         ) as d:
             await d.see("mirror me")
             status = await d.result()

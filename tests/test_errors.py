@@ -50,7 +50,7 @@ def test_hint_is_part_of_the_message() -> None:
 
 
 def test_reconnect_schedule_limit_and_start_over() -> None:
-    from wstool.client.session import Reconnects
+    from wstool.client.run import Reconnects
 
     limited = Reconnects(max_delay_s=4.0, limit=3)
     delays = [limited.next_delay() for _ in range(3)]

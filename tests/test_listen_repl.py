@@ -22,11 +22,11 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import scaled
 from tests.test_repl import CTRL_D, ENTER, RecordingOutput, async_test, make_env, until
-from wstool.config import ListenConfig, OutputConfig, ServerConfig
+from wstool.config import ListenConfig, OutputConfig, ReplConfig, ServerConfig
 from wstool.errors import ExitStatus
 from wstool.server.listen_repl import LISTEN_COMMANDS, Kick, ListClients, ListenTarget, SendTo
 from wstool.term.commands import CommandError
-from wstool.term.repl import Repl, ReplConfig
+from wstool.term.repl import Repl
 
 
 def test_listen_commands_parse() -> None:

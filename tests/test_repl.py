@@ -27,12 +27,19 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.conftest import closed_port, scaled
 from wstool.client.repl import SessionTarget
-from wstool.config import ConnectConfig, OutputConfig, PipeConfig, Target
+from wstool.config import (
+    ClientRunConfig,
+    ConnectConfig,
+    OutputConfig,
+    ReplConfig,
+    Target,
+    default_history_path,
+)
 from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus
 from wstool.events import Message
 from wstool.term.env import Environment
 from wstool.term.render_rich import ViewOptions, message_text
-from wstool.term.repl import Repl, ReplConfig, default_history_path
+from wstool.term.repl import Repl
 
 ENTER = "\r"
 CTRL_C = "\x03"
@@ -141,14 +148,14 @@ class Driver:
 
 
 @asynccontextmanager
-async def repl_on(url: str, *, pipe: PipeConfig | None = None,
+async def repl_on(url: str, *, run: ClientRunConfig | None = None,
                   config: ReplConfig | None = None, env: Environment | None = None,
                   output_config: OutputConfig | None = None) -> AsyncIterator[Driver]:
     with create_pipe_input() as pipe_input:
         output = RecordingOutput()
         target = SessionTarget(
             ConnectConfig(Target(url), ping_interval_s=None),
-            pipe or PipeConfig(),
+            run or ClientRunConfig(),
             output_config or OutputConfig(),
         )
         repl = Repl(env or make_env(), config or ReplConfig(), target,
@@ -469,8 +476,8 @@ async def test_execute_and_echo_options() -> None:
         async for message in ws:
             peer.received.append(message)
 
-    pipe = PipeConfig(execute=("first",), echo=True)
-    async with server(greet_then_record) as (url, peer), repl_on(url, pipe=pipe) as d:
+    run_cfg = ClientRunConfig(execute=("first",), echo=True)
+    async with server(greet_then_record) as (url, peer), repl_on(url, run=run_cfg) as d:
         await d.open()
         await until(lambda: len(peer.received) == 2, "-x and the echo")
     # The echo may come first: "welcome" can arrive with the handshake response.
@@ -485,8 +492,8 @@ async def test_reconnect_shows_attempts_and_prompt_stays_usable() -> None:
             return
         await echo(ws, peer)
 
-    pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2)
-    async with server(flaky) as (url, peer), repl_on(url, pipe=pipe) as d:
+    run_cfg = ClientRunConfig(reconnect=True, reconnect_max_delay_s=0.2)
+    async with server(flaky) as (url, peer), repl_on(url, run=run_cfg) as d:
         await d.see("closed by the server: 1011 (internal error) 'oops'")
         await d.see("reconnecting in ")
         await until(lambda: peer.connections == 2 and d.target.state == "open", "reconnect")
@@ -500,8 +507,8 @@ async def test_reconnect_shows_attempts_and_prompt_stays_usable() -> None:
 async def test_send_before_open_says_why() -> None:
     # Nothing listens on this port (bound, then closed): the connect fails.
     port = closed_port()
-    pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2)
-    async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
+    run_cfg = ClientRunConfig(reconnect=True, reconnect_max_delay_s=0.2)
+    async with repl_on(f"ws://127.0.0.1:{port}/", run=run_cfg) as d:
         await d.see("reconnecting in ")
         await until(lambda: d.target.status().state.startswith("reconnecting (attempt "),
                     "the status bar's reconnecting state")
@@ -514,8 +521,8 @@ async def test_send_before_open_says_why() -> None:
 @async_test
 async def test_reconnect_limit_gives_up() -> None:
     port = closed_port()
-    pipe = PipeConfig(reconnect=True, reconnect_max_delay_s=0.2, reconnect_limit=2)
-    async with repl_on(f"ws://127.0.0.1:{port}/", pipe=pipe) as d:
+    run_cfg = ClientRunConfig(reconnect=True, reconnect_max_delay_s=0.2, reconnect_limit=2)
+    async with repl_on(f"ws://127.0.0.1:{port}/", run=run_cfg) as d:
         await d.see("giving up after 2 reconnect attempts in a row (--reconnect-limit)")
         with pytest.raises(ConnectFailed, match="connection refused"):
             await d.result()
@@ -525,7 +532,7 @@ async def test_reconnect_limit_gives_up() -> None:
 def test_no_color_env_and_flag() -> None:
     assert make_env(color=None, environ={"NO_COLOR": "1"}).color_for(True) is False
     with create_pipe_input() as pipe_input:
-        target = SessionTarget(ConnectConfig(Target("ws://127.0.0.1:9/")), PipeConfig(),
+        target = SessionTarget(ConnectConfig(Target("ws://127.0.0.1:9/")), ClientRunConfig(),
                                OutputConfig())
         env = make_env(color=None, environ={"NO_COLOR": "1"})
         repl = Repl(env, ReplConfig(), target, input=pipe_input, output=DummyOutput())
@@ -611,10 +618,10 @@ async def test_count_verbose_and_trace() -> None:
         await ws.wait_closed()
 
     out_cfg = OutputConfig(verbose=1, trace=True)
-    pipe = PipeConfig(message_count=2)
+    run_cfg = ClientRunConfig(message_count=2)
     config = ReplConfig(verbose=1)
     async with server(push_three) as (url, peer), repl_on(
-        url, pipe=pipe, config=config, output_config=out_cfg
+        url, run=run_cfg, config=config, output_config=out_cfg
     ) as d:
         assert await d.result() == ExitStatus.OK  # -n 2: two messages, then a clean close
         out = d.output.text
@@ -631,7 +638,7 @@ async def test_count_verbose_and_trace() -> None:
 def test_show_event_with_a_label_outside_the_loop() -> None:
     # What `wstool listen` needs: events of several clients told apart.
     with create_pipe_input() as pipe_input:
-        target = SessionTarget(ConnectConfig(Target("ws://127.0.0.1:9/")), PipeConfig(),
+        target = SessionTarget(ConnectConfig(Target("ws://127.0.0.1:9/")), ClientRunConfig(),
                                OutputConfig())
         output = RecordingOutput()
         repl = Repl(make_env(), ReplConfig(prompt="listen> "), target, input=pipe_input,
@@ -670,7 +677,7 @@ async def test_tls_headers_and_subprotocol_through_the_same_core(tmp_path: Path)
         )
         with create_pipe_input() as pipe_input:
             output = RecordingOutput()
-            target = SessionTarget(config, PipeConfig(), OutputConfig())
+            target = SessionTarget(config, ClientRunConfig(), OutputConfig())
             repl = Repl(make_env(), ReplConfig(), target, input=pipe_input, output=output)
             d = Driver(repl, output, pipe_input.send_text, target)
             await d.see("< x-token=abc")

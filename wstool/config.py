@@ -107,13 +107,18 @@ class OutputConfig(NamedTuple):
     trace: bool = False
 
 
-class PipeConfig(NamedTuple):
-    """``connect`` options that shape the message stream."""
+class StreamConfig(NamedTuple):
+    """How stdin becomes messages and messages become stdout: ``connect`` and ``listen``."""
 
     null_separated: bool = False
     binary: bool = False
     base64: bool = False
     chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
+
+
+class ClientRunConfig(NamedTuple):
+    """How a client run goes (``wstool/client/run.py``): pipe mode and the REPL alike."""
+
     execute: tuple[str, ...] = ()
     message_count: int | None = None  # -n/--count (not "count": a tuple method)
     # Idle time after end of input before closing; None waits for the server.
@@ -374,10 +379,7 @@ class EchoConfig(NamedTuple):
 
 
 class ListenConfig(NamedTuple):
-    """``listen`` options that shape the message stream."""
+    """``listen`` options: its own, plus the stdin/stdout stream it shares with connect."""
 
     once: bool = False
-    null_separated: bool = False
-    binary: bool = False
-    base64: bool = False
-    chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
+    stream: StreamConfig = StreamConfig()

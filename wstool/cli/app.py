@@ -28,10 +28,11 @@ from wstool.cli.options import (
     server_config,
     server_options,
     server_output_options,
+    stream_config,
     stream_options,
     tls_options,
 )
-from wstool.config import ConnectConfig, PipeConfig
+from wstool.config import ClientRunConfig, ConnectConfig
 from wstool.errors import (
     EXIT_STATUS_HELP,
     LISTEN_EXIT_STATUS_HELP,
@@ -216,11 +217,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             raise UsageError("invalid --wait: seconds, or -1 to wait for the server to close")
         if raw["echo"] and raw["binary"]:
             raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
-        pipe_cfg = PipeConfig(
-            null_separated=raw["null_separated"],
-            binary=raw["binary"],
-            base64=raw["use_base64"],
-            chunk_size_bytes=raw["chunk_size"],
+        stream_cfg = stream_config(raw)
+        run_cfg = ClientRunConfig(
             execute=tuple(raw["execute"]),
             message_count=raw["count"],
             wait_s=None if raw["wait"] == -1 else raw["wait"],
@@ -242,10 +240,10 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             from wstool.client.repl import run_connect_repl
 
             repl_cfg = repl_config(raw, env.environ, out_cfg)
-            return await run_connect_repl(env, cfg, pipe_cfg, out_cfg, repl_cfg)
-        from wstool.client.pipe import PipeFrontEnd
+            return await run_connect_repl(env, cfg, run_cfg, out_cfg, repl_cfg)
+        from wstool.client.pipe import run_connect_pipe
 
-        return await PipeFrontEnd(env, cfg, pipe_cfg, out_cfg).run()
+        return await run_connect_pipe(env, cfg, run_cfg, stream_cfg, out_cfg)
 
     async def main() -> int:
         if demo:
@@ -278,13 +276,7 @@ def listen_cmd(**raw: Any) -> None:
 
     try:
         server_cfg = server_config(raw)
-        listen_cfg = ListenConfig(
-            once=raw["once"],
-            null_separated=raw["null_separated"],
-            binary=raw["binary"],
-            base64=raw["use_base64"],
-            chunk_size_bytes=raw["chunk_size"],
-        )
+        listen_cfg = ListenConfig(once=raw["once"], stream=stream_config(raw))
         out_cfg = output_config(raw)
     except WstoolError as exc:
         fail(exc)

@@ -23,6 +23,7 @@ from wstool.config import (
     ConnectConfig,
     OutputConfig,
     ReplConfig,
+    StreamConfig,
     TLSConfig,
     default_history_path,
     handshake_headers,
@@ -68,6 +69,16 @@ def stream_options(f: F) -> F:
                      show_default=True, metavar="BYTES",
                      help="Largest binary message read from stdin."),
     ])(f)
+
+
+def stream_config(raw: dict[str, Any]) -> StreamConfig:
+    """The values of @stream_options as a record (connect and listen)."""
+    return StreamConfig(
+        null_separated=raw["null_separated"],
+        binary=raw["binary"],
+        base64=raw["use_base64"],
+        chunk_size_bytes=raw["chunk_size"],
+    )
 
 
 def repl_options(f: F) -> F:

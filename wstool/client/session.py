@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import ssl
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wstool.lazyimport import deferred
@@ -887,45 +886,3 @@ class Session:
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
-
-def backoff_delays(
-    initial_s: float = 0.5, factor: float = 2.0, max_s: float = 30.0
-) -> Iterator[float]:
-    """Exponential backoff, capped, with full jitter (AWS architecture blog)."""
-    delay = initial_s
-    while True:
-        yield random.uniform(delay / 2, delay)
-        delay = min(delay * factor, max_s)
-
-
-class Reconnects:
-    """The ``--reconnect`` schedule, shared by pipe mode and the REPL.
-
-    Delays follow :func:`backoff_delays`. ``limit`` (``--reconnect-limit``; 0: none)
-    caps the attempts *in a row*: a connection that opens starts the count and the
-    backoff over, so a client that runs for days survives any number of server
-    restarts but gives up on a server that stays down. Whether an error is worth a
-    retry at all is :func:`wstool.errors.is_retryable`.
-    """
-
-    def __init__(self, max_delay_s: float = 30.0, limit: int = 0) -> None:
-        self.max_delay_s = max_delay_s
-        self.limit = limit
-        self.in_a_row = 0
-        self._delays = backoff_delays(max_s=max_delay_s)
-
-    def opened(self) -> None:
-        """A connection opened: the next failure starts from the first delay."""
-        self.in_a_row = 0
-        self._delays = backoff_delays(max_s=self.max_delay_s)
-
-    def next_delay(self) -> float | None:
-        """Seconds to wait before the next attempt, or None: the limit is reached."""
-        if self.limit and self.in_a_row >= self.limit:
-            return None
-        self.in_a_row += 1
-        return next(self._delays)
-
-    def giving_up(self) -> str:
-        return (f"giving up after {self.in_a_row} reconnect attempt"
-                f"{'' if self.in_a_row == 1 else 's'} in a row (--reconnect-limit)")

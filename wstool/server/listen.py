@@ -52,13 +52,14 @@ class ListenFrontEnd:
         self.env = env
         self.server_cfg = server_config
         self.cfg = listen_config
+        self.stream_cfg = listen_config.stream
         self.out_cfg = output_config
         self.log = ServerLog(env, output_config)
-        self.separator = b"\0" if listen_config.null_separated else b"\n"
+        self.separator = b"\0" if self.stream_cfg.null_separated else b"\n"
         self.tag_clients = env.stdout_isatty
         self.escape_output = env.stdout_isatty
         self.pending: collections.deque[str | bytes] = collections.deque()
-        self.splitter = InputSplitter(binary=listen_config.binary, separator=self.separator)
+        self.splitter = InputSplitter(binary=self.stream_cfg.binary, separator=self.separator)
         self.clients: set[int] = set()
         self.has_clients = asyncio.Event()
         self.clients_changed = asyncio.Event()
@@ -96,11 +97,11 @@ class ListenFrontEnd:
     def write_message(self, client_id: int, data: str | bytes) -> None:
         if self.stdout_closed:
             return
-        if self.cfg.binary:
+        if self.stream_cfg.binary:
             out = data.encode() if isinstance(data, str) else data
         else:
             if isinstance(data, bytes):
-                text = binary_as_text(data, use_base64=self.cfg.base64)
+                text = binary_as_text(data, use_base64=self.stream_cfg.base64)
             else:
                 text = escape(data) if self.escape_output else data
             if self.tag_clients:
@@ -135,7 +136,7 @@ class ListenFrontEnd:
             # Not a byte of stdin is read until someone is there to get it.
             await self.has_clients.wait()
             if reader is None:
-                reader = StdinReader(self.env.stdin, self.cfg.chunk_size_bytes)
+                reader = StdinReader(self.env.stdin, self.stream_cfg.chunk_size_bytes)
             chunk = await reader.read()
             try:
                 if chunk:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TypeAlias, assert_never
 
-from wstool.config import ListenConfig, OutputConfig, ServerConfig
+from wstool.config import ListenConfig, OutputConfig, ReplConfig, ServerConfig
 from wstool.errors import ExitStatus
 from wstool.events import EventSink, Message, Notice
 from wstool.server.core import ListenApp, WebSocketServer, run_listen_server
@@ -52,7 +52,7 @@ from wstool.term.commands import (
 )
 from wstool.term.env import Environment
 from wstool.term.render import escape
-from wstool.term.repl import Repl, ReplConfig, ReplUI, TargetStatus, TargetUnavailable
+from wstool.term.repl import Repl, ReplUI, TargetStatus, TargetUnavailable
 
 # Records of the listen-only commands.
 

@@ -65,10 +65,7 @@ from prompt_toolkit.styles import Style
 from rich.console import Console
 from rich.text import Text
 
-# ReplConfig lives with the other records (built by cli/options.repl_config);
-# re-exported because the REPL front-ends (and tests) import both from here.
-from wstool.config import ReplConfig as ReplConfig
-from wstool.config import default_history_path as default_history_path
+from wstool.config import ReplConfig
 from wstool.errors import ExitStatus
 from wstool.events import (
     Closed,
