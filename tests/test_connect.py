@@ -227,6 +227,23 @@ def test_json_events(lib_echo_url: str) -> None:
     assert closed["code"] == 1000 and closed["initiated_by"] == "client"
 
 
+def test_json_times_are_wall_clock_with_the_monotonic_clock_beside(lib_echo_url: str) -> None:
+    """Issue 10: `ts` was monotonic seconds, which match no other log."""
+    import time
+
+    before = time.time()
+    proc = run_wstool("connect", "--json", lib_echo_url, input=b"hi\n")
+    after = time.time()
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    for event in events:
+        assert before - 0.01 <= event["ts"] <= after + 0.01, event
+        assert isinstance(event["mono"], float)
+    # The two clocks tell the same intervals.
+    first, last = events[0], events[-1]
+    assert abs((last["ts"] - first["ts"]) - (last["mono"] - first["mono"])) < 0.005
+
+
 def test_json_binary_payload_is_base64(lib_echo_url: str) -> None:
     proc = run_wstool("connect", "--json", "-b", lib_echo_url, input=b"\x00\xff")
     msgs = [json.loads(x) for x in proc.stdout.splitlines() if b'"message"' in x]

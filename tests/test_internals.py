@@ -334,3 +334,21 @@ def test_client_connection_hooks_keep_their_signatures(hook: str) -> None:
     assert callable(method)
     params = tuple(inspect.signature(method).parameters)
     assert params == internals.CLIENT_CONNECTION_HOOKS[hook]
+
+
+def test_allow_redirects_raises_the_librarys_module_bound() -> None:
+    """Assumes websockets.asyncio.client.MAX_REDIRECTS is the int connect() loops over
+    (the end-to-end check: tests/test_connect_redirects.py, 11 hops)."""
+    from websockets.asyncio import client
+
+    from wstool.protocol import internals
+
+    before = client.MAX_REDIRECTS
+    assert isinstance(before, int)
+    try:
+        internals.allow_redirects(before + 5)
+        assert client.MAX_REDIRECTS == before + 6
+        internals.allow_redirects(1)  # never lowered
+        assert client.MAX_REDIRECTS == before + 6
+    finally:
+        client.MAX_REDIRECTS = before

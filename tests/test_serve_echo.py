@@ -291,11 +291,16 @@ def test_verbose_logs_connections_and_frames(serve_echo: Any) -> None:
 def test_json_events_on_stdout(serve_echo: Any) -> None:
     import json
 
+    import time
+
+    before = time.time()
     s = serve_echo("--json")
     run(echo_round(s.url, ["x"]))
     s.wait_for("listening")
     assert s.stop() == 0
     events = [json.loads(line) for line in s.stdout.decode().splitlines()]
+    # issue 10: wall-clock `ts` (Unix epoch), the monotonic clock under `mono`
+    assert all(before - 0.01 <= e["ts"] <= time.time() and "mono" in e for e in events)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "listening" and "connect" in kinds and "disconnect" in kinds
     assert kinds[-1] == "summary" and events[-1]["messages_in"] == 1

@@ -37,6 +37,7 @@ from wstool.events import (
     Opened,
     Pong,
     Reconnecting,
+    Redirected,
 )
 from wstool.term.env import Environment
 from wstool.term.render import (
@@ -46,6 +47,7 @@ from wstool.term.render import (
     event_json,
     handshake_lines,
     opened_line,
+    redirect_line,
     trace_frame_line,
 )
 from wstool.term.stdin import InputSplitter, StdinReader
@@ -157,6 +159,12 @@ class PipeFrontEnd(ClientFrontEnd):
                                             show_secrets=self.out_cfg.show_secrets):
                     self.env.write_stderr_line(line)
                 self.diag(opened_line(event))
+        elif isinstance(event, Redirected):
+            if self.out_cfg.verbose:  # -L's hops, each as curl -v -L shows them
+                for line in handshake_lines(event.handshake,
+                                            show_secrets=self.out_cfg.show_secrets):
+                    self.env.write_stderr_line(line)
+                self.diag(redirect_line(event))
         elif isinstance(event, Closed):
             self.diag(close_line(event))
         elif isinstance(event, Notice):

@@ -35,6 +35,7 @@ from wstool.term.jsonl import write_json_line
 from wstool.term.render import (
     JsonObject,
     escape,
+    event_times,
     handshake_lines,
     payload_fields,
     trace_frame_line,
@@ -43,31 +44,31 @@ from wstool.term.render import (
 
 def server_event_json(event: ServerEvent) -> JsonObject | None:
     """The ``--json`` schema of the servers (README "serve-echo")."""
-    ts = round(event.ts, 6)
+    ts = event_times(event.ts)
     if isinstance(event, ServerListening):
-        return {"event": "listening", "url": event.url, "ts": ts}
+        return {"event": "listening", "url": event.url, **ts}
     if isinstance(event, ClientConnected):
         return {"event": "connect", "client": event.client_id, "peer": event.peer,
                 "path": event.path, "subprotocol": event.subprotocol,
-                "extensions": list(event.extensions), "ts": ts}
+                "extensions": list(event.extensions), **ts}
     if isinstance(event, ClientRejected):
         return {"event": "reject", "client": event.client_id, "peer": event.peer,
-                "status": event.status, "reason": event.reason, "ts": ts}
+                "status": event.status, "reason": event.reason, **ts}
     if isinstance(event, ClientMessage):
         return {"event": "message", "client": event.client_id, "direction": event.direction,
-                **payload_fields(event.data), "ts": ts}
+                **payload_fields(event.data), **ts}
     if isinstance(event, ClientDisconnected):
         return {"event": "disconnect", "client": event.client_id, "peer": event.peer,
                 "code": event.code, "reason": event.reason,
                 "initiated_by": event.initiated_by, "messages_in": event.messages_in,
-                "messages_out": event.messages_out, "error": event.error, "ts": ts}
+                "messages_out": event.messages_out, "error": event.error, **ts}
     if isinstance(event, ServerSummary):
         return {"event": "summary", "connections": event.connections,
                 "messages_in": event.messages_in, "messages_out": event.messages_out,
-                "bytes_in": event.bytes_in, "bytes_out": event.bytes_out, "ts": ts}
+                "bytes_in": event.bytes_in, "bytes_out": event.bytes_out, **ts}
     if isinstance(event, FrameSeen):
         return {"event": "frame", "client": event.conn, "direction": event.direction,
-                "frame": str(event.frame), "ts": ts}
+                "frame": str(event.frame), **ts}
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from wstool.errors import describe_close_code
@@ -136,11 +137,20 @@ def payload_fields(data: str | bytes) -> JsonObject:
     }
 
 
+def event_times(mono_s: float) -> JsonObject:
+    """``--json`` times of an event recorded at ``time.monotonic()`` MONO_S: ``ts``, Unix
+    epoch seconds (to match other logs), and ``mono``, the monotonic clock (for
+    intervals). Wall time is taken now, minus how long ago the event was: correct
+    across a clock step or a suspend that happened before it (issue 10)."""
+    now_mono = time.monotonic()
+    return {"ts": round(time.time() - (now_mono - mono_s), 6), "mono": round(mono_s, 6)}
+
+
 def event_json(event: Event) -> JsonObject | None:
     """The ``--json`` schema (README "JSON events"); None for events it omits."""
     if isinstance(event, Message):
         return {"event": "message", "direction": event.direction, **payload_fields(event.data),
-                "ts": round(event.ts, 6)}
+                **event_times(event.ts)}
     if isinstance(event, Opened):
         return {
             "event": "open",
@@ -148,30 +158,30 @@ def event_json(event: Event) -> JsonObject | None:
             "subprotocol": event.subprotocol,
             "extensions": list(event.extensions),
             "status": event.handshake.status_code,
-            "ts": round(event.ts, 6),
+            **event_times(event.ts),
         }
     if isinstance(event, Redirected):
         return {"event": "redirect", "status": event.status_code, "from": event.from_url,
-                "to": event.to_url, "ts": round(event.ts, 6)}
+                "to": event.to_url, **event_times(event.ts)}
     if isinstance(event, Ping):
         return {"event": "ping", "direction": event.direction, "data_hex": event.data.hex(),
-                "ts": round(event.ts, 6)}
+                **event_times(event.ts)}
     if isinstance(event, Pong):
         out: JsonObject = {"event": "pong", "direction": event.direction,
-                               "data_hex": event.data.hex(), "ts": round(event.ts, 6)}
+                               "data_hex": event.data.hex(), **event_times(event.ts)}
         if event.rtt_s is not None:
             out["rtt_ms"] = round(event.rtt_s * 1000, 3)
         return out
     if isinstance(event, Closed):
         return {"event": "close", "code": event.code, "reason": event.reason,
-                "initiated_by": event.initiated_by, "ts": round(event.ts, 6)}
+                "initiated_by": event.initiated_by, **event_times(event.ts)}
     if isinstance(event, Failed):
         return {"event": "error", "message": event.message, "exit_status": event.exit_status,
-                "ts": round(event.ts, 6)}
+                **event_times(event.ts)}
     if isinstance(event, Reconnecting):
         return {"event": "reconnecting", "attempt": event.attempt,
                 "delay_s": round(event.delay_s, 3), "reason": event.reason,
-                "ts": round(event.ts, 6)}
+                **event_times(event.ts)}
     if isinstance(event, Connecting | Notice | FrameSeen):
         return None
     return None

@@ -32,6 +32,7 @@ from wstool.events import (
     Ping,
     Pong,
     Reconnecting,
+    Redirected,
 )
 from wstool.term.palette import PALETTE
 from wstool.term.render import (
@@ -40,6 +41,7 @@ from wstool.term.render import (
     hex_dump,
     human_size,
     opened_line,
+    redirect_line,
     trace_frame_line,
 )
 
@@ -211,6 +213,8 @@ def event_text(event: Event, view: ViewOptions) -> Text | None:
         return message_text(event, view)
     if isinstance(event, Opened):
         return state_text(opened_line(event), event.ts, view)
+    if isinstance(event, Redirected):
+        return state_text(redirect_line(event), event.ts, view)
     if isinstance(event, Closed):
         return state_text(close_line(event), event.ts, view)
     if isinstance(event, Reconnecting):
