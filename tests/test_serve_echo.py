@@ -290,7 +290,6 @@ def test_verbose_logs_connections_and_frames(serve_echo: Any) -> None:
 
 def test_json_events_on_stdout(serve_echo: Any) -> None:
     import json
-
     import time
 
     before = time.time()
