@@ -299,17 +299,17 @@ def test_relay_between_node_ws_client_and_wstool_serve_echo() -> None:
 
 
 def test_relay_usage_errors() -> None:
-    from tests.conftest import run_wstool
+    from tests.conftest import run_wstool_inprocess
 
-    proc = run_wstool("frame-dump", "--listen", "127.0.0.1:0")
+    proc = run_wstool_inprocess("frame-dump", "--listen", "127.0.0.1:0")
     assert proc.returncode == 2 and "--listen needs the URL" in proc.stderr
-    proc = run_wstool("frame-dump", "--listen", "127.0.0.1:0", "ftp://x/")
+    proc = run_wstool_inprocess("frame-dump", "--listen", "127.0.0.1:0", "ftp://x/")
     assert proc.returncode == 2 and "invalid URL" in proc.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = run_wstool("frame-dump", "--listen", f"127.0.0.1:{port}", "ws://127.0.0.1:1/")
+        proc = run_wstool_inprocess("frame-dump", "--listen", f"127.0.0.1:{port}", "ws://127.0.0.1:1/")
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"wstool: error: cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in proc.stderr

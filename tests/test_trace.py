@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
+from tests.conftest import ServerThread, run_wstool_inprocess, scaled, start_websockets_server
 
 
 async def _chatty(ws: Any) -> None:
@@ -23,8 +23,8 @@ async def _chatty(ws: Any) -> None:
 @pytest.mark.slow
 def test_trace_shows_pings_pongs_fragments_and_close(server_thread: ServerThread) -> None:
     _server, url = start_websockets_server(server_thread, _chatty, compression=None)
-    proc = run_wstool("connect", "--trace", "--wait", "-1", "--ping-interval", "0.2", url,
-                      input=b"")
+    proc = run_wstool_inprocess("connect", "--trace", "--wait", "-1", "--ping-interval", "0.2", url,
+                                input=b"")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert '< PING fin 3 B "srv"' in lines
@@ -40,7 +40,7 @@ def test_trace_shows_pings_pongs_fragments_and_close(server_thread: ServerThread
 
 
 def test_no_trace_without_the_flag(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", lib_echo_url, input=b"hi\n")
+    proc = run_wstool_inprocess("connect", lib_echo_url, input=b"hi\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hi\n"
     assert "TEXT" not in proc.stderr
