@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -72,6 +73,23 @@ def _process_state() -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def own_signal_handlers() -> Iterator[None]:
+    """Handlers of our own for SIGINT and SIGTERM, so that a run that resets them
+    (to the defaults asyncio leaves behind) shows, whatever pytest started with."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
+
+
+@pytest.mark.usefixtures("own_signal_handlers")
 def test_two_runs_in_a_row_are_independent(lib_echo_url: str) -> None:
     before = _process_state()
     # A connect with -x, --json and its own environment, then a plain one: the

@@ -488,13 +488,23 @@ def _process_main() -> NoReturn:
 
 
 def _run_in_process(argv: list[str], env: Environment | None) -> int:
+    import asyncio
     import contextlib
     import io
+    import signal
+    import threading
 
     from wstool.term.env import Environment
 
     if env is None:
         env = Environment.from_process()
+    # What a command may change for the whole interpreter, put back after it:
+    # loop.remove_signal_handler() leaves SIGINT at default_int_handler and
+    # SIGTERM at SIG_DFL, whatever they were; --loop sets the loop policy.
+    handlers: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    policy = asyncio.get_event_loop_policy()
     # click writes --help, --version, usage errors and `completion` to sys.stdout
     # and sys.stderr: point them at ENV for the run, put them back after.
     saved = sys.stdout, sys.stderr
@@ -516,3 +526,7 @@ def _run_in_process(argv: list[str], env: Environment | None) -> int:
                 stream.flush()
         stdout_text.detach()  # ENV's stdout stays open for the caller
         sys.stdout, sys.stderr = saved
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: not set from Python, cannot be put back
+                signal.signal(sig, handler)
+        asyncio.set_event_loop_policy(policy)
