@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -203,13 +204,19 @@ def test_server_close_code_and_reason_on_stderr(server_thread: ServerThread) -> 
 
 def test_echo_mode_mirrors_pushed_messages(server_thread: ServerThread) -> None:
     received: list[Any] = []
+    handler_done = threading.Event()
 
     async def handler(ws: ServerConnection) -> None:
         ws.received = received  # type: ignore[attr-defined]
-        await servers.push_then_idle(ws)
+        try:
+            await servers.push_then_idle(ws)
+        finally:
+            handler_done.set()
 
     _s, url = start_websockets_server(server_thread, handler)
     proc = run_wstool_inprocess("connect", "--echo", "-n", "3", url, input=None)
+    # The server answers our close before its handler has read what came first.
+    assert handler_done.wait(scaled(10))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"push 0\npush 1\npush 2\n"
     assert received == ["push 0", "push 1", "push 2"]

@@ -71,8 +71,8 @@ def test_echo_before_a_later_protocol_error(server_thread: ServerThread) -> None
 
     _s, url = start_websockets_server(server_thread, handler, compression=None)
     proc = run_wstool_inprocess("connect", "--echo", "--no-compress", "-w", "-1", url)
-    assert rec.received == ["first"]
     rec.wait_closed()
+    assert rec.received == ["first"]
     assert rec.close_code == 1002
     assert proc.returncode == ExitStatus.PROTOCOL_ERROR, proc.stderr
 

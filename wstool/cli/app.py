@@ -174,6 +174,8 @@ def _ask_key_password(cfg: ConnectConfig) -> ConnectConfig:
         password = click.prompt(f"pass phrase for {key_path}", hide_input=True, err=True)
     except click.Abort:  # Ctrl-C or Ctrl-D at the prompt
         click.echo("", err=True)
+        if _in_process() is not None:
+            raise click.exceptions.Exit(int(ExitStatus.INTERRUPTED)) from None
         sys.exit(int(ExitStatus.INTERRUPTED))
     return cfg._replace(tls=tls._replace(key_password=password))
 
