@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_wstool
+from tests.conftest import run_wstool_inprocess
 from wstool.cli.completion import COMPLETIONS_DIR, SHELLS, completion_path, completion_script
 
 SUBCOMMANDS = {"connect", "listen", "serve-echo", "frame-dump", "completion"}
@@ -42,7 +42,7 @@ def test_generator_writes_every_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_completion_subcommand_prints_the_committed_script(shell: str) -> None:
-    proc = run_wstool("completion", shell)
+    proc = run_wstool_inprocess("completion", shell)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode() == completion_path(shell).read_text(encoding="utf-8")
 
@@ -53,7 +53,7 @@ def test_zsh_script_starts_with_compdef() -> None:
 
 
 def test_unknown_shell_is_a_usage_error() -> None:
-    proc = run_wstool("completion", "tcsh")
+    proc = run_wstool_inprocess("completion", "tcsh")
     assert proc.returncode == 2
     assert "tcsh" in proc.stderr
     assert proc.stdout == b""

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.conftest import (
     ServerThread,
     closed_port,
     run_wstool,
+    run_wstool_inprocess,
     scaled,
     start_websockets_server,
 )
@@ -30,15 +32,15 @@ def test_lines_round_trip_in_order(lib_echo_url: str, compress: str) -> None:
     # length encoding (7-bit, 16-bit, 64-bit; RFC 6455 §5.2) is crossed.
     lines = [f"line {i} é ✓" for i in range(500)]
     lines += ["", "a" * 125, "b" * 126, "c" * 65535, "d" * 65536, "e" * 70000]
-    proc = run_wstool("connect", compress, lib_echo_url,
-                      input="\n".join(lines).encode() + b"\n")
+    proc = run_wstool_inprocess("connect", compress, lib_echo_url,
+                                input="\n".join(lines).encode() + b"\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == lines
     assert "closed by us: 1000" in proc.stderr
 
 
 def test_last_line_without_newline_and_empty_lines_are_messages(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", lib_echo_url, input=b"a\n\nb")
+    proc = run_wstool_inprocess("connect", lib_echo_url, input=b"a\n\nb")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"a\n\nb\n"
 
@@ -55,7 +57,7 @@ def test_100k_lines_none_lost(lib_echo_url: str) -> None:
 
 def test_request_response_ends_without_waiting_for_idle(lib_echo_url: str) -> None:
     # received >= sent ends the run at once, so a 60 s --wait is never reached.
-    proc = run_wstool("connect", "-w", "60", lib_echo_url, input=b"ping\n", timeout=20)
+    proc = run_wstool_inprocess("connect", "-w", "60", lib_echo_url, input=b"ping\n", timeout=20)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"ping\n"
 
@@ -64,33 +66,34 @@ def test_wait_keeps_late_replies(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.slow_replies)
     # By default "received >= sent" ends the run after the first reply;
     # --wait -1 waits for the server (or --count) instead.
-    proc = run_wstool("connect", url, input=b"m\n")
+    proc = run_wstool_inprocess("connect", url, input=b"m\n")
     assert proc.stdout == b"m\n"
-    proc = run_wstool("connect", "-w", "-1", "-n", "2", url, input=b"m\n")
+    proc = run_wstool_inprocess("connect", "-w", "-1", "-n", "2", url, input=b"m\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"m\nlate m\n"
 
 
 def test_count_exits_after_n(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", "-n", "2", lib_echo_url, input=b"1\n2\n3\n4\n")
+    proc = run_wstool_inprocess("connect", "-n", "2", lib_echo_url, input=b"1\n2\n3\n4\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"1\n2\n"
 
 
 def test_execute_before_stdin(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", "-x", "first", "-x", "second", lib_echo_url, input=b"third\n")
+    proc = run_wstool_inprocess("connect", "-x", "first", "-x", "second", lib_echo_url,
+                                input=b"third\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"first\nsecond\nthird\n"
 
 
 def test_execute_with_no_stdin(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", "-x", "only", lib_echo_url, input=None)
+    proc = run_wstool_inprocess("connect", "-x", "only", lib_echo_url, input=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"only\n"
 
 
 def test_null_separated(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", "-0", lib_echo_url, input=b"multi\nline\0second\0")
+    proc = run_wstool_inprocess("connect", "-0", lib_echo_url, input=b"multi\nline\0second\0")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"multi\nline\0second\0"
 
@@ -98,7 +101,7 @@ def test_null_separated(lib_echo_url: str) -> None:
 @pytest.mark.parametrize("compress", ["--compress", "--no-compress"])
 def test_binary_round_trip_is_byte_identical(lib_echo_url: str, compress: str) -> None:
     data = os.urandom(3 * 65536 + 123)
-    proc = run_wstool("connect", "-b", compress, lib_echo_url, input=data)
+    proc = run_wstool_inprocess("connect", "-b", compress, lib_echo_url, input=data)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == data
 
@@ -115,13 +118,13 @@ def test_binary_in_text_mode_is_never_raw(
 ) -> None:
     _s, url = start_websockets_server(server_thread, _send_binary)
     args = ["connect", "-n", "2", url] + ([flag] if flag else [])
-    proc = run_wstool(*args, input=None)
+    proc = run_wstool_inprocess(*args, input=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{shown}\ntext too\n".encode()
 
 
 def test_invalid_utf8_input_line_is_an_error_not_a_loss(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", lib_echo_url, input=b"ok\n\xff\xfe\nnever\n")
+    proc = run_wstool_inprocess("connect", lib_echo_url, input=b"ok\n\xff\xfe\nnever\n")
     assert proc.returncode == 1
     assert proc.stdout == b"ok\n"  # the line before the bad one still went
     assert "input line 2 is not valid UTF-8" in proc.stderr
@@ -134,7 +137,7 @@ def test_headers_origin_auth_user_agent_subprotocol(server_thread: ServerThread)
         server_thread, servers.reflect_headers, subprotocols=["v2", "chat"]
     )
     url = url.replace("ws://", "ws://alice:pw@") + "path?q=1"
-    proc = run_wstool(
+    proc = run_wstool_inprocess(
         "connect", "-n", "1", url,
         "-H", "X-One: 1", "-H", "X-Two:two words",
         "-o", "https://origin.test", "--user-agent", "probe/1",
@@ -157,7 +160,7 @@ def test_headers_origin_auth_user_agent_subprotocol(server_thread: ServerThread)
 def test_auth_option_wins_over_url(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.reflect_headers)
     url = url.replace("ws://", "ws://alice:pw@")
-    proc = run_wstool("connect", "-n", "1", "--auth", "bob:s:cret", url, input=None)
+    proc = run_wstool_inprocess("connect", "-n", "1", "--auth", "bob:s:cret", url, input=None)
     assert proc.returncode == 0, proc.stderr
     auth = json.loads(proc.stdout)["headers"]["authorization"]
     assert auth == "Basic " + base64.b64encode(b"bob:s:cret").decode()
@@ -166,7 +169,7 @@ def test_auth_option_wins_over_url(server_thread: ServerThread) -> None:
 def test_verbose_reports_handshake_and_masks_secrets(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.reflect_headers)
     args = ("connect", "-v", "-n", "1", "--auth", "u:topsecret", "-H", "Cookie: c=1", url)
-    proc = run_wstool(*args, input=None)
+    proc = run_wstool_inprocess(*args, input=None)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert "> GET / HTTP/1.1" in err
@@ -176,22 +179,22 @@ def test_verbose_reports_handshake_and_masks_secrets(server_thread: ServerThread
     assert "< Sec-WebSocket-Extensions: permessage-deflate" in err
     assert "extensions permessage-deflate" in err
     assert "topsecret" not in err and base64.b64encode(b"u:topsecret").decode() not in err
-    shown = run_wstool(*args, "--show-secrets", input=None)
+    shown = run_wstool_inprocess(*args, "--show-secrets", input=None)
     assert base64.b64encode(b"u:topsecret").decode() in shown.stderr
     assert "Cookie: c=1" in shown.stderr
 
 
 def test_no_compress_offers_no_extension(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.reflect_headers)
-    proc = run_wstool("connect", "-n", "1", "--no-compress", url, input=None)
+    proc = run_wstool_inprocess("connect", "-n", "1", "--no-compress", url, input=None)
     assert "sec-websocket-extensions" not in json.loads(proc.stdout)["headers"]
-    proc = run_wstool("connect", "-n", "1", url, input=None)
+    proc = run_wstool_inprocess("connect", "-n", "1", url, input=None)
     assert "permessage-deflate" in json.loads(proc.stdout)["headers"]["sec-websocket-extensions"]
 
 
 def test_server_close_code_and_reason_on_stderr(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.close_4001)
-    proc = run_wstool("connect", url, input=None)
+    proc = run_wstool_inprocess("connect", url, input=None)
     assert proc.returncode == 5
     assert "closed by the server: 4001 (private use) 'custom reason'" in proc.stderr
     assert "error: server closed the connection with 4001 (private use): custom reason" in (
@@ -201,20 +204,26 @@ def test_server_close_code_and_reason_on_stderr(server_thread: ServerThread) -> 
 
 def test_echo_mode_mirrors_pushed_messages(server_thread: ServerThread) -> None:
     received: list[Any] = []
+    handler_done = threading.Event()
 
     async def handler(ws: ServerConnection) -> None:
         ws.received = received  # type: ignore[attr-defined]
-        await servers.push_then_idle(ws)
+        try:
+            await servers.push_then_idle(ws)
+        finally:
+            handler_done.set()
 
     _s, url = start_websockets_server(server_thread, handler)
-    proc = run_wstool("connect", "--echo", "-n", "3", url, input=None)
+    proc = run_wstool_inprocess("connect", "--echo", "-n", "3", url, input=None)
+    # The server answers our close before its handler has read what came first.
+    assert handler_done.wait(scaled(10))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"push 0\npush 1\npush 2\n"
     assert received == ["push 0", "push 1", "push 2"]
 
 
 def test_json_events(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", "--json", lib_echo_url, input=b"hi\n")
+    proc = run_wstool_inprocess("connect", "--json", lib_echo_url, input=b"hi\n")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = [e["event"] for e in events]
@@ -245,7 +254,7 @@ def test_json_times_are_wall_clock_with_the_monotonic_clock_beside(lib_echo_url:
 
 
 def test_json_binary_payload_is_base64(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", "--json", "-b", lib_echo_url, input=b"\x00\xff")
+    proc = run_wstool_inprocess("connect", "--json", "-b", lib_echo_url, input=b"\x00\xff")
     msgs = [json.loads(x) for x in proc.stdout.splitlines() if b'"message"' in x]
     assert [m["base64"] for m in msgs] == ["AP8=", "AP8="]
     assert all(m["type"] == "binary" and m["size"] == 2 for m in msgs)
@@ -262,7 +271,7 @@ def test_unix_socket(server_thread: ServerThread, tmp_path: Any) -> None:
         return await unix_serve(lib_echo, path)
 
     server_thread.run(start())
-    proc = run_wstool("connect", f"ws+unix://{path}", input=b"over unix\n")
+    proc = run_wstool_inprocess("connect", f"ws+unix://{path}", input=b"over unix\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"over unix\n"
 
@@ -318,7 +327,7 @@ def test_reconnect_after_abnormal_close_resends_execute(server_thread: ServerThr
         await ws.wait_closed()
 
     _s, url = start_websockets_server(server_thread, flaky)
-    proc = run_wstool("connect", "--reconnect", "-x", "hello", url, input=None)
+    proc = run_wstool_inprocess("connect", "--reconnect", "-x", "hello", url, input=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hello\n"
     assert len(connections) == 2
@@ -329,7 +338,7 @@ def test_reconnect_after_abnormal_close_resends_execute(server_thread: ServerThr
 def test_reconnect_limit_gives_up_on_a_server_that_stays_down() -> None:
     port = closed_port()
     # --reconnect-limit implies --reconnect.
-    proc = run_wstool("connect", "--reconnect-limit", "2", f"127.0.0.1:{port}", input=b"")
+    proc = run_wstool_inprocess("connect", "--reconnect-limit", "2", f"127.0.0.1:{port}", input=b"")
     assert proc.returncode == ExitStatus.CONNECT_FAILED, proc.stderr
     lines = proc.stderr.splitlines()
     assert [line for line in lines if "reconnecting in" in line][1].endswith(
@@ -356,7 +365,7 @@ def test_reconnect_limit_counts_failures_in_a_row(server_thread: ServerThread) -
         await ws.wait_closed()
 
     _s, url = start_websockets_server(server_thread, drops_three_times)
-    proc = run_wstool("connect", "--reconnect-limit", "1", "-x", "hello", url, input=None)
+    proc = run_wstool_inprocess("connect", "--reconnect-limit", "1", "-x", "hello", url, input=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hello\n"
     assert len(connections) == 4
@@ -367,7 +376,7 @@ def test_no_reconnect_after_an_application_close(server_thread: ServerThread) ->
     # 4001 is the server's deliberate answer (e.g. bad credentials): retrying
     # would loop forever. Only drops and "come back later" codes are retried.
     _s, url = start_websockets_server(server_thread, servers.close_4001)
-    proc = run_wstool("connect", "--reconnect", url, input=None, timeout=20)
+    proc = run_wstool_inprocess("connect", "--reconnect", url, input=None, timeout=20)
     assert proc.returncode == 5, proc.stderr
     assert "reconnecting" not in proc.stderr
 
@@ -396,8 +405,8 @@ def _first_frame_header(st: ServerThread, payload: bytes, *args: str) -> int:
         return await asyncio.start_server(handle, "127.0.0.1", 0)
 
     server = st.run(start())
-    run_wstool("connect", *(args or ("-b",)), f"ws://127.0.0.1:{servers.port_of(server)}/",
-               input=payload)
+    run_wstool_inprocess("connect", *(args or ("-b",)), f"ws://127.0.0.1:{servers.port_of(server)}/",
+                         input=payload)
     return first[0]
 
 

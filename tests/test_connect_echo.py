@@ -8,9 +8,10 @@ transport, bypassing the library.
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
-from tests.conftest import ServerThread, run_wstool, start_websockets_server
+from tests.conftest import ServerThread, run_wstool_inprocess, scaled, start_websockets_server
 from wstool.errors import ExitStatus
 
 
@@ -28,6 +29,15 @@ class Recorder:
     def __init__(self) -> None:
         self.received: list[Any] = []
         self.close_code: int | None = None
+        self.closed = threading.Event()
+
+    def record_close(self, ws: Any) -> None:
+        self.close_code = ws.close_code
+        self.closed.set()
+
+    def wait_closed(self) -> None:
+        """The server's side of the close, which can come after our client returns."""
+        assert self.closed.wait(scaled(10)), "the server never saw the connection close"
 
 
 def test_echo_mirrors_types_and_fragmented_messages(server_thread: ServerThread) -> None:
@@ -42,7 +52,7 @@ def test_echo_mirrors_types_and_fragmented_messages(server_thread: ServerThread)
         await ws.close(1000)
 
     _s, url = start_websockets_server(server_thread, handler)
-    proc = run_wstool("connect", "--echo", "-w", "-1", url)
+    proc = run_wstool_inprocess("connect", "--echo", "-w", "-1", url)
     assert proc.returncode == 0, proc.stderr
     assert rec.received == ["text ü", b"\x00\xffbin", "fragmented"]
     assert proc.stdout.splitlines()[0] == "text ü".encode()
@@ -57,10 +67,11 @@ def test_echo_before_a_later_protocol_error(server_thread: ServerThread) -> None
         ws.transport.write(server_frame(0x1, b"first") + server_frame(0x1, b"bad", rsv=4))
         rec.received.append(await ws.recv())
         await ws.wait_closed()
-        rec.close_code = ws.close_code
+        rec.record_close(ws)
 
     _s, url = start_websockets_server(server_thread, handler, compression=None)
-    proc = run_wstool("connect", "--echo", "--no-compress", "-w", "-1", url)
+    proc = run_wstool_inprocess("connect", "--echo", "--no-compress", "-w", "-1", url)
+    rec.wait_closed()
     assert rec.received == ["first"]
     assert rec.close_code == 1002
     assert proc.returncode == ExitStatus.PROTOCOL_ERROR, proc.stderr
@@ -73,10 +84,11 @@ def test_invalid_utf8_mid_frame_fails_at_once(server_thread: ServerThread) -> No
         frame = server_frame(0x1, b"ok \xf4\x90\x80\x80" + b"z" * 30)
         ws.transport.write(frame[:8])  # header + 6 payload bytes; the rest never comes
         await ws.wait_closed()
-        rec.close_code = ws.close_code
+        rec.record_close(ws)
 
     _s, url = start_websockets_server(server_thread, handler, compression=None)
-    proc = run_wstool("connect", "--echo", "--no-compress", "-w", "-1", url)
+    proc = run_wstool_inprocess("connect", "--echo", "--no-compress", "-w", "-1", url)
+    rec.wait_closed()
     assert rec.close_code == 1007
     assert proc.returncode == ExitStatus.PROTOCOL_ERROR, proc.stderr
     assert "UTF-8" in proc.stderr
@@ -89,10 +101,11 @@ def test_close_between_fragments_is_a_clean_close(server_thread: ServerThread) -
         ws.transport.write(server_frame(0x1, b"part", fin=False)
                            + server_frame(0x8, struct.pack("!H", 1000) + b"bye"))
         await ws.wait_closed()
-        rec.close_code = ws.close_code
+        rec.record_close(ws)
 
     _s, url = start_websockets_server(server_thread, handler, compression=None)
-    proc = run_wstool("connect", "--echo", "--no-compress", "-w", "-1", url)
+    proc = run_wstool_inprocess("connect", "--echo", "--no-compress", "-w", "-1", url)
+    rec.wait_closed()
     assert rec.close_code == 1000  # our answer to its Close, not 1002
     assert proc.returncode == 0, proc.stderr
 
@@ -108,7 +121,7 @@ def test_echo_with_compression(server_thread: ServerThread) -> None:
         await ws.close()
 
     _s, url = start_websockets_server(server_thread, handler)
-    proc = run_wstool("connect", "--echo", "-w", "-1", url)
+    proc = run_wstool_inprocess("connect", "--echo", "-w", "-1", url)
     assert proc.returncode == 0, proc.stderr
     assert rec.received == ["compressible " * i for i in range(20)]
 

@@ -13,7 +13,7 @@ import json
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from tests.conftest import ServerThread, run_wstool, start_websockets_server
+from tests.conftest import ServerThread, run_wstool_inprocess, start_websockets_server
 from wstool.config import parse_target
 from wstool.errors import ExitStatus, UsageError
 
@@ -26,7 +26,7 @@ async def _raw_headers(ws: ServerConnection) -> None:
 
 def _sent_headers(server_thread: ServerThread, *args: str) -> list[list[str]]:
     _s, url = start_websockets_server(server_thread, _raw_headers)
-    proc = run_wstool("connect", "-n", "1", *args, url, input=None)
+    proc = run_wstool_inprocess("connect", "-n", "1", *args, url, input=None)
     assert proc.returncode == 0, proc.stderr
     headers: list[list[str]] = json.loads(proc.stdout)
     return headers
@@ -61,7 +61,7 @@ def test_origin_header_is_sent_once(server_thread: ServerThread) -> None:
     ],
 )
 def test_headers_the_handshake_makes_are_usage_errors(header: str, fragment: str) -> None:
-    proc = run_wstool("connect", "-H", header, "ws://127.0.0.1:1/")
+    proc = run_wstool_inprocess("connect", "-H", header, "ws://127.0.0.1:1/")
     assert proc.returncode == ExitStatus.USAGE
     assert fragment in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -76,7 +76,7 @@ def test_headers_the_handshake_makes_are_usage_errors(header: str, fragment: str
     ],
 )
 def test_a_header_given_two_ways_is_a_usage_error(args: list[str], fragment: str) -> None:
-    proc = run_wstool("connect", *args, "ws://127.0.0.1:1/")
+    proc = run_wstool_inprocess("connect", *args, "ws://127.0.0.1:1/")
     assert proc.returncode == ExitStatus.USAGE
     assert fragment in proc.stderr
 
@@ -93,7 +93,7 @@ def test_a_bare_port_connects_to_localhost(server_thread: ServerThread, form: st
     port = next(iter(server.sockets)).getsockname()[1]
     # Loopback guard: were this parsed as a host, the process would dial 0.0.x.x.
     assert parse_target(form.format(port=port)).url == f"ws://localhost:{port}/"
-    proc = run_wstool("connect", "-v", form.format(port=port), input=b"hi\n")
+    proc = run_wstool_inprocess("connect", "-v", form.format(port=port), input=b"hi\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hi\n"
     assert f"ws://localhost:{port}/" in proc.stderr
@@ -111,16 +111,16 @@ def test_malformed_urls_are_usage_errors_before_any_lookup(url: str, fragment: s
     # Loopback guard: the parser must refuse it before a process could look it up.
     with pytest.raises(UsageError, match=fragment.replace("?", "\\?")):
         parse_target(url)
-    proc = run_wstool("connect", url)
+    proc = run_wstool_inprocess("connect", url)
     assert proc.returncode == ExitStatus.USAGE
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_a_url_where_the_subcommand_belongs_suggests_connect() -> None:
-    proc = run_wstool("ws://127.0.0.1:1/", "-n", "1")
+    proc = run_wstool_inprocess("ws://127.0.0.1:1/", "-n", "1")
     assert proc.returncode == ExitStatus.USAGE
     assert "did you mean: wstool connect ws://127.0.0.1:1/ -n 1" in proc.stderr
-    other = run_wstool("bogus")
+    other = run_wstool_inprocess("bogus")
     assert other.returncode == ExitStatus.USAGE
     assert "did you mean" not in other.stderr

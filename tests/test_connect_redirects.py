@@ -19,7 +19,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from tests.conftest import ServerThread, lib_echo, run_wstool, start_websockets_server
+from tests.conftest import ServerThread, lib_echo, run_wstool_inprocess, start_websockets_server
 from wstool.errors import ExitStatus
 
 
@@ -37,7 +37,7 @@ def test_a_redirect_is_reported_not_followed_by_default(
     server_thread: ServerThread, lib_echo_url: str
 ) -> None:
     url = _redirecting(server_thread, lib_echo_url + "final")
-    proc = run_wstool("connect", url, input=b"hello\n")
+    proc = run_wstool_inprocess("connect", url, input=b"hello\n")
     assert proc.returncode == ExitStatus.HANDSHAKE_REJECTED
     assert proc.stderr == (f"wstool: error: HTTP 302 Found -> {lib_echo_url}final "
                            "(use -L to follow)\n")
@@ -48,7 +48,7 @@ def test_location_follows_and_names_the_final_url(
     server_thread: ServerThread, lib_echo_url: str
 ) -> None:
     url = _redirecting(server_thread, lib_echo_url + "final")
-    proc = run_wstool("connect", "-L", "-v", url, input=b"hello\n")
+    proc = run_wstool_inprocess("connect", "-L", "-v", url, input=b"hello\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hello\n"
     lines = proc.stderr.splitlines()
@@ -63,7 +63,7 @@ def test_json_has_a_redirect_event_and_messages_before_the_close(
     server_thread: ServerThread, lib_echo_url: str
 ) -> None:
     url = _redirecting(server_thread, lib_echo_url)
-    proc = run_wstool("connect", "-L", "--json", url, input=b"one\n")
+    proc = run_wstool_inprocess("connect", "-L", "--json", url, input=b"one\n")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["event"] for e in events] == ["redirect", "open", "message", "message", "close"]
@@ -79,7 +79,7 @@ def test_http_locations_become_ws_urls(
     # http:// (a web server's generic rule) means ws://
     first = _redirecting(server_thread, f"http://127.0.0.1:{port}/via-http", status=301,
                          reason="Moved Permanently")
-    proc = run_wstool("connect", "-L", "-v", first, input=b"x\n")
+    proc = run_wstool_inprocess("connect", "-L", "-v", first, input=b"x\n")
     assert proc.returncode == 0, proc.stderr
     assert f"-> ws://127.0.0.1:{port}/via-http" in proc.stderr
 
@@ -87,10 +87,10 @@ def test_http_locations_become_ws_urls(
 def test_max_redirects_bounds_the_hops(server_thread: ServerThread, lib_echo_url: str) -> None:
     second = _redirecting(server_thread, lib_echo_url)
     first = _redirecting(server_thread, second)
-    ok = run_wstool("connect", "-L", "--max-redirects", "2", first, input=b"x\n")
+    ok = run_wstool_inprocess("connect", "-L", "--max-redirects", "2", first, input=b"x\n")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == b"x\n"
-    proc = run_wstool("connect", "-L", "--max-redirects", "1", first, input=b"x\n")
+    proc = run_wstool_inprocess("connect", "-L", "--max-redirects", "1", first, input=b"x\n")
     assert proc.returncode == ExitStatus.HANDSHAKE_REJECTED
     assert proc.stderr == (f"wstool: error: more than --max-redirects 1 redirects "
                            f"(the last to {lib_echo_url})\n")
@@ -102,7 +102,7 @@ def test_more_hops_than_the_librarys_default_of_ten(
     url = lib_echo_url
     for _ in range(11):
         url = _redirecting(server_thread, url)
-    proc = run_wstool("connect", "-L", "--max-redirects", "11", url, input=b"x\n")
+    proc = run_wstool_inprocess("connect", "-L", "--max-redirects", "11", url, input=b"x\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"x\n"
 
@@ -125,12 +125,12 @@ def test_ws_to_wss_cross_host_redirect_uses_the_tls_options(
 ) -> None:
     wss_url, ca_file = tls_echo
     url = _redirecting(server_thread, wss_url)  # ws://127.0.0.1 -> wss://localhost
-    proc = run_wstool("connect", "-L", "--cacert", ca_file, "-v", url, input=b"secure\n")
+    proc = run_wstool_inprocess("connect", "-L", "--cacert", ca_file, "-v", url, input=b"secure\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"secure\n"
     assert f"wstool: connected to {wss_url}" in proc.stderr
     # Without the CA, the final host's certificate is checked (and refused).
-    untrusted = run_wstool("connect", "-L", url, input=b"x\n")
+    untrusted = run_wstool_inprocess("connect", "-L", url, input=b"x\n")
     assert untrusted.returncode == ExitStatus.CONNECT_FAILED
     assert "not trusted" in untrusted.stderr
 
@@ -150,7 +150,7 @@ def test_a_downgrade_from_wss_to_ws_is_refused(
                                       process_request=redirect)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    proc = run_wstool("connect", "-L", "--cacert", str(ca_file),
+    proc = run_wstool_inprocess("connect", "-L", "--cacert", str(ca_file),
                       url.replace("ws://", "wss://"), input=b"x\n")
     assert proc.returncode == ExitStatus.HANDSHAKE_REJECTED
     assert "non-secure" in proc.stderr

@@ -13,6 +13,7 @@ from tests.conftest import (
     ServerThread,
     lib_echo,
     run_wstool,
+    run_wstool_inprocess,
     start_websockets_server,
     write_leaf_cert,
 )
@@ -49,7 +50,7 @@ def wss_url(server_thread: ServerThread, ca: trustme.CA) -> Iterator[str]:
 
 
 def test_untrusted_certificate_fails_with_hint(wss_url: str) -> None:
-    proc = run_wstool("connect", wss_url, input=b"hi\n")
+    proc = run_wstool_inprocess("connect", wss_url, input=b"hi\n")
     assert proc.returncode == 3
     assert "TLS certificate" in proc.stderr and "not trusted" in proc.stderr
     assert "--cacert" in proc.stderr and "--insecure" in proc.stderr
@@ -57,13 +58,13 @@ def test_untrusted_certificate_fails_with_hint(wss_url: str) -> None:
 
 
 def test_cacert_trusts_the_server(wss_url: str, ca_file: str) -> None:
-    proc = run_wstool("connect", "--cacert", ca_file, wss_url, input=b"secure\n")
+    proc = run_wstool_inprocess("connect", "--cacert", ca_file, wss_url, input=b"secure\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"secure\n"
 
 
 def test_insecure_connects_and_warns(wss_url: str) -> None:
-    proc = run_wstool("connect", "-k", wss_url, input=b"anyway\n")
+    proc = run_wstool_inprocess("connect", "-k", wss_url, input=b"anyway\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"anyway\n"
     assert "--insecure" in proc.stderr and "not verified" in proc.stderr
@@ -73,10 +74,11 @@ def test_server_name_overrides_hostname_check(
     server_thread: ServerThread, ca: trustme.CA, ca_file: str
 ) -> None:
     url = _tls_server(server_thread, ca, names=("ws.example.test",))
-    proc = run_wstool("connect", "--cacert", ca_file, url, input=b"x\n")
+    proc = run_wstool_inprocess("connect", "--cacert", ca_file, url, input=b"x\n")
     assert proc.returncode == 3 and "not trusted" in proc.stderr
-    proc = run_wstool("connect", "--cacert", ca_file, "--server-name", "ws.example.test", url,
-                      input=b"x\n")
+    proc = run_wstool_inprocess("connect", "--cacert", ca_file, "--server-name",
+                                "ws.example.test", url,
+                                input=b"x\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"x\n"
 
@@ -87,23 +89,23 @@ def test_client_certificate(
     url = _tls_server(server_thread, ca, require_client_cert=True)
     cert, key = write_leaf_cert(ca, "client@example.test", tmp_path)
 
-    without = run_wstool("connect", "--cacert", ca_file, url, input=b"x\n")
+    without = run_wstool_inprocess("connect", "--cacert", ca_file, url, input=b"x\n")
     assert without.returncode == 3, without.stderr
     assert "Traceback" not in without.stderr
 
-    with_cert = run_wstool("connect", "--cacert", ca_file, "--cert", str(cert), "--key",
-                           str(key), url, input=b"mutual\n")
+    with_cert = run_wstool_inprocess("connect", "--cacert", ca_file, "--cert", str(cert), "--key",
+                                     str(key), url, input=b"mutual\n")
     assert with_cert.returncode == 0, with_cert.stderr
     assert with_cert.stdout == b"mutual\n"
 
     combined = tmp_path / "combined.pem"
     combined.write_bytes(cert.read_bytes() + key.read_bytes())
-    proc = run_wstool("connect", "--cacert", ca_file, "--cert", str(combined), url,
-                      input=b"combined\n")
+    proc = run_wstool_inprocess("connect", "--cacert", ca_file, "--cert", str(combined), url,
+                                input=b"combined\n")
     assert proc.returncode == 0, proc.stderr
 
-    cert_only = run_wstool("connect", "--cacert", ca_file, "--cert", str(cert), url,
-                           input=b"x\n")
+    cert_only = run_wstool_inprocess("connect", "--cacert", ca_file, "--cert", str(cert), url,
+                                     input=b"x\n")
     assert cert_only.returncode == 2
     assert "holds no private key" in cert_only.stderr and "--key" in cert_only.stderr
 
@@ -153,14 +155,14 @@ def test_encrypted_client_key(
     ],
 )
 def test_bad_tls_files(wss_url: str, args: list[str], status: int, fragment: str) -> None:
-    proc = run_wstool("connect", *args, wss_url, input=b"")
+    proc = run_wstool_inprocess("connect", *args, wss_url, input=b"")
     assert proc.returncode == status, proc.stderr
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_tls_to_a_plain_server_fails_cleanly(lib_echo_url: str) -> None:
-    proc = run_wstool("connect", lib_echo_url.replace("ws://", "wss://"), input=b"")
+    proc = run_wstool_inprocess("connect", lib_echo_url.replace("ws://", "wss://"), input=b"")
     assert proc.returncode == 3, proc.stderr
     assert "TLS handshake" in proc.stderr
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from websockets.frames import Frame, Opcode
 
-from tests.conftest import run_wstool
+from tests.conftest import run_wstool_inprocess
 from wstool.protocol.frames import FrameRecord, decode_all
 from wstool.term.render import frame_detail_lines, frame_line, payload_preview, trace_frame_line
 
@@ -26,7 +26,8 @@ def write(tmp_path: Path, data: bytes) -> str:
 
 
 def test_human_lines(tmp_path: Path) -> None:
-    proc = run_wstool("frame-dump", write(tmp_path, MASKED_HELLO + FRAGMENTED + CLOSE_BYE))
+    proc = run_wstool_inprocess("frame-dump", write(tmp_path,
+                                MASKED_HELLO + FRAGMENTED + CLOSE_BYE))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == [
         '@0 > TEXT fin 5 B masked 37fa213d "Hello"',
@@ -40,7 +41,7 @@ def test_human_lines(tmp_path: Path) -> None:
 
 def test_json_lines_have_exactly_the_documented_keys(tmp_path: Path) -> None:
     data = MASKED_HELLO + bytes.fromhex("830161") + CLOSE_BYE
-    proc = run_wstool("frame-dump", "--json", write(tmp_path, data))
+    proc = run_wstool_inprocess("frame-dump", "--json", write(tmp_path, data))
     assert proc.returncode == 0, proc.stderr
     objs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [set(o) for o in objs] == [FRAME_KEYS] * 3
@@ -56,7 +57,8 @@ def test_json_lines_have_exactly_the_documented_keys(tmp_path: Path) -> None:
 
 
 def test_hex_input_from_stdin_and_hexdump() -> None:
-    proc = run_wstool("frame-dump", "--hex", "-x", "-", input=b"0x81 0x05\n48 65 6c 6c 6f\n")
+    proc = run_wstool_inprocess("frame-dump", "--hex", "-x", "-",
+                                input=b"0x81 0x05\n48 65 6c 6c 6f\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == [
         '@0 < TEXT fin 5 B unmasked "Hello"',
@@ -66,7 +68,8 @@ def test_hex_input_from_stdin_and_hexdump() -> None:
 
 
 def test_truncated_input_prints_what_decoded_then_fails_with_the_offset(tmp_path: Path) -> None:
-    proc = run_wstool("frame-dump", write(tmp_path, MASKED_HELLO + bytes([0x81, 0x05]) + b"Hi"))
+    proc = run_wstool_inprocess("frame-dump", write(tmp_path, MASKED_HELLO + bytes([0x81,
+                                0x05]) + b"Hi"))
     assert proc.returncode == 6
     assert proc.stdout.decode().splitlines() == ['@0 > TEXT fin 5 B masked 37fa213d "Hello"']
     assert proc.stderr == ("wstool: error: input ends inside the payload of the TEXT frame at "
@@ -74,25 +77,25 @@ def test_truncated_input_prints_what_decoded_then_fails_with_the_offset(tmp_path
 
 
 def test_truncated_json_ends_with_an_error_event(tmp_path: Path) -> None:
-    proc = run_wstool("frame-dump", "--json", write(tmp_path, MASKED_HELLO + b"\x81"))
+    proc = run_wstool_inprocess("frame-dump", "--json", write(tmp_path, MASKED_HELLO + b"\x81"))
     assert proc.returncode == 6
     last = json.loads(proc.stdout.splitlines()[-1])
     assert last["event"] == "error" and last["offset"] == 11
 
 
 def test_bad_input_and_usage_errors(tmp_path: Path) -> None:
-    missing = run_wstool("frame-dump", str(tmp_path / "nope.bin"))
+    missing = run_wstool_inprocess("frame-dump", str(tmp_path / "nope.bin"))
     assert missing.returncode == 1
     assert missing.stderr.startswith("wstool: error: cannot read ")
     assert "No such file" in missing.stderr
-    bad_hex = run_wstool("frame-dump", "--hex", "-", input=b"81 0")
+    bad_hex = run_wstool_inprocess("frame-dump", "--hex", "-", input=b"81 0")
     assert bad_hex.returncode == 6
     assert bad_hex.stderr == "wstool: error: invalid --hex input: odd number of hex digits (3)\n"
-    no_arg = run_wstool("frame-dump")
+    no_arg = run_wstool_inprocess("frame-dump")
     assert no_arg.returncode == 2 and "missing FILE" in no_arg.stderr
-    bad_from = run_wstool("frame-dump", "--from", "peer", "-")
+    bad_from = run_wstool_inprocess("frame-dump", "--from", "peer", "-")
     assert bad_from.returncode == 2
-    bad_listen = run_wstool("frame-dump", "--listen", "nowhere", "ws://127.0.0.1:1/")
+    bad_listen = run_wstool_inprocess("frame-dump", "--listen", "nowhere", "ws://127.0.0.1:1/")
     assert bad_listen.returncode == 2
     assert "invalid --listen 'nowhere'" in bad_listen.stderr
     for proc in (missing, bad_hex, no_arg, bad_listen):
@@ -100,7 +103,8 @@ def test_bad_input_and_usage_errors(tmp_path: Path) -> None:
 
 
 def test_from_client_flags_unmasked_frames() -> None:
-    proc = run_wstool("frame-dump", "--from", "client", "--hex", "-", input=b"810548656c6c6f")
+    proc = run_wstool_inprocess("frame-dump", "--from", "client", "--hex", "-",
+                                input=b"810548656c6c6f")
     assert proc.returncode == 0
     assert proc.stdout.decode().splitlines() == [
         '@0 > TEXT fin 5 B unmasked "Hello"',
@@ -111,7 +115,8 @@ def test_from_client_flags_unmasked_frames() -> None:
 
 def test_remote_bytes_are_escaped(tmp_path: Path) -> None:
     evil = "\x1b[31mred\x07\u009b".encode()
-    proc = run_wstool("frame-dump", write(tmp_path, Frame(Opcode.TEXT, evil).serialize(mask=False)))
+    proc = run_wstool_inprocess("frame-dump", write(tmp_path, Frame(Opcode.TEXT,
+                                evil).serialize(mask=False)))
     out = proc.stdout.decode()
     assert "\x1b" not in out and "\x07" not in out and "\u009b" not in out
     assert '"\\e[31mred\\x07\\x9b"' in out
@@ -119,10 +124,11 @@ def test_remote_bytes_are_escaped(tmp_path: Path) -> None:
 
 def test_payload_bound_and_max_size_summary(tmp_path: Path) -> None:
     data = Frame(Opcode.BINARY, bytes(range(200))).serialize(mask=False)
-    proc = run_wstool("frame-dump", "--payload", "4", write(tmp_path, data))
+    proc = run_wstool_inprocess("frame-dump", "--payload", "4", write(tmp_path, data))
     assert proc.stdout.decode().splitlines() == [
         "@0 < BINARY fin 200 B len16 unmasked 00010203… (+196 B)"]
-    proc = run_wstool("frame-dump", "--max-size", "8", "--payload", "0", write(tmp_path, data))
+    proc = run_wstool_inprocess("frame-dump", "--max-size", "8", "--payload", "0", write(tmp_path,
+                                data))
     assert proc.stdout.decode().splitlines() == [
         "@0 < BINARY fin 200 B len16 unmasked 0001020304050607… (+192 B) "
         "[summarised: 8 B kept, --max-size]"]
@@ -130,7 +136,7 @@ def test_payload_bound_and_max_size_summary(tmp_path: Path) -> None:
 
 def test_http_upgrade_prefix_is_shown(tmp_path: Path) -> None:
     request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\r\n"
-    proc = run_wstool("frame-dump", write(tmp_path, request + MASKED_HELLO))
+    proc = run_wstool_inprocess("frame-dump", write(tmp_path, request + MASKED_HELLO))
     assert proc.returncode == 0
     assert proc.stdout.decode().splitlines() == [
         "@0 > GET /chat HTTP/1.1",
@@ -196,6 +202,6 @@ def test_stdin_frames_show_as_they_arrive() -> None:
 
 def test_no_verbose_option() -> None:
     # frame-dump prints every frame already: a -v that did nothing was removed.
-    proc = run_wstool("frame-dump", "-v", "capture.bin")
+    proc = run_wstool_inprocess("frame-dump", "-v", "capture.bin")
     assert proc.returncode == 2
     assert "No such option '-v'" in proc.stderr

@@ -13,7 +13,13 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from tests import servers
-from tests.conftest import Proc, ServerThread, closed_port, run_wstool, start_websockets_server
+from tests.conftest import (
+    Proc,
+    ServerThread,
+    closed_port,
+    run_wstool_inprocess,
+    start_websockets_server,
+)
 from wstool.client.session import Session
 from wstool.config import ConnectConfig, parse_target
 from wstool.errors import ExitStatus
@@ -28,7 +34,7 @@ def assert_one_line_error(proc: Proc, status: ExitStatus, fragment: str) -> None
 
 
 def test_ok(lib_echo_url: str) -> None:
-    assert run_wstool("connect", lib_echo_url, input=b"x\n").returncode == ExitStatus.OK
+    assert run_wstool_inprocess("connect", lib_echo_url, input=b"x\n").returncode == ExitStatus.OK
 
 
 @pytest.mark.parametrize(
@@ -46,23 +52,23 @@ def test_ok(lib_echo_url: str) -> None:
     ],
 )
 def test_usage(args: list[str], fragment: str) -> None:
-    assert_one_line_error(run_wstool("connect", *args), ExitStatus.USAGE, fragment)
+    assert_one_line_error(run_wstool_inprocess("connect", *args), ExitStatus.USAGE, fragment)
 
 
 def test_click_usage_errors_are_status_2() -> None:
-    proc = run_wstool("connect", "--no-such-option", "ws://h/")
+    proc = run_wstool_inprocess("connect", "--no-such-option", "ws://h/")
     assert proc.returncode == ExitStatus.USAGE
     assert "No such option" in proc.stderr
 
 
 def test_connection_refused() -> None:
     port = closed_port()
-    proc = run_wstool("connect", f"127.0.0.1:{port}")
+    proc = run_wstool_inprocess("connect", f"127.0.0.1:{port}")
     assert_one_line_error(proc, ExitStatus.CONNECT_FAILED, "connection refused")
 
 
 def test_missing_unix_socket(tmp_path: Any) -> None:
-    proc = run_wstool("connect", f"ws+unix://{tmp_path}/none.sock")
+    proc = run_wstool_inprocess("connect", f"ws+unix://{tmp_path}/none.sock")
     assert_one_line_error(proc, ExitStatus.CONNECT_FAILED, "no Unix socket at")
 
 
@@ -76,7 +82,7 @@ def test_dns_failure_message() -> None:
 
 def test_handshake_rejected(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, _never, process_request=servers.reject_403)
-    proc = run_wstool("connect", url, input=b"x\n")
+    proc = run_wstool_inprocess("connect", url, input=b"x\n")
     assert_one_line_error(proc, ExitStatus.HANDSHAKE_REJECTED,
                           "HTTP 403 Forbidden: Forbidden: bad token")
     assert "second line" not in proc.stderr
@@ -88,7 +94,7 @@ async def _never(ws: ServerConnection) -> None:
 
 def test_rejected_handshake_is_reported_with_verbose(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, _never, process_request=servers.reject_403)
-    proc = run_wstool("connect", "-v", url, input=b"x\n")
+    proc = run_wstool_inprocess("connect", "-v", url, input=b"x\n")
     assert proc.returncode == ExitStatus.HANDSHAKE_REJECTED
     assert "> GET / HTTP/1.1" in proc.stderr
     assert "< HTTP/1.1 403 Forbidden" in proc.stderr
@@ -96,7 +102,7 @@ def test_rejected_handshake_is_reported_with_verbose(server_thread: ServerThread
 
 def test_closed_abnormally_with_code(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.close_4001)
-    proc = run_wstool("connect", url)
+    proc = run_wstool_inprocess("connect", url)
     assert_one_line_error(proc, ExitStatus.CLOSED_ABNORMALLY, "4001 (private use): custom reason")
 
 
@@ -107,24 +113,24 @@ async def _drop(ws: ServerConnection) -> None:
 
 def test_connection_dropped_without_close(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, _drop)
-    proc = run_wstool("connect", url, input=b"x\n")
+    proc = run_wstool_inprocess("connect", url, input=b"x\n")
     assert_one_line_error(proc, ExitStatus.CLOSED_ABNORMALLY, "without a close frame (1006)")
 
 
 def test_message_over_max_size(server_thread: ServerThread) -> None:
     _s, url = start_websockets_server(server_thread, servers.send_big)
-    proc = run_wstool("connect", "--max-size", "1000", "--no-compress", url)
+    proc = run_wstool_inprocess("connect", "--max-size", "1000", "--no-compress", url)
     assert_one_line_error(
         proc, ExitStatus.PROTOCOL_ERROR, "message of 2000 bytes exceeds --max-size 1000"
     )
     assert "closed by us: 1009 (message too big)" in proc.stderr
-    proc = run_wstool("connect", "--max-size", "1000", url)
+    proc = run_wstool_inprocess("connect", "--max-size", "1000", url)
     # Compressed, the size is only known to be too big while inflating (issue 10: the
     # message said "compressed message inflating beyond the limit exceeds ...").
     assert_one_line_error(
         proc, ExitStatus.PROTOCOL_ERROR,
         "a compressed message from the server decompresses to more than --max-size 1000 bytes")
-    ok = run_wstool("connect", "-n", "1", "--max-size", "0", url)
+    ok = run_wstool_inprocess("connect", "-n", "1", "--max-size", "0", url)
     assert ok.returncode == 0 and len(ok.stdout) == 2001
 
 
@@ -151,19 +157,19 @@ def _raw_server(st: ServerThread, frames: bytes) -> str:
 
 def test_invalid_utf8_from_server(server_thread: ServerThread) -> None:
     url = _raw_server(server_thread, b"\x81\x02\xc3\x28")  # TEXT "\xc3\x28"
-    proc = run_wstool("connect", "--no-compress", url)
+    proc = run_wstool_inprocess("connect", "--no-compress", url)
     assert_one_line_error(proc, ExitStatus.PROTOCOL_ERROR, "invalid UTF-8")
 
 
 def test_protocol_error_from_server(server_thread: ServerThread) -> None:
     url = _raw_server(server_thread, b"\x83\x00")  # reserved opcode 3
-    proc = run_wstool("connect", "--no-compress", url)
+    proc = run_wstool_inprocess("connect", "--no-compress", url)
     assert_one_line_error(proc, ExitStatus.PROTOCOL_ERROR, "protocol error from the server")
 
 
 def test_open_timeout(server_thread: ServerThread) -> None:
     _server, port = server_thread.run(servers.start_silent_tcp())
-    proc = run_wstool("connect", "--open-timeout", "0.5", f"ws://127.0.0.1:{port}/")
+    proc = run_wstool_inprocess("connect", "--open-timeout", "0.5", f"ws://127.0.0.1:{port}/")
     assert_one_line_error(proc, ExitStatus.TIMEOUT, "within --open-timeout 0.5s")
 
 
@@ -171,24 +177,25 @@ def test_open_timeout(server_thread: ServerThread) -> None:
 def test_keepalive_timeout(server_thread: ServerThread) -> None:
     # The raw server never answers pings.
     url = _raw_server(server_thread, b"")
-    proc = run_wstool("connect", "--no-compress", "--ping-interval", "0.2",
-                      "--ping-timeout", "0.3", "-w", "-1", url, input=None)
+    proc = run_wstool_inprocess("connect", "--no-compress", "--ping-interval", "0.2",
+                                "--ping-timeout", "0.3", "-w", "-1", url, input=None)
     assert_one_line_error(proc, ExitStatus.TIMEOUT, "no pong within --ping-timeout 0.3s")
 
 
 def test_close_timeout(server_thread: ServerThread) -> None:
     # The raw server completes the handshake and never answers our close frame.
     url = _raw_server(server_thread, b"")
-    proc = run_wstool("connect", "--no-compress", "-w", "0", "--close-timeout", "0.3", url,
-                      input=b"hi\n")
+    proc = run_wstool_inprocess("connect", "--no-compress", "-w", "0", "--close-timeout", "0.3",
+                                url,
+                                input=b"hi\n")
     assert proc.returncode == ExitStatus.CLOSED_ABNORMALLY, proc.stderr
     assert proc.stderr.splitlines()[-1] == (
         "wstool: error: the server did not answer our close frame within --close-timeout "
         "0.3s (1006) (raise --close-timeout, or 0 not to wait)")
     # 0: close and do not wait; not waiting was asked for, so it is not an error.
-    proc = run_wstool("connect", "--no-compress", "-w", "0", "--close-timeout", "0", url,
-                      input=b"hi\n")
+    proc = run_wstool_inprocess("connect", "--no-compress", "-w", "0", "--close-timeout", "0", url,
+                                input=b"hi\n")
     assert proc.returncode == 0, proc.stderr
     assert "closed by us: 1000" in proc.stderr and "error" not in proc.stderr
-    proc = run_wstool("connect", "--close-timeout", "-1", url)
+    proc = run_wstool_inprocess("connect", "--close-timeout", "-1", url)
     assert_one_line_error(proc, ExitStatus.USAGE, "invalid --close-timeout")

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import run_wstool, scaled
+from tests.conftest import run_wstool_inprocess, scaled
 from tests.node_peers import NodeWsClient, ensure_node_ws
 from tests.servers import ServeEcho
 from wstool.errors import ExitStatus
@@ -164,7 +164,7 @@ def test_invalid_utf8_input_is_a_one_line_error(listen: Any) -> None:
 
 
 def test_listen_usage_error() -> None:
-    proc = run_wstool("listen", "--port", "0", "--key", "k.pem")
+    proc = run_wstool_inprocess("listen", "--port", "0", "--key", "k.pem")
     assert proc.returncode == ExitStatus.USAGE
     assert "wstool: error: --key needs --cert" in proc.stderr
 

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerThread, lib_echo, run_wstool, scaled, start_websockets_server
+from tests.conftest import (
+    ServerThread,
+    lib_echo,
+    run_wstool_inprocess,
+    scaled,
+    start_websockets_server,
+)
 from wstool.protocol.pcap import (
     CaptureError,
     StreamState,
@@ -148,7 +154,7 @@ def test_reordered_and_retransmitted_segments(tmp_path: Path, fmt: str) -> None:
         write_pcapng(path, frames)
     else:
         write_pcap(path, frames, order=">" if fmt == "pcap-be" else "<")
-    proc = run_wstool("frame-dump", "--pcap", str(path))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == EXPECTED
 
@@ -159,7 +165,7 @@ def test_ipv6_linux_cooked_capture_and_json(tmp_path: Path) -> None:
               for f in conversation(CLIENT6, SERVER6, c_isn=0xFFFFFFF0)]  # seq wraps
     path = tmp_path / "v6.pcap"
     write_pcap(path, frames, linktype=113)
-    proc = run_wstool("frame-dump", "--pcap", str(path), "--json")
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path), "--json")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events[0] == {"event": "open", "conn": 1, "peer": "[2001:db8::1]:50001",
@@ -182,7 +188,7 @@ def test_two_connections_and_non_websocket_traffic(tmp_path: Path) -> None:
     frames = plain_http + conversation(CLIENT, SERVER) + conversation(other_client, SERVER)
     path = tmp_path / "two.pcapng"
     write_pcapng(path, frames)
-    proc = run_wstool("frame-dump", "--pcap", str(path))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().splitlines()
     assert lines[0] == "#1 = connection 1: 10.0.0.1:50000 -> 10.0.0.2:8080 (packet 9)"
@@ -195,7 +201,7 @@ def test_capture_ending_inside_a_frame(tmp_path: Path) -> None:
     frames = conversation(CLIENT, SERVER)
     path = tmp_path / "cut.pcap"
     write_pcap(path, frames[:9])  # the client's text frame is missing its first bytes
-    proc = run_wstool("frame-dump", "--pcap", str(path))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path))
     assert proc.returncode == 6
     out = proc.stdout.decode()
     assert "#1 ! client stream: bytes missing from the capture after stream offset" in out
@@ -206,18 +212,18 @@ def test_capture_ending_inside_a_frame(tmp_path: Path) -> None:
 def test_bad_captures(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(b"\x81\x05Hello")
-    proc = run_wstool("frame-dump", "--pcap", str(junk))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(junk))
     assert proc.returncode == 6
     assert proc.stderr == ("wstool: error: not a pcap or pcapng capture (unknown magic number "
                            "81054865)\n")
-    proc = run_wstool("frame-dump", "--pcap", str(tmp_path / "missing.pcap"))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(tmp_path / "missing.pcap"))
     assert proc.returncode == 1 and "cannot read --pcap" in proc.stderr
     truncated = tmp_path / "truncated.pcap"
     write_pcap(truncated, conversation(CLIENT, SERVER))
     truncated.write_bytes(truncated.read_bytes()[:-5])
-    proc = run_wstool("frame-dump", "--pcap", str(truncated))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(truncated))
     assert proc.returncode == 6 and "pcap record 15 truncated" in proc.stderr
-    proc = run_wstool("frame-dump", "--pcap", str(junk), "extra")
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(junk), "extra")
     assert proc.returncode == 2
 
 
@@ -321,7 +327,7 @@ def test_live_capture_of_a_real_client_and_server(tmp_path: Path,
         time.sleep(scaled(0.5))  # the last ACKs and FINs
     finally:
         capture.stop()
-    result = run_wstool("frame-dump", "--pcap", str(capture.path))
+    result = run_wstool_inprocess("frame-dump", "--pcap", str(capture.path))
     everything = result.stdout.decode()
     # Other tests may talk on loopback meanwhile: keep our connection's lines.
     match = re.search(rf"^#(\d+) = connection \d+: 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:{port} ",

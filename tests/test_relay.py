@@ -13,7 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +23,9 @@ from websockets.sync.client import connect
 
 from tests.conftest import ServerThread, closed_port, lib_echo, scaled, start_websockets_server
 from wstool.protocol.frames import FrameRecord, HttpHead, decode_all
+
+# A connection's last line: human ("(client sent N B, server sent M B)") or --json.
+CLOSE_LINE = re.compile(rb'\(client sent \d+ B, server sent \d+ B\)$|"event": "close"', re.M)
 
 FRAME_KEYS = {"offset", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "mask_key", "length",
               "payload_hex", "text", "close_code", "close_reason", "problems", "direction",
@@ -53,13 +56,47 @@ class RelayProc:
         self.stdout = b""
         self.stderr = ""
         self.returncode: int | None = None
+        # stdout read as it comes (the relay flushes per event), for wait_closed().
+        self._out = bytearray()
+        self._out_done = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self._out += line
+                self._cond.notify_all()
+        with self._cond:
+            self._out_done = True
+            self._cond.notify_all()
+
+    def _closes(self) -> int:
+        return len(CLOSE_LINE.findall(self._out))
+
+    def wait_closed(self, connections: int = 1) -> None:
+        """Wait until the relay has reported CONNECTIONS connections closed.
+
+        Frames are printed as they pass, before the peer gets them, so only each
+        connection's final "close" line (both EOFs seen) can still be on its way
+        when the client returns; stopping the relay before it would lose it.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._closes() >= connections or self._out_done,
+                                scaled(15))
+            assert self._closes() >= connections, bytes(self._out).decode(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.returncode is not None:
             return
         self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=scaled(15))
-        self.stdout, self.stderr = out, err.decode(errors="replace")
+        self.proc.wait(timeout=scaled(15))
+        with self._cond:
+            self._cond.wait_for(lambda: self._out_done, scaled(15))
+            self.stdout = bytes(self._out)
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read().decode(errors="replace")
         self.returncode = self.proc.returncode
 
     def json_lines(self) -> list[dict[str, Any]]:
@@ -80,15 +117,6 @@ def relay(*args: str) -> Iterator[RelayProc]:
             proc.proc.wait()
 
 
-def _settle() -> None:
-    """Let the relay see both EOFs of a finished connection before it is stopped.
-
-    Frames are printed as they pass, before the peer gets them, so only the final
-    "close" line can still be on its way when the client returns.
-    """
-    time.sleep(scaled(0.3))
-
-
 @pytest.mark.slow
 def test_relay_between_websockets_client_and_server(server_thread: ServerThread) -> None:
     _server, upstream = start_websockets_server(server_thread, lib_echo, max_size=None)
@@ -102,7 +130,7 @@ def test_relay_between_websockets_client_and_server(server_thread: ServerThread)
                 ws.send(iter(["frag", "ments"]))
                 assert ws.recv(timeout=scaled(5)) == "fragments"
                 ws.ping(b"p1").wait(scaled(5))
-        _settle()
+        rp.wait_closed(2)
         rp.stop()
     assert rp.returncode == 0, rp.stderr
     events = rp.json_lines()
@@ -139,7 +167,7 @@ def test_relay_shows_compressed_frames_with_wire_and_inflated_size(
         with connect(rp.url) as ws:  # permessage-deflate on both sides by default
             ws.send("abc " * 100)
             assert ws.recv(timeout=scaled(5)) == "abc " * 100
-        _settle()
+        rp.wait_closed()
         rp.stop()
     lines = rp.stdout.decode().splitlines()
     compressed = [line for line in lines if "TEXT fin rsv1" in line]
@@ -203,7 +231,7 @@ def test_relay_forwards_invalid_frames_byte_for_byte(server_thread: ServerThread
     upstream = _scripted_upstream(server_thread, RESPONSE + server_frames, received)
     with relay(upstream) as rp:
         got = _raw_exchange(rp.port, REQUEST, client_frames)
-        _settle()
+        rp.wait_closed()
         rp.stop()
     assert got == RESPONSE + server_frames
     assert received[1] == client_frames
@@ -233,7 +261,7 @@ def test_relay_answers_502_when_the_upstream_is_unreachable() -> None:
     dead_port = closed_port()
     with relay(f"ws://127.0.0.1:{dead_port}/") as rp:
         got = _raw_exchange(rp.port, REQUEST, b"")
-        _settle()
+        rp.wait_closed()
         rp.stop(signal.SIGINT)
     assert got.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
     assert b"connection refused by" in got
@@ -257,14 +285,14 @@ def test_relay_to_wss_upstream_with_cacert(server_thread: ServerThread, tmp_path
         with connect(rp.url) as ws:
             ws.send("over tls")
             assert ws.recv(timeout=scaled(5)) == "over tls"
-        _settle()
+        rp.wait_closed()
         rp.stop()
     out = rp.stdout.decode()
     assert '#1 > TEXT fin 8 B masked' in out and '#1 < TEXT fin 8 B unmasked "over tls"' in out
     # Without the CA the relay refuses the upstream and tells the client why.
     with relay(wss) as rp:
         got = _raw_exchange(rp.port, REQUEST, b"")
-        _settle()
+        rp.wait_closed()
         rp.stop()
     assert got.startswith(b"HTTP/1.1 502")
     assert "not trusted" in rp.stdout.decode()
@@ -287,7 +315,7 @@ def test_relay_between_node_ws_client_and_wstool_serve_echo() -> None:
             result = run_node_ws_client(node_ws, rp.url, ["héllo", b"\x00\xff"])
             assert result.messages == ["héllo", b"\x00\xff"], result
             assert result.close_code == 1000
-            _settle()
+            rp.wait_closed()
             rp.stop()
     finally:
         echo.send_signal(signal.SIGTERM)
@@ -299,17 +327,17 @@ def test_relay_between_node_ws_client_and_wstool_serve_echo() -> None:
 
 
 def test_relay_usage_errors() -> None:
-    from tests.conftest import run_wstool
+    from tests.conftest import run_wstool_inprocess
 
-    proc = run_wstool("frame-dump", "--listen", "127.0.0.1:0")
+    proc = run_wstool_inprocess("frame-dump", "--listen", "127.0.0.1:0")
     assert proc.returncode == 2 and "--listen needs the URL" in proc.stderr
-    proc = run_wstool("frame-dump", "--listen", "127.0.0.1:0", "ftp://x/")
+    proc = run_wstool_inprocess("frame-dump", "--listen", "127.0.0.1:0", "ftp://x/")
     assert proc.returncode == 2 and "invalid URL" in proc.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = run_wstool("frame-dump", "--listen", f"127.0.0.1:{port}", "ws://127.0.0.1:1/")
+        proc = run_wstool_inprocess("frame-dump", "--listen", f"127.0.0.1:{port}", "ws://127.0.0.1:1/")
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"wstool: error: cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in proc.stderr
@@ -327,7 +355,7 @@ def test_relay_points_the_request_at_the_upstream(server_thread: ServerThread) -
     upstream = _scripted_upstream(server_thread, RESPONSE, received)
     with relay("-H", "X-Debug: 1", "-H", "User-Agent: probe", upstream + "sock?y=2") as rp:
         got = _raw_exchange(rp.port, REQUEST, b"")
-        _settle()
+        rp.wait_closed()
         rp.stop()
     assert got == RESPONSE
     host = upstream.split("/")[2]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.key_binding.vi_state import InputMode
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
@@ -366,7 +367,9 @@ async def test_vi_mode_esc_enter_sends_and_o_opens_a_line() -> None:
         d.type("fast" + ESC_ENTER)
         await until(lambda: len(peer.received) == 1, "the first message")
         d.type("one\x1b")  # Esc, then `o` in normal mode opens a line below
-        await asyncio.sleep(0.6)  # past the Esc timeout: a lone Esc
+        # A lone Esc once prompt_toolkit's Esc timeout has passed: normal mode.
+        await until(lambda: d.repl.prompt.app.vi_state.input_mode == InputMode.NAVIGATION,
+                    "normal mode after a lone Esc")
         d.type("otwo" + ENTER)
         await until(lambda: len(peer.received) == 2, "the second message")
     assert peer.received == ["fast", "one\ntwo"]

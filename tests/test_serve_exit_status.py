@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.conftest import Proc, run_wstool
+from tests.conftest import Proc, run_wstool_inprocess
 from wstool.errors import ExitStatus
 
 
@@ -31,12 +31,12 @@ def assert_one_line_error(proc: Proc, status: ExitStatus, fragment: str) -> None
     ],
 )
 def test_serve_echo_usage_errors(args: list[str], fragment: str) -> None:
-    proc = run_wstool("serve-echo", "--port", "0", *args)
+    proc = run_wstool_inprocess("serve-echo", "--port", "0", *args)
     assert_one_line_error(proc, ExitStatus.USAGE, fragment)
 
 
 def test_click_usage_error_is_status_2() -> None:
-    proc = run_wstool("serve-echo", "--port", "70000")
+    proc = run_wstool_inprocess("serve-echo", "--port", "70000")
     assert proc.returncode == ExitStatus.USAGE
 
 
@@ -45,13 +45,13 @@ def test_port_in_use_is_one_line_status_1() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        proc = run_wstool("serve-echo", "--port", str(port))
+        proc = run_wstool_inprocess("serve-echo", "--port", str(port))
     assert_one_line_error(proc, ExitStatus.ERROR, f"cannot listen on 127.0.0.1:{port}")
     assert "--port" in proc.stderr
 
 
 def test_missing_certificate_is_one_line_status_1(tmp_path: object) -> None:
-    proc = run_wstool("serve-echo", "--port", "0", "--cert", "/nonexistent/cert.pem")
+    proc = run_wstool_inprocess("serve-echo", "--port", "0", "--cert", "/nonexistent/cert.pem")
     assert_one_line_error(proc, ExitStatus.ERROR, "cannot read --cert/--key /nonexistent/cert.pem")
 
 
@@ -60,7 +60,7 @@ def test_debug_shows_a_traceback() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        proc = run_wstool("serve-echo", "--port", str(port), "--debug")
+        proc = run_wstool_inprocess("serve-echo", "--port", str(port), "--debug")
     assert proc.returncode == ExitStatus.ERROR
     assert "Traceback" in proc.stderr
 
@@ -68,7 +68,7 @@ def test_debug_shows_a_traceback() -> None:
 @pytest.mark.parametrize("command", ["serve-echo", "listen"])
 def test_help_shows_the_servers_exit_statuses_not_the_clients(command: str) -> None:
     """Issue 10: serve-echo/listen --help listed connect's table (3 could not connect...)."""
-    proc = run_wstool(command, "--help")
+    proc = run_wstool_inprocess(command, "--help")
     assert proc.returncode == 0
     text = " ".join(proc.stdout.decode().split())
     assert "Exit status: 0 stopped by SIGINT/SIGTERM" in text

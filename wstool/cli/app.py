@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -72,11 +72,54 @@ async def _as_coroutine(factory: Callable[[], Awaitable[int]]) -> int:
 # stream is flushed, leave with os._exit() rather than sys.exit(). Interpreter
 # teardown (module GC, the idle resolver thread, atexit joins) took ~20 ms of a
 # ~160 ms one-shot `wstool connect` (bench/README.md) and has nothing left to
-# do by then. In-process callers of `cli` (tests) keep sys.exit().
+# do by then. Callers of `cli` itself (click's CliRunner) keep sys.exit();
+# main(argv, env) runs in-process and returns the status instead.
 _fast_exit = False
 
 
+class _InProcess:
+    """ctx.obj of a main(argv, env) run: the Environment the commands use.
+
+    Carried by click's context, not a module global, so that nothing of one
+    in-process run is left for the next."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+
+def _in_process() -> _InProcess | None:
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.find_object(_InProcess)
+
+
+def _environment(color: bool | None) -> Environment:
+    """The command's streams: those main(argv, env) was given, else the process's."""
+    from wstool.term.env import Environment
+
+    run = _in_process()
+    if run is None:
+        return Environment.from_process(color=color)
+    given = run.env
+    return Environment(
+        given.stdin, given.stdout, given.stderr,
+        stdin_isatty=given.stdin_isatty, stdout_isatty=given.stdout_isatty,
+        stderr_isatty=given.stderr_isatty, environ=given.environ,
+        color=given.color if color is None else color,
+    )
+
+
 def _exit(status: int, env: Environment | None) -> NoReturn:
+    if _in_process() is not None:
+        # In-process: flush what the command wrote, then end the command the way
+        # click ends one (main() turns click.exceptions.Exit into its return value).
+        # Never _silence_stdout() here: fd 1 belongs to the caller.
+        for stream in (env.stdout if env is not None else None, sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (ValueError, OSError):
+                pass
+        raise click.exceptions.Exit(status)
     streams: list[Any] = [sys.stdout, sys.stderr]
     if env is not None:
         streams.insert(0, env.stdout)
@@ -126,6 +169,8 @@ def run_async(
 
 def fail(exc: WstoolError) -> NoReturn:
     click.echo(f"wstool: error: {exc}", err=True)
+    if _in_process() is not None:
+        raise click.exceptions.Exit(int(exc.exit_status))
     sys.exit(int(exc.exit_status))
 
 
@@ -141,6 +186,8 @@ def _ask_key_password(cfg: ConnectConfig) -> ConnectConfig:
         password = click.prompt(f"pass phrase for {key_path}", hide_input=True, err=True)
     except click.Abort:  # Ctrl-C or Ctrl-D at the prompt
         click.echo("", err=True)
+        if _in_process() is not None:
+            raise click.exceptions.Exit(int(ExitStatus.INTERRUPTED)) from None
         sys.exit(int(ExitStatus.INTERRUPTED))
     return cfg._replace(tls=tls._replace(key_password=password))
 
@@ -205,8 +252,6 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     URL is ws://, wss://, ws+unix:///path.sock, host:port (ws://), or a bare
     port (ws://localhost:PORT/).
     """
-    from wstool.term.env import Environment
-
     debug = raw["debug"]
     try:
         if demo and url:
@@ -231,7 +276,7 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         conn_cfg = connect_config(url or "ws://127.0.0.1:1/", raw)
     except WstoolError as exc:
         fail(exc)
-    env = Environment.from_process(color=out_cfg.color)
+    env = _environment(color=out_cfg.color)
     if conn_cfg.tls.certfile and env.stdin_isatty:
         conn_cfg = _ask_key_password(conn_cfg)
 
@@ -272,7 +317,6 @@ def listen_cmd(**raw: Any) -> None:
     before the first client connects is kept for it.
     """
     from wstool.config import ListenConfig
-    from wstool.term.env import Environment
 
     try:
         server_cfg = server_config(raw)
@@ -281,7 +325,7 @@ def listen_cmd(**raw: Any) -> None:
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])
-    env = Environment.from_process(color=out_cfg.color)
+    env = _environment(color=out_cfg.color)
 
     async def main() -> int:
         if env.interactive and not out_cfg.json:
@@ -338,7 +382,6 @@ def serve_echo_cmd(**raw: Any) -> None:
     1001 and print a summary.
     """
     from wstool.config import EchoConfig
-    from wstool.term.env import Environment
 
     try:
         server_cfg = server_config(raw)
@@ -363,7 +406,7 @@ def serve_echo_cmd(**raw: Any) -> None:
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])
-    env = Environment.from_process(color=out_cfg.color)
+    env = _environment(color=out_cfg.color)
 
     async def main() -> int:
         from wstool.server.serve_echo import serve_echo
@@ -404,14 +447,12 @@ def frame_dump_cmd(source: str | None, **raw: Any) -> None:
     wstool frame-dump --listen 127.0.0.1:9000 ws://127.0.0.1:8000/
     wstool frame-dump --pcap capture.pcapng
     """
-    from wstool.term.env import Environment
-
     debug = raw["debug"]
     try:
         plan = frame_dump_plan(source, raw)
     except WstoolError as exc:
         fail(exc)
-    env = Environment.from_process(color=raw["color"])
+    env = _environment(color=raw["color"])
 
     async def main() -> int:
         return await plan.run(env)
@@ -434,7 +475,25 @@ def completion_cmd(shell: str) -> None:
     click.echo(completion_script(shell), nl=False)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """Run one wstool command and return its exit status.
+
+    ``main()`` with neither argument is the process entry point (the ``wstool``
+    script, ``python -m wstool``): it reads ``sys.argv`` and never returns — a
+    command leaves with os._exit() once its streams are flushed (see _fast_exit),
+    click's own exits (--help, usage errors) with sys.exit(), as always.
+
+    Given ARGV (without the program name) and/or ENV, the command runs in this
+    interpreter and its status is returned; nothing exits. ENV's streams replace
+    the process's for the run (click's --help, --version and usage errors included),
+    and every error becomes the same one-line message and status as in a process.
+    """
+    if argv is None and env is None:
+        _process_main()
+    return _run_in_process(sys.argv[1:] if argv is None else list(argv), env)
+
+
+def _process_main() -> NoReturn:
     global _fast_exit
     _fast_exit = True
     if "_WSTOOL_COMPLETE" in os.environ:  # a shell asking for completions (completions/)
@@ -442,3 +501,49 @@ def main() -> None:
 
         register_completion_classes()
     cli(prog_name="wstool")
+    sys.exit(0)  # not reached: click's standalone mode always exits
+
+
+def _run_in_process(argv: list[str], env: Environment | None) -> int:
+    import asyncio
+    import contextlib
+    import io
+    import signal
+    import threading
+
+    from wstool.term.env import Environment
+
+    if env is None:
+        env = Environment.from_process()
+    # What a command may change for the whole interpreter, put back after it:
+    # loop.remove_signal_handler() leaves SIGINT at default_int_handler and
+    # SIGTERM at SIG_DFL, whatever they were; --loop sets the loop policy.
+    handlers: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    policy = asyncio.get_event_loop_policy()
+    # click writes --help, --version, usage errors and `completion` to sys.stdout
+    # and sys.stderr: point them at ENV for the run, put them back after.
+    saved = sys.stdout, sys.stderr
+    stdout_text = io.TextIOWrapper(env.stdout, encoding="utf-8", write_through=True)
+    sys.stdout, sys.stderr = stdout_text, env.stderr
+    try:
+        result = cli.main(args=argv, prog_name="wstool", standalone_mode=False,
+                          obj=_InProcess(env))
+        return 0 if result is None else int(result)
+    except click.ClickException as exc:  # click's usage errors: status 2
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C or Ctrl-D at a click prompt
+        click.echo("Aborted!", err=True)
+        return 1
+    finally:
+        for stream in (stdout_text, env.stderr):
+            with contextlib.suppress(ValueError, OSError):
+                stream.flush()
+        stdout_text.detach()  # ENV's stdout stays open for the caller
+        sys.stdout, sys.stderr = saved
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: not set from Python, cannot be put back
+                signal.signal(sig, handler)
+        asyncio.set_event_loop_policy(policy)
