@@ -54,6 +54,10 @@ def test_trace_shows_pings_pongs_fragments_and_close(server_thread: ServerThread
     assert '< CLOSE fin 5 B 1000 (normal closure) "bye"' in lines
     assert '> CLOSE fin 5 B 1000 (normal closure) "bye"' in lines
     assert proc.stdout == b"fragmented\n"
+    # Wire order (issue 10: the PONG was printed before the PING it answers).
+    assert lines.index('< PING fin 3 B "srv"') < lines.index('> PONG fin 3 B "srv"')
+    assert (lines.index('< CLOSE fin 5 B 1000 (normal closure) "bye"')
+            < lines.index('> CLOSE fin 5 B 1000 (normal closure) "bye"'))
 
 
 def test_no_trace_without_the_flag(lib_echo_url: str) -> None:

@@ -230,6 +230,24 @@ class _Connection(ClientConnection):
         return b""
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session.trace:
+            # --trace in wire order (issue 10: a PONG was printed before the PING it
+            # answers): the protocol sends the automatic Pong (or the Close reply)
+            # while it parses, before process_event() reports what was received, so
+            # the frames sent meanwhile are held until this chunk's are reported.
+            held: list[FrameSeen] = []
+            session._held_sent = held
+            try:
+                self._data_received(data)
+            finally:
+                session._held_sent = None
+                for event in held:
+                    session.sink(event)
+            return
+        self._data_received(data)
+
+    def _data_received(self, data: bytes) -> None:
         if self.fast_receive and (
             self._rx_pending or internals.at_frame_boundary(self.protocol)
         ):
@@ -379,6 +397,8 @@ class Session:
         self._closed_event = asyncio.Event()
         self._lost = False
         self.proxy: str | None = None
+        # --trace: frames sent while a received chunk is processed (wire order).
+        self._held_sent: list[FrameSeen] | None = None
         # The URL connected to: the target's, or where -L's redirects led.
         self.url = config.target.url
         self.redirects = 0
@@ -451,7 +471,11 @@ class Session:
         if self.trace:
 
             def report_sent(frame: Frame) -> None:
-                self.sink(FrameSeen("sent", frame, ts=time.monotonic()))
+                event = FrameSeen("sent", frame, ts=time.monotonic())
+                if self._held_sent is not None:
+                    self._held_sent.append(event)  # see _Connection.data_received
+                else:
+                    self.sink(event)
 
             internals.trace_sent_frames(protocol, report_sent)
         self._conn = conn
