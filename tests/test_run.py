@@ -139,6 +139,20 @@ async def record_then_close(ws: ServerConnection, n: int, received: list[str | b
             return
 
 
+@async_test
+async def test_the_attempt_number_starts_over_after_a_connection_opened() -> None:
+    """Issue 10: it counted every attempt of the run, while --reconnect-limit (and the
+    README) count attempts in a row: each connection here opens, then closes with 1011."""
+    handler = functools.partial(record_then_close, count=1, codes=(1011, 1011, 1011, 1000))
+    async with server(handler) as (config, peer):
+        run = ClientRun(config, FAST_RECONNECT._replace(execute=("x",)))
+        front = Recorder()
+        assert await run.run(front) == ExitStatus.OK
+    assert len(peer.connections) == 4
+    assert [e.attempt for e in front.of_type(Reconnecting)] == [1, 1, 1]
+    assert run.totals().reconnects == 3
+
+
 async def echo(ws: ServerConnection, n: int, received: list[str | bytes]) -> None:
     async for message in ws:
         received.append(message)

@@ -109,7 +109,7 @@ class SessionTarget(ClientFrontEnd):
         if state == "open" and session is not None and not session.is_open:
             return "closing"  # a close frame is in flight (either side's)
         if state == "reconnecting":
-            return f"reconnecting (attempt {self.client_run.reconnects})"
+            return f"reconnecting (attempt {self.client_run.reconnect_attempt})"
         return state
 
     def status(self) -> TargetStatus:

@@ -209,7 +209,8 @@ class ClientRun:
         self.session: Session | None = None
         self.state = CONNECTING
         self.started_at = time.monotonic()
-        self.reconnects = 0
+        self.reconnects = 0  # reconnect attempts announced in the whole run
+        self.reconnect_attempt = 0  # the current one's number in a row (Reconnecting)
         self.received_total = 0  # within -n, across reconnects (counted with -n only)
         self.interrupted = False
         self.input_eof = False
@@ -318,11 +319,9 @@ class ClientRun:
             signals.enter_context(handle_signals({signal.SIGINT: self._interrupt}))
         cfg = self.config
         reconnects = Reconnects(cfg.reconnect_max_delay_s, cfg.reconnect_limit)
-        attempt = 0
         error: WstoolError | None = None
         try:
             while True:
-                attempt += 1
                 try:
                     error = await self._run_session()
                 except WstoolError as exc:
@@ -346,7 +345,11 @@ class ClientRun:
                     break
                 self.state = RECONNECTING
                 self.reconnects += 1
-                self._on_event(Reconnecting(attempt, delay, str(error), ts=time.monotonic()))
+                # The attempt number counts in a row, as --reconnect-limit does: it starts
+                # at 1 again after a connection opened (issue 10; README).
+                self.reconnect_attempt = reconnects.in_a_row
+                self._on_event(Reconnecting(reconnects.in_a_row, delay, str(error),
+                                            ts=time.monotonic()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ending.wait(), delay)  # Ctrl-C, /quit
                 if self.interrupted:
