@@ -199,3 +199,24 @@ def test_close_timeout(server_thread: ServerThread) -> None:
     assert "closed by us: 1000" in proc.stderr and "error" not in proc.stderr
     proc = run_wstool_inprocess("connect", "--close-timeout", "-1", url)
     assert_one_line_error(proc, ExitStatus.USAGE, "invalid --close-timeout")
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "args",
+    [["connect", "-w"], ["connect", "--open-timeout"], ["connect", "--ping-interval"],
+     ["connect", "--close-timeout"], ["serve-echo", "--delay"], ["serve-echo", "--ping-every"],
+     ["listen", "--ping-timeout"], ["frame-dump", "--open-timeout"]],
+)
+def test_time_options_refuse_nan_and_infinity(args: list[str], value: str) -> None:
+    """Issue 10: `-w nan` made every comparison false and the run waited forever."""
+    proc = run_wstool_inprocess(*args, value, *(["ws://127.0.0.1:1/"] if args[0] == "connect"
+                                                  else []))
+    assert proc.returncode == ExitStatus.USAGE, proc.stderr
+    assert f"{value!r} is not a finite number of seconds" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["connect", "ws://127.0.0.1:1/"], ["listen", "-p", "0"]])
+def test_binary_with_null_separators_is_a_usage_error(command: list[str]) -> None:
+    proc = run_wstool_inprocess(*command, "-b", "-0")
+    assert_one_line_error(proc, ExitStatus.USAGE, "-0/--null separates text messages")

@@ -16,6 +16,8 @@ import click
 
 from wstool import __version__
 from wstool.cli.options import (
+    SECONDS,
+    Seconds,
     connect_config,
     connect_options,
     dump_output_options,
@@ -232,7 +234,7 @@ def cli() -> None:
               help="Send MSG on connect, before stdin (repeatable; again on reconnect).")
 @click.option("-n", "--count", type=click.IntRange(1), metavar="N",
               help="Exit after N received messages.")
-@click.option("-w", "--wait", type=float, default=1.0, show_default=True, metavar="SECONDS",
+@click.option("-w", "--wait", type=SECONDS, default=1.0, show_default=True, metavar="SECONDS",
               help="After end of input, close once no message came for SECONDS; -1 waits "
                    "for the server to close.")
 @click.option("--echo", is_flag=True, help="Mirror mode: send every received message back.")
@@ -358,7 +360,7 @@ def _use_loop(name: str) -> None:
 @cli.command(name="serve-echo", epilog=SERVE_ECHO_EXIT_STATUS_HELP)
 @click.option("--broadcast", is_flag=True,
               help="Send each message to every connected client, not only its sender.")
-@click.option("--delay", type=click.FloatRange(0), default=0.0, metavar="SECONDS",
+@click.option("--delay", type=Seconds(0), default=0.0, metavar="SECONDS",
               help="Wait before each echo.")
 @click.option("--close-after", type=click.IntRange(1), metavar="N",
               help="Close a connection after echoing N messages.")
@@ -366,7 +368,7 @@ def _use_loop(name: str) -> None:
               metavar="CODE",
               help="Close code for --close-after.")
 @click.option("--close-reason", default="", metavar="TEXT", help="Close reason for --close-after.")
-@click.option("--ping-every", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+@click.option("--ping-every", type=Seconds(0, min_open=True), metavar="SECONDS",
               help="Send a ping to every client every SECONDS.")
 @click.option("--greeting", metavar="TEXT", help="Send TEXT to each client when it connects.")
 @click.option("--drop-after", type=click.IntRange(1), metavar="N",
@@ -434,7 +436,7 @@ def serve_echo_cmd(**raw: Any) -> None:
 @click.option("--pcap", metavar="FILE", help="Read a pcap/pcapng capture of TCP traffic.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
               help="Relay: extra header added to each upgrade request (repeatable).")
-@click.option("--open-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+@click.option("--open-timeout", type=SECONDS, default=10.0, show_default=True, metavar="SECONDS",
               help="Relay: deadline for connecting to URL (TCP + TLS); 0 = none.")
 @tls_options
 @dump_output_options

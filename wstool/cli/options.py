@@ -10,6 +10,7 @@ click values go no further than this package.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +47,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False)  # existence is checked when read, with our message
 
 
+class Seconds(click.FloatRange):
+    """A number of seconds: a float (within the range given), but never NaN or infinite
+    (issue 10: `-w nan` made every comparison false and the run waited forever; a
+    FloatRange lets NaN through, since no comparison fails). Each option keeps its own
+    meaning for 0 and negative values."""
+
+    name = "number of seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        seconds = click.FLOAT.convert(value, param, ctx)
+        if math.isnan(seconds) or math.isinf(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return super().convert(seconds, param, ctx)
+
+
+SECONDS = Seconds()
+
+
 def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     def decorator(f: F) -> F:
         for option in reversed(options):
@@ -73,6 +93,10 @@ def stream_options(f: F) -> F:
 
 def stream_config(raw: dict[str, Any]) -> StreamConfig:
     """The values of @stream_options as a record (connect and listen)."""
+    if raw["binary"] and raw["null_separated"]:
+        # -b sends stdin as it arrives and writes payloads raw: nothing is separated.
+        raise UsageError("-0/--null separates text messages; -b/--binary has no "
+                         "separator: give one of them")
     return StreamConfig(
         null_separated=raw["null_separated"],
         binary=raw["binary"],
@@ -130,13 +154,13 @@ def connect_options(f: F) -> F:
         click.option("--compress/--no-compress", default=True, show_default=True,
                      help="Offer permessage-deflate."),
         max_size_option("Largest message accepted; 0 = no limit."),
-        click.option("--open-timeout", type=float, default=10.0, show_default=True,
+        click.option("--open-timeout", type=SECONDS, default=10.0, show_default=True,
                      metavar="SECONDS", help="Connect + TLS + handshake deadline; 0 = none."),
-        click.option("--ping-interval", type=float, default=20.0, show_default=True,
+        click.option("--ping-interval", type=SECONDS, default=20.0, show_default=True,
                      metavar="SECONDS", help="Keepalive ping period; 0 disables."),
-        click.option("--ping-timeout", type=float, default=20.0, show_default=True,
+        click.option("--ping-timeout", type=SECONDS, default=20.0, show_default=True,
                      metavar="SECONDS", help="Fail if a keepalive pong is later; 0 disables."),
-        click.option("--close-timeout", type=float, default=5.0, show_default=True,
+        click.option("--close-timeout", type=SECONDS, default=5.0, show_default=True,
                      metavar="SECONDS",
                      help="Longest wait for the server's closing handshake; 0 = do not wait."),
         click.option("-L", "--location", "follow_redirects", is_flag=True,
@@ -331,18 +355,18 @@ def server_options(f: F) -> F:
         max_size_option("Largest message accepted (else close 1009); 0 = no limit."),
         click.option("--compress/--no-compress", default=True, show_default=True,
                      help="Accept permessage-deflate."),
-        click.option("--ping-interval", type=float, default=d.ping_interval_s,
+        click.option("--ping-interval", type=SECONDS, default=d.ping_interval_s,
                      show_default=True, metavar="SECONDS",
                      help="Keepalive ping period; 0 disables."),
-        click.option("--ping-timeout", type=float, default=d.ping_timeout_s,
+        click.option("--ping-timeout", type=SECONDS, default=d.ping_timeout_s,
                      show_default=True, metavar="SECONDS",
                      help="Close 1011 when a keepalive pong is later; 0 disables."),
         click.option("--max-connections", type=click.IntRange(1), metavar="N",
                      help="Refuse more than N open connections with HTTP 503."),
-        click.option("--open-timeout", type=float, default=d.open_timeout_s,
+        click.option("--open-timeout", type=SECONDS, default=d.open_timeout_s,
                      show_default=True, metavar="SECONDS",
                      help="Drop a client that has not completed its handshake; 0 = never."),
-        click.option("--close-timeout", type=float, default=d.close_timeout_s,
+        click.option("--close-timeout", type=SECONDS, default=d.close_timeout_s,
                      show_default=True, metavar="SECONDS",
                      help="Longest wait for closing handshakes (and at shutdown)."),
         click.option("--loop", "loop_name", type=click.Choice(["auto", "asyncio", "uvloop"]),
