@@ -459,3 +459,19 @@ def test_small_messages_are_not_compressed(server_thread: ServerThread) -> None:
     # than it saves; RFC 7692 §6.1 lets the sender decide per message.
     assert _first_frame_header(server_thread, b"x" * 1023 + b"\n", "-w", "0") == 0x81
     assert _first_frame_header(server_thread, b"x" * 1024 + b"\n", "-w", "0") == 0xC1
+
+
+def test_quiet_prints_nothing_on_success_but_still_the_errors(
+    lib_echo_url: str, server_thread: ServerThread
+) -> None:
+    """Issue 10: -q/--quiet, nothing on stderr on success (the close line included)."""
+    ok = run_wstool_inprocess("connect", "-q", lib_echo_url, input=b"hi\n")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"hi\n", "")
+    _s, url = start_websockets_server(server_thread, servers.close_4001)
+    failed = run_wstool_inprocess("connect", "--quiet", url, input=b"x\n")
+    assert failed.returncode == ExitStatus.CLOSED_ABNORMALLY
+    assert failed.stderr.startswith("wstool: error: server closed the connection with 4001")
+    assert len(failed.stderr.splitlines()) == 1
+    both = run_wstool_inprocess("connect", "-q", "-v", lib_echo_url)
+    assert both.returncode == ExitStatus.USAGE
+    assert "give -q/--quiet or -v/--verbose, not both" in both.stderr

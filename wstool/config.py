@@ -105,6 +105,8 @@ class OutputConfig(NamedTuple):
     color: bool | None = None  # None: decide from the terminal and NO_COLOR
     debug: bool = False
     trace: bool = False
+    # connect -q: no diagnostics on stderr but warnings and errors (the close line too).
+    quiet: bool = False
 
 
 class StreamConfig(NamedTuple):

@@ -297,7 +297,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             from wstool.server.core import demo_echo_server
 
             async with demo_echo_server() as demo_url:
-                env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
+                if not out_cfg.quiet:
+                    env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
                 return await front_end(connect_config(demo_url, raw))
         return await front_end(conn_cfg)
 

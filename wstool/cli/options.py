@@ -202,9 +202,14 @@ def _common_output_options() -> list[Callable[[F], F]]:
     ]
 
 
-def _output_options(verbose_help: str) -> Callable[[F], F]:
+def _output_options(verbose_help: str, *, quiet: bool = False) -> Callable[[F], F]:
+    quiet_option = [click.option(
+        "-q", "--quiet", is_flag=True,
+        help="Nothing on stderr but warnings and errors (not even the close line).",
+    )] if quiet else []
     return _apply([
         click.option("-v", "--verbose", count=True, help=verbose_help),
+        *quiet_option,
         click.option("--show-secrets", is_flag=True,
                      help="Do not mask Authorization/Cookie values in -v output."),
         *_common_output_options(),
@@ -214,7 +219,7 @@ def _output_options(verbose_help: str) -> Callable[[F], F]:
 # What each -v level logs, said per command (issue 10: "and more" told nothing).
 output_options = _output_options(
     "On stderr: the handshake request and response (curl -v style), the "
-    "connected line and pong round-trip times.")
+    "connected line and pong round-trip times.", quiet=True)
 server_output_options = _output_options(
     "On stderr: -v each connection, rejection and close; -vv also each handshake, "
     "every frame and ping.")
@@ -288,7 +293,10 @@ def connect_config(url: str, raw: Mapping[str, Any]) -> ConnectConfig:
 
 
 def output_config(raw: Mapping[str, Any], *, trace: bool = False) -> OutputConfig:
+    if raw.get("quiet") and raw.get("verbose"):
+        raise UsageError("give -q/--quiet or -v/--verbose, not both")
     return OutputConfig(
+        quiet=bool(raw.get("quiet")),
         verbose=raw.get("verbose", 0),
         show_secrets=raw.get("show_secrets", False),
         json=raw.get("json_output", False),

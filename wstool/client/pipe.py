@@ -166,12 +166,14 @@ class PipeFrontEnd(ClientFrontEnd):
                     self.env.write_stderr_line(line)
                 self.diag(redirect_line(event))
         elif isinstance(event, Closed):
-            self.diag(close_line(event))
+            if not self.out_cfg.quiet:  # -q: an abnormal close is the error line's job
+                self.diag(close_line(event))
         elif isinstance(event, Notice):
-            self.diag(event.text)
+            if not self.out_cfg.quiet or event.text.startswith("warning:"):
+                self.diag(event.text)
         elif isinstance(event, Pong) and self.out_cfg.verbose and event.rtt_s is not None:
             self.diag(f"pong in {event.rtt_s * 1000:.1f} ms")
-        elif isinstance(event, Reconnecting):
+        elif isinstance(event, Reconnecting) and not self.out_cfg.quiet:
             self.diag(f"reconnecting in {event.delay_s:.1f}s (attempt {event.attempt}): "
                       f"{event.reason}")
 
