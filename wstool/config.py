@@ -16,10 +16,14 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wstool.errors import UsageError
+
+if TYPE_CHECKING:
+    # Not at run time: pathlib is ~1.2 ms of `wstool --version`, which imports this
+    # module, and only the REPL's history needs it (default_history_path imports it).
+    from pathlib import Path
 
 # The largest message a connection accepts: --max-size of connect, listen and
 # serve-echo (over it: exit 6 / close 1009).
@@ -148,6 +152,8 @@ class ReplConfig(NamedTuple):
 
 def default_history_path(environ: Mapping[str, str]) -> Path:
     """``$XDG_STATE_HOME/wstool/history``, default ``~/.local/state/wstool/history``."""
+    from pathlib import Path  # see the TYPE_CHECKING import above
+
     state_home = environ.get("XDG_STATE_HOME") or ""
     if not os.path.isabs(state_home):  # the XDG spec: ignore relative paths
         home = environ.get("HOME") or str(Path.home())
