@@ -99,6 +99,18 @@ def test_bad_input_and_usage_errors(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
 
 
+def test_bad_hex_names_the_line_and_column() -> None:
+    proc = run_wstool("frame-dump", "--hex", "-", input=b"0x81 0x05\n48 65 6c 6c 6g\n")
+    assert proc.returncode == 6
+    assert proc.stderr == ("wstool: error: invalid --hex input: 'g' at line 2, column 14 is "
+                           "not a hex digit\n")
+    assert proc.stdout == b""
+    # A control byte is named, never written to the terminal.
+    proc = run_wstool("frame-dump", "--hex", "-", input=b"81\r\n05 \x1b[2J")
+    assert proc.stderr == ("wstool: error: invalid --hex input: byte 0x1b at line 2, column 4 "
+                           "is not a hex digit\n")
+
+
 def test_from_client_flags_unmasked_frames() -> None:
     proc = run_wstool("frame-dump", "--from", "client", "--hex", "-", input=b"810548656c6c6f")
     assert proc.returncode == 0

@@ -176,7 +176,8 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
     decoder = FrameDecoder(direction=cfg.direction, max_buffer_bytes=cfg.max_buffer_bytes)
     chunks = _read_all(env, source)
     if source.hex_input:
-        text = b"".join(chunks).decode("ascii", "replace")
+        # latin-1: one character per byte, so a bad byte is shown as itself.
+        text = b"".join(chunks).decode("latin-1")
         try:
             data = parse_hex(text)
         except ValueError as exc:
