@@ -41,7 +41,7 @@ def test_human_lines(tmp_path: Path) -> None:
 def test_json_lines_have_exactly_the_documented_keys(tmp_path: Path) -> None:
     data = MASKED_HELLO + bytes.fromhex("830161") + CLOSE_BYE
     proc = run_wstool("frame-dump", "--json", write(tmp_path, data))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 6, proc.stderr  # the reserved opcode (issue 10)
     objs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [set(o) for o in objs] == [FRAME_KEYS] * 3
     hello, reserved, close = objs
@@ -113,7 +113,7 @@ def test_bad_hex_names_the_line_and_column() -> None:
 
 def test_from_client_flags_unmasked_frames() -> None:
     proc = run_wstool("frame-dump", "--from", "client", "--hex", "-", input=b"810548656c6c6f")
-    assert proc.returncode == 0
+    assert proc.returncode == 6  # a protocol problem found (issue 10)
     assert proc.stdout.decode().splitlines() == [
         '@0 > TEXT fin 5 B unmasked "Hello"',
         "   ! unmasked client frame (RFC 6455 §5.1; a compliant peer closes with 1002 "

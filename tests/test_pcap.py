@@ -64,10 +64,12 @@ def ethernet(src: tuple[str, int], dst: tuple[str, int], seq: int, flags: int,
 
 
 def conversation(client: tuple[str, int], server: tuple[str, int], *, c_isn: int = 1000,
-                 s_isn: int = 5000) -> list[bytes]:
-    """A WebSocket session as link-layer frames, with reordering and retransmission."""
+                 s_isn: int = 5000, server_frames: bytes = SERVER_FRAMES) -> list[bytes]:
+    """A WebSocket session as link-layer frames, with reordering and retransmission.
+
+    ``server_frames``: what the server sends after its 101, split after byte 7."""
     c_data = REQUEST + CLIENT_FRAMES
-    s_data = RESPONSE + SERVER_FRAMES
+    s_data = RESPONSE + server_frames
     c0, s0 = c_isn + 1, s_isn + 1
     r = len(REQUEST)
     rr = len(RESPONSE)
@@ -86,11 +88,11 @@ def conversation(client: tuple[str, int], server: tuple[str, int], *, c_isn: int
         ethernet(client, server, c0 + r + 3, ACK | PSH, c_data[r + 3 : r + 11]),
         ethernet(client, server, c0 + r, ACK | PSH, c_data[r : r + 3]),
         # The server's frames, one retransmitted in full.
-        ethernet(server, client, s0 + rr, ACK | PSH, SERVER_FRAMES[:7]),
-        ethernet(server, client, s0 + rr, ACK | PSH, SERVER_FRAMES[:7]),
+        ethernet(server, client, s0 + rr, ACK | PSH, server_frames[:7]),
+        ethernet(server, client, s0 + rr, ACK | PSH, server_frames[:7]),
         # A retransmission that overlaps and extends: only the new bytes count.
         ethernet(client, server, c0 + r + 5, ACK | PSH, c_data[r + 5 :]),
-        ethernet(server, client, s0 + rr + 7, ACK | PSH | FIN, SERVER_FRAMES[7:]),
+        ethernet(server, client, s0 + rr + 7, ACK | PSH | FIN, server_frames[7:]),
         ethernet(client, server, c0 + len(c_data), ACK | FIN),
     ]
     del s_data

@@ -62,6 +62,9 @@ class DumpConfig:
     hexdump: bool = False  # -x/--hexdump
     json: bool = False  # --json
     show_secrets: bool = True
+    # Protocol problems found make the exit status 6 (issue 10: CI runs
+    # `wstool frame-dump capture.bin || fail`); --no-fail turns that off.
+    fail_on_problems: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class FrameWriter:
         if not cfg.json and env.color_for(env.stdout_isatty):
             self.console = env.stdout_console()
         self.frames = 0
-        self.problems = 0
+        self.problems = 0  # protocol problems (`!` lines of frames, relay: undecodable streams)
 
     def write_lines(self, lines: list[str], prefix_len: int = 0) -> None:
         if self.console is not None:
@@ -101,7 +104,18 @@ class FrameWriter:
     def write_json(self, obj: JsonObject) -> None:
         write_json_line(self.out, obj)
 
+    def tally(self, item: Decoded) -> None:
+        """Count a frame and its problems (apart from rendering: a relay whose
+        stdout is gone still counts, for its exit status)."""
+        if not isinstance(item, HttpHead):
+            self.frames += 1
+            self.problems += len(item.problems)
+
     def record(self, item: Decoded, *, conn: int | None = None) -> None:
+        self.tally(item)
+        self.render(item, conn=conn)
+
+    def render(self, item: Decoded, *, conn: int | None = None) -> None:
         prefix = f"#{conn} " if conn is not None else f"@{item.offset} "
         if isinstance(item, HttpHead):
             if self.cfg.json:
@@ -111,9 +125,6 @@ class FrameWriter:
                                                  show_secrets=self.cfg.show_secrets),
                                  len(prefix))
             return
-        self.frames += 1
-        if item.problems:
-            self.problems += 1
         if self.cfg.json:
             self.write_json(frame_json(item, conn=conn))
             msg = message_json(item, conn=conn)
@@ -143,6 +154,28 @@ class FrameWriter:
     def flush(self) -> None:
         if self.console is None:
             self.out.flush()
+
+    def exit_status(self, status: int, *, failing: bool = False) -> int:
+        """STATUS, or 6 when problems were found (unless --no-fail); says so on stderr.
+
+        ``failing``: an error follows that sets the status itself (truncated
+        input, bytes missing from a capture), so the line does not promise one.
+        """
+        if not self.problems:
+            return status
+        count = (f"{self.problems} protocol problem{'s' if self.problems != 1 else ''} in "
+                 f"{self.frames} frame{'s' if self.frames != 1 else ''}")
+        if failing:
+            self.env.write_stderr_line(f"wstool: {count}")
+            return status
+        if not self.cfg.fail_on_problems:
+            self.env.write_stderr_line(f"wstool: {count} (--no-fail: exit {status})")
+            return status
+        self.env.write_stderr_line(
+            f"wstool: {count} (exit {int(ExitStatus.PROTOCOL_ERROR)}; "
+            f"--no-fail to exit {status})")
+        return ExitStatus.PROTOCOL_ERROR
+
 
 
 def _read_all(env: Environment, source: OfflineSource) -> Iterator[bytes]:
@@ -193,9 +226,10 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
         if cfg.json:
             writer.write_json({"event": "error", "message": str(exc), "offset": exc.offset})
         writer.flush()
+        writer.exit_status(exc.exit_status, failing=True)
         raise
     writer.flush()
-    return ExitStatus.OK
+    return writer.exit_status(ExitStatus.OK)
 
 
 @dataclass(frozen=True)
@@ -241,7 +275,9 @@ class RelayRenderer:
         try:
             if isinstance(event, RelayDecoded):
                 for record in event.records:
-                    writer.record(record, conn=event.conn)
+                    writer.tally(record)
+                for record in event.records:
+                    writer.render(record, conn=event.conn)
             elif isinstance(event, RelayListening):
                 url = f"ws://{event.host}:{event.port}/"
                 self.env.write_stderr_line(
@@ -255,6 +291,8 @@ class RelayRenderer:
                              f"= connection {event.conn} from {escape(event.peer)}",
                              conn=event.conn)
             elif isinstance(event, RelayError):
+                if event.protocol:
+                    writer.problems += 1
                 writer.event({"event": "error", "conn": event.conn, "message": event.message},
                              f"! {escape(event.message)}", conn=event.conn)
             elif isinstance(event, RelayConnClosed):
@@ -271,14 +309,23 @@ class RelayRenderer:
 
 
 async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -> int:
-    """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0)."""
+    """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0).
+
+    The relay forwards every byte whatever it sees; what it saw shows in the
+    status at the end: 6 when any frame had a protocol problem (or a stream
+    could not be decoded), for SIGINT and SIGTERM alike, unless --no-fail. So
+    a CI job that runs its tests through the relay and stops it with
+    `kill -TERM` fails on 6, and one stopped with `timeout -s INT` can still
+    tell 6 (problems) from 130 (nothing wrong).
+    """
     import asyncio
     import signal
 
     from wstool.dump.relay import Relay
     from wstool.term.signals import handle_signals
 
-    relay = Relay(relay_cfg, RelayRenderer(env, cfg))
+    renderer = RelayRenderer(env, cfg)
+    relay = Relay(relay_cfg, renderer)
     await relay.start()
     stopped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -289,9 +336,10 @@ async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -
     try:
         with handle_signals({signal.SIGINT: lambda: stop(ExitStatus.INTERRUPTED),
                              signal.SIGTERM: lambda: stop(ExitStatus.OK)}):
-            return await stopped
+            status = await stopped
     finally:
-        await relay.close()
+        await relay.close()  # the connections still open end here: their close lines
+    return renderer.writer.exit_status(status)
 
 
 class _PcapWebSocket:
@@ -456,6 +504,7 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
                               f"{len(reassembler.connections)} TCP connections of {path}")
     failed = sum(1 for st in states.values() if st.failed)
     if failed:
+        writer.exit_status(ExitStatus.PROTOCOL_ERROR, failing=True)
         raise ProtocolFailure(f"{failed} WebSocket connection(s) in {path} ended inside a "
                               "frame or with bytes missing (see the ! lines)")
-    return ExitStatus.OK
+    return writer.exit_status(ExitStatus.OK)
