@@ -111,6 +111,24 @@ def test_bad_hex_names_the_line_and_column() -> None:
                            "is not a hex digit\n")
 
 
+def test_hex_text_without_hex_gets_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "frames.txt"
+    path.write_bytes(b"81 05 48 65 6c 6c 6f\n81 05 48 65 6c 6c 6f\n")
+    proc = run_wstool("frame-dump", str(path))
+    assert "wstool: the input looks like hex text: try --hex" in proc.stderr.splitlines()
+    assert proc.stderr.count("try --hex") == 1
+    assert proc.returncode == 6  # decoded as bytes all the same: a hint, nothing else
+    # xxd -p style, 0x prefixes and ":" separators, from stdin.
+    for text in (b"8105:48:65:6c:6c:6f", b"0x81, 0x05, 0x48,\n"):
+        proc = run_wstool("frame-dump", "-", input=text)
+        assert "wstool: the input looks like hex text: try --hex" in proc.stderr, text
+    ok = run_wstool("frame-dump", "--hex", str(path))
+    assert ok.returncode == 0 and ok.stderr == ""
+    # Raw frames and text that is not hex get no hint.
+    for data in (MASKED_HELLO + FRAGMENTED, b"hello world\n", b" \n"):
+        assert "try --hex" not in run_wstool("frame-dump", write(tmp_path, data)).stderr
+
+
 def test_from_client_flags_unmasked_frames() -> None:
     proc = run_wstool("frame-dump", "--from", "client", "--hex", "-", input=b"810548656c6c6f")
     assert proc.returncode == 6  # a protocol problem found (issue 10)

@@ -177,6 +177,31 @@ class FrameWriter:
         return ExitStatus.PROTOCOL_ERROR
 
 
+# What hex text is made of (``parse_hex``): digits, ASCII whitespace, ``,``/``:``
+# separators and ``0x`` prefixes. Raw frames almost never are: a first byte of
+# 0x30-0x39 or 0x61-0x66 is a non-final frame with RSV bits or a reserved opcode.
+_HEX_TEXT_BYTES = b"0123456789abcdefABCDEF \t\n\r\x0b\x0c,:xX"
+_HEX_DIGIT_BYTES = b"0123456789abcdefABCDEF"
+
+
+class _HexTextSniffer:
+    """Notices input that is hex text decoded as raw bytes (no --hex): issue 10."""
+
+    def __init__(self) -> None:
+        self.all_hex_text = True
+        self.digits = False
+
+    def see(self, chunk: bytes) -> None:
+        if self.all_hex_text:
+            if chunk.translate(None, _HEX_TEXT_BYTES):
+                self.all_hex_text = False
+            elif not self.digits and len(chunk.translate(None, _HEX_DIGIT_BYTES)) < len(chunk):
+                self.digits = True
+
+    def hint(self, env: Environment) -> None:
+        if self.all_hex_text and self.digits:
+            env.write_stderr_line("wstool: the input looks like hex text: try --hex")
+
 
 def _read_all(env: Environment, source: OfflineSource) -> Iterator[bytes]:
     """Yield chunks of the input; unreadable files are a one-line error (exit 1)."""
@@ -208,6 +233,7 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
     writer = FrameWriter(env, cfg)
     decoder = FrameDecoder(direction=cfg.direction, max_buffer_bytes=cfg.max_buffer_bytes)
     chunks = _read_all(env, source)
+    sniffer: _HexTextSniffer | None = None
     if source.hex_input:
         # latin-1: one character per byte, so a bad byte is shown as itself.
         text = b"".join(chunks).decode("latin-1")
@@ -217,8 +243,12 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
             raise ProtocolFailure(f"invalid --hex input: {exc}") from None
         chunks = iter([data[i : i + READ_CHUNK_BYTES]
                        for i in range(0, len(data), READ_CHUNK_BYTES)])
+    else:
+        sniffer = _HexTextSniffer()
     try:
         for chunk in chunks:
+            if sniffer is not None:
+                sniffer.see(chunk)
             writer.records(decoder.feed(chunk))
             writer.flush()
         decoder.finish()
@@ -226,9 +256,13 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
         if cfg.json:
             writer.write_json({"event": "error", "message": str(exc), "offset": exc.offset})
         writer.flush()
+        if sniffer is not None:
+            sniffer.hint(env)
         writer.exit_status(exc.exit_status, failing=True)
         raise
     writer.flush()
+    if sniffer is not None:
+        sniffer.hint(env)
     return writer.exit_status(ExitStatus.OK)
 
 
