@@ -193,6 +193,62 @@ def test_two_connections_and_non_websocket_traffic(tmp_path: Path) -> None:
     assert not any("GET / HTTP" in line for line in lines)
 
 
+CLIENT_HELLO = bytes.fromhex("160301020001") + b"\x00" * 8  # the start of a TLS ClientHello
+SKIPPED_LINE = ("wstool: skipped 4 TCP connections: 2 without a WebSocket upgrade request (not "
+                "HTTP, or begun before the capture), 1 TLS (decrypt it first: SSLKEYLOGFILE + "
+                "Wireshark), 1 with no data")
+
+
+def test_skipped_connections_are_counted_with_the_reason(tmp_path: Path) -> None:
+    http, mid, tls, idle = (("10.0.0.5", 40000 + i) for i in range(4))
+    wss = ("10.0.0.2", 443)
+    frames = [
+        # Plain HTTP: a request, but no upgrade.
+        ethernet(http, SERVER, 1, SYN),
+        ethernet(http, SERVER, 2, ACK | PSH, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        # A WebSocket begun before the capture: frames, no request.
+        ethernet(SERVER, mid, 70, ACK | PSH, bytes.fromhex("810548656c6c6f")),
+        # wss:// (TLS): a ClientHello, then the server's handshake record.
+        ethernet(tls, wss, 1, SYN),
+        ethernet(tls, wss, 2, ACK | PSH, CLIENT_HELLO),
+        ethernet(wss, tls, 9, ACK | PSH, bytes.fromhex("160303003a02")),
+        # A connection that never carried a byte (a health check, a port scan).
+        ethernet(idle, SERVER, 1, SYN),
+        ethernet(SERVER, idle, 1, SYN | ACK),
+        *conversation(CLIENT, SERVER),
+    ]
+    path = tmp_path / "mixed.pcap"
+    write_pcap(path, frames)
+    proc = run_wstool("frame-dump", "--pcap", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().splitlines() == [
+        line.replace("(packet 6)", "(packet 14)") for line in EXPECTED]
+    assert proc.stderr == SKIPPED_LINE + "\n"
+    proc = run_wstool("frame-dump", "--pcap", str(path), "--json")
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "event": "skipped", "connections": 4, "no_upgrade": 2, "tls": 1, "no_data": 1}
+    assert proc.stderr == SKIPPED_LINE + "\n"
+    # Nothing to skip: no line, no event.
+    clean = tmp_path / "clean.pcap"
+    write_pcap(clean, conversation(CLIENT, SERVER))
+    proc = run_wstool("frame-dump", "--pcap", str(clean), "--json")
+    assert proc.stderr == "" and b'"skipped"' not in proc.stdout
+
+
+def test_a_capture_of_tls_only_says_why_nothing_was_decoded(tmp_path: Path) -> None:
+    client, wss = ("10.0.0.7", 50007), ("10.0.0.2", 443)
+    path = tmp_path / "wss.pcap"
+    write_pcap(path, [ethernet(client, wss, 1, SYN), ethernet(wss, client, 1, SYN | ACK),
+                      ethernet(client, wss, 2, ACK | PSH, CLIENT_HELLO[:1]),  # split after 0x16
+                      ethernet(client, wss, 3, ACK | PSH, CLIENT_HELLO[1:])])
+    proc = run_wstool("frame-dump", "--pcap", str(path))
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert proc.stderr.splitlines() == [
+        f"wstool: no WebSocket upgrade in the 1 TCP connections of {path}",
+        "wstool: skipped 1 TCP connection: 1 TLS (decrypt it first: SSLKEYLOGFILE + Wireshark)",
+    ]
+
+
 def test_capture_ending_inside_a_frame(tmp_path: Path) -> None:
     frames = conversation(CLIENT, SERVER)
     path = tmp_path / "cut.pcap"

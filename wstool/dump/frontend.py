@@ -384,10 +384,42 @@ class _PcapWebSocket:
         self.client: tuple[str, int] | None = None
         self.early: dict[tuple[str, int], bytes] = {}  # bytes before the decision
         self.ignored = False
+        self.skipped: str | None = None  # why it is not decoded: a key of SKIP_REASONS
         self.decoding = True
         self.decoders: dict[tuple[str, int], FrameDecoder] = {}
         self.failed = False
         self.closed = False
+
+
+# Why --pcap decodes no frames of a TCP connection (the `skipped` line and
+# event, issue 10), in the order they are listed.
+SKIP_REASONS: dict[str, str] = {
+    "no_upgrade": "without a WebSocket upgrade request (not HTTP, or begun before the "
+                  "capture)",
+    "tls": "TLS (decrypt it first: SSLKEYLOGFILE + Wireshark)",
+    "no_data": "with no data",
+}
+
+
+def _is_tls_record(early: bytes) -> bool:
+    """A TLS record header: content type 20-23 (handshake 22 first), version 3.x.
+
+    None of these first bytes is a valid WebSocket frame (FIN clear, opcode 4-7
+    reserved), nor the start of an HTTP request.
+    """
+    return len(early) >= 2 and 0x14 <= early[0] <= 0x17 and early[1] == 0x03
+
+
+def _skipped_summary(states: list[_PcapWebSocket]) -> dict[str, int]:
+    counts = dict.fromkeys(SKIP_REASONS, 0)
+    for state in states:
+        if state.number:
+            continue
+        reason = state.skipped
+        if reason is None:  # never decided: a response without its request, a cut head
+            reason = "no_upgrade" if any(state.early.values()) else "no_data"
+        counts[reason] += 1
+    return counts
 
 
 def _endpoint(addr: tuple[str, int]) -> str:
@@ -455,6 +487,11 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
                     state.decoding = False
             writer.record(record, conn=state.number)
 
+    def ignore(state: _PcapWebSocket, reason: str) -> None:
+        state.ignored = True
+        state.skipped = reason
+        state.early.clear()  # nothing more is kept of a skipped connection
+
     def error(state: _PcapWebSocket, message: str) -> None:
         state.failed = True
         writer.event({"event": "error", "conn": state.number, "message": message},
@@ -508,15 +545,17 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
             if early.startswith(b"HTTP/") or b"HTTP/".startswith(early[:5]):
                 continue  # a response (or its start) waits for its request
             if not early.startswith(b"GET ") and not b"GET ".startswith(early[:4]):
-                state.ignored = True
+                if len(early) < 2 and 0x14 <= early[0] <= 0x17:
+                    continue  # perhaps a TLS record: its second byte tells
+                ignore(state, "tls" if _is_tls_record(early) else "no_upgrade")
                 continue
             end = early.find(b"\r\n\r\n")
             if end < 0:
                 if len(early) > 64 * 1024:
-                    state.ignored = True
+                    ignore(state, "no_upgrade")
                 continue
             if b"websocket" not in early[:end].lower():
-                state.ignored = True
+                ignore(state, "no_upgrade")
                 continue
             server = seg.dst
             start(state, seg.src, server, packet.index)
@@ -532,10 +571,20 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
         state = states.get(conn.number)
         if state is not None and state.number and not state.closed:
             finalize(conn, state)
+    skipped = _skipped_summary(list(states.values()))
+    total_skipped = sum(skipped.values())
+    if total_skipped and cfg.json:
+        writer.write_json({"event": "skipped", "connections": total_skipped, **skipped})
     writer.flush()
     if not websockets:
         env.write_stderr_line(f"wstool: no WebSocket upgrade in the "
-                              f"{len(reassembler.connections)} TCP connections of {path}")
+                              f"{len(states)} TCP connections of {path}")
+    if total_skipped:
+        reasons = ", ".join(f"{count} {SKIP_REASONS[key]}"
+                            for key, count in skipped.items() if count)
+        plural = "s" if total_skipped != 1 else ""
+        env.write_stderr_line(f"wstool: skipped {total_skipped} TCP connection{plural}: "
+                              f"{reasons}")
     failed = sum(1 for st in states.values() if st.failed)
     if failed:
         writer.exit_status(ExitStatus.PROTOCOL_ERROR, failing=True)
