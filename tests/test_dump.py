@@ -42,7 +42,7 @@ def test_human_lines(tmp_path: Path) -> None:
 def test_json_lines_have_exactly_the_documented_keys(tmp_path: Path) -> None:
     data = MASKED_HELLO + bytes.fromhex("830161") + CLOSE_BYE
     proc = run_wstool_inprocess("frame-dump", "--json", write(tmp_path, data))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 6, proc.stderr  # the reserved opcode (issue 10)
     objs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [set(o) for o in objs] == [FRAME_KEYS] * 3
     hello, reserved, close = objs
@@ -102,10 +102,40 @@ def test_bad_input_and_usage_errors(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
 
 
+def test_bad_hex_names_the_line_and_column() -> None:
+    proc = run_wstool_inprocess("frame-dump", "--hex", "-", input=b"0x81 0x05\n48 65 6c 6c 6g\n")
+    assert proc.returncode == 6
+    assert proc.stderr == ("wstool: error: invalid --hex input: 'g' at line 2, column 14 is "
+                           "not a hex digit\n")
+    assert proc.stdout == b""
+    # A control byte is named, never written to the terminal.
+    proc = run_wstool_inprocess("frame-dump", "--hex", "-", input=b"81\r\n05 \x1b[2J")
+    assert proc.stderr == ("wstool: error: invalid --hex input: byte 0x1b at line 2, column 4 "
+                           "is not a hex digit\n")
+
+
+def test_hex_text_without_hex_gets_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "frames.txt"
+    path.write_bytes(b"81 05 48 65 6c 6c 6f\n81 05 48 65 6c 6c 6f\n")
+    proc = run_wstool_inprocess("frame-dump", str(path))
+    assert "wstool: the input looks like hex text: try --hex" in proc.stderr.splitlines()
+    assert proc.stderr.count("try --hex") == 1
+    assert proc.returncode == 6  # decoded as bytes all the same: a hint, nothing else
+    # xxd -p style, 0x prefixes and ":" separators, from stdin.
+    for text in (b"8105:48:65:6c:6c:6f", b"0x81, 0x05, 0x48,\n"):
+        proc = run_wstool_inprocess("frame-dump", "-", input=text)
+        assert "wstool: the input looks like hex text: try --hex" in proc.stderr, text
+    ok = run_wstool_inprocess("frame-dump", "--hex", str(path))
+    assert ok.returncode == 0 and ok.stderr == ""
+    # Raw frames and text that is not hex get no hint.
+    for data in (MASKED_HELLO + FRAGMENTED, b"hello world\n", b" \n"):
+        assert "try --hex" not in run_wstool_inprocess("frame-dump", write(tmp_path, data)).stderr
+
+
 def test_from_client_flags_unmasked_frames() -> None:
     proc = run_wstool_inprocess("frame-dump", "--from", "client", "--hex", "-",
                                 input=b"810548656c6c6f")
-    assert proc.returncode == 0
+    assert proc.returncode == 6  # a protocol problem found (issue 10)
     assert proc.stdout.decode().splitlines() == [
         '@0 > TEXT fin 5 B unmasked "Hello"',
         "   ! unmasked client frame (RFC 6455 §5.1; a compliant peer closes with 1002 "

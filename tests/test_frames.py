@@ -338,6 +338,24 @@ def test_parse_hex() -> None:
         parse_hex("8")
     with pytest.raises(ValueError):
         parse_hex("zz")
+    assert parse_hex("0X81\r\n\x0b\x0c05") == b"\x81\x05"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("81 05 zz", "'z' at line 1, column 7 is not a hex digit"),
+        ("81 05\n48 65\n6c 6q", "'q' at line 3, column 5 is not a hex digit"),
+        ("0x81 0x0g", "'g' at line 1, column 9 is not a hex digit"),  # 0x keeps columns
+        ("81\n\x9b", "byte 0x9b at line 2, column 1 is not a hex digit"),
+        ("81 \x00", "byte 0x00 at line 1, column 4 is not a hex digit"),
+        ("81\n0", "odd number of hex digits (3)"),
+    ],
+)
+def test_parse_hex_names_the_first_bad_character(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_hex(text)
+    assert str(info.value) == message
 
 
 def test_http_request_prefix() -> None:

@@ -70,10 +70,12 @@ def ethernet(src: tuple[str, int], dst: tuple[str, int], seq: int, flags: int,
 
 
 def conversation(client: tuple[str, int], server: tuple[str, int], *, c_isn: int = 1000,
-                 s_isn: int = 5000) -> list[bytes]:
-    """A WebSocket session as link-layer frames, with reordering and retransmission."""
+                 s_isn: int = 5000, server_frames: bytes = SERVER_FRAMES) -> list[bytes]:
+    """A WebSocket session as link-layer frames, with reordering and retransmission.
+
+    ``server_frames``: what the server sends after its 101, split after byte 7."""
     c_data = REQUEST + CLIENT_FRAMES
-    s_data = RESPONSE + SERVER_FRAMES
+    s_data = RESPONSE + server_frames
     c0, s0 = c_isn + 1, s_isn + 1
     r = len(REQUEST)
     rr = len(RESPONSE)
@@ -92,11 +94,11 @@ def conversation(client: tuple[str, int], server: tuple[str, int], *, c_isn: int
         ethernet(client, server, c0 + r + 3, ACK | PSH, c_data[r + 3 : r + 11]),
         ethernet(client, server, c0 + r, ACK | PSH, c_data[r : r + 3]),
         # The server's frames, one retransmitted in full.
-        ethernet(server, client, s0 + rr, ACK | PSH, SERVER_FRAMES[:7]),
-        ethernet(server, client, s0 + rr, ACK | PSH, SERVER_FRAMES[:7]),
+        ethernet(server, client, s0 + rr, ACK | PSH, server_frames[:7]),
+        ethernet(server, client, s0 + rr, ACK | PSH, server_frames[:7]),
         # A retransmission that overlaps and extends: only the new bytes count.
         ethernet(client, server, c0 + r + 5, ACK | PSH, c_data[r + 5 :]),
-        ethernet(server, client, s0 + rr + 7, ACK | PSH | FIN, SERVER_FRAMES[7:]),
+        ethernet(server, client, s0 + rr + 7, ACK | PSH | FIN, server_frames[7:]),
         ethernet(client, server, c0 + len(c_data), ACK | FIN),
     ]
     del s_data
@@ -195,6 +197,62 @@ def test_two_connections_and_non_websocket_traffic(tmp_path: Path) -> None:
     assert "#2 = connection 2: 10.0.0.3:40000 -> 10.0.0.2:8080 (packet 24)" in lines
     assert len(lines) == 2 * len(EXPECTED)
     assert not any("GET / HTTP" in line for line in lines)
+
+
+CLIENT_HELLO = bytes.fromhex("160301020001") + b"\x00" * 8  # the start of a TLS ClientHello
+SKIPPED_LINE = ("wstool: skipped 4 TCP connections: 2 without a WebSocket upgrade request (not "
+                "HTTP, or begun before the capture), 1 TLS (decrypt it first: SSLKEYLOGFILE + "
+                "Wireshark), 1 with no data")
+
+
+def test_skipped_connections_are_counted_with_the_reason(tmp_path: Path) -> None:
+    http, mid, tls, idle = (("10.0.0.5", 40000 + i) for i in range(4))
+    wss = ("10.0.0.2", 443)
+    frames = [
+        # Plain HTTP: a request, but no upgrade.
+        ethernet(http, SERVER, 1, SYN),
+        ethernet(http, SERVER, 2, ACK | PSH, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        # A WebSocket begun before the capture: frames, no request.
+        ethernet(SERVER, mid, 70, ACK | PSH, bytes.fromhex("810548656c6c6f")),
+        # wss:// (TLS): a ClientHello, then the server's handshake record.
+        ethernet(tls, wss, 1, SYN),
+        ethernet(tls, wss, 2, ACK | PSH, CLIENT_HELLO),
+        ethernet(wss, tls, 9, ACK | PSH, bytes.fromhex("160303003a02")),
+        # A connection that never carried a byte (a health check, a port scan).
+        ethernet(idle, SERVER, 1, SYN),
+        ethernet(SERVER, idle, 1, SYN | ACK),
+        *conversation(CLIENT, SERVER),
+    ]
+    path = tmp_path / "mixed.pcap"
+    write_pcap(path, frames)
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().splitlines() == [
+        line.replace("(packet 6)", "(packet 14)") for line in EXPECTED]
+    assert proc.stderr == SKIPPED_LINE + "\n"
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path), "--json")
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "event": "skipped", "connections": 4, "no_upgrade": 2, "tls": 1, "no_data": 1}
+    assert proc.stderr == SKIPPED_LINE + "\n"
+    # Nothing to skip: no line, no event.
+    clean = tmp_path / "clean.pcap"
+    write_pcap(clean, conversation(CLIENT, SERVER))
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(clean), "--json")
+    assert proc.stderr == "" and b'"skipped"' not in proc.stdout
+
+
+def test_a_capture_of_tls_only_says_why_nothing_was_decoded(tmp_path: Path) -> None:
+    client, wss = ("10.0.0.7", 50007), ("10.0.0.2", 443)
+    path = tmp_path / "wss.pcap"
+    write_pcap(path, [ethernet(client, wss, 1, SYN), ethernet(wss, client, 1, SYN | ACK),
+                      ethernet(client, wss, 2, ACK | PSH, CLIENT_HELLO[:1]),  # split after 0x16
+                      ethernet(client, wss, 3, ACK | PSH, CLIENT_HELLO[1:])])
+    proc = run_wstool_inprocess("frame-dump", "--pcap", str(path))
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert proc.stderr.splitlines() == [
+        f"wstool: no WebSocket upgrade in the 1 TCP connections of {path}",
+        "wstool: skipped 1 TCP connection: 1 TLS (decrypt it first: SSLKEYLOGFILE + Wireshark)",
+    ]
 
 
 def test_capture_ending_inside_a_frame(tmp_path: Path) -> None:

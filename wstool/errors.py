@@ -54,6 +54,15 @@ Exit status: 0 stopped by SIGINT/SIGTERM or /quit, or with --once the client clo
 broke the protocol."""
 
 
+# frame-dump's own: it decodes, so 6 is what it finds, not what a server did.
+FRAME_DUMP_EXIT_STATUS_HELP = """\
+Exit status: 0 no protocol problem found (--listen: stopped by SIGTERM); 1 cannot read
+FILE, cannot listen, cannot read --cacert/--cert; 2 usage; 6 protocol problems found in
+the frames (not with --no-fail), input ending inside a frame, bytes missing from a
+capture, invalid --hex text, not a pcap/pcapng; 130 --listen stopped by SIGINT (6 if it
+saw problems)."""
+
+
 class WstoolError(Exception):
     """Base class: a one-line message and an exit status."""
 

@@ -37,6 +37,7 @@ from wstool.cli.options import (
 from wstool.config import ClientRunConfig, ConnectConfig
 from wstool.errors import (
     EXIT_STATUS_HELP,
+    FRAME_DUMP_EXIT_STATUS_HELP,
     LISTEN_EXIT_STATUS_HELP,
     SERVE_ECHO_EXIT_STATUS_HELP,
     ExitStatus,
@@ -419,7 +420,7 @@ def serve_echo_cmd(**raw: Any) -> None:
     run_async(main, debug=out_cfg.debug, env=env)
 
 
-@cli.command(name="frame-dump", epilog=EXIT_STATUS_HELP)
+@cli.command(name="frame-dump", epilog=FRAME_DUMP_EXIT_STATUS_HELP)
 @click.argument("source", required=False, metavar="[FILE|-|URL]")
 @click.option("--hex", "hex_input", is_flag=True,
               help="FILE holds hex text (whitespace and 0x prefixes ignored).")
@@ -435,6 +436,9 @@ def serve_echo_cmd(**raw: Any) -> None:
               help="Relay mode: accept clients on HOST:PORT, connect each to URL, print "
                    "both directions.")
 @click.option("--pcap", metavar="FILE", help="Read a pcap/pcapng capture of TCP traffic.")
+@click.option("--no-fail", is_flag=True,
+              help="Exit 0 even when frames break the protocol (default: exit 6, "
+                   "for CI); the output is the same.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
               help="Relay: extra header added to each upgrade request (repeatable).")
 @click.option("--open-timeout", type=SECONDS, default=10.0, show_default=True, metavar="SECONDS",

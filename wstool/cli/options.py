@@ -437,6 +437,7 @@ def dump_config(raw: Mapping[str, Any]) -> DumpConfig:
         # A relay shows other people's credentials: masked unless --show-secrets
         # (as -v does); a file or capture is shown as it is.
         show_secrets=raw["show_secrets"] or not raw.get("listen"),
+        fail_on_problems=not raw.get("no_fail"),
     )
 
 

@@ -39,11 +39,18 @@ class RelayDecoded(NamedTuple):
 
 
 class RelayError(NamedTuple):
-    """Something went wrong on one connection (the relay goes on)."""
+    """Something went wrong on one connection (the relay goes on).
+
+    ``protocol``: a peer's bytes could not be decoded (a request head that does
+    not parse, a stream that ends inside a frame): a protocol problem, which
+    counts toward frame-dump's exit status 6 like a frame's. False for what is
+    not the traffic's fault (an unreachable upstream, a decoder bug).
+    """
 
     conn: int
     message: str
     ts: float = 0.0
+    protocol: bool = False
 
 
 class RelayConnClosed(NamedTuple):

@@ -62,6 +62,9 @@ class DumpConfig:
     hexdump: bool = False  # -x/--hexdump
     json: bool = False  # --json
     show_secrets: bool = True
+    # Protocol problems found make the exit status 6 (issue 10: CI runs
+    # `wstool frame-dump capture.bin || fail`); --no-fail turns that off.
+    fail_on_problems: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class FrameWriter:
         if not cfg.json and env.color_for(env.stdout_isatty):
             self.console = env.stdout_console()
         self.frames = 0
-        self.problems = 0
+        self.problems = 0  # protocol problems (`!` lines of frames, relay: undecodable streams)
 
     def write_lines(self, lines: list[str], prefix_len: int = 0) -> None:
         if self.console is not None:
@@ -101,7 +104,18 @@ class FrameWriter:
     def write_json(self, obj: JsonObject) -> None:
         write_json_line(self.out, obj)
 
+    def tally(self, item: Decoded) -> None:
+        """Count a frame and its problems (apart from rendering: a relay whose
+        stdout is gone still counts, for its exit status)."""
+        if not isinstance(item, HttpHead):
+            self.frames += 1
+            self.problems += len(item.problems)
+
     def record(self, item: Decoded, *, conn: int | None = None) -> None:
+        self.tally(item)
+        self.render(item, conn=conn)
+
+    def render(self, item: Decoded, *, conn: int | None = None) -> None:
         prefix = f"#{conn} " if conn is not None else f"@{item.offset} "
         if isinstance(item, HttpHead):
             if self.cfg.json:
@@ -111,9 +125,6 @@ class FrameWriter:
                                                  show_secrets=self.cfg.show_secrets),
                                  len(prefix))
             return
-        self.frames += 1
-        if item.problems:
-            self.problems += 1
         if self.cfg.json:
             self.write_json(frame_json(item, conn=conn))
             msg = message_json(item, conn=conn)
@@ -143,6 +154,53 @@ class FrameWriter:
     def flush(self) -> None:
         if self.console is None:
             self.out.flush()
+
+    def exit_status(self, status: int, *, failing: bool = False) -> int:
+        """STATUS, or 6 when problems were found (unless --no-fail); says so on stderr.
+
+        ``failing``: an error follows that sets the status itself (truncated
+        input, bytes missing from a capture), so the line does not promise one.
+        """
+        if not self.problems:
+            return status
+        count = (f"{self.problems} protocol problem{'s' if self.problems != 1 else ''} in "
+                 f"{self.frames} frame{'s' if self.frames != 1 else ''}")
+        if failing:
+            self.env.write_stderr_line(f"wstool: {count}")
+            return status
+        if not self.cfg.fail_on_problems:
+            self.env.write_stderr_line(f"wstool: {count} (--no-fail: exit {status})")
+            return status
+        self.env.write_stderr_line(
+            f"wstool: {count} (exit {int(ExitStatus.PROTOCOL_ERROR)}; "
+            f"--no-fail to exit {status})")
+        return ExitStatus.PROTOCOL_ERROR
+
+
+# What hex text is made of (``parse_hex``): digits, ASCII whitespace, ``,``/``:``
+# separators and ``0x`` prefixes. Raw frames almost never are: a first byte of
+# 0x30-0x39 or 0x61-0x66 is a non-final frame with RSV bits or a reserved opcode.
+_HEX_TEXT_BYTES = b"0123456789abcdefABCDEF \t\n\r\x0b\x0c,:xX"
+_HEX_DIGIT_BYTES = b"0123456789abcdefABCDEF"
+
+
+class _HexTextSniffer:
+    """Notices input that is hex text decoded as raw bytes (no --hex): issue 10."""
+
+    def __init__(self) -> None:
+        self.all_hex_text = True
+        self.digits = False
+
+    def see(self, chunk: bytes) -> None:
+        if self.all_hex_text:
+            if chunk.translate(None, _HEX_TEXT_BYTES):
+                self.all_hex_text = False
+            elif not self.digits and len(chunk.translate(None, _HEX_DIGIT_BYTES)) < len(chunk):
+                self.digits = True
+
+    def hint(self, env: Environment) -> None:
+        if self.all_hex_text and self.digits:
+            env.write_stderr_line("wstool: the input looks like hex text: try --hex")
 
 
 def _read_all(env: Environment, source: OfflineSource) -> Iterator[bytes]:
@@ -175,16 +233,22 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
     writer = FrameWriter(env, cfg)
     decoder = FrameDecoder(direction=cfg.direction, max_buffer_bytes=cfg.max_buffer_bytes)
     chunks = _read_all(env, source)
+    sniffer: _HexTextSniffer | None = None
     if source.hex_input:
-        text = b"".join(chunks).decode("ascii", "replace")
+        # latin-1: one character per byte, so a bad byte is shown as itself.
+        text = b"".join(chunks).decode("latin-1")
         try:
             data = parse_hex(text)
         except ValueError as exc:
             raise ProtocolFailure(f"invalid --hex input: {exc}") from None
         chunks = iter([data[i : i + READ_CHUNK_BYTES]
                        for i in range(0, len(data), READ_CHUNK_BYTES)])
+    else:
+        sniffer = _HexTextSniffer()
     try:
         for chunk in chunks:
+            if sniffer is not None:
+                sniffer.see(chunk)
             writer.records(decoder.feed(chunk))
             writer.flush()
         decoder.finish()
@@ -192,9 +256,14 @@ def dump_offline(env: Environment, source: OfflineSource, cfg: DumpConfig) -> in
         if cfg.json:
             writer.write_json({"event": "error", "message": str(exc), "offset": exc.offset})
         writer.flush()
+        if sniffer is not None:
+            sniffer.hint(env)
+        writer.exit_status(exc.exit_status, failing=True)
         raise
     writer.flush()
-    return ExitStatus.OK
+    if sniffer is not None:
+        sniffer.hint(env)
+    return writer.exit_status(ExitStatus.OK)
 
 
 @dataclass(frozen=True)
@@ -240,7 +309,9 @@ class RelayRenderer:
         try:
             if isinstance(event, RelayDecoded):
                 for record in event.records:
-                    writer.record(record, conn=event.conn)
+                    writer.tally(record)
+                for record in event.records:
+                    writer.render(record, conn=event.conn)
             elif isinstance(event, RelayListening):
                 url = f"ws://{event.host}:{event.port}/"
                 self.env.write_stderr_line(
@@ -254,6 +325,8 @@ class RelayRenderer:
                              f"= connection {event.conn} from {escape(event.peer)}",
                              conn=event.conn)
             elif isinstance(event, RelayError):
+                if event.protocol:
+                    writer.problems += 1
                 writer.event({"event": "error", "conn": event.conn, "message": event.message},
                              f"! {escape(event.message)}", conn=event.conn)
             elif isinstance(event, RelayConnClosed):
@@ -270,14 +343,23 @@ class RelayRenderer:
 
 
 async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -> int:
-    """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0)."""
+    """``frame-dump --listen``: relay until SIGINT (exit 130) or SIGTERM (exit 0).
+
+    The relay forwards every byte whatever it sees; what it saw shows in the
+    status at the end: 6 when any frame had a protocol problem (or a stream
+    could not be decoded), for SIGINT and SIGTERM alike, unless --no-fail. So
+    a CI job that runs its tests through the relay and stops it with
+    `kill -TERM` fails on 6, and one stopped with `timeout -s INT` can still
+    tell 6 (problems) from 130 (nothing wrong).
+    """
     import asyncio
     import signal
 
     from wstool.dump.relay import Relay
     from wstool.term.signals import handle_signals
 
-    relay = Relay(relay_cfg, RelayRenderer(env, cfg))
+    renderer = RelayRenderer(env, cfg)
+    relay = Relay(relay_cfg, renderer)
     await relay.start()
     stopped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -288,9 +370,10 @@ async def run_relay(env: Environment, relay_cfg: RelayConfig, cfg: DumpConfig) -
     try:
         with handle_signals({signal.SIGINT: lambda: stop(ExitStatus.INTERRUPTED),
                              signal.SIGTERM: lambda: stop(ExitStatus.OK)}):
-            return await stopped
+            status = await stopped
     finally:
-        await relay.close()
+        await relay.close()  # the connections still open end here: their close lines
+    return renderer.writer.exit_status(status)
 
 
 class _PcapWebSocket:
@@ -301,10 +384,42 @@ class _PcapWebSocket:
         self.client: tuple[str, int] | None = None
         self.early: dict[tuple[str, int], bytes] = {}  # bytes before the decision
         self.ignored = False
+        self.skipped: str | None = None  # why it is not decoded: a key of SKIP_REASONS
         self.decoding = True
         self.decoders: dict[tuple[str, int], FrameDecoder] = {}
         self.failed = False
         self.closed = False
+
+
+# Why --pcap decodes no frames of a TCP connection (the `skipped` line and
+# event, issue 10), in the order they are listed.
+SKIP_REASONS: dict[str, str] = {
+    "no_upgrade": "without a WebSocket upgrade request (not HTTP, or begun before the "
+                  "capture)",
+    "tls": "TLS (decrypt it first: SSLKEYLOGFILE + Wireshark)",
+    "no_data": "with no data",
+}
+
+
+def _is_tls_record(early: bytes) -> bool:
+    """A TLS record header: content type 20-23 (handshake 22 first), version 3.x.
+
+    None of these first bytes is a valid WebSocket frame (FIN clear, opcode 4-7
+    reserved), nor the start of an HTTP request.
+    """
+    return len(early) >= 2 and 0x14 <= early[0] <= 0x17 and early[1] == 0x03
+
+
+def _skipped_summary(states: list[_PcapWebSocket]) -> dict[str, int]:
+    counts = dict.fromkeys(SKIP_REASONS, 0)
+    for state in states:
+        if state.number:
+            continue
+        reason = state.skipped
+        if reason is None:  # never decided: a response without its request, a cut head
+            reason = "no_upgrade" if any(state.early.values()) else "no_data"
+        counts[reason] += 1
+    return counts
 
 
 def _endpoint(addr: tuple[str, int]) -> str:
@@ -372,6 +487,11 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
                     state.decoding = False
             writer.record(record, conn=state.number)
 
+    def ignore(state: _PcapWebSocket, reason: str) -> None:
+        state.ignored = True
+        state.skipped = reason
+        state.early.clear()  # nothing more is kept of a skipped connection
+
     def error(state: _PcapWebSocket, message: str) -> None:
         state.failed = True
         writer.event({"event": "error", "conn": state.number, "message": message},
@@ -425,15 +545,17 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
             if early.startswith(b"HTTP/") or b"HTTP/".startswith(early[:5]):
                 continue  # a response (or its start) waits for its request
             if not early.startswith(b"GET ") and not b"GET ".startswith(early[:4]):
-                state.ignored = True
+                if len(early) < 2 and 0x14 <= early[0] <= 0x17:
+                    continue  # perhaps a TLS record: its second byte tells
+                ignore(state, "tls" if _is_tls_record(early) else "no_upgrade")
                 continue
             end = early.find(b"\r\n\r\n")
             if end < 0:
                 if len(early) > 64 * 1024:
-                    state.ignored = True
+                    ignore(state, "no_upgrade")
                 continue
             if b"websocket" not in early[:end].lower():
-                state.ignored = True
+                ignore(state, "no_upgrade")
                 continue
             server = seg.dst
             start(state, seg.src, server, packet.index)
@@ -449,12 +571,23 @@ def _dump_capture(env: Environment, path: str, data: bytes | mmap.mmap,
         state = states.get(conn.number)
         if state is not None and state.number and not state.closed:
             finalize(conn, state)
+    skipped = _skipped_summary(list(states.values()))
+    total_skipped = sum(skipped.values())
+    if total_skipped and cfg.json:
+        writer.write_json({"event": "skipped", "connections": total_skipped, **skipped})
     writer.flush()
     if not websockets:
         env.write_stderr_line(f"wstool: no WebSocket upgrade in the "
-                              f"{len(reassembler.connections)} TCP connections of {path}")
+                              f"{len(states)} TCP connections of {path}")
+    if total_skipped:
+        reasons = ", ".join(f"{count} {SKIP_REASONS[key]}"
+                            for key, count in skipped.items() if count)
+        plural = "s" if total_skipped != 1 else ""
+        env.write_stderr_line(f"wstool: skipped {total_skipped} TCP connection{plural}: "
+                              f"{reasons}")
     failed = sum(1 for st in states.values() if st.failed)
     if failed:
+        writer.exit_status(ExitStatus.PROTOCOL_ERROR, failing=True)
         raise ProtocolFailure(f"{failed} WebSocket connection(s) in {path} ended inside a "
                               "frame or with bytes missing (see the ! lines)")
-    return ExitStatus.OK
+    return writer.exit_status(ExitStatus.OK)

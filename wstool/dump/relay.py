@@ -202,13 +202,14 @@ class Relay:
                 return
             except asyncio.LimitOverrunError:
                 self.sink(RelayError(conn, "the client's request head is too long "
-                                           f"(over {MAX_REQUEST_HEAD_BYTES} bytes)"))
+                                           f"(over {MAX_REQUEST_HEAD_BYTES} bytes)",
+                                     protocol=True))
                 reason = "bad request"
                 return
             try:
                 head = parse_http_head(head_bytes)
             except DecodeError as exc:
-                self.sink(RelayError(conn, f"the client's request: {exc}"))
+                self.sink(RelayError(conn, f"the client's request: {exc}", protocol=True))
                 reason = "bad request"
                 return
             forwarded = upstream_request(head, self.cfg.upstream)
@@ -260,7 +261,8 @@ class Relay:
         try:
             records: list[Decoded] = decoder.feed(data)
         except DecodeError as exc:
-            self.sink(RelayError(conn, f"{direction} stream: {exc}; no longer decoding"))
+            self.sink(RelayError(conn, f"{direction} stream: {exc}; no longer decoding",
+                                 protocol=True))
             state.decoding = False
             return
         except Exception as exc:  # a decoder bug must never break the forwarding
@@ -293,7 +295,7 @@ class Relay:
             try:
                 decoder.finish()
             except DecodeError as exc:
-                self.sink(RelayError(conn, f"{direction} stream: {exc}"))
+                self.sink(RelayError(conn, f"{direction} stream: {exc}", protocol=True))
         if dst.can_write_eof():
             with contextlib.suppress(OSError):
                 dst.write_eof()

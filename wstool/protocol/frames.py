@@ -776,14 +776,35 @@ def decode_all(data: bytes, **kwargs: object) -> list[Decoded]:
     return out
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+# What --hex skips between digits: ASCII whitespace and the separators of
+# `xxd -p`, Wireshark's "Copy as Hex" (":") and C arrays (","); "0x" prefixes.
+_HEX_SEPARATORS = frozenset(" \t\n\r\x0b\x0c,:")
+_DROP_HEX_SEPARATORS = dict.fromkeys(map(ord, _HEX_SEPARATORS))
+
+
 def parse_hex(text: str) -> bytes:
-    """``--hex`` input: hex digits, whitespace and ``0x`` prefixes ignored."""
-    cleaned = "".join(text.replace("0x", " ").replace("0X", " ").split())
-    for sep in (",", ":"):
-        cleaned = cleaned.replace(sep, "")
-    if len(cleaned) % 2:
-        raise ValueError(f"odd number of hex digits ({len(cleaned)})")
-    return bytes.fromhex(cleaned)
+    """``--hex`` input: hex digits, whitespace, ``,``/``:`` and ``0x`` prefixes ignored.
+
+    A ValueError names the line and column (1-based) of the first character
+    that is none of these (issue 10), so a typo in a pasted dump is found.
+    """
+    # Same length as the input, so that positions stay those of the input.
+    cleaned = text.replace("0x", "  ").replace("0X", "  ")
+    digits = cleaned.translate(_DROP_HEX_SEPARATORS)
+    try:  # the fast path (C); on failure, find the culprit
+        return bytes.fromhex(digits)
+    except ValueError:
+        pass
+    for index, char in enumerate(cleaned):
+        if char not in _HEX_DIGITS and char not in _HEX_SEPARATORS:
+            line = text.count("\n", 0, index) + 1
+            column = index - (text.rfind("\n", 0, index) + 1) + 1
+            # Never the raw character: it may be a terminal control byte.
+            shown = (repr(char) if char.isascii() and char.isprintable()
+                     else f"byte 0x{ord(char):02x}" if ord(char) < 0x100 else ascii(char))
+            raise ValueError(f"{shown} at line {line}, column {column} is not a hex digit")
+    raise ValueError(f"odd number of hex digits ({len(digits)})")
 
 
 FrameCallback: TypeAlias = Callable[[Decoded], None]
