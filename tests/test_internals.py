@@ -352,3 +352,58 @@ def test_allow_redirects_raises_the_librarys_module_bound() -> None:
         assert (raised, client.MAX_REDIRECTS) == (before + 6, before + 6)
     finally:
         client.MAX_REDIRECTS = before
+
+
+@pytest.mark.parametrize("hook", sorted(internals.CONNECT_HOOKS))
+def test_connect_hooks_keep_their_signatures(hook: str) -> None:
+    method = getattr(connect, hook)
+    assert callable(method)
+    params = tuple(inspect.signature(method).parameters)
+    assert params == internals.CONNECT_HOOKS[hook]
+    if hook == "open_tcp_connection":
+        assert inspect.iscoroutinefunction(method)
+
+
+def test_open_tcp_connection_once_per_hop_with_uri_kwargs_and_factory() -> None:
+    """Assumes connect.connect() awaits open_tcp_connection() for each hop, with
+    ws_uri already the hop's URL, create_connection_kwargs the extra keyword
+    arguments, and factory(ws_uri) the connection it then runs handshake() on: what
+    client/session.py's _Connect.open_tcp_connection opens itself (issue 10)."""
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    async def main() -> None:
+        async def echo(ws: ServerConnection) -> None:
+            async for message in ws:
+                await ws.send(message)
+
+        def redirect(ws: ServerConnection, request: object) -> Response | None:
+            if getattr(request, "path", "") == "/final":
+                return None
+            return Response(302, "Found", Headers({"Location": "/final",
+                                                   "Content-Length": "0"}), b"")
+
+        hops: list[tuple[str, dict[str, object]]] = []
+
+        class Connect(connect):
+            async def open_tcp_connection(self) -> ClientConnection:
+                uri = internals.connect_uri(self)
+                hops.append((uri.path, dict(internals.connect_kwargs(self))))
+                loop = asyncio.get_running_loop()
+                _transport, conn = await loop.create_connection(
+                    internals.connection_factory(self), uri.host, uri.port)
+                return conn
+
+        async with serve(echo, "127.0.0.1", 0, process_request=redirect) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            conn = await Connect(f"ws://127.0.0.1:{port}/", close_timeout=7)
+            try:
+                assert isinstance(conn, ClientConnection)
+                assert conn.close_timeout == 7  # the factory's settings
+                await conn.send("hi")
+                assert await conn.recv() == "hi"
+            finally:
+                await conn.close()
+        assert hops == [("/", {}), ("/final", {})]
+
+    asyncio.run(main())

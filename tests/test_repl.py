@@ -36,7 +36,7 @@ from wstool.config import (
     Target,
     default_history_path,
 )
-from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus
+from wstool.errors import ClosedAbnormally, ConnectFailed, ExitStatus, HandshakeRejected
 from wstool.events import Message
 from wstool.term.env import Environment
 from wstool.term.render_rich import ViewOptions, message_text
@@ -710,3 +710,55 @@ def test_render_escapes_bidirectional_overrides() -> None:
     assert out == "< file \\u202egnp.exe \\u2067x\\u2069\n"
     # Right-to-left text itself, and the marks (U+200E/U+200F), are shown as they are.
     assert render(Message("received", "שלום \u200f!")) == "< שלום \u200f!\n"
+
+
+@async_test
+async def test_verbose_shows_connection_steps_in_the_repl() -> None:
+    out_cfg = OutputConfig(verbose=1)
+    async with server(echo) as (url, _peer), repl_on(
+        url, config=ReplConfig(verbose=1), output_config=out_cfg
+    ) as d:
+        await d.open()
+        await d.see("< HTTP/1.1 101 Switching Protocols")
+        out = d.output.text
+        port = url.rsplit(":", 1)[1].strip("/")
+        assert f"* connecting to 127.0.0.1 port {port}" in out
+        assert f"* connected to 127.0.0.1 port {port} (TCP " in out
+        assert "* upgraded in " in out
+        assert out.index("* connecting to") < out.index("> GET / HTTP/1.1")
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+
+
+@async_test
+async def test_no_connection_steps_in_the_repl_without_verbose() -> None:
+    async with server(echo) as (url, _peer), repl_on(url) as d:
+        await d.open()
+        await d.see("connected to")
+        assert "* connect" not in d.output.text
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+
+
+@async_test
+async def test_verbose_shows_a_rejected_http10_handshake_in_the_repl() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 404 Not Found\r\nServer: raw\r\n\r\nno such page\x1b[2J\n")
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with repl_on(f"ws://127.0.0.1:{port}/", config=ReplConfig(verbose=1),
+                           output_config=OutputConfig(verbose=1)) as d:
+            with pytest.raises(HandshakeRejected, match=r"HTTP/1\.0 404 Not Found"):
+                await d.result()
+            out = d.output.text
+            assert "> GET / HTTP/1.1" in out
+            assert "< HTTP/1.0 404 Not Found" in out
+            assert "< no such page\\e[2J" in out
+            assert "\x1b[2J" not in out
+    finally:
+        srv.close()

@@ -59,6 +59,8 @@ class TLSConfig(NamedTuple):
     server_name: str | None = None
     # Pass phrase of an encrypted key (--key-password / WSTOOL_KEY_PASSWORD).
     key_password: str | None = None
+    # --keylog FILE: TLS session keys in NSS key log format (Wireshark).
+    keylog_file: str | None = None
 
 
 class Target(NamedTuple):

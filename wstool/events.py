@@ -31,12 +31,31 @@ class Handshake(NamedTuple):
     status_code: int | None = None
     reason: str = ""
     response_headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
+    body: bytes = b""  # its first bytes (bounded): -v shows its first lines
+    # The status line's protocol: "HTTP/1.0" when wstool read a response the
+    # library's HTTP/1.1 parser refuses (issue 10).
+    http_version: str = "HTTP/1.1"
+    # Bytes received that are not an HTTP response at all (bounded), for -v.
+    unparsed: bytes = b""
+    # From sending the request to the whole response (None: no response).
+    elapsed_s: float | None = None
 
 
 class Connecting(NamedTuple):
     url: str
     attempt: int = 1
+    ts: float = 0.0
+
+
+class ConnectPhase(NamedTuple):
+    """A step of setting up the connection, as curl -v's ``*`` lines (issue 10):
+    ``resolved``, ``connecting``, ``connect-failed``, ``connected`` (direct TCP),
+    ``connected-proxy``, ``connected-unix``, ``tls``, ``certificate``. Only reported
+    when the front-end asks (``-v``)."""
+
+    phase: str
+    text: str  # e.g. "connected to 127.0.0.1 port 9112"; remote parts unescaped
+    elapsed_s: float | None = None  # how long the step took
     ts: float = 0.0
 
 
@@ -128,6 +147,7 @@ class Notice(NamedTuple):
 
 Event: TypeAlias = (
     Connecting
+    | ConnectPhase
     | Opened
     | Redirected
     | Message

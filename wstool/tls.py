@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 
 from wstool.config import KEY_PASSWORD_ENV, TLSConfig
 from wstool.errors import UsageError, WstoolError
@@ -78,7 +79,69 @@ def client_context(tls: TLSConfig) -> ssl.SSLContext:
     if tls.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    if tls.keylog_file:
+        # NSS key log format, for Wireshark (README "Decrypting wss:// in Wireshark");
+        # Python's ssl also honours $SSLKEYLOGFILE by itself.
+        try:
+            context.keylog_filename = tls.keylog_file
+        except OSError as exc:
+            raise WstoolError(f"cannot write --keylog {tls.keylog_file}: "
+                              f"{exc.strerror or exc}") from None
     return context
+
+
+# -v's "* TLS ..." and "* server certificate: ..." lines (issue 10), from the
+# connection's SSLObject. Remote text: the caller escapes it before display.
+
+_NAME_KEYS = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+              "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+              "emailAddress": "emailAddress"}
+_SAN_KEYS = {"IP Address": "IP"}
+
+
+def tls_summary(ssl_object: ssl.SSLObject) -> str:
+    """``TLS TLSv1.3, cipher TLS_AES_256_GCM_SHA384, ALPN none``."""
+    cipher = ssl_object.cipher()
+    alpn = ssl_object.selected_alpn_protocol()
+    return (f"TLS {ssl_object.version() or '?'}, cipher {cipher[0] if cipher else '?'}, "
+            f"ALPN {alpn or 'none'}")
+
+
+def _name(rdns: object) -> str:
+    parts = []
+    for rdn in rdns if isinstance(rdns, tuple) else ():
+        for key, value in rdn:
+            parts.append(f"{_NAME_KEYS.get(key, key)}={value}")
+    return ", ".join(parts) or "(empty)"
+
+
+def certificate_summary(ssl_object: ssl.SSLObject) -> str:
+    """``server certificate: subject CN=localhost; issuer O=...; SAN DNS:localhost,
+    IP:127.0.0.1; expires 2027-03-01 00:00:00 UTC``. Python decodes the certificate
+    only once verified: with -k it says so and gives the SHA-256 fingerprint."""
+    cert = ssl_object.getpeercert()
+    if not cert:
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return "server certificate: none"
+        import hashlib
+
+        digest = hashlib.sha256(der).hexdigest().upper()
+        fingerprint = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+        return f"server certificate: not verified (-k/--insecure); SHA-256 {fingerprint}"
+    parts = [f"subject {_name(cert.get('subject'))}", f"issuer {_name(cert.get('issuer'))}"]
+    san = cert.get("subjectAltName")
+    if isinstance(san, tuple) and san:
+        parts.append("SAN " + ", ".join(f"{_SAN_KEYS.get(str(kind), kind)}:{value}"
+                                        for kind, value in san))
+    not_after = cert.get("notAfter")
+    if isinstance(not_after, str):
+        try:
+            expires = time.gmtime(ssl.cert_time_to_seconds(not_after))
+            parts.append("expires " + time.strftime("%Y-%m-%d %H:%M:%S UTC", expires))
+        except ValueError:
+            parts.append(f"expires {not_after}")
+    return "server certificate: " + "; ".join(parts)
 
 
 def server_context(certfile: str, keyfile: str | None,

@@ -188,6 +188,9 @@ def tls_options(f: F) -> F:
                      help="Do not verify the server's certificate (warns on stderr)."),
         click.option("--server-name", metavar="NAME",
                      help="TLS server name (SNI) and the name the certificate must match."),
+        click.option("--keylog", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Append TLS session keys to FILE (NSS key log format) so "
+                          "Wireshark can decrypt wss://; as $SSLKEYLOGFILE does."),
     ])(f)
 
 
@@ -218,8 +221,10 @@ def _output_options(verbose_help: str, *, quiet: bool = False) -> Callable[[F], 
 
 # What each -v level logs, said per command (issue 10: "and more" told nothing).
 output_options = _output_options(
-    "On stderr: the handshake request and response (curl -v style), the "
-    "connected line and pong round-trip times.", quiet=True)
+    "On stderr, curl -v style: each connection step (address, TCP and TLS with "
+    "timings, the server certificate), the handshake request and response (a "
+    "rejected one too: status, headers, first lines of the body), the connected "
+    "line and pong round-trip times.", quiet=True)
 server_output_options = _output_options(
     "On stderr: -v each connection, rejection and close; -vv also each handshake, "
     "every frame and ping.")
@@ -246,6 +251,7 @@ def tls_config(raw: Mapping[str, Any]) -> TLSConfig:
         key_password=raw.get("key_password"),
         insecure=bool(raw.get("insecure")),
         server_name=raw.get("server_name"),
+        keylog_file=raw.get("keylog"),
     )
 
 

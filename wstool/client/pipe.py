@@ -29,6 +29,7 @@ from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, StreamCo
 from wstool.errors import ExitStatus
 from wstool.events import (
     Closed,
+    ConnectPhase,
     Event,
     FrameSeen,
     Handshake,
@@ -43,6 +44,7 @@ from wstool.term.env import Environment
 from wstool.term.render import (
     binary_as_text,
     close_line,
+    connect_phase_line,
     escape,
     event_json,
     handshake_lines,
@@ -94,6 +96,7 @@ class PipeFrontEnd(ClientFrontEnd):
         self.run = run
         # Pipe mode without --json does not render sent messages: skip their events.
         self.report_sent = output_config.json
+        self.report_phases = bool(output_config.verbose)
         self.separator = b"\0" if stream_config.null_separated else b"\n"
         self.out = env.stdout
         # Escape remote text when our stdout is a terminal (STYLE.md "Output").
@@ -153,6 +156,8 @@ class PipeFrontEnd(ClientFrontEnd):
             self.write_json(event)
         if isinstance(event, FrameSeen):
             self.env.write_stderr_line(trace_frame_line(event.direction, event.frame))
+        elif isinstance(event, ConnectPhase):  # -v only: the session reports them then
+            self.env.write_stderr_line(connect_phase_line(event))
         elif isinstance(event, Opened):
             if self.out_cfg.verbose:
                 for line in handshake_lines(event.handshake,

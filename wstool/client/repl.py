@@ -50,6 +50,7 @@ class SessionTarget(ClientFrontEnd):
     ) -> None:
         self.config = connect_config
         self.output_config = output_config
+        self.report_phases = bool(output_config.verbose)  # -v's "* ..." lines
         self.commands: CommandTable = CONNECT_COMMANDS
         self.client_run = ClientRun(connect_config, run_config, observers=observers,
                                     trace=output_config.trace)

@@ -164,6 +164,9 @@ class ClientFrontEnd(RunObserver):
     # Have the session report every sent message as a Message event (a record
     # per message: pipe mode asks only with --json).
     report_sent: bool = False
+    # Have the session report each step of setting up the connection (-v's
+    # "* connected to ..." lines, ConnectPhase events).
+    report_phases: bool = False
     # --echo: show each mirrored message as a sent Message (before the received one).
     echo_as_sent: bool = False
 
@@ -383,6 +386,7 @@ class ClientRun:
             on_message=self._message_handler(),
             trace=self.trace,
             report_sent=self._front.report_sent,
+            report_phases=self._front.report_phases,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
         if self.session is not None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import ssl
 import struct
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from wstool.lazyimport import deferred
 
@@ -77,6 +78,7 @@ from wstool.errors import (
 )
 from wstool.events import (
     Closed,
+    ConnectPhase,
     EventSink,
     FrameSeen,
     Handshake,
@@ -88,7 +90,11 @@ from wstool.events import (
     Redirected,
 )
 from wstool.protocol import deflate
-from wstool.tls import client_context
+from wstool.term.render import escape
+from wstool.tls import certificate_summary, client_context, tls_summary
+
+# -v shows what the server answered to a failed upgrade: keep its first bytes.
+HANDSHAKE_RECORD_BYTES = 64 * 1024
 
 DEFAULT_USER_AGENT = f"wstool/{__version__}"
 
@@ -139,7 +145,20 @@ class _Connection(ClientConnection):
                 session.rtts_s.append(rtt)
             session.sink(Pong("received", data, rtt_s=rtt, ts=time.monotonic()))
 
+    # The bytes received before the handshake response was parsed (bounded): when
+    # the library's parser refuses them (an HTTP/1.0 status line, not HTTP at all),
+    # they are what the server said (issue 10). And how long the upgrade took.
+    _handshake_rx = b""
+    handshake_s: float | None = None
+
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        try:
+            await self._handshake(*args, **kwargs)
+        finally:
+            self.handshake_s = time.perf_counter() - start
+
+    async def _handshake(self, *args: Any, **kwargs: Any) -> None:
         host = self.session.config.host_header
         if host is not None:
             # -H 'Host: NAME' replaces the Host header the protocol builds from the URL
@@ -260,7 +279,18 @@ class _Connection(ClientConnection):
             if not data:
                 self.session._batch_done()
                 return
-        super().data_received(data)
+        if self.response is None:
+            if len(self._handshake_rx) < HANDSHAKE_RECORD_BYTES:
+                self._handshake_rx += data[: HANDSHAKE_RECORD_BYTES - len(self._handshake_rx)]
+            super().data_received(data)
+            if self.protocol.handshake_exc is not None and _response_complete(
+                    self._handshake_rx):
+                # Refused by the parser (e.g. HTTP/1.0) and all of it here: do not
+                # wait for a keep-alive server to close (handshake() waits for that).
+                self.transport.close()
+                return
+        else:
+            super().data_received(data)
         # After a close frame went out because of what we received (the peer's
         # close, or our failing the connection), nobody awaits close(), so
         # enforce close_timeout here: RFC 6455 §7.1.1 lets the client close
@@ -301,6 +331,18 @@ class _Connect(connect):
 
     session: Session
 
+    async def open_tcp_connection(self) -> ClientConnection:
+        """Each hop's connection. A direct TCP connection is made here, resolving and
+        connecting with timings for -v's ``*`` lines (issue 10), then handed to the
+        library as a connected socket (``sock=`` to asyncio, not to ``connect()``,
+        whose redirects refuse a ``sock``); proxies and Unix sockets are the
+        library's, timed as a whole."""
+        session = self.session
+        kwargs = internals.connect_kwargs(self)
+        if session.proxy is None and set(kwargs) <= {"ssl", "server_hostname"}:
+            return await session._open_direct(self)
+        return await session._open_through_library(self)
+
     def process_redirect(self, exc: Exception) -> Exception | str:
         session = self.session
         location = _redirect_location(exc, self.uri)
@@ -335,6 +377,85 @@ class _Connect(connect):
                                 self.uri, result, handshake, ts=time.monotonic()))
         session.url = result
         return result
+
+
+_AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+
+
+def _address_literal(host: str, port: int) -> list[_AddrInfo] | None:
+    """HOST as an address when it is one, without getaddrinfo (as asyncio's
+    ``_ipaddr_info``: no resolver thread, and a str host there loads the IDNA codec,
+    ~2 ms of a one-shot connect); None for a name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        address: tuple[Any, ...] = (host, port) if family == socket.AF_INET else (
+            host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
+    return None
+
+
+def _without_userinfo(url: str) -> str:
+    """A proxy URL for display: ``http://user:secret@host:3128`` -> ``http://host:3128``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return scheme + sep + netloc.rpartition("@")[2] + slash + path
+
+
+class _ForeignResponse(NamedTuple):
+    """An HTTP response the library's HTTP/1.1 parser refused (issue 10)."""
+
+    http_version: str
+    status_code: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def _parse_foreign_response(data: bytes) -> _ForeignResponse | None:
+    """Read an ``HTTP/1.0`` (or any ``HTTP/x.y`` other than 1.1) response from the
+    bytes a connection received, leniently: a debugger shows what came.
+
+    The library's ``Response.parse`` (websockets/http11.py) accepts only
+    ``HTTP/1.1`` from a WebSocket server (RFC 6455 §4.1 requires it); an old web
+    server or a bare responder still answers ``HTTP/1.0 404 Not Found``, and that
+    status is what the user needs to see, not "did not receive a valid HTTP response".
+    """
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = data.partition(b"\n\n")
+    lines = head.decode("iso-8859-1").splitlines()
+    if not lines:
+        return None
+    match = re.fullmatch(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?", lines[0].strip())
+    if match is None or match.group(1) == "HTTP/1.1":
+        return None  # HTTP/1.1 the library refused for another reason: its message
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers.append((name.strip(), value.strip()))
+    length = next((value for name, value in headers if name.lower() == "content-length"), None)
+    if length is not None and length.isdigit():
+        body = body[: int(length)]
+    return _ForeignResponse(match.group(1), int(match.group(2)), match.group(3) or "",
+                            tuple(headers), body)
+
+
+def _response_complete(data: bytes) -> bool:
+    """Whether DATA holds a whole response with a Content-Length (or none needed)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    match = re.search(rb"(?im)^content-length:[ \t]*(\d+)[ \t]*$", head)
+    return match is not None and len(body) >= int(match.group(1))
+
+
+def _first_body_line(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    return escape(text.splitlines()[0][:200]) if text else ""
 
 
 def _redirect_location(exc: Exception, base: str) -> str | None:
@@ -375,6 +496,7 @@ class Session:
         on_message: Callable[[str | bytes], None] | None = None,
         trace: bool = False,
         report_sent: bool = True,
+        report_phases: bool = False,
     ) -> None:
         self.config = config
         self.sink = sink
@@ -385,6 +507,8 @@ class Session:
         self.trace = trace
         # Pipe mode without --json does not render sent messages: skip the events.
         self.report_sent = report_sent
+        # -v: report each step of setting up the connection (ConnectPhase).
+        self.report_phases = report_phases
         self.handshake: Handshake | None = None
         self.subprotocol: str | None = None
         self.extensions: tuple[str, ...] = ()
@@ -486,6 +610,101 @@ class Session:
         self._conn = conn
         return conn
 
+    def _phase(self, phase: str, text: str, elapsed_s: float | None = None) -> None:
+        self.sink(ConnectPhase(phase, text, elapsed_s, ts=time.monotonic()))
+
+    async def _open_direct(self, connector: _Connect) -> ClientConnection:
+        """Resolve, connect (each address in turn, as asyncio's create_connection
+        does without happy eyeballs), then TLS and the connection over the socket."""
+        loop = asyncio.get_running_loop()
+        uri = internals.connect_uri(connector)
+        host, port = uri.host, uri.port
+        report = self.report_phases
+        literal = _address_literal(host, port)
+        infos: list[Any]
+        if literal is not None:
+            infos = literal
+        else:
+            start = time.perf_counter()
+            infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            if report:
+                addresses = ", ".join(dict.fromkeys(str(info[4][0]) for info in infos))
+                self._phase("resolved", f"resolved {host} to {addresses or 'nothing'}",
+                            time.perf_counter() - start)
+        if not infos:
+            raise OSError(f"getaddrinfo({host!r}) returned empty list")
+        errors: list[OSError] = []
+        for family, type_, proto, _name, address in infos:
+            where = f"{address[0]!s} port {port}"
+            if report:
+                self._phase("connecting", f"connecting to {where}")
+            sock = socket.socket(family, type_, proto)
+            start = time.perf_counter()
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                errors.append(exc)
+                if report:
+                    self._phase("connect-failed", f"connect to {where} failed: "
+                                f"{os.strerror(exc.errno) if exc.errno else exc}",
+                                time.perf_counter() - start)
+                continue
+            except BaseException:  # Ctrl-C, --open-timeout
+                sock.close()
+                raise
+            if report:
+                self._phase("connected", f"connected to {where}", time.perf_counter() - start)
+            break
+        else:
+            if len({(type(exc), exc.errno) for exc in errors}) == 1:
+                raise errors[0]  # e.g. refused on ::1 and on 127.0.0.1
+            raise OSError("Multiple exceptions: " + ", ".join(str(exc) for exc in errors))
+        kwargs = dict(internals.connect_kwargs(connector))
+        if uri.secure:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("server_hostname", host)
+        start = time.perf_counter()
+        try:
+            _transport, conn = await loop.create_connection(
+                internals.connection_factory(connector), sock=sock, **kwargs)
+        except BaseException:
+            sock.close()
+            raise
+        if report and uri.secure:
+            self._report_tls(conn, time.perf_counter() - start)
+        return conn
+
+    async def _open_through_library(self, connector: _Connect) -> ClientConnection:
+        """A proxy or a Unix socket: the library connects, timed as a whole."""
+        report = self.report_phases
+        if report:
+            uri = internals.connect_uri(connector)
+            if self.config.target.unix_path is not None:
+                where = f"Unix socket {self.config.target.unix_path}"
+            else:
+                where = f"{uri.host} port {uri.port}"
+                if self.proxy:
+                    where += f" through proxy {_without_userinfo(self.proxy)}"
+            self._phase("connecting", f"connecting to {where}")
+        start = time.perf_counter()
+        conn = await super(_Connect, connector).open_tcp_connection()
+        if report:
+            elapsed = time.perf_counter() - start
+            phase = "connected-unix" if self.config.target.unix_path else "connected-proxy"
+            self._phase(phase, f"connected to {where}", elapsed)
+            if conn.transport.get_extra_info("ssl_object") is not None:
+                self._report_tls(conn, None)
+        return conn
+
+    def _report_tls(self, conn: ClientConnection, elapsed_s: float | None) -> None:
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        self._phase("tls", tls_summary(ssl_object), elapsed_s)
+        self._phase("certificate", certificate_summary(ssl_object))
+
     async def open(self) -> None:
         """Connect and complete the opening handshake, or raise a WstoolError."""
         cfg = self.config
@@ -536,7 +755,24 @@ class Session:
             reason=response.reason_phrase if response is not None else "",
             response_headers=_headers_tuple(response.headers) if response is not None else (),
             body=bytes(response.body or b"") if response is not None else b"",
+            elapsed_s=conn.handshake_s if conn is not None and response is not None else None,
         )
+
+    def _foreign_handshake_report(self) -> tuple[Handshake, _ForeignResponse | None]:
+        """After the library's parser refused the response: the request, and what the
+        server sent, parsed as an HTTP/1.0 response when it is one."""
+        report = self._handshake_report()
+        conn = self._conn
+        received = conn._handshake_rx if conn is not None else b""
+        foreign = _parse_foreign_response(received) if report.status_code is None else None
+        if foreign is None:
+            if report.status_code is None:
+                report = report._replace(unparsed=received)
+            return report, None
+        return report._replace(
+            http_version=foreign.http_version, status_code=foreign.status_code,
+            reason=foreign.reason, response_headers=foreign.headers, body=foreign.body,
+            elapsed_s=conn.handshake_s if conn is not None else None), foreign
 
     def _open_error(self, exc: BaseException) -> WstoolError:
         """Translate what connect() raised into one clear line and an exit status."""
@@ -557,13 +793,12 @@ class Session:
             location = _redirect_location(exc, self.url)
             if location is not None and not cfg.follow_redirects:
                 return HandshakeRejected(
-                    f"HTTP {response.status_code} {response.reason_phrase} -> {location}",
-                    hint="use -L to follow")
-            body_line = bytes(response.body or b"").decode("utf-8", "replace").strip()
-            body_line = body_line.splitlines()[0][:200] if body_line else ""
+                    f"HTTP {response.status_code} {escape(response.reason_phrase)} -> "
+                    f"{escape(location)}", hint="use -L to follow")
+            body_line = _first_body_line(bytes(response.body or b""))
             message = (
                 f"server rejected the WebSocket handshake: "
-                f"HTTP {response.status_code} {response.reason_phrase}"
+                f"HTTP {response.status_code} {escape(response.reason_phrase)}"
             )
             if body_line:
                 message += f": {body_line}"
@@ -575,6 +810,19 @@ class Session:
             )
         if isinstance(exc, (ProxyError, InvalidProxy)):
             return ConnectFailed(f"proxy failed: {exc}", hint="check --proxy or *_PROXY")
+        if self._conn is not None and self._conn.request is not None:
+            # -v: the request went out; show it with whatever came back (issue 10).
+            self.handshake, foreign = self._foreign_handshake_report()
+            if foreign is not None:
+                status = (f"{foreign.http_version} {foreign.status_code} "
+                          f"{escape(foreign.reason)}".rstrip())
+                if foreign.status_code == 101:
+                    return HandshakeRejected(
+                        f"invalid handshake response from {where}: {status}",
+                        hint="WebSocket needs HTTP/1.1, RFC 6455 §4.1")
+                body_line = _first_body_line(foreign.body)
+                message = f"server rejected the WebSocket handshake: {status}"
+                return HandshakeRejected(message + (f": {body_line}" if body_line else ""))
         if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
             if cfg.target.secure and not cfg.tls.certfile:
                 # Python's asyncio turns a TLS 1.3 "certificate required" alert

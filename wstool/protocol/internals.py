@@ -67,6 +67,14 @@ signatures in :data:`CLIENT_CONNECTION_HOOKS` (tested on the base class):
 * ``data_received(self, data)`` and ``connection_lost(self, exc)`` — asyncio's
   ``Protocol`` hooks, which the library implements and wstool extends (the fast path,
   ``close_timeout`` after a close we did not await).
+
+Hooks of the asyncio client's ``connect`` class that ``_Connect`` overrides, in
+:data:`CONNECT_HOOKS`: ``process_redirect(self, exc)`` (-L's policy) and
+``open_tcp_connection(self)`` — awaited by ``connect.connect()`` once per hop (the
+first URL and each redirect) for a connection whose ``handshake()`` it then runs;
+wstool opens a direct TCP connection itself there to time its phases for ``-v``
+(issue 10), with :func:`connect_uri`, :func:`connect_kwargs` and
+:func:`connection_factory`.
 """
 
 from __future__ import annotations
@@ -79,7 +87,8 @@ from websockets.protocol import CLOSED, OPEN, Protocol
 from websockets.streams import StreamReader
 
 if TYPE_CHECKING:
-    from websockets.asyncio.client import ClientConnection
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.uri import WebSocketURI
 
 # The overridden hooks of ClientConnection: name -> parameter names (self first).
 CLIENT_CONNECTION_HOOKS: dict[str, tuple[str, ...]] = {
@@ -87,6 +96,12 @@ CLIENT_CONNECTION_HOOKS: dict[str, tuple[str, ...]] = {
     "send_data": ("self",),
     "data_received": ("self", "data"),
     "connection_lost": ("self", "exc"),
+}
+
+# The overridden hooks of the asyncio client's connect class, likewise.
+CONNECT_HOOKS: dict[str, tuple[str, ...]] = {
+    "open_tcp_connection": ("self",),
+    "process_redirect": ("self", "exc"),
 }
 
 # Assumes: Protocol.parse() waits for the next frame in StreamReader.at_eof() (via
@@ -221,3 +236,25 @@ def allow_redirects(count: int) -> None:
 
     if count >= client.MAX_REDIRECTS:
         client.MAX_REDIRECTS = count + 1
+
+
+def connect_uri(connector: connect) -> WebSocketURI:
+    """The URL of the hop ``open_tcp_connection()`` is opening: assumes ``connect``
+    keeps it parsed in ``ws_uri`` and updates it before following a redirect."""
+    return connector.ws_uri
+
+
+def connect_kwargs(connector: connect) -> dict[str, Any]:
+    """What ``connect()`` passes to ``loop.create_connection`` (its "any other keyword
+    arguments": ``ssl``, ``server_hostname``, ``unix``, ``path`` ...), kept in
+    ``create_connection_kwargs``; wstool's redirect policy updates it per hop."""
+    return connector.create_connection_kwargs
+
+
+def connection_factory(connector: connect) -> Callable[[], ClientConnection]:
+    """The asyncio protocol factory for the current hop: assumes ``connect`` keeps
+    ``factory(ws_uri)``, which builds the ``ClientProtocol`` and the connection through
+    ``create_connection=`` with the keepalive, close-timeout and limit settings."""
+    factory = connector.factory
+    uri = connector.ws_uri
+    return lambda: factory(uri)

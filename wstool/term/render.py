@@ -17,6 +17,7 @@ from wstool.errors import describe_close_code
 from wstool.events import (
     Closed,
     Connecting,
+    ConnectPhase,
     Event,
     Failed,
     FrameSeen,
@@ -85,8 +86,39 @@ def mask_secret(name: str, value: str, show_secrets: bool) -> str:
     return "***"
 
 
+# How much of a rejected handshake's body -v shows (issue 10): the first lines,
+# each cut, from the first bytes; a binary body as its size and first bytes in hex.
+BODY_LINES_SHOWN = 10
+BODY_LINE_CHARS = 200
+BODY_BYTES_SHOWN = 4096
+
+
+def body_lines(body: bytes, prefix: str = "< ") -> list[str]:
+    """The first lines of a response body (or of bytes that are not HTTP), bounded
+    and escaped; a note says how much there was when not all of it is shown."""
+    if not body:
+        return []
+    head = body[:BODY_BYTES_SHOWN]
+    if b"\0" in head:
+        return [f"{prefix}[binary body, {len(body)} bytes: {head[:16].hex(' ')}"
+                f"{' ...' if len(body) > 16 else ''}]"]
+    text = head.decode("utf-8", "backslashreplace")
+    rows = text.split("\n")
+    if rows and rows[-1] == "" and len(head) == len(body):
+        rows.pop()  # the final newline ends the last line
+    lines = []
+    for row in rows[:BODY_LINES_SHOWN]:
+        row = row.removesuffix("\r")
+        cut = row[:BODY_LINE_CHARS]
+        lines.append(prefix + escape(cut) + ("..." if len(cut) < len(row) else ""))
+    if len(rows) > BODY_LINES_SHOWN or len(head) < len(body):
+        lines.append(f"{prefix}[... {len(body)} bytes in all]")
+    return lines
+
+
 def handshake_lines(handshake: Handshake, *, show_secrets: bool = False) -> list[str]:
-    """A curl ``-v``-style report: ``>`` request, ``<`` response."""
+    """A curl ``-v``-style report: ``>`` request, ``<`` response (with the first
+    lines of its body), ``*`` how long the server took."""
     lines: list[str] = []
     if handshake.request_line:
         lines.append(f"> {handshake.request_line}")
@@ -94,11 +126,36 @@ def handshake_lines(handshake: Handshake, *, show_secrets: bool = False) -> list
             lines.append(f"> {name}: {escape(mask_secret(name, value, show_secrets))}")
         lines.append(">")
     if handshake.status_code is not None:
-        lines.append(f"< HTTP/1.1 {handshake.status_code} {escape(handshake.reason)}")
+        lines.append(f"< {escape(handshake.http_version)} {handshake.status_code} "
+                     f"{escape(handshake.reason)}".rstrip())
         for name, value in handshake.response_headers:
             lines.append(f"< {escape(name)}: {escape(mask_secret(name, value, show_secrets))}")
         lines.append("<")
+        lines.extend(body_lines(handshake.body))
+    elif handshake.unparsed:
+        lines.append("* received, not an HTTP response:")
+        lines.extend(body_lines(handshake.unparsed))
+    elif handshake.request_line:
+        lines.append("* no response")
+    if handshake.elapsed_s is not None and handshake.status_code is not None:
+        what = "upgraded" if handshake.status_code == 101 else "answered"
+        lines.append(f"* {what} in {milliseconds(handshake.elapsed_s)}")
     return lines
+
+
+def milliseconds(seconds: float) -> str:
+    """``0.00042`` -> ``"0.4 ms"``; ``12.3456`` -> ``"12346 ms"`` (curl's precision)."""
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def connect_phase_line(event: ConnectPhase) -> str:
+    """``-v``: ``* connected to 127.0.0.1 port 9112 (TCP 0.4 ms)``, as curl's ``*`` lines."""
+    line = f"* {escape(event.text)}"
+    if event.elapsed_s is not None:
+        label = "TCP " if event.phase == "connected" else ""
+        line += f" ({label}{milliseconds(event.elapsed_s)})"
+    return line
 
 
 def close_line(closed: Closed) -> str:
@@ -182,7 +239,7 @@ def event_json(event: Event) -> JsonObject | None:
         return {"event": "reconnecting", "attempt": event.attempt,
                 "delay_s": round(event.delay_s, 3), "reason": event.reason,
                 **event_times(event.ts)}
-    if isinstance(event, Connecting | Notice | FrameSeen):
+    if isinstance(event, Connecting | ConnectPhase | Notice | FrameSeen):
         return None
     return None
 

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from wstool.events import (
     Closed,
+    ConnectPhase,
     Event,
     Failed,
     FrameSeen,
@@ -37,6 +38,7 @@ from wstool.events import (
 from wstool.term.palette import PALETTE
 from wstool.term.render import (
     close_line,
+    connect_phase_line,
     escape,
     hex_dump,
     human_size,
@@ -226,6 +228,8 @@ def event_text(event: Event, view: ViewOptions) -> Text | None:
         )
     if isinstance(event, Notice):
         return state_text(escape(event.text), event.ts, view)
+    if isinstance(event, ConnectPhase):  # reported with -v only; escaped there
+        return Text(connect_phase_line(event), style=STYLE_DIM)
     if isinstance(event, Failed):
         return error_text(escape(event.message))
     if isinstance(event, Ping):
