@@ -166,7 +166,8 @@ class PipeFrontEnd(ClientFrontEnd):
                     self.env.write_stderr_line(line)
                 self.diag(redirect_line(event))
         elif isinstance(event, Closed):
-            self.diag(close_line(event))
+            if not self.run.cut_short:  # else the server's answer was not awaited:
+                self.diag(close_line(event))  # "interrupted" or the error says it all
         elif isinstance(event, Notice):
             self.diag(event.text)
         elif isinstance(event, Pong) and self.out_cfg.verbose and event.rtt_s is not None:
@@ -209,6 +210,7 @@ async def run_connect_pipe(
         input_source=StdinInput(env, stream_config),
         observers=observers,
         trace=output_config.trace,
-        interrupt_on_sigint=True,  # first Ctrl-C: exit 130; second: abort the close
+        interrupt_on_sigint=True,  # Ctrl-C: exit 130 at once, in every phase
+        close_on_sigterm=True,  # close 1001, exit 143
     )
     return await run.run(PipeFrontEnd(env, stream_config, output_config, run))
