@@ -244,3 +244,71 @@ class ServeEcho:
     @property
     def stdout(self) -> bytes:
         return self._stdout
+
+
+async def greeting_echo(ws: ServerConnection) -> None:
+    """Says "welcome" first, then echoes each message after 1 ms of work (issue 10:
+    the greeting counts as a reply; the last echo must not be cut off)."""
+    await ws.send("welcome")
+    async for message in ws:
+        await asyncio.sleep(0.001)
+        await ws.send(message)
+
+
+async def slow_echo(ws: ServerConnection) -> None:
+    """Echoes each message after 1 s: later than a short -w."""
+    async for message in ws:
+        await asyncio.sleep(1)
+        await ws.send(message)
+
+
+class RawPeer:
+    """What a raw TCP peer received, and when (tests wait on it, not on sleeps)."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.event = threading.Event()
+
+    def wait_for(self, fragment: bytes, timeout: float = 10) -> None:
+        deadline = scaled(timeout)
+        while fragment not in self.received:
+            assert self.event.wait(deadline), f"no {fragment!r} in {bytes(self.received)!r}"
+            self.event.clear()
+
+
+async def start_recording_silent_tcp(peer: RawPeer) -> tuple[asyncio.Server, int]:
+    """Accepts TCP, records what comes (an HTTP request, a TLS ClientHello), never
+    answers: a handshake that never completes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            peer.received += data
+            peer.event.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def start_no_close_answer(peer: RawPeer) -> tuple[asyncio.Server, int]:
+    """Completes the opening handshake, sends "ready", then records what comes and
+    never answers anything: not our close frame either (RFC 6455 §7.1.1 wait)."""
+    import base64
+    import hashlib
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(
+            key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                     b"\x81\x05ready")
+        while data := await reader.read(65536):
+            peer.received += data
+            peer.event.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]

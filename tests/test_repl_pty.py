@@ -163,6 +163,29 @@ def test_multiline_paste_and_ctrl_c_in_a_terminal(
     assert record.received == ["first\nsecond", '{\n  "k": 1\n}']
 
 
+def test_sigterm_closes_with_1001_and_exits_143_while_ctrl_c_still_clears_the_line(
+    server_thread: ServerThread, home: Path
+) -> None:
+    import signal
+
+    record = Record()
+    _server, url = start_websockets_server(server_thread, recording_handler(record))
+    child = spawn_repl(url, home, "--no-history")
+    child.send("zzz")
+    child.sendcontrol("c")  # a key in the terminal, not a signal: clears the line
+    child.send("hello\r")
+    child.expect("< hello")
+    child.kill(signal.SIGTERM)  # as `timeout`, systemd or `docker stop` would
+    child.expect("terminated \\(SIGTERM\\): closing with 1001")
+    child.expect("closed by us: 1001 \\(going away\\)")
+    assert wait_exit(child) == 143  # ExitStatus.TERMINATED
+    assert record.received == ["hello"]  # not "zzzhello"
+    deadline = time.monotonic() + scaled(5)
+    while not record.closes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert record.closes == [(1001, "")]
+
+
 def test_server_close_exits_with_documented_status(
     server_thread: ServerThread, home: Path
 ) -> None:

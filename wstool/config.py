@@ -136,6 +136,8 @@ class ClientRunConfig(NamedTuple):
     reconnect_max_delay_s: float = 30.0
     # --reconnect-limit: attempts in a row before giving up (0: never give up).
     reconnect_limit: int = 0
+    # --max-time: total deadline of the run, connect included (curl's); None: none.
+    max_time_s: float | None = None
 
 
 class ReplConfig(NamedTuple):

@@ -236,8 +236,12 @@ def cli() -> None:
 @click.option("-n", "--count", type=click.IntRange(1), metavar="N",
               help="Exit after N received messages.")
 @click.option("-w", "--wait", type=SECONDS, default=1.0, show_default=True, metavar="SECONDS",
-              help="After end of input, close once no message came for SECONDS; -1 waits "
-                   "for the server to close.")
+              help="Idle timer after end of input: close once no message came for "
+                   "SECONDS (unlike wscat's -w, not a total wait: see --max-time); -1 "
+                   "waits for the server to close.")
+@click.option("--max-time", type=SECONDS, metavar="SECONDS",
+              help="Total deadline of the run, connect included (curl's --max-time): "
+                   "then close with 1000 and exit 7.")
 @click.option("--echo", is_flag=True, help="Mirror mode: send every received message back.")
 @click.option("--reconnect", is_flag=True,
               help="Retry with backoff after a failed connect or an abnormal close.")
@@ -263,6 +267,9 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             raise UsageError("missing URL (or use --demo for a built-in echo server)")
         if raw["wait"] < 0 and raw["wait"] != -1:
             raise UsageError("invalid --wait: seconds, or -1 to wait for the server to close")
+        max_time = raw["max_time"]
+        if max_time is not None and not 0 < max_time < float("inf"):
+            raise UsageError("invalid --max-time: seconds, more than 0")
         if raw["echo"] and raw["binary"]:
             raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
         stream_cfg = stream_config(raw)
@@ -273,6 +280,7 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             echo=raw["echo"],
             reconnect=raw["reconnect"] or raw["reconnect_limit"] > 0,
             reconnect_limit=raw["reconnect_limit"],
+            max_time_s=max_time,
         )
         out_cfg = output_config(raw, trace=raw["trace"])
         # Validate the URL and options before anything starts.

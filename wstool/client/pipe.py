@@ -171,7 +171,10 @@ class PipeFrontEnd(ClientFrontEnd):
                     self.env.write_stderr_line(line)
                 self.diag(redirect_line(event))
         elif isinstance(event, Closed):
-            if not self.out_cfg.quiet:  # -q: an abnormal close is the error line's job
+            # -q: an abnormal close is the error line's job; cut short (Ctrl-C, SIGTERM,
+            # --max-time): the server's answer was not awaited, "interrupted" or the
+            # error says it all.
+            if not self.out_cfg.quiet and not self.run.cut_short:
                 self.diag(close_line(event))
         elif isinstance(event, Notice):
             if not self.out_cfg.quiet or event.text.startswith("warning:"):
@@ -216,6 +219,7 @@ async def run_connect_pipe(
         input_source=StdinInput(env, stream_config),
         observers=observers,
         trace=output_config.trace,
-        interrupt_on_sigint=True,  # first Ctrl-C: exit 130; second: abort the close
+        interrupt_on_sigint=True,  # Ctrl-C: exit 130 at once, in every phase
+        close_on_sigterm=True,  # close 1001, exit 143
     )
     return await run.run(PipeFrontEnd(env, stream_config, output_config, run))

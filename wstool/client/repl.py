@@ -52,8 +52,10 @@ class SessionTarget(ClientFrontEnd):
         self.output_config = output_config
         self.report_phases = bool(output_config.verbose)  # -v's "* ..." lines
         self.commands: CommandTable = CONNECT_COMMANDS
+        # SIGTERM closes with 1001 (exit 143). Not SIGINT: in a prompt_toolkit
+        # terminal Ctrl-C is a key (it clears the line), not a signal.
         self.client_run = ClientRun(connect_config, run_config, observers=observers,
-                                    trace=output_config.trace)
+                                    trace=output_config.trace, close_on_sigterm=True)
         self._sink: EventSink = lambda _event: None
 
     @property

@@ -18,10 +18,21 @@ module decides how it goes, and nothing else does:
   ``-w -1``), or nothing arrived for ``--wait`` seconds; a bad input line ends
   the input like EOF (the lines before it still go, their replies still come),
   then the run fails with it;
+* "every message sent has had a reply" counts messages, not replies: a greeting
+  counts too, so the run keeps reading for a short grace after the count is
+  reached (:func:`reply_grace_s`) and the message behind it is not cut off
+  (issue 10); closing because ``-w`` ran out with fewer messages received than
+  sent says so in one warning line (exit status unchanged: 0);
+* ``--max-time``: a total deadline for the run (curl's, connect included): then
+  close 1000 without waiting for the answer, fail with exit 7;
 * the totals across reconnects (:meth:`ClientRun.totals`) that the REPL's status
   bar and ``/stats`` show;
-* SIGINT when asked (pipe mode): the first Ctrl-C ends the run (exit 130), the
-  second aborts the connection instead of waiting for the closing handshake.
+* signals when asked. SIGINT (pipe mode): Ctrl-C ends the run at once in every
+  phase (DNS, TCP, TLS, handshake, open, close wait): an open connection gets
+  its close frame (1000) but no wait for the answer; one ``interrupted`` line;
+  exit 130. SIGTERM (pipe mode and the REPL, whose Ctrl-C is a key, not a
+  signal): close with 1001 (going away) as the servers do, waiting at most
+  ``--close-timeout``; exit 143; a second SIGTERM stops at once.
 
 The seams
 ---------
@@ -78,9 +89,23 @@ from typing import Any, NamedTuple
 
 from wstool.client.session import Session, SessionClosed
 from wstool.config import ClientRunConfig, ConnectConfig
-from wstool.errors import ExitStatus, WstoolError, is_retryable
+from wstool.errors import ExitStatus, TimedOut, WstoolError, is_retryable
 from wstool.events import Closed, Event, Handshake, Message, Notice, Opened, Reconnecting
 from wstool.term.signals import handle_signals
+
+# End of input, "received >= sent" (issue 10): keep reading for twice the time the
+# replies took (last send -> count reached), within these bounds. The replies'
+# time measures what matters, the server's pace: its network part is covered
+# anyway, as what the server sent before our close frame reached it still
+# arrives ahead of its own close frame. A one-shot on loopback takes ~0.3 ms.
+GRACE_MIN_S = 0.001
+GRACE_MAX_S = 0.25
+
+
+def reply_grace_s(replies_took_s: float, wait_s: float) -> float:
+    """How long to keep reading once every message sent has had a reply."""
+    return min(max(2 * replies_took_s, GRACE_MIN_S), GRACE_MAX_S, wait_s / 4)
+
 
 # The states a run goes through, as the REPL's status bar shows them.
 CONNECTING = "connecting"
@@ -202,6 +227,7 @@ class ClientRun:
         observers: Sequence[RunObserver] = (),
         trace: bool = False,
         interrupt_on_sigint: bool = False,
+        close_on_sigterm: bool = False,
     ) -> None:
         self.connect_config = connect_config
         self.config = run_config
@@ -209,6 +235,7 @@ class ClientRun:
         self.observers = tuple(observers)
         self.trace = trace
         self.interrupt_on_sigint = interrupt_on_sigint
+        self.close_on_sigterm = close_on_sigterm
         self.session: Session | None = None
         self.state = CONNECTING
         self.started_at = time.monotonic()
@@ -216,6 +243,11 @@ class ClientRun:
         self.reconnect_attempt = 0  # the current one's number in a row (Reconnecting)
         self.received_total = 0  # within -n, across reconnects (counted with -n only)
         self.interrupted = False
+        self.terminated = False  # SIGTERM
+        self.timed_out = False  # --max-time
+        # We closed TCP without waiting for the server's close frame (Ctrl-C,
+        # --max-time): the Closed event's code is only the one we sent.
+        self.cut_short = False
         self.input_eof = False
         # "Every message sent has had a reply" ends the run after EOF, except in
         # --echo mode (replies are ours) and with --wait -1 (the user asked to
@@ -228,6 +260,10 @@ class ClientRun:
         self._ending = asyncio.Event()
         self._activity = asyncio.Event()  # a message or the close, after EOF
         self._stop_error: WstoolError | None = None
+        self._close_code = 1000  # 1001 after SIGTERM
+        self._grace: asyncio.TimerHandle | None = None
+        self._last_sent_at = 0.0  # time.monotonic() of the last send from the input
+        self._input_ended_at = 0.0
         self._discard_outcome = False
         # Totals of the sessions before the current one.
         self._past_sent = self._past_received = 0
@@ -318,9 +354,17 @@ class ClientRun:
         self._show_echo = front_end.echo_as_sent and self.config.echo
         # The client's only signal set-up (term/signals.py is the one way to install one).
         signals = contextlib.ExitStack()
+        handlers: dict[signal.Signals, Callable[[], object]] = {}
         if self.interrupt_on_sigint:
-            signals.enter_context(handle_signals({signal.SIGINT: self._interrupt}))
+            handlers[signal.SIGINT] = self._interrupt
+        if self.close_on_sigterm:
+            handlers[signal.SIGTERM] = self._terminate
+        if handlers:
+            signals.enter_context(handle_signals(handlers))
         cfg = self.config
+        if cfg.max_time_s is not None:
+            deadline = asyncio.get_running_loop().call_later(cfg.max_time_s, self._time_out)
+            signals.callback(deadline.cancel)
         reconnects = Reconnects(cfg.reconnect_max_delay_s, cfg.reconnect_limit)
         error: WstoolError | None = None
         try:
@@ -328,11 +372,13 @@ class ClientRun:
                 try:
                     error = await self._run_session()
                 except WstoolError as exc:
-                    if not cfg.reconnect or self.interrupted or not is_retryable(exc):
+                    if self._ended_by_us():
+                        break  # e.g. a handshake the user's Ctrl-C cut short
+                    if not cfg.reconnect or not is_retryable(exc):
                         raise
                     error = exc
-                if self.interrupted:
-                    return ExitStatus.INTERRUPTED
+                if self._ended_by_us():
+                    break
                 if (
                     error is None
                     or not cfg.reconnect
@@ -355,26 +401,73 @@ class ClientRun:
                                             ts=time.monotonic()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ending.wait(), delay)  # Ctrl-C, /quit
-                if self.interrupted:
-                    return ExitStatus.INTERRUPTED
+                if self._ended_by_us():
+                    break
                 if self._ending.is_set():
                     error = None  # the user ended it while we waited: their choice
                     break
         finally:
             signals.close()
+            if self._grace is not None:
+                self._grace.cancel()
             self.state = CLOSED
             front_end.on_batch()
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        if self.timed_out:
+            raise TimedOut(
+                f"--max-time {cfg.max_time_s:g}s ran out (the deadline of the whole run, "
+                "connect included)"
+                + ("; closed with 1000, not waiting for the answer" if self.cut_short else ""))
+        if self.terminated:
+            if error is not None:  # e.g. no answer to our close 1001 in --close-timeout
+                self._on_event(Notice(f"warning: {error}", ts=time.monotonic()))
+            return ExitStatus.TERMINATED
         if self._stop_error is not None:
             raise self._stop_error
         if error is not None:
             raise error
         return ExitStatus.OK
 
+    def _ended_by_us(self) -> bool:
+        """A signal or --max-time ended the run: how the connection went is moot."""
+        return self.interrupted or self.terminated or self.timed_out
+
+    def _cut_short(self) -> None:
+        """End the connection now: an open one gets our close frame, no wait."""
+        self._ending.set()  # a connection still opening is cancelled (_run_session)
+        session = self.session
+        if session is not None and session.opened_at is not None and session.closed is None:
+            self.cut_short = True
+            session.close_now(self._close_code)
+
     def _interrupt(self) -> None:
-        if self.interrupted and self.session is not None:
-            self.session.abort()  # second Ctrl-C: do not wait for the close
-        self.interrupted = True
+        """SIGINT: stop at once, whatever the phase (issue 10)."""
+        if not self.interrupted:
+            self.interrupted = True
+            self._on_event(Notice("interrupted", ts=time.monotonic()))
+        self._cut_short()
+
+    def _terminate(self) -> None:
+        """SIGTERM: close with 1001 (going away), as the servers do; a second one,
+        or one during the close wait, stops at once."""
+        if self.terminated:
+            self._cut_short()
+            return
+        self.terminated = True
+        self._close_code = 1001
+        session = self.session
+        is_open = session is not None and session.is_open
+        self._on_event(Notice("terminated (SIGTERM)" + (": closing with 1001" if is_open else ""),
+                              ts=time.monotonic()))
+        if session is not None and session.opened_at is not None and not is_open:
+            self._cut_short()  # already closing: SIGTERM's senders will not wait long
         self._ending.set()
+
+    def _time_out(self) -> None:
+        """--max-time ran out: close 1000 without waiting; run() raises TimedOut."""
+        self.timed_out = True
+        self._cut_short()
 
     async def _run_session(self) -> WstoolError | None:
         """One connection, from open to close: its outcome (None: a clean end)."""
@@ -399,10 +492,14 @@ class ClientRun:
             await asyncio.wait({opening, ending}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ending.cancel()
-        if not opening.done():  # ended while connecting (Ctrl-C, /quit)
+        if not opening.done() or self._ended_by_us():
+            # Ended while connecting (Ctrl-C, SIGTERM, --max-time, /quit).
             opening.cancel()
             with contextlib.suppress(BaseException):
                 await opening
+            if session.opened_at is not None and session.closed is None:
+                session.close_now(self._close_code)  # it opened just now
+                await session.wait_closed()
             return None
         exc = opening.exception()
         if exc is not None:
@@ -411,13 +508,14 @@ class ClientRun:
             raise exc
         self.state = OPEN
         if self._ending.is_set():
-            await session.close(1000)
+            await session.close(self._close_code)
             return None
         if cfg.execute:
             # -x goes first, on every (re)connect (then what stdin had left over).
             with contextlib.suppress(SessionClosed):
                 session.send_many(cfg.execute)
                 session.flush()
+                self._last_sent_at = time.monotonic()
         closed = asyncio.ensure_future(session.wait_closed())
         ending = asyncio.ensure_future(self._ending.wait())
         source = self.input_source
@@ -429,26 +527,31 @@ class ClientRun:
             )
             if pump is not None and pump.done() and not pump.cancelled():
                 input_error = pump.exception()
-                if isinstance(input_error, WstoolError):
+                if self._ended_by_us():
+                    pass  # a send cut short by Ctrl-C or --max-time: moot
+                elif isinstance(input_error, WstoolError):
                     # Bad input ends the input: the replies to what went out before it
                     # still come (the end-of-input rules), then the error.
                     if not closed.done() and not ending.done():
                         await self._after_input(session, closed, ending)
                     if not closed.done():
-                        await session.close(1000)
+                        await session.close(self._close_code)
                     raise input_error
-                if input_error is not None and not isinstance(input_error, SessionClosed):
+                elif input_error is not None and not isinstance(input_error, SessionClosed):
                     session.abort()
                     raise input_error  # a bug: cli/app.py reports it (traceback with --debug)
-                if not closed.done() and not ending.done():
+                elif not closed.done() and not ending.done():
                     await self._after_input(session, closed, ending)
         finally:
             if pump is not None:
                 pump.cancel()
             ending.cancel()
+            if self._grace is not None:
+                self._grace.cancel()
+                self._grace = None
         if not closed.done():
             self.state = CLOSING
-            await session.close(1000)
+            await session.close(self._close_code)
         self.state = CLOSED
         return None if self._discard_outcome else session.outcome()
 
@@ -457,8 +560,10 @@ class ClientRun:
     async def _send_pending(self, session: Session) -> None:
         pending = self._pending
         try:
-            session.send_many(pending)
-            pending.clear()
+            if pending:
+                session.send_many(pending)
+                pending.clear()
+                self._last_sent_at = time.monotonic()
         finally:
             session.flush()
         await session.drain()
@@ -477,6 +582,7 @@ class ClientRun:
                 raise
             if not more:
                 self.input_eof = True
+                self._input_ended_at = time.monotonic()
                 session.on_message = self._on_message  # the end-of-input rules count now
 
     async def _after_input(
@@ -488,7 +594,8 @@ class ClientRun:
             and session.messages_sent
             and session.messages_received >= session.messages_sent
         ):
-            return
+            # They came before the end of input: within that time.
+            self._start_grace(self._input_ended_at)
         wait_s = self.config.wait_s
         while True:
             self._activity.clear()
@@ -504,7 +611,33 @@ class ClientRun:
             if closed in finished or ending in finished:
                 return
             if not finished:  # --wait seconds without a message
+                self._warn_unanswered(session)
                 return
+
+    def _warn_unanswered(self, session: Session) -> None:
+        """-w ran out with fewer messages received than sent: say so (issue 10).
+
+        A warning, not an error (exit 0): a server need not answer every message
+        (a publish endpoint answers none), and -w is the rule the user chose; the
+        line names the counts and the flags that wait longer."""
+        sent, received = session.messages_sent, session.messages_received
+        if self.config.echo or received >= sent:
+            return  # --echo: what we sent are the replies
+        self._on_event(Notice(
+            f"warning: {sent} message{'' if sent == 1 else 's'} sent, {received} received: "
+            f"closing after -w {self.config.wait_s:g}s without a message (wait longer "
+            "with -w N, for the server's close with -w -1, or for N replies with -n N)",
+            ts=time.monotonic()))
+
+    def _start_grace(self, reached_at: float) -> None:
+        """Every message sent has had a reply: end the run after a grace in which
+        a message behind the last one still arrives (see reply_grace_s)."""
+        if self._grace is not None:
+            return
+        wait_s = self.config.wait_s
+        assert wait_s is not None  # -w -1 does not end on replies
+        grace_s = reply_grace_s(max(reached_at - self._last_sent_at, 0.0), wait_s)
+        self._grace = asyncio.get_running_loop().call_later(grace_s, self._ending.set)
 
     # What the session calls
 
@@ -559,8 +692,10 @@ class ClientRun:
                 session is not None
                 and session.messages_sent > 0
                 and session.messages_received >= session.messages_sent
+                and self._grace is None
             ):
-                self._ending.set()  # every message sent has had a reply: the run is over
+                # Every message sent has had a reply: the run is over after the grace.
+                self._start_grace(time.monotonic())
 
     def _on_batch(self) -> None:
         session = self.session

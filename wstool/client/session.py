@@ -1074,6 +1074,22 @@ class Session:
         if self._conn is not None:
             self._conn.transport.abort()
 
+    def close_now(self, code: int = 1000, reason: str = "") -> None:
+        """Close without waiting for the server: our close frame (if still open)
+        goes out, then TCP closes (issue 10: Ctrl-C and --max-time end at once).
+
+        The closing handshake is best effort here: RFC 6455 §7.1.1 would have the
+        client wait for the server's answer, which is what ``close()`` does."""
+        conn = self._conn
+        if conn is None:
+            return
+        if conn.protocol.state is State.OPEN:
+            conn.protocol.send_close(code, reason)
+            self.flush()
+        conn.transport.close()  # flushes what is buffered, then FIN
+        # A TLS transport waits for the peer's close_notify first: do not.
+        conn.loop.call_soon(conn.transport.abort)
+
     async def wait_closed(self) -> Closed:
         """Wait for the end of an opened connection."""
         await self._closed_event.wait()
