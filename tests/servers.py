@@ -296,3 +296,9 @@ async def close_after_first(ws: ServerConnection) -> None:
 async def lib_echo_like(ws: ServerConnection) -> None:
     async for message in ws:
         await ws.send(message)
+
+
+async def describe_binary(ws: ServerConnection) -> None:
+    """Answers a binary message with the text `binary:HEX`, text with itself."""
+    async for message in ws:
+        await ws.send(f"binary:{message.hex()}" if isinstance(message, bytes) else message)
