@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from wstool.cli.options import connect_config
+from wstool.config import DEFAULT_MAX_SIZE_BYTES, ConnectConfig, Target
 from wstool.errors import UsageError
 
 if TYPE_CHECKING:
@@ -45,9 +46,12 @@ _CONNECT_KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "server_name": ("server_name", str),
     "expect_timeout": ("expect_timeout", (int, float)),
 }
+_D = ConnectConfig(target=Target("ws://localhost/"))
+# connect's defaults, from config.py (one default per setting).
 _DEFAULTS: dict[str, Any] = {
-    "max_size": 16 * 1024 * 1024, "open_timeout": 10.0, "ping_interval": 20.0,
-    "ping_timeout": 20.0, "close_timeout": 5.0, "compress": True, "expect_timeout": 10.0,
+    "max_size": DEFAULT_MAX_SIZE_BYTES, "open_timeout": _D.open_timeout_s,
+    "ping_interval": _D.ping_interval_s, "ping_timeout": _D.ping_timeout_s,
+    "close_timeout": _D.close_timeout_s, "compress": _D.compress, "expect_timeout": 10.0,
 }
 _ACTIONS = ("send", "expect", "capture", "sleep", "ping", "close")
 
