@@ -312,3 +312,61 @@ async def start_no_close_answer(peer: RawPeer) -> tuple[asyncio.Server, int]:
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
+
+
+# Issue 11: servers for --expect, --capture and scenario files.
+
+AUTH_TOKEN_PREFIX = "tok-"
+
+
+async def auth_then_subscribe(ws: ServerConnection) -> None:
+    """`{"op":"auth","user":U}` -> `{"type":"authed","token":...}` (a new token each
+    connection); `{"op":"sub","token":T,"channel":C}` with that token ->
+    `{"type":"subscribed","channel":C}` and three `{"type":"tick","channel":C,"n":i}`;
+    a wrong or missing token -> `{"type":"error","reason":"bad token"}`."""
+    token = AUTH_TOKEN_PREFIX + os.urandom(4).hex()
+    async for message in ws:
+        request = json.loads(message)
+        if request.get("op") == "auth":
+            await ws.send(json.dumps({"type": "authed", "user": request.get("user"),
+                                      "token": token}))
+        elif request.get("op") == "sub" and request.get("token") == token:
+            channel = request.get("channel")
+            await ws.send(json.dumps({"type": "subscribed", "channel": channel}))
+            for i in range(3):
+                await ws.send(json.dumps({"type": "tick", "channel": channel, "n": i}))
+        else:
+            await ws.send(json.dumps({"type": "error", "reason": "bad token"}))
+
+
+async def never_answers(ws: ServerConnection) -> None:
+    """Reads everything, answers nothing, never closes by itself."""
+    async for _message in ws:
+        pass
+
+
+async def noise_then_json(ws: ServerConnection) -> None:
+    """On any message: non-JSON text, a binary message, then JSON."""
+    async for _message in ws:
+        await ws.send("not json {")
+        await ws.send(b"\x00\x01binary")
+        await ws.send("[1, 2")
+        await ws.send(json.dumps({"type": "data", "value": 42}))
+
+
+async def close_after_first(ws: ServerConnection) -> None:
+    """Answers the first message with `first`, then closes with 1000."""
+    await ws.recv()
+    await ws.send("first")
+    await ws.close(1000, "bye")
+
+
+async def lib_echo_like(ws: ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+async def describe_binary(ws: ServerConnection) -> None:
+    """Answers a binary message with the text `binary:HEX`, text with itself."""
+    async for message in ws:
+        await ws.send(f"binary:{message.hex()}" if isinstance(message, bytes) else message)

@@ -272,9 +272,9 @@ def test_sigterm_waits_at_most_close_timeout(
     assert status == ExitStatus.TERMINATED
     assert took_s < scaled(3)
     lines = c.stderr_lines()
-    assert lines[0] == "wstool: terminated (SIGTERM): closing with 1001"
+    assert lines[0] == "wstool: terminated (SIGTERM): closing with 1001", lines
     assert lines[-1].startswith(
-        "wstool: warning: the server did not answer our close frame within --close-timeout")
+        "wstool: warning: the server did not answer our close frame within --close-timeout"), lines
 
 
 def test_sigterm_while_connecting_exits_143(

@@ -220,3 +220,34 @@ def test_time_options_refuse_nan_and_infinity(args: list[str], value: str) -> No
 def test_binary_with_null_separators_is_a_usage_error(command: list[str]) -> None:
     proc = run_wstool_inprocess(*command, "-b", "-0")
     assert_one_line_error(proc, ExitStatus.USAGE, "-0/--null separates text messages")
+
+
+async def _silent_after_hello(ws: ServerConnection) -> None:
+    await ws.send("hello")
+    await ws.wait_closed()
+
+
+def test_expectation_not_met(server_thread: ServerThread) -> None:
+    _s, url = start_websockets_server(server_thread, _silent_after_hello)
+    proc = run_wstool_inprocess("connect", "--expect", "never", "--expect-timeout", "0.3", url)
+    assert_one_line_error(proc, ExitStatus.EXPECTATION_NOT_MET,
+                          "expectation not met: --expect 'never' within --expect-timeout 0.3s "
+                          "(1 message received)")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--expect", "("], "--expect '(': invalid regular expression"),
+        (["--expect", "json:.["], "invalid jq expression"),
+        (["--capture", "noequals"], "invalid --capture 'noequals'"),
+        (["--capture", "1x=a"], "invalid capture name '1x'"),
+        (["--template", "-x", "{{nope}}"], "unknown placeholder {{nope}}"),
+        (["--expect-timeout", "0", "--expect", "a"], "--expect-timeout"),
+    ],
+)
+def test_expect_usage(args: list[str], fragment: str) -> None:
+    # Before connecting: nothing listens on port 1.
+    proc = run_wstool_inprocess("connect", *args, "ws://127.0.0.1:1/")
+    assert proc.returncode == ExitStatus.USAGE, proc.stderr
+    assert fragment in proc.stderr

@@ -10,7 +10,8 @@ The tree::
     │                              or the TCP connection dropped without a close
     ├── ProtocolFailure         6  a protocol or decode error (ours or the peer's),
     │                              including a message over --max-size
-    └── TimedOut                7  --open-timeout, --max-time or another deadline expired
+    ├── TimedOut                7  --open-timeout, --max-time or another deadline expired
+    └── ExpectationNotMet       8  --expect/--capture or a `run` step not met
 
 Messages are lower-case fragments that name the culprit, the limit and the flag
 that changes it; ``cli.py`` prefixes them with ``wstool: error:``. The mapping of
@@ -33,6 +34,7 @@ class ExitStatus(IntEnum):
     CLOSED_ABNORMALLY = 5
     PROTOCOL_ERROR = 6
     TIMEOUT = 7
+    EXPECTATION_NOT_MET = 8
     INTERRUPTED = 130
     TERMINATED = 143  # SIGTERM (128 + 15, the shell's figure): closed with 1001
 
@@ -40,8 +42,8 @@ class ExitStatus(IntEnum):
 EXIT_STATUS_HELP = """\
 Exit status: 0 ok, 1 error, 2 usage, 3 could not connect (DNS/TCP/proxy/TLS),
 4 handshake rejected, 5 closed abnormally, 6 protocol or decode error (incl.
---max-size), 7 timeout (incl. --max-time), 130 interrupted (Ctrl-C), 143 terminated
-(SIGTERM: closed with 1001)."""
+--max-size), 7 timeout (incl. --max-time), 8 expectation not met, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM: closed with 1001)."""
 
 
 # The servers' own table: they never connect out, so 3/4/7 cannot happen.
@@ -107,6 +109,10 @@ class ProtocolFailure(WstoolError):
 
 class TimedOut(WstoolError):
     exit_status = ExitStatus.TIMEOUT
+
+
+class ExpectationNotMet(WstoolError):
+    exit_status = ExitStatus.EXPECTATION_NOT_MET
 
 
 # RFC 6455 §7.4.1 and the IANA registry; used by every renderer of close frames.

@@ -138,6 +138,18 @@ class Reconnecting(NamedTuple):
     ts: float = 0.0
 
 
+class ExpectResult(NamedTuple):
+    """How an ``--expect`` or ``--capture`` step (or a scenario's) ended (issue 11)."""
+
+    pattern: str  # as the user wrote it, json: prefix included
+    ok: bool
+    # The matched message's number among those received on this connection (1-based).
+    message_index: int | None
+    elapsed_s: float  # from the start of the step (the previous match) to its end
+    capture: str | None = None  # the capture's NAME; None for an --expect
+    ts: float = 0.0
+
+
 class Notice(NamedTuple):
     """A diagnostic for stderr that is not an error (e.g. ``-k`` warning)."""
 
@@ -157,6 +169,7 @@ Event: TypeAlias = (
     | Closed
     | Failed
     | Reconnecting
+    | ExpectResult
     | Notice
 )
 EventSink: TypeAlias = Callable[[Event], None]

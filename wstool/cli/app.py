@@ -17,9 +17,11 @@ import click
 from wstool import __version__
 from wstool.cli.options import (
     SECONDS,
+    SEQUENCE_PARAMS,
     Seconds,
     connect_config,
     connect_options,
+    connect_sequence,
     dump_output_options,
     frame_dump_plan,
     max_buffer_option,
@@ -27,6 +29,7 @@ from wstool.cli.options import (
     output_options,
     repl_config,
     repl_options,
+    sequence_options,
     server_config,
     server_options,
     server_output_options,
@@ -46,6 +49,7 @@ from wstool.errors import (
 )
 
 if TYPE_CHECKING:
+    from wstool.client.run import RunObserver
     from wstool.term.env import Environment
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -226,7 +230,23 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=EXIT_STATUS_HELP)
+_SEQUENCE_ORDER = "wstool.sequence_order"
+
+
+class _ConnectCommand(click.Command):
+    """``connect`` records the order of -x, --expect and --capture (issue 11): click
+    keeps the values of each option in order, not the order across options."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(arg.startswith(("--expect", "--capture")) for arg in args):
+            # click's parser lists each option every time it is given (its
+            # "order"); a second parse of the same arguments, with no callbacks.
+            _opts, _rest, order = self.make_parser(ctx).parse_args(args=list(args))
+            ctx.meta[_SEQUENCE_ORDER] = [p.name for p in order if p.name in SEQUENCE_PARAMS]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=_ConnectCommand, epilog=EXIT_STATUS_HELP)
 @click.argument("url", required=False)
 @click.option("--demo", is_flag=True,
               help="Start a built-in echo server on a free loopback port and connect to it.")
@@ -249,6 +269,7 @@ def cli() -> None:
               help="Give up after N reconnect attempts in a row (implies --reconnect; "
                    "0: never; a connection that opens starts the count over).")
 @click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
+@sequence_options
 @repl_options
 @connect_options
 @tls_options
@@ -288,18 +309,33 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     except WstoolError as exc:
         fail(exc)
     env = _environment(color=out_cfg.color)
+    try:
+        order = click.get_current_context().meta.get(_SEQUENCE_ORDER)
+        sequence = connect_sequence(raw, order, env.environ)
+    except WstoolError as exc:
+        fail(exc)
+    if sequence is not None:
+        run_cfg = sequence.run_config(run_cfg)
     if conn_cfg.tls.certfile and env.stdin_isatty:
         conn_cfg = _ask_key_password(conn_cfg)
 
     async def front_end(cfg: ConnectConfig) -> int:
+        # Built inside the loop: the observer's asyncio objects belong to it.
+        observers: tuple[RunObserver, ...] = ()
+        wrap_input = None
+        if sequence is not None:
+            observer, wrap_input = sequence.observer_and_input()
+            observers = (observer,)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 
             repl_cfg = repl_config(raw, env.environ, out_cfg)
-            return await run_connect_repl(env, cfg, run_cfg, out_cfg, repl_cfg)
+            return await run_connect_repl(env, cfg, run_cfg, out_cfg, repl_cfg,
+                                          observers=observers)
         from wstool.client.pipe import run_connect_pipe
 
-        return await run_connect_pipe(env, cfg, run_cfg, stream_cfg, out_cfg)
+        return await run_connect_pipe(env, cfg, run_cfg, stream_cfg, out_cfg,
+                                      observers=observers, wrap_input=wrap_input)
 
     async def main() -> int:
         if demo:
@@ -471,6 +507,46 @@ def frame_dump_cmd(source: str | None, **raw: Any) -> None:
 
     async def main() -> int:
         return await plan.run(env)
+
+    run_async(main, debug=debug, env=env)
+
+
+RUN_EXIT_STATUS_HELP = """\
+Exit status: 0 every step of every scenario passed; 8 a step failed (or a scenario
+could not connect); 1 --junit FILE cannot be written; 2 usage, or a mistake in FILE
+(with its line for TOML syntax)."""
+
+
+@cli.command(name="run", epilog=RUN_EXIT_STATUS_HELP)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--only", metavar="NAME", help="Run only the scenario named NAME.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the results as JUnit XML to FILE (CI test reports).")
+@click.option("--json", "json_output", is_flag=True,
+              help="Write step and summary events as JSON lines (schema in README).")
+@click.option("--color/--no-color", default=None, help="Force colour (and the ✓/✗ marks).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def run_cmd(file: str, only: str | None, junit_path: str | None, json_output: bool,
+            color: bool | None, debug: bool) -> None:
+    """Run the scenarios of a TOML FILE: connect, send, expect, capture, ping, close.
+
+    Each [[scenario]] runs on a fresh connection, its steps in order; one line per
+    step, then a summary. The format is in README "Scenario files"; a complete
+    example is examples/chat.toml (try it against `wstool serve-echo`).
+    """
+    from wstool.cli.scenario_file import load_scenarios
+
+    env = _environment(color=color)
+    try:
+        scenarios = load_scenarios(file, env.environ, only)
+    except WstoolError as exc:
+        fail(exc)
+
+    async def main() -> int:
+        from wstool.client.scenario import run_scenarios
+
+        return await run_scenarios(env, file, scenarios, json=json_output,
+                                   junit_path=junit_path)
 
     run_async(main, debug=debug, env=env)
 

@@ -39,8 +39,12 @@ from wstool.config import (
 from wstool.errors import UsageError
 
 if TYPE_CHECKING:
+    from wstool.client.expect import SequenceObserver, Step
+    from wstool.client.run import InputSource
+    from wstool.config import ClientRunConfig
     from wstool.dump.frontend import DumpConfig, DumpPlan
     from wstool.dump.relay import RelayConfig
+    from wstool.templates import Template
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -499,3 +503,108 @@ def frame_dump_plan(source: str | None, raw: Mapping[str, Any]) -> DumpPlan:
     if raw.get("headers") or raw.get("cacert") or raw.get("insecure"):
         raise UsageError("-H and TLS options apply to --listen only")
     return DumpPlan(cfg, source=OfflineSource(source, raw["hex_input"]))
+
+
+# connect --expect/--capture/--template (issue 11): the sequence of -x, --expect and
+# --capture in command-line order. Everything is compiled here, before connecting.
+
+SEQUENCE_PARAMS = ("execute", "expect", "capture")
+
+
+def sequence_options(f: F) -> F:
+    return _apply([
+        click.option("--expect", multiple=True, metavar="PATTERN",
+                     help="Succeed only when a received message matches PATTERN (a regex, "
+                          "or json:EXPR, a jq expression that must be true); repeatable, "
+                          "in order with -x and --capture. All met: close 1000, exit 0; "
+                          "else exit 8."),
+        click.option("--expect-timeout", type=Seconds(0, min_open=True), default=10.0,
+                     show_default=True, metavar="SECONDS",
+                     help="Longest wait for each --expect/--capture, from the previous match."),
+        click.option("--capture", multiple=True, metavar="NAME=REGEX",
+                     help="Keep the first group of the first message matching REGEX (or "
+                          "NAME=json:EXPR: its value) for {{NAME}} in later messages."),
+        click.option("--template", is_flag=True,
+                     help="Expand {{uuid}}, {{seq}}, {{now_ms}}, {{now_iso}}, {{env:NAME}}, "
+                          "{{file:PATH}}, {{random:N}} and captures in -x and input lines."),
+    ])(f)
+
+
+def connect_sequence(raw: Mapping[str, Any], order: list[str] | None,
+                     environ: Mapping[str, str]) -> SequencePlan | None:
+    """-x/--expect/--capture/--template -> the steps (None: none of them is used).
+
+    ORDER is the parameter names in command-line order (the connect command
+    records it); without it, -x come first, then the captures, then the expects."""
+    expects, captures = tuple(raw.get("expect") or ()), tuple(raw.get("capture") or ())
+    template = bool(raw.get("template"))
+    if not expects and not captures and not template:
+        return None
+    from wstool.client.expect import ExpectStep, Matcher, SendStep, parse_capture
+    from wstool.templates import Template, compile_template
+
+    execute = tuple(raw.get("execute") or ())
+    if order is None:
+        order = (["execute"] * len(execute) + ["capture"] * len(captures)
+                 + ["expect"] * len(expects))
+    values = {"execute": iter(execute), "expect": iter(expects), "capture": iter(captures)}
+    timeout_s = float(raw.get("expect_timeout", 10.0))
+    steps: list[Step] = []
+    known: list[str] = []
+    for name in order:
+        value = next(values[name])
+        if name == "execute":
+            if template:
+                steps.append(SendStep(compile_template(value, captures=known, environ=environ,
+                                                       where=f"-x '{value}'")))
+            else:
+                steps.append(SendStep(Template(value, (value,))))
+        elif name == "expect":
+            steps.append(ExpectStep(Matcher(value, "--expect"), timeout_s))
+        else:
+            capture, pattern = parse_capture(value)
+            if capture in known:
+                raise UsageError(f"--capture {capture}: given twice")
+            steps.append(ExpectStep(Matcher(pattern, f"--capture {capture}="), timeout_s,
+                                    capture))
+            known.append(capture)
+    return SequencePlan(tuple(steps), template, tuple(known), environ)
+
+
+class SequencePlan:
+    """What connect_sequence() built: the steps, and how input lines are templated."""
+
+    def __init__(self, steps: tuple[Step, ...], template: bool, captures: tuple[str, ...],
+                 environ: Mapping[str, str]) -> None:
+        self.steps = steps
+        self.template = template
+        self.captures = captures
+        self.environ = environ
+
+    def run_config(self, cfg: ClientRunConfig) -> ClientRunConfig:
+        """The sequence sends the -x messages itself; with an --expect, it ends the run
+        (the end-of-input rules would cut it short: -w does not apply)."""
+        from wstool.client.expect import ExpectStep
+
+        ends_run = any(isinstance(s, ExpectStep) and s.capture is None for s in self.steps)
+        cfg = cfg._replace(execute=())
+        return cfg._replace(wait_s=None) if ends_run else cfg
+
+    def observer_and_input(self) -> tuple[SequenceObserver, Callable[[InputSource], InputSource]
+                                          | None]:
+        from wstool.client.expect import SequenceObserver, TemplatedInput
+        from wstool.templates import Renderer, compile_template
+
+        renderer = Renderer()
+        observer = SequenceObserver(self.steps, renderer)
+        if not self.template:
+            return observer, None
+
+        def compile_line(line: str) -> Template:
+            return compile_template(line, captures=self.captures, environ=self.environ,
+                                    where="input line")
+
+        def wrap(source: InputSource) -> InputSource:
+            return TemplatedInput(source, compile_line, renderer, observer)
+
+        return observer, wrap

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from wstool.client.run import ClientFrontEnd, ClientRun, InputSource, RunObserver
 from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, StreamConfig
@@ -209,14 +209,17 @@ async def run_connect_pipe(
     output_config: OutputConfig,
     *,
     observers: Sequence[RunObserver] = (),
+    wrap_input: Callable[[InputSource], InputSource] | None = None,
 ) -> ExitStatus:
     """``connect`` in a pipe: the entry point ``cli/app.py`` calls.
 
-    OBSERVERS plug later capabilities (``--expect``, ``--capture``) into the run."""
+    OBSERVERS plug later capabilities (``--expect``, ``--capture``) into the run;
+    WRAP_INPUT turns stdin into another source (``--template``: lines as templates)."""
+    source: InputSource = StdinInput(env, stream_config)
     run = ClientRun(
         connect_config,
         run_config,
-        input_source=StdinInput(env, stream_config),
+        input_source=source if wrap_input is None else wrap_input(source),
         observers=observers,
         trace=output_config.trace,
         interrupt_on_sigint=True,  # Ctrl-C: exit 130 at once, in every phase

@@ -173,6 +173,9 @@ class RunTotals(NamedTuple):
 class RunObserver:
     """Sees a run's events; override what you need (the defaults do nothing)."""
 
+    def attach(self, run: ClientRun) -> None:
+        """The run this observer watches (called once, when the run is built)."""
+
     def on_event(self, event: Event) -> None:
         """Any event but a received message (see the module doc)."""
 
@@ -271,8 +274,14 @@ class ClientRun:
         self._past_rtts_s: list[float] = []
         self._front: ClientFrontEnd = ClientFrontEnd()
         self._show_echo = False
+        for observer in self.observers:
+            observer.attach(self)
 
     # What front-ends and observers call
+
+    def report(self, event: Event) -> None:
+        """An observer's own event (--expect's results): to the front-end, then observers."""
+        self._on_event(event)
 
     def stop(self, *, error: WstoolError | None = None, discard_outcome: bool = False) -> None:
         """End the run: close the session with 1000, no reconnect.

@@ -19,6 +19,7 @@ from wstool.events import (
     Connecting,
     ConnectPhase,
     Event,
+    ExpectResult,
     Failed,
     FrameSeen,
     Handshake,
@@ -239,6 +240,13 @@ def event_json(event: Event) -> JsonObject | None:
         return {"event": "reconnecting", "attempt": event.attempt,
                 "delay_s": round(event.delay_s, 3), "reason": event.reason,
                 **event_times(event.ts)}
+    if isinstance(event, ExpectResult):
+        out = {"event": "expect", "pattern": event.pattern, "ok": event.ok,
+               "index": event.message_index, "elapsed_ms": round(event.elapsed_s * 1000, 3),
+               **event_times(event.ts)}
+        if event.capture is not None:
+            out["capture"] = event.capture
+        return out
     if isinstance(event, Connecting | ConnectPhase | Notice | FrameSeen):
         return None
     return None
