@@ -33,6 +33,7 @@ class ExitStatus(IntEnum):
     CLOSED_ABNORMALLY = 5
     PROTOCOL_ERROR = 6
     TIMEOUT = 7
+    EXPECTATION_NOT_MET = 8
     INTERRUPTED = 130
 
 
@@ -52,6 +53,12 @@ Exit status: 0 stopped by SIGINT/SIGTERM or /quit, or with --once the client clo
 1000/1001/1005; 1 cannot listen or read --cert/--key, or an invalid UTF-8 input line;
 2 usage; with --once, 5 the client closed with another code or dropped (1006), 6 it
 broke the protocol."""
+
+REPLAY_EXIT_STATUS_HELP = """\
+Exit status: 0 the replies matched the recording; 8 they differ (the diff is on
+stdout); 1 cannot read FILE, or it is not a recording; 2 usage; 3 could not connect;
+4 handshake rejected; 5 the server closed abnormally (and not as recorded); 6 protocol
+error; 7 timeout; 130 interrupted."""
 
 
 # frame-dump's own: it decodes, so 6 is what it finds, not what a server did.
@@ -105,6 +112,10 @@ class ProtocolFailure(WstoolError):
 
 class TimedOut(WstoolError):
     exit_status = ExitStatus.TIMEOUT
+
+
+class ExpectationNotMet(WstoolError):
+    exit_status = ExitStatus.EXPECTATION_NOT_MET
 
 
 # RFC 6455 §7.4.1 and the IANA registry; used by every renderer of close frames.

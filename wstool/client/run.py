@@ -148,6 +148,10 @@ class RunTotals(NamedTuple):
 class RunObserver:
     """Sees a run's events; override what you need (the defaults do nothing)."""
 
+    # Have the session report sent messages as Message events even when the
+    # front-end does not ask (connect --record writes them).
+    report_sent: bool = False
+
     def on_event(self, event: Event) -> None:
         """Any event but a received message (see the module doc)."""
 
@@ -385,7 +389,8 @@ class ClientRun:
             on_batch=self._on_batch,
             on_message=self._message_handler(),
             trace=self.trace,
-            report_sent=self._front.report_sent,
+            report_sent=self._front.report_sent
+            or any(observer.report_sent for observer in self.observers),
             report_phases=self._front.report_phases,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
