@@ -146,8 +146,10 @@ def _to_posix(text: str) -> str:
 
 
 def _split_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
+    pseudo = text.startswith(":")  # an HTTP/2 pseudo-header (:authority: h)
+    name, sep, value = text[pseudo:].partition(":")
+    name = ":" * pseudo + name
+    if not sep or not name.strip(":").strip():
         raise UsageError(f"--curl: invalid header '{text}': expected 'Name: value'")
     return name.strip(), value.strip()
 
