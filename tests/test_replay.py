@@ -367,3 +367,42 @@ def test_replay_without_a_url_anywhere(tmp_path: Path) -> None:
 def test_replay_of_a_missing_file() -> None:
     proc = run_wstool_inprocess("replay", "/nonexistent/r.jsonl")
     assert proc.returncode == ExitStatus.ERROR and "no such file" in proc.stderr
+
+
+def test_replay_of_a_har_saved_from_chromium(lib_echo_url: str) -> None:
+    # tests/data/chromium-echo.har: made by tests/test_replay_browser.py's session
+    # (headless Chromium against serve-echo; the port then replaced by 9), kept so
+    # that a real browser's HAR is replayed where Chromium is not installed.
+    proc = run_wstool_inprocess("replay", str(DATA / "chromium-echo.har"), lib_echo_url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr.encode()
+    assert "replay matched: 3 sent, 3 received as recorded" in proc.stderr
+
+
+def test_a_killed_recording_keeps_what_it_saw(lib_echo_url: str, tmp_path: Path) -> None:
+    """Flushed per received chunk: SIGKILL (no clean-up at all) loses nothing received."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import scaled
+
+    path = tmp_path / "r.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "connect", "--record", str(path), lib_echo_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"})
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"kept\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"kept\n"  # received (and flushed) by now
+        deadline = time.monotonic() + scaled(5)
+        while '"received"' not in path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e.get("direction"), e.get("text")) for e in events if e["event"] == "message"
+            ] == [("sent", "kept"), ("received", "kept")]
