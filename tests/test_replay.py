@@ -406,3 +406,19 @@ def test_a_killed_recording_keeps_what_it_saw(lib_echo_url: str, tmp_path: Path)
     events = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(e.get("direction"), e.get("text")) for e in events if e["event"] == "message"
             ] == [("sent", "kept"), ("received", "kept")]
+
+
+def test_replay_json_events_and_verdict(lib_echo_url: str, tmp_path: Path) -> None:
+    log = write_events(tmp_path / "r.jsonl", [
+        {"event": "open", "url": lib_echo_url, "subprotocol": None, "mono": 0.0},
+        msg("sent", "a", 0.0), msg("received", "b", 0.0)])
+    proc = run_wstool_inprocess("replay", "--json", str(log))
+    assert proc.returncode == ExitStatus.EXPECTATION_NOT_MET
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[-1] == {"event": "replay", "matched": False, "sent": 1, "recorded": 1,
+                          "received": 1, "diff": ["@@ recorded #1-1, received #1-1 @@",
+                                                  "- b", "+ a"]}
+    # The events before it are a recording too: replaying them matches.
+    again = tmp_path / "again.jsonl"
+    again.write_bytes(proc.stdout)
+    assert run_wstool_inprocess("replay", str(again)).returncode == 0

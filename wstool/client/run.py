@@ -390,7 +390,7 @@ class ClientRun:
             on_message=self._message_handler(),
             trace=self.trace,
             report_sent=self._front.report_sent
-            or any(observer.report_sent for observer in self.observers),
+            or any(getattr(observer, "report_sent", False) for observer in self.observers),
             report_phases=self._front.report_phases,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
