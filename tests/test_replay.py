@@ -339,10 +339,32 @@ def test_replay_server_close_as_recorded(server_thread: ServerThread, tmp_path: 
 
     _server, url = start_websockets_server(server_thread, answer_then_close)
     path = tmp_path / "r.jsonl"
-    rec = run_wstool_inprocess("connect", "--record", str(path), url, input=b"hi\n")
+    # -w -1: wait for the server's close (else our close after the reply races it).
+    rec = run_wstool_inprocess("connect", "--record", str(path), "-w", "-1", url,
+                               input=b"hi\n")
     assert rec.returncode == ExitStatus.CLOSED_ABNORMALLY
-    # The recording ends with the server's 4000: the same close is a match.
+    # The recording ends with the server's 4000: the replay waits for that close, and
+    # the same close is a match, not an error.
     assert run_wstool_inprocess("replay", str(path)).returncode == 0
+
+
+def test_replay_expects_the_recorded_server_close(
+    server_thread: ServerThread, tmp_path: Path
+) -> None:
+    async def answer(ws: ServerConnection) -> None:
+        async for _message in ws:
+            await ws.send("bye")
+
+    _server, url = start_websockets_server(server_thread, answer)
+    log = write_events(tmp_path / "r.jsonl", [
+        {"event": "open", "url": url, "subprotocol": None, "mono": 0.0},
+        msg("sent", "hi", 0.0), msg("received", "bye", 0.0),
+        {"event": "close", "code": 4000, "reason": "done", "initiated_by": "server",
+         "mono": 0.1}])
+    proc = run_wstool_inprocess("replay", "-w", "0.3", str(log))
+    assert proc.returncode == ExitStatus.EXPECTATION_NOT_MET, proc.stderr
+    assert proc.stdout.decode().splitlines()[-2:] == [
+        "- closed by the server: 4000", "+ no close from the server"]
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

@@ -243,9 +243,12 @@ def _multiset_diff(want: list[Compared], got: list[Compared]) -> list[str]:
 class ReplayChecker(RunObserver):
     """Keeps what the server sends and ends the run when the replay is over."""
 
-    def __init__(self, expected_count: int, wait_s: float) -> None:
+    def __init__(self, expected_count: int, wait_s: float, *,
+                 server_closes: bool = False) -> None:
         self.expected_count = expected_count
         self.wait_s = wait_s
+        # The recording ends with the server closing: wait for that close too.
+        self.server_closes = server_closes
         self.received: list[str | bytes] = []
         self.closed: Closed | None = None
         self.run: ClientRun | None = None
@@ -272,7 +275,7 @@ class ReplayChecker(RunObserver):
 
     def _check(self) -> None:
         self._cancel_timer()
-        if len(self.received) >= self.expected_count:
+        if len(self.received) >= self.expected_count and not self.server_closes:
             self._stop()
         else:
             self._timer = asyncio.get_running_loop().call_later(self.wait_s, self._stop)
@@ -356,6 +359,11 @@ class ReplayFrontEnd(ClientFrontEnd):
             self.env.stdout.flush()
 
 
+def _closed_like(closed: Closed | None, recording: Recording) -> bool:
+    return (closed is not None and closed.initiated_by == "server"
+            and closed.code == recording.close_code)
+
+
 def _closed_as_recorded(error: WstoolError, recording: Recording) -> bool:
     """The server closed with the code it closed with in the recording: not a failure."""
     return (isinstance(error, ClosedAbnormally)
@@ -377,7 +385,8 @@ async def run_replay(
         for line in notices:
             env.write_stderr_line(f"wstool: {line}")
     expected = [s.data for s in recording.received]
-    checker = ReplayChecker(len(expected), replay_config.wait_s)
+    checker = ReplayChecker(len(expected), replay_config.wait_s,
+                            server_closes=recording.close_initiated_by == "server")
     run = ClientRun(
         connect_config,
         # No -w: the checker ends the run (wait_s None turns off "every message sent
@@ -400,6 +409,11 @@ async def run_replay(
     if status == ExitStatus.INTERRUPTED:
         return status
     verdict = compare(expected, checker.received, replay_config)
+    if checker.server_closes and not _closed_like(checker.closed, recording):
+        got = (f"closed by the server: {checker.closed.code}" if checker.closed is not None
+               and checker.closed.initiated_by == "server" else "no close from the server")
+        verdict = verdict._replace(matched=False, lines=(
+            *verdict.lines, f"- closed by the server: {recording.close_code}", f"+ {got}"))
     _report(env, recording, replay_config, output_config, verdict, checker)
     if not verdict.matched:
         raise ExpectationNotMet(
