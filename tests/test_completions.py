@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import run_wstool_inprocess
 from wstool.cli.completion import COMPLETIONS_DIR, SHELLS, completion_path, completion_script
 
-SUBCOMMANDS = {"connect", "listen", "serve-echo", "frame-dump", "completion"}
+SUBCOMMANDS = {"connect", "listen", "serve-echo", "frame-dump", "completion", "replay"}
 
 
 @pytest.mark.parametrize("shell", SHELLS)

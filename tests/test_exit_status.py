@@ -6,6 +6,7 @@ Model: httpie's tests/test_exit_status.py. 130 (Ctrl-C) is in test_connect.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -251,3 +252,18 @@ def test_expect_usage(args: list[str], fragment: str) -> None:
     proc = run_wstool_inprocess("connect", *args, "ws://127.0.0.1:1/")
     assert proc.returncode == ExitStatus.USAGE, proc.stderr
     assert fragment in proc.stderr
+
+
+def test_replay_mismatch_is_8(lib_echo_url: str, tmp_path: Any) -> None:
+    # wstool replay (issue 11): the replies differ from the recording.
+    log = tmp_path / "r.jsonl"
+    events = [
+        {"event": "open", "url": lib_echo_url, "subprotocol": None, "mono": 0},
+        {"event": "message", "direction": "sent", "type": "text", "text": "a", "mono": 0},
+        {"event": "message", "direction": "received", "type": "text", "text": "b", "mono": 0},
+    ]
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    proc = run_wstool_inprocess("replay", str(log))
+    assert_one_line_error(proc, ExitStatus.EXPECTATION_NOT_MET,
+                          "received messages differ from the recording")
+    assert proc.stdout.decode().splitlines()[-2:] == ["- b", "+ a"]

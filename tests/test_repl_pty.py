@@ -4,6 +4,7 @@ server on 127.0.0.1; and pipe mode, which must not load prompt_toolkit or rich."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.conftest import ServerThread, scaled, start_websockets_server
+from tests.conftest import ServerThread, run_wstool, scaled, start_websockets_server
 
 pytestmark = pytest.mark.slow
 
@@ -318,3 +319,18 @@ def test_repl_asks_for_the_pass_phrase_of_an_encrypted_key(
     child.expect("< mutual")
     child.send("/quit\r")
     assert wait_exit(child) == 0
+
+
+def test_repl_record_then_replay(lib_echo: str, home: Path) -> None:
+    """connect --record in the REPL (issue 11): the screen as usual, the file replayable."""
+    path = home / "session.jsonl"
+    child = spawn_repl(lib_echo, home, "--record", str(path))
+    child.send("hello\r")
+    child.expect("< hello")
+    child.send("/quit\r")
+    assert wait_exit(child) == 0
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    messages = [(e["direction"], e["text"]) for e in events if e["event"] == "message"]
+    assert messages == [("sent", "hello"), ("received", "hello")]
+    replay = run_wstool("replay", str(path))
+    assert replay.returncode == 0, replay.stdout + replay.stderr.encode()

@@ -57,6 +57,12 @@ Exit status: 0 stopped by SIGINT/SIGTERM or /quit, or with --once the client clo
 2 usage; with --once, 5 the client closed with another code or dropped (1006), 6 it
 broke the protocol."""
 
+REPLAY_EXIT_STATUS_HELP = """\
+Exit status: 0 the replies matched the recording; 8 they differ (the diff is on
+stdout); 1 cannot read FILE, or it is not a recording; 2 usage; 3 could not connect;
+4 handshake rejected; 5 the server closed abnormally (and not as recorded); 6 protocol
+error; 7 timeout; 130 interrupted."""
+
 
 # frame-dump's own: it decodes, so 6 is what it finds, not what a server did.
 FRAME_DUMP_EXIT_STATUS_HELP = """\

@@ -19,6 +19,8 @@ from wstool.cli.options import (
     SECONDS,
     SEQUENCE_PARAMS,
     Seconds,
+    browser_request,
+    browser_request_notes,
     connect_config,
     connect_options,
     connect_sequence,
@@ -27,8 +29,11 @@ from wstool.cli.options import (
     max_buffer_option,
     output_config,
     output_options,
+    record_browser_options,
     repl_config,
     repl_options,
+    replay_config,
+    replay_options,
     sequence_options,
     server_config,
     server_options,
@@ -36,12 +41,14 @@ from wstool.cli.options import (
     stream_config,
     stream_options,
     tls_options,
+    with_browser_request,
 )
 from wstool.config import ClientRunConfig, ConnectConfig
 from wstool.errors import (
     EXIT_STATUS_HELP,
     FRAME_DUMP_EXIT_STATUS_HELP,
     LISTEN_EXIT_STATUS_HELP,
+    REPLAY_EXIT_STATUS_HELP,
     SERVE_ECHO_EXIT_STATUS_HELP,
     ExitStatus,
     UsageError,
@@ -274,6 +281,7 @@ class _ConnectCommand(click.Command):
 @connect_options
 @tls_options
 @output_options
+@record_browser_options
 def connect(url: str | None, demo: bool, **raw: Any) -> None:
     """Connect to URL: a REPL on a terminal, one message per line in a pipe.
 
@@ -281,7 +289,17 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     port (ws://localhost:PORT/).
     """
     debug = raw["debug"]
+    browser_notes: list[str] = []
     try:
+        # --curl/--har (issue 11): the URL and headers of a browser's request.
+        request = browser_request(raw, lambda: _read_stdin_text())
+        if request is not None:
+            if demo:
+                raise UsageError("give --demo or --curl/--har, not both")
+            raw = with_browser_request(raw, request[0])
+            url = url or request[0].url  # a URL given replaces the browser's
+            browser_notes = request[1] + browser_request_notes(
+                request[0], "--curl" if raw.get("curl") is not None else "--har")
         if demo and url:
             raise UsageError("give a URL or --demo, not both")
         if not demo and not url:
@@ -316,38 +334,103 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         fail(exc)
     if sequence is not None:
         run_cfg = sequence.run_config(run_cfg)
+    if not out_cfg.quiet:
+        for line in browser_notes:
+            env.write_stderr_line(f"wstool: {line}")
     if conn_cfg.tls.certfile and env.stdin_isatty:
         conn_cfg = _ask_key_password(conn_cfg)
+    observers: list[RunObserver] = []
+    recorder = None
+    if raw["record"]:
+        from wstool.client.record import Recorder  # json: only with --record
+
+        try:
+            recorder = Recorder(raw["record"])
+        except WstoolError as exc:
+            fail(exc)
+        observers.append(recorder)
 
     async def front_end(cfg: ConnectConfig) -> int:
-        # Built inside the loop: the observer's asyncio objects belong to it.
-        observers: tuple[RunObserver, ...] = ()
+        # Built inside the loop: the sequence observer's asyncio objects belong to it.
+        run_observers: list[RunObserver] = list(observers)  # --record's, if any
         wrap_input = None
         if sequence is not None:
             observer, wrap_input = sequence.observer_and_input()
-            observers = (observer,)
+            run_observers.append(observer)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 
             repl_cfg = repl_config(raw, env.environ, out_cfg)
             return await run_connect_repl(env, cfg, run_cfg, out_cfg, repl_cfg,
-                                          observers=observers)
+                                          observers=run_observers)
         from wstool.client.pipe import run_connect_pipe
 
         return await run_connect_pipe(env, cfg, run_cfg, stream_cfg, out_cfg,
-                                      observers=observers, wrap_input=wrap_input)
+                                      observers=run_observers, wrap_input=wrap_input)
 
     async def main() -> int:
-        if demo:
-            from wstool.server.core import demo_echo_server
+        try:
+            if demo:
+                from wstool.server.core import demo_echo_server
 
-            async with demo_echo_server() as demo_url:
-                if not out_cfg.quiet:
-                    env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
-                return await front_end(connect_config(demo_url, raw))
-        return await front_end(conn_cfg)
+                async with demo_echo_server() as demo_url:
+                    if not out_cfg.quiet:
+                        env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
+                    return await front_end(connect_config(demo_url, raw))
+            return await front_end(conn_cfg)
+        finally:
+            if recorder is not None:
+                recorder.close()
 
     run_async(main, debug=debug, env=env)
+
+
+def _read_stdin_text() -> str:
+    """``--curl -``: the whole of stdin (a pasted command ends with Ctrl-D)."""
+    data = _environment(color=None).stdin.read()
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
+@cli.command(epilog=REPLAY_EXIT_STATUS_HELP)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("url", required=False)
+@replay_options
+@connect_options
+@tls_options
+@output_options
+def replay(file: str, url: str | None, **raw: Any) -> None:
+    """Replay a recording to URL and compare the replies with the recorded ones.
+
+    FILE is a `connect --record`/`--json` log, a REPL /save file, or a browser's
+    HAR file. The recorded messages are sent with their original spacing
+    (--speed), and what comes back must be what was recorded (--ignore drops
+    fields, --unordered ignores the order). URL defaults to the recorded one.
+    """
+    from wstool.client.recording import load_recording
+    from wstool.config import parse_target
+
+    try:
+        replay_cfg = replay_config(raw)
+        out_cfg = output_config(raw)
+        target_url = parse_target(url).url if url else None
+        recording, notices = load_recording(file, socket_number=raw["socket_number"],
+                                            url=target_url)
+        if url is None and recording.url is None:
+            raise UsageError(f"{file} records no URL (no open event): give the URL")
+        if not raw["subprotocols"] and recording.subprotocol:
+            raw = {**raw, "subprotocols": (recording.subprotocol,)}  # as recorded
+        conn_cfg = connect_config(url or recording.url or "", raw)
+    except WstoolError as exc:
+        fail(exc)
+    env = _environment(color=out_cfg.color)
+
+    async def main() -> int:
+        from wstool.client.replay import run_replay
+
+        return await run_replay(env, recording, conn_cfg, replay_cfg, out_cfg,
+                                notices=notices)
+
+    run_async(main, debug=raw["debug"], env=env)
 
 
 @cli.command(name="listen", epilog=LISTEN_EXIT_STATUS_HELP)

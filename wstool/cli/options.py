@@ -608,3 +608,122 @@ class SequencePlan:
             return TemplatedInput(source, compile_line, renderer, observer)
 
         return observer, wrap
+
+
+# Issue 11: recording, replay, and a browser's request (--curl, --har). The client
+# modules behind them are imported only when these options are used: none is on
+# the connect path otherwise.
+
+if TYPE_CHECKING:
+    from wstool.client.browser import BrowserRequest
+    from wstool.client.replay import ReplayConfig
+
+
+def record_browser_options(f: F) -> F:
+    """connect's ``--record`` and the browser's request (``--curl``, ``--har``)."""
+    return _apply([
+        click.option("--record", type=_FILE, metavar="FILE",
+                     help="Also write every event to FILE as --json does (wstool replay "
+                          "reads it); output is unchanged."),
+        click.option("--curl", metavar="'CURL …'",
+                     help="Take the URL and headers from a browser's \"Copy as cURL\" "
+                          "(- reads it from stdin)."),
+        click.option("--har", type=_FILE, metavar="FILE",
+                     help="Take the URL and headers from a WebSocket entry of a HAR file."),
+        click.option("--socket", "socket_number", type=click.IntRange(1), metavar="N",
+                     help="With --har: the Nth WebSocket of the file (default: the first)."),
+    ])(f)
+
+
+def browser_request(raw: Mapping[str, Any], read_stdin: Callable[[], str]
+                    ) -> tuple[BrowserRequest, list[str]] | None:
+    """``--curl``/``--har`` -> the request (None without them) and notices for stderr."""
+    if raw.get("curl") is None and not raw.get("har"):
+        if raw.get("socket_number") is not None:
+            raise UsageError("--socket picks a WebSocket of --har FILE; give --har")
+        return None
+    from wstool.client import browser
+
+    if raw.get("curl") is not None and raw.get("har"):
+        raise UsageError("give --curl or --har, not both")
+    if raw.get("socket_number") is not None and not raw.get("har"):
+        raise UsageError("--socket picks a WebSocket of --har FILE; give --har")
+    if raw.get("curl") is not None:
+        text = read_stdin() if raw["curl"] == "-" else raw["curl"]
+        return browser.parse_curl(text), []
+    return browser.har_request(raw["har"], socket_number=raw.get("socket_number"))
+
+
+def with_browser_request(raw: Mapping[str, Any], request: BrowserRequest) -> dict[str, Any]:
+    """RAW with the browser's headers and subprotocols under the user's own options:
+    a header the user gives (-H, -o, --user-agent) replaces the browser's, and -s
+    replaces Sec-WebSocket-Protocol."""
+    given = {parse_header(h)[0].lower() for h in raw.get("headers", ())}
+    if raw.get("origin"):
+        given.add("origin")
+    if raw.get("user_agent"):
+        given.add("user-agent")
+    headers = [f"{name}: {value}" for name, value in request.headers
+               if name.lower() not in given]
+    return {
+        **raw,
+        "headers": (*headers, *raw.get("headers", ())),
+        "subprotocols": tuple(raw.get("subprotocols", ())) or request.subprotocols,
+    }
+
+
+def browser_request_notes(request: BrowserRequest, source: str) -> list[str]:
+    """The stderr lines: which headers were dropped and what became -s."""
+    lines = []
+    if request.dropped:
+        lines.append(f"{source}: dropped {', '.join(request.dropped)} (the WebSocket "
+                     "handshake sends its own)")
+    if request.subprotocols:
+        lines.append(f"{source}: Sec-WebSocket-Protocol -> -s "
+                     f"{' -s '.join(request.subprotocols)}")
+    return lines + list(request.notes)
+
+
+def replay_options(f: F) -> F:
+    """``wstool replay``'s own options."""
+    return _apply([
+        click.option("--socket", "socket_number", type=click.IntRange(1), metavar="N",
+                     help="HAR file: replay its Nth WebSocket (default: the first whose "
+                          "URL matches URL, else the first)."),
+        click.option("--speed", default="1", show_default=True, metavar="FACTOR|max",
+                     help="Replay faster (2: twice as fast) or with no waiting (max)."),
+        click.option("--ignore", multiple=True, metavar="json:PATH",
+                     help="Leave out this field when comparing JSON messages (repeatable; "
+                          "jq paths: .ts, .data.id, .items[].id)."),
+        click.option("--unordered", is_flag=True,
+                     help="Compare received messages in any order."),
+        click.option("-w", "--wait", type=Seconds(min=0, min_open=True), default=5.0,
+                     show_default=True, metavar="SECONDS",
+                     help="After the last message sent, give up on the missing replies "
+                          "after SECONDS without a message."),
+    ])(f)
+
+
+def replay_config(raw: Mapping[str, Any]) -> ReplayConfig:
+    from wstool.client.replay import ReplayConfig, parse_ignore
+
+    speed_text = str(raw["speed"]).strip().lower()
+    speed: float | None
+    if speed_text == "max":
+        speed = None
+    else:
+        try:
+            speed = float(speed_text)
+        except ValueError:
+            speed = -1.0
+        if not (speed > 0 and math.isfinite(speed)):
+            raise UsageError(f"invalid --speed '{raw['speed']}': a factor above 0 "
+                             "(2: twice as fast) or max")
+    ignore_text = tuple(raw.get("ignore", ()))
+    return ReplayConfig(
+        speed=speed,
+        ignore=tuple(parse_ignore(text) for text in ignore_text),
+        ignore_text=ignore_text,
+        unordered=bool(raw.get("unordered")),
+        wait_s=raw["wait"],
+    )

@@ -173,6 +173,10 @@ class RunTotals(NamedTuple):
 class RunObserver:
     """Sees a run's events; override what you need (the defaults do nothing)."""
 
+    # Have the session report sent messages as Message events even when the
+    # front-end does not ask (connect --record writes them).
+    report_sent: bool = False
+
     def attach(self, run: ClientRun) -> None:
         """The run this observer watches (called once, when the run is built)."""
 
@@ -487,7 +491,8 @@ class ClientRun:
             on_batch=self._on_batch,
             on_message=self._message_handler(),
             trace=self.trace,
-            report_sent=self._front.report_sent,
+            report_sent=self._front.report_sent
+            or any(getattr(observer, "report_sent", False) for observer in self.observers),
             report_phases=self._front.report_phases,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
