@@ -24,7 +24,7 @@ from tests.conftest import (
     scaled,
     start_websockets_server,
 )
-from wstool.client.run import GRACE_MAX_S, GRACE_MIN_S, reply_grace_s
+from wstool.client.run import GRACE_MAX_S, GRACE_MIN_S, replies_took_s, reply_grace_s
 from wstool.errors import ExitStatus
 
 
@@ -91,6 +91,10 @@ def test_the_grace_is_short_and_bounded() -> None:
     assert reply_grace_s(5.0, 10.0) == GRACE_MAX_S
     assert reply_grace_s(5.0, 0.2) == 0.05  # well under -w
     assert reply_grace_s(5.0, 0.0) == 0.0  # -w 0: no wait at all
+    # 100 000 lines piped in at once: the last reply comes 2 s after the last send (the
+    # server's backlog) but 20 µs after the one before: the grace is the floor, not 250 ms.
+    assert reply_grace_s(replies_took_s(12.0, 10.0, 0.00002), 1.0) == GRACE_MIN_S
+    assert replies_took_s(10.0004, 10.0, None) == pytest.approx(0.0004)  # a one-shot
 
 
 def test_closing_on_w_with_replies_missing_says_so(server_thread: ServerThread) -> None:

@@ -20,12 +20,14 @@ and raises :class:`~wstool.errors.WstoolError` subclasses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -397,6 +399,35 @@ def _address_literal(host: str, port: int) -> list[_AddrInfo] | None:
     return None
 
 
+async def _resolve(host: str, port: int) -> list[Any]:
+    """``getaddrinfo`` in a daemon thread of its own, not the loop's default executor:
+    ``asyncio.run()`` joins that executor's threads when it returns, so a Ctrl-C during
+    a lookup that hangs (a resolver that never answers) would wait for the resolver's
+    timeouts before exiting (issue 10: abort at once in every phase). A daemon thread
+    is left behind instead; the process is exiting anyway."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: list[Any] | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled (Ctrl-C) while the lookup ran
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or [])
+
+    def lookup() -> None:
+        try:
+            result, error = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), None
+        except Exception as exc:  # socket.gaierror, UnicodeError for a bad IDNA name
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: we are exiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=lookup, name="wstool-resolve", daemon=True).start()
+    return await future
+
+
 def _without_userinfo(url: str) -> str:
     """A proxy URL for display: ``http://user:secret@host:3128`` -> ``http://host:3128``."""
     scheme, sep, rest = url.partition("://")
@@ -626,7 +657,7 @@ class Session:
             infos = literal
         else:
             start = time.perf_counter()
-            infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            infos = await _resolve(host, port)
             if report:
                 addresses = ", ".join(dict.fromkeys(str(info[4][0]) for info in infos))
                 self._phase("resolved", f"resolved {host} to {addresses or 'nothing'}",
