@@ -269,6 +269,12 @@ class RawPeer:
         self.received = bytearray()
         self.event = threading.Event()
 
+    async def record(self, reader: asyncio.StreamReader) -> None:
+        """Keep what READER gives until its end."""
+        while data := await reader.read(65536):
+            self.received += data
+            self.event.set()
+
     def wait_for(self, fragment: bytes, timeout: float = 10) -> None:
         deadline = scaled(timeout)
         while fragment not in self.received:
@@ -281,9 +287,7 @@ async def start_recording_silent_tcp(peer: RawPeer) -> tuple[asyncio.Server, int
     answers: a handshake that never completes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            peer.received += data
-            peer.event.set()
+        await peer.record(reader)
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -305,9 +309,7 @@ async def start_no_close_answer(peer: RawPeer) -> tuple[asyncio.Server, int]:
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
                      b"\x81\x05ready")
-        while data := await reader.read(65536):
-            peer.received += data
-            peer.event.set()
+        await peer.record(reader)
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
