@@ -516,8 +516,13 @@ class ClientRun:
             await asyncio.wait({opening, ending}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ending.cancel()
-        if not opening.done() or self._ended_by_us():
-            # Ended while connecting (Ctrl-C, SIGTERM, --max-time, /quit).
+        opened = opening.done() and not opening.cancelled() and opening.exception() is None
+        if not opening.done() or self.interrupted or self.timed_out or (
+                self.terminated and not opened):
+            # Ended while connecting (Ctrl-C, SIGTERM, --max-time, /quit), or Ctrl-C and
+            # --max-time right as it opened: close at once. A SIGTERM that comes as the
+            # connection opens (the server's first message may already be printed) goes
+            # on below to the closing handshake with 1001, as it would a moment later.
             opening.cancel()
             with contextlib.suppress(BaseException):
                 await opening
@@ -533,7 +538,8 @@ class ClientRun:
         self.state = OPEN
         if self._ending.is_set():
             await session.close(self._close_code)
-            return None
+            # SIGTERM: how the close went is worth a warning (no answer to our 1001).
+            return session.outcome() if self.terminated else None
         if cfg.execute:
             # -x goes first, on every (re)connect (then what stdin had left over).
             with contextlib.suppress(SessionClosed):
