@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -311,6 +312,10 @@ def test_ctrl_c_closes_with_1000_and_exits_130(server_thread: ServerThread) -> N
     assert proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(scaled(20)) == 130
+    # The client may exit before the server's handler has seen the close: wait for it.
+    deadline = time.monotonic() + scaled(10)
+    while not closes and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert closes == [1000]
 
 
