@@ -26,8 +26,11 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests import servers
 from tests.conftest import closed_port, scaled
-from wstool.client.repl import SessionTarget
+from wstool.cli.options import SequencePlan, connect_sequence
+from wstool.client.repl import SessionTarget, line_expander
+from wstool.client.run import RunObserver
 from wstool.config import (
     ClientRunConfig,
     ConnectConfig,
@@ -151,16 +154,27 @@ class Driver:
 @asynccontextmanager
 async def repl_on(url: str, *, run: ClientRunConfig | None = None,
                   config: ReplConfig | None = None, env: Environment | None = None,
-                  output_config: OutputConfig | None = None) -> AsyncIterator[Driver]:
+                  output_config: OutputConfig | None = None,
+                  sequence: SequencePlan | None = None) -> AsyncIterator[Driver]:
+    """SEQUENCE: connect's -x/--expect/--capture/--template, wired as cli/app.py does."""
     with create_pipe_input() as pipe_input:
         output = RecordingOutput()
+        observers: list[RunObserver] = []
+        expand_line = None
+        if sequence is not None:
+            observer, _wrap_input = sequence.observer_and_input()
+            observers.append(observer)
+            typed_lines = sequence.typed_lines(observer)
+            expand_line = None if typed_lines is None else line_expander(typed_lines)
+            run = sequence.run_config(run or ClientRunConfig())
         target = SessionTarget(
             ConnectConfig(Target(url), ping_interval_s=None),
             run or ClientRunConfig(),
             output_config or OutputConfig(),
+            observers=observers,
         )
         repl = Repl(env or make_env(), config or ReplConfig(), target,
-                    input=pipe_input, output=output)
+                    input=pipe_input, output=output, expand_line=expand_line)
         driver = Driver(repl, output, pipe_input.send_text, target)
         try:
             yield driver
@@ -762,3 +776,46 @@ async def test_verbose_shows_a_rejected_http10_handshake_in_the_repl() -> None:
             assert "\x1b[2J" not in out
     finally:
         srv.close()
+
+
+@async_test
+async def test_template_typed_lines_use_a_capture_from_the_servers_reply() -> None:
+    # connect --template -x AUTH --capture token=json:.token --capture chan=...: the
+    # subscribe typed at the prompt carries the token the server sent (it answers
+    # "bad token" otherwise); a line that cannot be expanded is one error line, not sent.
+    sequence = connect_sequence(
+        {"template": True, "execute": ('{"op":"auth","user":"ann"}',),
+         "capture": ("token=^.*\"token\": \"([^\"]+)\"",
+                     "chan=^.*\"subscribed\", \"channel\": \"([^\"]+)\"")},
+        ["execute", "capture", "capture"], {"WSTOOL_CHANNEL": "ticks"})
+    assert sequence is not None
+    async with server(lambda ws, _peer: servers.auth_then_subscribe(ws)) as (url, _peer), \
+            repl_on(url, sequence=sequence, config=ReplConfig(pretty_json=False)) as d:
+        await d.see("= captured token from message 1")
+        d.type('{"op":"sub","channel":"{{chan}}"}' + ENTER)
+        await d.see("! {{chan}} is not captured yet")
+        d.type("{{x}}" + ENTER)
+        await d.see("! unknown placeholder {{x}} (known: uuid, seq, now_ms, now_iso, "
+                    "env:NAME, file:PATH, random:N, chan, token)")
+        d.type('{"op":"sub","token":"{{token}}","channel":"{{env:WSTOOL_CHANNEL}}"}' + ENTER)
+        await d.see('< {"type": "subscribed", "channel": "ticks"}')
+        await d.see("= captured chan from message 2")
+        d.type('/text {"c":"{{chan}}"}' + ENTER)  # a /command: sent as typed
+        await d.see('> {"c":"{{chan}}"}')
+        d.type('{"c":"{{chan}}","seq":{{seq}}}' + ENTER)  # the auth -x was 1, the sub 2
+        await d.see('> {"c":"ticks","seq":3}')
+        assert d.target.status().messages_sent == 4  # the refused lines were not sent
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+
+
+@async_test
+async def test_without_template_typed_braces_are_sent_as_typed() -> None:
+    sequence = connect_sequence({"expect": ("{{seq}}",), "execute": ()}, None, {})
+    async with server(echo) as (url, peer), repl_on(url, sequence=sequence) as d:
+        await d.open()
+        d.type("{{seq}}" + ENTER)
+        assert await d.result() == ExitStatus.OK  # --expect met: closed with 1000
+        await d.see("= expected '{{seq}}': message 1")
+    assert peer.received == ["{{seq}}"]
+    assert peer.close_code == 1000

@@ -334,3 +334,42 @@ def test_repl_record_then_replay(lib_echo: str, home: Path) -> None:
     assert messages == [("sent", "hello"), ("received", "hello")]
     replay = run_wstool("replay", str(path))
     assert replay.returncode == 0, replay.stdout + replay.stderr.encode()
+
+
+def test_repl_expect_met_closes_with_1000_and_exits_0(lib_echo: str, home: Path) -> None:
+    """--expect in the REPL (issue 11): the result is a state line; all met -> exit 0."""
+    child = spawn_repl(lib_echo, home, "--no-history", "--expect", "^hel+o$")
+    child.send("hello\r")
+    child.expect("< hello")
+    child.expect(r"= expected '\^hel\+o\$': message 1 \([0-9.]+ ms\)")
+    child.expect(r"closed by us: 1000 \(normal closure\)")
+    assert wait_exit(child) == 0
+
+
+def test_repl_expect_not_met_exits_8(lib_echo: str, home: Path) -> None:
+    child = spawn_repl(lib_echo, home, "--no-history", "--expect", "never",
+                       "--expect-timeout", "0.5")
+    child.send("hello\r")
+    child.expect("< hello")
+    child.expect(r"wstool: error: expectation not met: --expect 'never' within "
+                 r"--expect-timeout 0.5s \(1 message received\); the last one:")
+    child.expect("  < hello")
+    assert wait_exit(child) == 8
+
+
+def test_repl_template_typed_lines(lib_echo: str, home: Path) -> None:
+    """--template in the REPL: typed lines are expanded with the -x messages' captures;
+    a bad placeholder is one error line and the session goes on; /commands are not."""
+    child = spawn_repl(lib_echo, home, "--no-history", "--template",
+                       "-x", "id-{{random:8}}", "--capture", "id=^id-(.+)$")
+    child.expect(r"< id-([A-Za-z0-9]{8})\r\n")
+    value = child.match.group(1)
+    child.expect(r"= captured id from message 1")
+    child.send("got {{id}} #{{seq}}\r")
+    child.expect(f"< got {value} #2\r\n")
+    child.send("{{nope}}\r")
+    child.expect(r"! unknown placeholder \{\{nope\}\} \(known: ")
+    child.send("/text {{id}}\r")
+    child.expect(r"< \{\{id\}\}\r\n")
+    child.send("/quit\r")
+    assert wait_exit(child) == 0

@@ -85,7 +85,8 @@ def compile_template(
     """Parse TEXT's placeholders; a UsageError naming WHERE for an unknown one.
 
     CAPTURES are the names that may be used (declared before this message);
-    ENVIRON is where ``{{env:NAME}}`` looks (default: ``os.environ``)."""
+    ENVIRON is where ``{{env:NAME}}`` looks (default: ``os.environ``). An empty
+    WHERE: the message does not name the template (a line typed in the REPL)."""
     env = os.environ if environ is None else environ
     parts: list[Part] = []
     pos = 0
@@ -99,14 +100,14 @@ def compile_template(
             parts.append(Placeholder(spec))
         elif colon and kind == "env":
             if arg not in env:
-                raise UsageError(f"{where}: {{{{{spec}}}}}: the environment variable "
+                raise UsageError(f"{_prefix(where)}{{{{{spec}}}}}: the environment variable "
                                  f"{arg or '(empty name)'} is not set")
             parts.append(env[arg])
         elif colon and kind == "file":
             parts.append(_read_file(arg, spec, where))
         elif colon and kind == "random":
             if not arg.isdigit() or not 1 <= int(arg) <= MAX_RANDOM_CHARS:
-                raise UsageError(f"{where}: {{{{{spec}}}}}: N must be 1 to "
+                raise UsageError(f"{_prefix(where)}{{{{{spec}}}}}: N must be 1 to "
                                  f"{MAX_RANDOM_CHARS} (the number of characters)")
             parts.append(Placeholder("random", str(int(arg))))
         elif not colon and spec in captures:
@@ -117,7 +118,7 @@ def compile_template(
                 known += ", " + ", ".join(sorted(captures))
             elif _NAME_RE.match(spec):
                 known += ", or a name captured before this message (--capture NAME=...)"
-            raise UsageError(f"{where}: unknown placeholder {{{{{spec}}}}} (known: {known})")
+            raise UsageError(f"{_prefix(where)}unknown placeholder {{{{{spec}}}}} (known: {known})")
     if pos < len(text):
         parts.append(text[pos:])
     # Adjacent literal parts (from env:/file:) are joined: rendering is one join.
@@ -130,13 +131,17 @@ def compile_template(
     return Template(text, tuple(merged))
 
 
+def _prefix(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
 def _read_file(path: str, spec: str, where: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
             content = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"{where}: {{{{{spec}}}}}: cannot read {path}: {reason}") from None
+        raise UsageError(f"{_prefix(where)}{{{{{spec}}}}}: cannot read {path}: {reason}") from None
     # As the shell's $(cat PATH): a file's final newline is not part of the value.
     return content[:-1] if content.endswith("\n") else content
 

@@ -353,16 +353,17 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
     async def front_end(cfg: ConnectConfig) -> int:
         # Built inside the loop: the sequence observer's asyncio objects belong to it.
         run_observers: list[RunObserver] = list(observers)  # --record's, if any
-        wrap_input = None
+        wrap_input = typed_lines = None
         if sequence is not None:
             observer, wrap_input = sequence.observer_and_input()
+            typed_lines = sequence.typed_lines(observer)
             run_observers.append(observer)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 
             repl_cfg = repl_config(raw, env.environ, out_cfg)
             return await run_connect_repl(env, cfg, run_cfg, out_cfg, repl_cfg,
-                                          observers=run_observers)
+                                          observers=run_observers, typed_lines=typed_lines)
         from wstool.client.pipe import run_connect_pipe
 
         return await run_connect_pipe(env, cfg, run_cfg, stream_cfg, out_cfg,

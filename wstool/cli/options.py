@@ -39,7 +39,7 @@ from wstool.config import (
 from wstool.errors import UsageError
 
 if TYPE_CHECKING:
-    from wstool.client.expect import SequenceObserver, Step
+    from wstool.client.expect import SequenceObserver, Step, TypedLines
     from wstool.client.run import InputSource
     from wstool.config import ClientRunConfig
     from wstool.dump.frontend import DumpConfig, DumpPlan
@@ -608,6 +608,20 @@ class SequencePlan:
             return TemplatedInput(source, compile_line, renderer, observer)
 
         return observer, wrap
+
+    def typed_lines(self, observer: SequenceObserver) -> TypedLines | None:
+        """With --template, how the REPL expands a typed line (the run's renderer)."""
+        if not self.template:
+            return None
+        from wstool.client.expect import TypedLines
+        from wstool.templates import compile_template
+
+        def compile_line(line: str) -> Template:
+            # No "where": the REPL shows the message as it is, "unknown placeholder ...".
+            return compile_template(line, captures=self.captures, environ=self.environ,
+                                    where="")
+
+        return TypedLines(compile_line, observer.renderer)
 
 
 # Issue 11: recording, replay, and a browser's request (--curl, --har). The client

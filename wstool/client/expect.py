@@ -378,3 +378,27 @@ class TemplatedInput(InputSource):
             read.popleft()
             out.append(data)
         return not self._eof or bool(read)
+
+
+class TypedLines:
+    """Lines typed at the REPL's prompt as templates (``connect --template`` on a terminal).
+
+    They share the run's renderer with the ``-x`` messages (one ``{{seq}}``, the
+    same captures). Unlike a pipe's input line, a typed line is never held back
+    nor does it end the session: one that uses a capture not captured yet, an
+    unknown placeholder, an unset variable or an unreadable file is refused with
+    one line for the user, and the prompt stays."""
+
+    def __init__(self, compile_line: Any, renderer: Renderer) -> None:
+        self.compile_line = compile_line  # str -> Template (UsageError: a bad line)
+        self.renderer = renderer
+
+    def expand(self, text: str) -> str:
+        """TEXT rendered now; a UsageError (one line: why it is not sent) if it cannot be."""
+        template: Template = self.compile_line(text)
+        missing = self.renderer.missing(template)
+        if missing:
+            name = min(missing)
+            raise UsageError(f"{{{{{name}}}}} is not captured yet (--capture {name}=... has "
+                             "not matched a message): not sent")
+        return self.renderer.render(template)

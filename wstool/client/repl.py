@@ -9,17 +9,21 @@ a renderer over the client run (``wstool/client/run.py``), which owns ``-x``,
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from wstool.client.run import ClientFrontEnd, ClientRun, NotOpen, RunObserver
 from wstool.client.session import Session
 from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, ReplConfig
-from wstool.errors import ExitStatus
+from wstool.errors import ExitStatus, UsageError
 from wstool.events import Event, EventSink, Handshake, Message, Notice
 from wstool.term.commands import CONNECT_COMMANDS, CommandTable
 from wstool.term.env import Environment
-from wstool.term.render import handshake_lines, human_size
-from wstool.term.repl import Repl, ReplUI, TargetStatus, TargetUnavailable
+from wstool.term.render import escape, handshake_lines, human_size
+from wstool.term.repl import LineRejected, Repl, ReplUI, TargetStatus, TargetUnavailable
+
+if TYPE_CHECKING:
+    from wstool.client.expect import TypedLines  # only with --template: not imported here
 
 
 def _format_duration(seconds: float) -> str:
@@ -178,9 +182,24 @@ async def run_connect_repl(
     repl_config: ReplConfig,
     *,
     observers: Sequence[RunObserver] = (),
+    typed_lines: TypedLines | None = None,
 ) -> ExitStatus:
     """``connect`` on a terminal: the entry point ``cli/app.py`` calls.
 
-    OBSERVERS plug later capabilities (``--expect``, ``--capture``) into the run."""
+    OBSERVERS plug later capabilities (``--expect``, ``--capture``) into the run;
+    TYPED_LINES (``--template``) expands the message lines typed at the prompt."""
     target = SessionTarget(connect_config, run_config, output_config, observers=observers)
-    return await Repl(env, repl_config, target).run()
+    expand = None if typed_lines is None else line_expander(typed_lines)
+    return await Repl(env, repl_config, target, expand_line=expand).run()
+
+
+def line_expander(typed_lines: TypedLines) -> Callable[[str], str]:
+    """The REPL's ``expand_line`` hook over ``--template``'s typed lines."""
+
+    def expand(text: str) -> str:
+        try:
+            return typed_lines.expand(text)
+        except UsageError as exc:  # one line; the user's own text, escaped all the same
+            raise LineRejected(escape(str(exc))) from None
+
+    return expand

@@ -35,6 +35,10 @@ The REPL never touches a ``Session``; it drives a :class:`ReplTarget`:
     label)``; a label such as a client id prefixes the event). Return False
     for "not mine either".
 
+The REPL's ``expand_line`` hook (``connect --template``) turns each typed message
+line (not a ``/command``) into the text sent, or raises :class:`LineRejected`: one
+error line, nothing sent, the prompt stays.
+
 ``wstool.client.repl.SessionTarget`` is the target of ``connect``;
 ``wstool.server.listen_repl.ListenTarget`` the one of ``listen``.
 """
@@ -45,7 +49,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, assert_never
@@ -121,6 +125,11 @@ HISTORY_MAX_ENTRY_CHARS = 64 * 1024
 
 class TargetUnavailable(Exception):
     """A send/ping/pong the target cannot do now; the message is one line."""
+
+
+class LineRejected(Exception):
+    """A typed message line the ``expand_line`` hook refuses (not sent); the message
+    is one line, already escaped."""
 
 
 @dataclass(frozen=True)
@@ -256,10 +265,14 @@ class Repl(Generic[ExtraT]):
         *,
         input: Input | None = None,
         output: Output | None = None,
+        expand_line: Callable[[str], str] | None = None,
     ) -> None:
         self.env = env
         self.config = config
         self.target = target
+        # connect --template: a typed message line (not a /command) -> the text sent;
+        # LineRejected: not sent, one error line, the prompt stays.
+        self.expand_line = expand_line
         self.view = ViewOptions(
             timestamps=config.timestamps,
             pretty_json=config.pretty_json,
@@ -510,6 +523,14 @@ class Repl(Generic[ExtraT]):
         command = self.target.commands.parse(line)
         if command is None:
             return
+        typed = isinstance(command, SendText) and (line[:1] != "/" or line[:2] == "//")
+        if typed and self.expand_line is not None:
+            assert isinstance(command, SendText)
+            try:
+                command = SendText(self.expand_line(command.text))
+            except LineRejected as exc:
+                self.show_error(str(exc))
+                return
         if self.config.lines_as_binary and isinstance(command, SendText) and line[:1] != "/":
             command = SendBinary(command.text.encode())
         await self.execute(command)
