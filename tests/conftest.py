@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import functools
 import io
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,25 @@ def run_wstool_inprocess(
         raise AssertionError(f"wstool {' '.join(args)} still running after "
                              f"{scaled(timeout)} s: {stderr.getvalue()!r}")
     return Proc(status, stdout.getvalue(), stderr.getvalue())
+
+
+def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (no pytest-asyncio here), bounded."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), scaled(30)))
+
+    return wrapper
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 5) -> None:
+    """Wait for PREDICATE in a running loop, polling; fail naming WHAT."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 def closed_port() -> int:

@@ -20,8 +20,8 @@ from prompt_toolkit.input import create_pipe_input
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import scaled
-from tests.test_repl import CTRL_D, ENTER, RecordingOutput, async_test, make_env, until
+from tests.conftest import async_test, scaled, until
+from tests.test_repl import CTRL_D, ENTER, RecordingOutput, make_env
 from wstool.config import ListenConfig, OutputConfig, ReplConfig, ServerConfig
 from wstool.errors import ExitStatus
 from wstool.server.listen_repl import LISTEN_COMMANDS, Kick, ListClients, ListenTarget, SendTo

@@ -9,11 +9,9 @@ own event loop. Rendering (render_rich.py) is also tested directly.
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests import servers
-from tests.conftest import closed_port, scaled
+from tests.conftest import async_test, closed_port, scaled, until
 from wstool.cli.options import SequencePlan, connect_sequence
 from wstool.client.repl import SessionTarget, line_expander
 from wstool.client.run import RunObserver
@@ -78,13 +76,6 @@ class Peer:
     close_reason: str | None = None
     connections: int = 0
 
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + scaled(timeout)
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager
@@ -183,15 +174,6 @@ async def repl_on(url: str, *, run: ClientRunConfig | None = None,
                 driver.task.cancel()
                 await asyncio.gather(driver.task, return_exceptions=True)
 
-
-def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in its own event loop (no pytest-asyncio here)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 # End to end through the pipe input, against a real server.

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import get_args
 
-from tests.test_repl import async_test, echo, repl_on, server
+from tests.conftest import async_test
+from tests.test_repl import echo, repl_on, server
 from wstool.errors import ExitStatus
 from wstool.term.commands import (
     CloseCommand,

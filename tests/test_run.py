@@ -10,14 +10,14 @@ import asyncio
 import collections
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.conftest import scaled
+from tests.conftest import async_test, scaled, until
 from tests.servers import start_silent_tcp
 from wstool.client.run import (
     ClientFrontEnd,
@@ -39,20 +39,6 @@ class Received(NamedTuple):
     data: str | bytes
 
 
-def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), scaled(20)))
-
-    return wrapper
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + scaled(timeout)
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 class Peer:
