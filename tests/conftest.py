@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from typing import Any
 import pytest
 
 TIME_SCALE = float(os.environ.get("WSTOOL_TEST_TIME_SCALE", "1"))
+
+# The user's own ~/.config/wstool/config.toml ([defaults], profiles: issue 13) must not
+# change what the suite's wstool runs do: an empty config home for every test.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="wstool-test-config-")
 
 
 def scaled(seconds: float) -> float:
