@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -25,6 +26,10 @@ from typing import Any
 import pytest
 
 TIME_SCALE = float(os.environ.get("WSTOOL_TEST_TIME_SCALE", "1"))
+
+# The user's own ~/.config/wstool/config.toml ([defaults], profiles: issue 13) must not
+# change what the suite's wstool runs do: an empty config home for every test.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="wstool-test-config-")
 
 
 def scaled(seconds: float) -> float:

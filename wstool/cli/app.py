@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -42,6 +42,14 @@ from wstool.cli.options import (
     stream_options,
     tls_options,
     with_browser_request,
+)
+from wstool.cli.profiles import (
+    config_path,
+    default_map,
+    load_config,
+    merge_headers,
+    profile_url,
+    unknown_profile,
 )
 from wstool.config import ClientRunConfig, ConnectConfig
 from wstool.errors import (
@@ -212,7 +220,80 @@ def _looks_like_url(word: str) -> bool:
         ":" in word and word.rpartition(":")[2].isdigit())
 
 
+_CONFIG = "wstool.config"  # ctx.meta: the ConfigFile read for this run (or None)
+_CONFIG_USED = "wstool.config_used"  # ctx.meta: (path, profile or None), for -v
+
+
+def _environ() -> Mapping[str, str]:
+    """The environment of the run: main(argv, env)'s, else the process's."""
+    run = _in_process()
+    return os.environ if run is None else run.env.environ
+
+
+class _Command(click.Command):
+    """Every command: [defaults] (and, for connect, ``@PROFILE``) of the config file
+    become click's ``default_map`` before the arguments are parsed (issue 13)."""
+
+    profile_param: str | None = None  # the argument that may be ``@NAME``
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.resilient_parsing:  # shell completion: never a config error
+            return super().parse_args(ctx, args)
+        try:
+            profile = self._use_config(ctx, args)
+        except WstoolError as exc:
+            fail(exc)
+        rest = super().parse_args(ctx, args)
+        configured = ctx.default_map or {}
+        if configured.get("headers") and ctx.get_parameter_source("headers") is \
+                click.core.ParameterSource.COMMANDLINE:
+            ctx.params["headers"] = tuple(merge_headers(configured["headers"],
+                                                        ctx.params["headers"]))
+        if profile is not None and self.profile_param is not None:
+            ctx.params[self.profile_param] = profile
+        return rest
+
+    def _use_config(self, ctx: click.Context, args: list[str]) -> str | None:
+        """Read the file, set ctx.default_map; the profile's URL if ``@NAME`` was given."""
+        environ = _environ()
+        config = load_config(environ, cli)
+        ctx.meta[_CONFIG] = config
+        name = self._profile_name(ctx, args)
+        if config is None:
+            if name is not None:
+                raise unknown_profile(None, name, config_path(environ))
+            return None
+        for line in config.warnings:
+            click.echo(f"wstool: {line}", err=True)
+        if name is not None and name not in config.profiles:
+            raise unknown_profile(config, name, config.path)
+        command_name = ctx.info_name or self.name or ""
+        ctx.default_map = default_map(config, command_name, self, environ, name)
+        ctx.meta[_CONFIG_USED] = (config.path, name)
+        return None if name is None else profile_url(config, name, environ)
+
+    def _profile_name(self, ctx: click.Context, args: list[str]) -> str | None:
+        if self.profile_param is None or not any(a.startswith("@") for a in args):
+            return None
+        try:  # where the argument is: a parse of the same words, no callbacks
+            opts, _rest, _order = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            return None  # the real parse reports it
+        value = opts.get(self.profile_param)
+        return value[1:] if isinstance(value, str) and value.startswith("@") else None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        used = ctx.meta.get(_CONFIG_USED)
+        if used is not None and ctx.params.get("verbose"):
+            path, profile = used
+            click.echo(f"* config {path}" + (f", profile {profile}" if profile else ""),
+                       err=True)
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -240,9 +321,12 @@ def cli() -> None:
 _SEQUENCE_ORDER = "wstool.sequence_order"
 
 
-class _ConnectCommand(click.Command):
+class _ConnectCommand(_Command):
     """``connect`` records the order of -x, --expect and --capture (issue 11): click
-    keeps the values of each option in order, not the order across options."""
+    keeps the values of each option in order, not the order across options. Its URL
+    may be ``@PROFILE`` (issue 13)."""
+
+    profile_param = "url"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if any(arg.startswith(("--expect", "--capture")) for arg in args):
@@ -633,6 +717,27 @@ def run_cmd(file: str, only: str | None, junit_path: str | None, json_output: bo
                                    junit_path=junit_path)
 
     run_async(main, debug=debug, env=env)
+
+
+@cli.command(name="profiles")
+@click.pass_context
+def profiles_cmd(ctx: click.Context) -> None:
+    """List the profiles of the config file: NAME and URL, for `wstool connect @NAME`.
+
+    The file is $XDG_CONFIG_HOME/wstool/config.toml (~/.config/wstool/config.toml);
+    its format is in README "Profiles and defaults".
+    """
+    config = ctx.meta.get(_CONFIG)
+    if config is None:
+        click.echo(f"wstool: no config file at {config_path(_environ())}", err=True)
+        return
+    if not config.profiles:
+        click.echo(f"wstool: no [profile.NAME] tables in {config.path}", err=True)
+        return
+    width = max(len(name) for name in config.profiles) + 1
+    for name, profile in config.profiles.items():
+        # The URL as written: a ${env:NAME} in it is not expanded (nor shown).
+        click.echo(f"@{name:<{width}} {profile.get('url', '(no url)')}")
 
 
 @cli.command(name="completion")
