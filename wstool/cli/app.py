@@ -513,8 +513,8 @@ class _ListenCommand(_Command):
         from wstool.server.listen_repl import LISTEN_COMMANDS
 
         lines = "\n".join(f"  {line}" for line in LISTEN_COMMANDS.help_lines())
-        return (f"{self.epilog}\n\n\b\nOn a terminal, listen is a REPL (prompt listen>): "
-                f"a typed line goes to every client; its commands:\n{lines}")
+        return (f"{self.epilog}\n\n\b\nOn a terminal, a REPL (listen>): a typed line goes "
+                f"to every client; its commands:\n{lines}")
 
 
 @cli.command(name="listen", cls=_ListenCommand, epilog=LISTEN_EXIT_STATUS_HELP)
