@@ -51,7 +51,8 @@ def test_statuses_are_returned_not_exited() -> None:
     # A SystemExit (or os._exit) would end this test instead of returning.
     assert main(["connect", "--wait", "-5", "ws://h/"], env) == 2
     assert err.getvalue() == (
-        "wstool: error: invalid --wait: seconds, or -1 to wait for the server to close\n")
+        "wstool: error: invalid --wait: seconds, or -1 to wait for the server to close\n"
+        "Try 'wstool connect -h' for help.\n")
     assert main(["frame-dump", "--hex", "-"], Environment(io.BytesIO(HELLO_HEX), out, err)) == 0
     assert out.getvalue() == b'@0 < TEXT fin 5 B unmasked "Hello"\n'
     assert not out.closed  # the caller's stream stays open after the run

@@ -234,4 +234,4 @@ def test_no_verbose_option() -> None:
     # frame-dump prints every frame already: a -v that did nothing was removed.
     proc = run_wstool_inprocess("frame-dump", "-v", "capture.bin")
     assert proc.returncode == 2
-    assert "No such option '-v'" in proc.stderr
+    assert "wstool: error: no such option '-v'" in proc.stderr

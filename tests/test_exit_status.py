@@ -59,7 +59,7 @@ def test_usage(args: list[str], fragment: str) -> None:
 def test_click_usage_errors_are_status_2() -> None:
     proc = run_wstool_inprocess("connect", "--no-such-option", "ws://h/")
     assert proc.returncode == ExitStatus.USAGE
-    assert "No such option" in proc.stderr
+    assert "wstool: error: no such option" in proc.stderr
 
 
 def test_connection_refused() -> None:

@@ -174,10 +174,11 @@ def test_frame_dump_usage_errors(args: list[str], message: str) -> None:
     assert str(info.value) == message
 
 
-def test_frame_dump_usage_error_is_one_line_exit_2() -> None:
-    result = CliRunner().invoke(cli, ["frame-dump", "--max-size", "-1", "f"])
+def test_frame_dump_usage_error_is_one_line_and_the_hint_exit_2() -> None:
+    result = CliRunner().invoke(cli, ["frame-dump", "--max-size", "-1", "f"], prog_name="wstool")
     assert result.exit_code == ExitStatus.USAGE
-    assert result.stderr == "wstool: error: invalid --max-size -1: must be 0 (no limit) or more\n"
+    assert result.stderr == ("wstool: error: invalid --max-size -1: must be 0 (no limit) or more\n"
+                             "Try 'wstool frame-dump -h' for help.\n")
     assert result.stdout == ""
 
 

@@ -16,6 +16,7 @@ import click
 
 from wstool import __version__
 from wstool.cli.options import (
+    RUN_JSON_EVENTS,
     SECONDS,
     SEQUENCE_PARAMS,
     Seconds,
@@ -26,6 +27,7 @@ from wstool.cli.options import (
     connect_sequence,
     dump_output_options,
     frame_dump_plan,
+    json_option_help,
     max_buffer_option,
     output_config,
     output_options,
@@ -34,13 +36,16 @@ from wstool.cli.options import (
     repl_options,
     replay_config,
     replay_options,
+    replay_output_options,
     sequence_options,
+    serve_echo_output_options,
     server_config,
     server_options,
     server_output_options,
     stream_config,
     stream_options,
     tls_options,
+    upstream_tls_options,
     with_browser_request,
 )
 from wstool.cli.profiles import (
@@ -189,8 +194,40 @@ def run_async(
     _exit(int(status), env)
 
 
-def fail(exc: WstoolError) -> NoReturn:
+def _help_hint(ctx: click.Context | None) -> str:
+    """``Try 'wstool connect -h' for help.``: where a usage error is explained."""
+    command_path = ctx.command_path if ctx is not None else "wstool"
+    return f"Try '{command_path} -h' for help."
+
+
+def _click_message(exc: click.ClickException) -> str:
+    # click says "No such option: --x." / "Missing argument 'URL'."; wstool's messages
+    # are lower-case fragments without a final period (STYLE.md, Errors).
+    # Some are several lines (a Choice lists its values one per line): one line here.
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    return message
+
+
+def show_click_error(exc: click.ClickException) -> None:
+    """Show click's own errors (usage errors: status 2) in wstool's style, not click's
+    "Usage: ... Error: ..." block (issue 13): one line, then where the help is."""
+    no_args_is_help = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+    if isinstance(exc, no_args_is_help):  # bare `wstool`: the help, as click shows it
+        click.echo(exc.format_message(), err=True)
+        return
+    click.echo(f"wstool: error: {_click_message(exc)}", err=True)
+    if isinstance(exc, click.UsageError):
+        click.echo(_help_hint(exc.ctx), err=True)
+
+
+def fail(exc: WstoolError, *, help_hint: bool = True) -> NoReturn:
+    """Exit with EXC's one line; a usage error adds the `Try 'wstool CMD -h'` hint
+    (not for a bad config file: the command line is not what is wrong)."""
     click.echo(f"wstool: error: {exc}", err=True)
+    if help_hint and isinstance(exc, UsageError):
+        click.echo(_help_hint(click.get_current_context(silent=True)), err=True)
     if _in_process() is not None:
         raise click.exceptions.Exit(int(exc.exit_status))
     sys.exit(int(exc.exit_status))
@@ -231,8 +268,15 @@ def _environ() -> Mapping[str, str]:
 
 
 class _Command(click.Command):
-    """Every command: [defaults] (and, for connect, ``@PROFILE``) of the config file
-    become click's ``default_map`` before the arguments are parsed (issue 13)."""
+    """wstool's commands (issue 13).
+
+    * [defaults] (and, for connect, ``@PROFILE``) of the config file become click's
+      ``default_map`` before the arguments are parsed;
+    * the whole first line of the help in the command list: click cuts a short help
+      at the width left (``Connect to URL: a REPL on a terminal, one message per
+      line...``); each first line is one sentence written to fit, so it is shown
+      whole, wrapped if it must.
+    """
 
     profile_param: str | None = None  # the argument that may be ``@NAME``
 
@@ -242,7 +286,7 @@ class _Command(click.Command):
         try:
             profile = self._use_config(ctx, args)
         except WstoolError as exc:
-            fail(exc)
+            fail(exc, help_hint=False)
         rest = super().parse_args(ctx, args)
         configured = ctx.default_map or {}
         if configured.get("headers") and ctx.get_parameter_source("headers") is \
@@ -289,6 +333,22 @@ class _Command(click.Command):
             click.echo(f"* config {path}" + (f", profile {profile}" if profile else ""),
                        err=True)
         return super().invoke(ctx)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        if self.short_help:
+            return self.short_help
+        return (self.help or "").strip().split("\n\n", 1)[0].replace("\n", " ")
+
+    def full_epilog(self) -> str:
+        """The epilog as --help and the man page show it."""
+        return self.epilog or ""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        epilog = self.full_epilog()
+        if epilog:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(epilog)
 
 
 class _Group(click.Group):
@@ -337,7 +397,18 @@ class _ConnectCommand(_Command):
         return super().parse_args(ctx, args)
 
 
-@cli.command(cls=_ConnectCommand, epilog=EXIT_STATUS_HELP)
+# What `connect --help` ends with (issue 13): one example per way in.
+CONNECT_EXAMPLES = """\
+\b
+Examples:
+  wstool connect --demo                          # a built-in echo server, nothing else needed
+  wstool connect localhost:8765                  # REPL; `wstool serve-echo` in another terminal
+  echo '{"op":"ping"}' | wstool connect ws://localhost:8765/      # one message per line
+  wstool connect -b ws://localhost:8765/ < in.bin > out.bin       # binary, byte for byte
+  wstool connect -n 1 -x '{"subscribe":"ticks"}' localhost:8765   # send, first reply, exit"""
+
+
+@cli.command(cls=_ConnectCommand, epilog=f"{EXIT_STATUS_HELP}\n\n{CONNECT_EXAMPLES}")
 @click.argument("url", required=False)
 @click.option("--demo", is_flag=True,
               help="Start a built-in echo server on a free loopback port and connect to it.")
@@ -481,8 +552,8 @@ def _read_stdin_text() -> str:
 @click.argument("url", required=False)
 @replay_options
 @connect_options
-@tls_options
-@output_options
+@upstream_tls_options
+@replay_output_options
 def replay(file: str, url: str | None, **raw: Any) -> None:
     """Replay a recording to URL and compare the replies with the recorded ones.
 
@@ -518,7 +589,18 @@ def replay(file: str, url: str | None, **raw: Any) -> None:
     run_async(main, debug=raw["debug"], env=env)
 
 
-@cli.command(name="listen", epilog=LISTEN_EXIT_STATUS_HELP)
+class _ListenCommand(_Command):
+    def full_epilog(self) -> str:
+        # The listen REPL's commands, from its own table (imported only for --help
+        # and man pages: it brings in the server).
+        from wstool.server.listen_repl import LISTEN_COMMANDS
+
+        lines = "\n".join(f"  {line}" for line in LISTEN_COMMANDS.help_lines())
+        return (f"{self.epilog}\n\n\b\nOn a terminal, a REPL (listen>): a typed line goes "
+                f"to every client; its commands:\n{lines}")
+
+
+@cli.command(name="listen", cls=_ListenCommand, epilog=LISTEN_EXIT_STATUS_HELP)
 @click.option("--once", is_flag=True,
               help="Serve one client; exit when it leaves (status from its close).")
 @stream_options
@@ -588,7 +670,7 @@ def _use_loop(name: str) -> None:
 @click.option("--drop-after", type=click.IntRange(1), metavar="N",
               help="Drop the TCP connection abruptly (no close frame) after N messages.")
 @server_options
-@server_output_options
+@serve_echo_output_options
 def serve_echo_cmd(**raw: Any) -> None:
     """A fast, standards-strict echo server for testing clients.
 
@@ -655,7 +737,7 @@ def serve_echo_cmd(**raw: Any) -> None:
               help="Relay: extra header added to each upgrade request (repeatable).")
 @click.option("--open-timeout", type=SECONDS, default=10.0, show_default=True, metavar="SECONDS",
               help="Relay: deadline for connecting to URL (TCP + TLS); 0 = none.")
-@tls_options
+@upstream_tls_options
 @dump_output_options
 def frame_dump_cmd(source: str | None, **raw: Any) -> None:
     """Show every frame: decode captured bytes, or relay and print both directions.
@@ -691,7 +773,7 @@ could not connect); 1 --junit FILE cannot be written; 2 usage, or a mistake in F
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the results as JUnit XML to FILE (CI test reports).")
 @click.option("--json", "json_output", is_flag=True,
-              help="Write step and summary events as JSON lines (schema in README).")
+              help=json_option_help(RUN_JSON_EVENTS))
 @click.option("--color/--no-color", default=None, help="Force colour (and the ✓/✗ marks).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def run_cmd(file: str, only: str | None, junit_path: str | None, json_output: bool,
@@ -741,13 +823,14 @@ def profiles_cmd(ctx: click.Context) -> None:
 
 
 @cli.command(name="completion")
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.argument("shell", metavar="SHELL", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_cmd(shell: str) -> None:
     """Print the shell completion script for SHELL (bash, zsh or fish).
 
     \b
     bash:  wstool completion bash > ~/.local/share/bash-completion/completions/wstool
-    zsh:   wstool completion zsh > "${fpath[1]}/_wstool"
+    zsh:   mkdir -p ~/.zfunc && wstool completion zsh > ~/.zfunc/_wstool
+           ...and in ~/.zshrc, before compinit:  fpath=(~/.zfunc $fpath)
     fish:  wstool completion fish > ~/.config/fish/completions/wstool.fish
     """
     from wstool.cli.completion import completion_script
@@ -780,8 +863,16 @@ def _process_main() -> NoReturn:
         from wstool.cli.completion import register_completion_classes
 
         register_completion_classes()
-    cli(prog_name="wstool")
-    sys.exit(0)  # not reached: click's standalone mode always exits
+    try:
+        # Not standalone: click's errors are shown here, in wstool's style.
+        result = cli.main(prog_name="wstool", standalone_mode=False)
+    except click.ClickException as exc:
+        show_click_error(exc)
+        sys.exit(exc.exit_code)
+    except click.Abort:  # Ctrl-C or Ctrl-D at a click prompt
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)  # --help, --version: click's Exit
 
 
 def _run_in_process(argv: list[str], env: Environment | None) -> int:
@@ -812,7 +903,7 @@ def _run_in_process(argv: list[str], env: Environment | None) -> int:
                           obj=_InProcess(env))
         return 0 if result is None else int(result)
     except click.ClickException as exc:  # click's usage errors: status 2
-        exc.show()
+        show_click_error(exc)
         return exc.exit_code
     except click.Abort:  # Ctrl-C or Ctrl-D at a click prompt
         click.echo("Aborted!", err=True)

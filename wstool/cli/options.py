@@ -181,13 +181,13 @@ def _key_password_option(more: str = "") -> Callable[[F], F]:
              f"does not show{more}.")
 
 
-def tls_options(f: F) -> F:
+def _tls_options(key_password_more: str) -> Callable[[F], F]:
     return _apply([
         click.option("--cacert", type=_FILE, metavar="FILE",
                      help="Trust the CA certificates in this PEM file."),
         click.option("--cert", type=_FILE, metavar="FILE", help="Client certificate (PEM)."),
         click.option("--key", type=_FILE, metavar="FILE", help="Private key of --cert (PEM)."),
-        _key_password_option(" (connect on a terminal asks for it)"),
+        _key_password_option(key_password_more),
         click.option("-k", "--insecure", is_flag=True,
                      help="Do not verify the server's certificate (warns on stderr)."),
         click.option("--server-name", metavar="NAME",
@@ -195,13 +195,33 @@ def tls_options(f: F) -> F:
         click.option("--keylog", type=click.Path(dir_okay=False), metavar="FILE",
                      help="Append TLS session keys to FILE (NSS key log format) so "
                           "Wireshark can decrypt wss://; as $SSLKEYLOGFILE does."),
-    ])(f)
+    ])
 
 
-def _common_output_options() -> list[Callable[[F], F]]:
+# Only connect asks for a missing pass phrase (on a terminal); replay and
+# frame-dump's relay never prompt, so their help must not promise it (issue 13).
+tls_options = _tls_options(" (asked for on a terminal when not given)")
+upstream_tls_options = _tls_options("")
+
+
+# The event kinds each command's --json writes, named in its help (issue 13: "schema
+# in README" sent a newcomer away); the keys of each are in README.
+CONNECT_JSON_EVENTS = "open, message, ping, pong, close, redirect, reconnecting, expect"
+REPLAY_JSON_EVENTS = CONNECT_JSON_EVENTS.replace(", expect", "") + " and a final replay"
+LISTEN_JSON_EVENTS = "listening, connect, reject, message, disconnect, frame (-vv), summary"
+SERVE_ECHO_JSON_EVENTS = "listening, connect, reject, disconnect, frame (-vv), summary"
+FRAME_DUMP_JSON_EVENTS = ("one object per frame, and the events handshake, message, error; "
+                          "relay and --pcap also listening, open, close, skipped")
+RUN_JSON_EVENTS = "step (one per step) and summary"
+
+
+def json_option_help(events: str) -> str:
+    return f"Write events as JSON lines on stdout: {events} (keys in README)."
+
+
+def _common_output_options(json_events: str) -> list[Callable[[F], F]]:
     return [
-        click.option("--json", "json_output", is_flag=True,
-                     help="Write events as JSON lines on stdout (schema in README)."),
+        click.option("--json", "json_output", is_flag=True, help=json_option_help(json_events)),
         click.option("--color/--no-color", default=None,
                      help="Force colour on or off (default: on for a terminal, off "
                           "with NO_COLOR)."),
@@ -209,7 +229,8 @@ def _common_output_options() -> list[Callable[[F], F]]:
     ]
 
 
-def _output_options(verbose_help: str, *, quiet: bool = False) -> Callable[[F], F]:
+def _output_options(verbose_help: str, json_events: str, *,
+                    quiet: bool = False) -> Callable[[F], F]:
     quiet_option = [click.option(
         "-q", "--quiet", is_flag=True,
         help="Nothing on stderr but warnings and errors (not even the close line).",
@@ -219,19 +240,23 @@ def _output_options(verbose_help: str, *, quiet: bool = False) -> Callable[[F], 
         *quiet_option,
         click.option("--show-secrets", is_flag=True,
                      help="Do not mask Authorization/Cookie values in -v output."),
-        *_common_output_options(),
+        *_common_output_options(json_events),
     ])
 
 
 # What each -v level logs, said per command (issue 10: "and more" told nothing).
-output_options = _output_options(
+_CONNECT_VERBOSE_HELP = (
     "On stderr, curl -v style: each connection step (address, TCP and TLS with "
     "timings, the server certificate), the handshake request and response (a "
     "rejected one too: status, headers, first lines of the body), the connected "
-    "line and pong round-trip times.", quiet=True)
-server_output_options = _output_options(
+    "line and pong round-trip times.")
+output_options = _output_options(_CONNECT_VERBOSE_HELP, CONNECT_JSON_EVENTS, quiet=True)
+replay_output_options = _output_options(_CONNECT_VERBOSE_HELP, REPLAY_JSON_EVENTS, quiet=True)
+_SERVER_VERBOSE_HELP = (
     "On stderr: -v each connection, rejection and close; -vv also each handshake, "
     "every frame and ping.")
+server_output_options = _output_options(_SERVER_VERBOSE_HELP, LISTEN_JSON_EVENTS)
+serve_echo_output_options = _output_options(_SERVER_VERBOSE_HELP, SERVE_ECHO_JSON_EVENTS)
 
 
 def dump_output_options(f: F) -> F:
@@ -240,7 +265,7 @@ def dump_output_options(f: F) -> F:
         click.option("--show-secrets", is_flag=True,
                      help="Relay: do not mask Authorization/Cookie values in the upgrade "
                           "requests and responses shown."),
-        *_common_output_options(),
+        *_common_output_options(FRAME_DUMP_JSON_EVENTS),
     ])(f)
 
 
