@@ -154,6 +154,15 @@ class ReplConfig(NamedTuple):
     lines_as_binary: bool = False  # -b: a typed line goes out as a binary message
 
 
+def config_path(environ: Mapping[str, str]) -> str:
+    """Where the file is: $XDG_CONFIG_HOME (an absolute path, per the XDG spec), else ~/.config."""
+    base = environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".config")
+    return os.path.join(base, "wstool", "config.toml")
+
+
 def default_history_path(environ: Mapping[str, str]) -> Path:
     """``$XDG_STATE_HOME/wstool/history``, default ``~/.local/state/wstool/history``."""
     from pathlib import Path  # see the TYPE_CHECKING import above

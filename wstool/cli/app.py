@@ -48,15 +48,7 @@ from wstool.cli.options import (
     upstream_tls_options,
     with_browser_request,
 )
-from wstool.cli.profiles import (
-    config_path,
-    default_map,
-    load_config,
-    merge_headers,
-    profile_url,
-    unknown_profile,
-)
-from wstool.config import ClientRunConfig, ConnectConfig
+from wstool.config import ClientRunConfig, ConnectConfig, config_path
 from wstool.errors import (
     EXIT_STATUS_HELP,
     FRAME_DUMP_EXIT_STATUS_HELP,
@@ -291,6 +283,8 @@ class _Command(click.Command):
         configured = ctx.default_map or {}
         if configured.get("headers") and ctx.get_parameter_source("headers") is \
                 click.core.ParameterSource.COMMANDLINE:
+            from wstool.cli.profiles import merge_headers
+
             ctx.params["headers"] = tuple(merge_headers(configured["headers"],
                                                         ctx.params["headers"]))
         if profile is not None and self.profile_param is not None:
@@ -300,9 +294,15 @@ class _Command(click.Command):
     def _use_config(self, ctx: click.Context, args: list[str]) -> str | None:
         """Read the file, set ctx.default_map; the profile's URL if ``@NAME`` was given."""
         environ = _environ()
+        name = self._profile_name(ctx, args)
+        if name is None and not os.path.exists(config_path(environ)):
+            # No file: one stat, and cli/profiles.py (~1 ms to import) is not loaded.
+            ctx.meta[_CONFIG] = None
+            return None
+        from wstool.cli.profiles import default_map, load_config, profile_url, unknown_profile
+
         config = load_config(environ, cli)
         ctx.meta[_CONFIG] = config
-        name = self._profile_name(ctx, args)
         if config is None:
             if name is not None:
                 raise unknown_profile(None, name, config_path(environ))

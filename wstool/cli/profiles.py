@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import click
 
+from wstool.config import config_path
 from wstool.errors import UsageError
 
 # Headers whose literal value in a world-readable file gets a warning.
@@ -30,15 +31,6 @@ _SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
 _SECRET_OPTIONS = ("auth", "key_password")
 _ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def config_path(environ: Mapping[str, str]) -> str:
-    """Where the file is: $XDG_CONFIG_HOME (an absolute path, per the XDG spec), else ~/.config."""
-    base = environ.get("XDG_CONFIG_HOME", "")
-    if not os.path.isabs(base):
-        home = environ.get("HOME") or os.path.expanduser("~")
-        base = os.path.join(home, ".config")
-    return os.path.join(base, "wstool", "config.toml")
 
 
 class ConfigFile(NamedTuple):
