@@ -15,7 +15,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from wstool.cli.app import cli, connect, frame_dump_cmd, listen_cmd, serve_echo_cmd
+from wstool.cli.app import cli
+from wstool.cli.cmd_connect import connect
+from wstool.cli.cmd_dump import frame_dump_cmd
+from wstool.cli.cmd_servers import listen_cmd, serve_echo_cmd
 from wstool.cli.options import connect_config, frame_dump_plan, repl_config, server_config
 from wstool.config import (
     DEFAULT_MAX_BUFFER_BYTES,

@@ -1,67 +1,31 @@
 """The Click edge: parse options, build configs, run a front-end, map errors to exits.
 
-The only module with ``click``, ``asyncio.run`` and ``sys.exit``. Heavy modules
-(websockets, rich, prompt_toolkit) are imported inside the commands, so that
-``wstool --version`` and ``--help`` stay fast.
+The only module with ``asyncio.run`` and ``sys.exit``: the ``cli`` group and the
+machinery its commands share. Each command is in a module of its own
+(``cmd_*.py``), imported only when it runs or is listed with its options
+(LAZY_COMMANDS); heavy modules (websockets, rich, prompt_toolkit) are imported
+inside the commands, so that ``wstool --version`` and ``--help`` stay fast.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from wstool import __version__
-from wstool.cli.options import (
-    RUN_JSON_EVENTS,
-    SECONDS,
-    SEQUENCE_PARAMS,
-    Seconds,
-    browser_request,
-    browser_request_notes,
-    connect_config,
-    connect_options,
-    connect_sequence,
-    dump_output_options,
-    frame_dump_plan,
-    json_option_help,
-    max_buffer_option,
-    output_config,
-    output_options,
-    record_browser_options,
-    repl_config,
-    repl_options,
-    replay_config,
-    replay_options,
-    replay_output_options,
-    sequence_options,
-    serve_echo_output_options,
-    server_config,
-    server_options,
-    server_output_options,
-    stream_config,
-    stream_options,
-    tls_options,
-    upstream_tls_options,
-    with_browser_request,
-)
-from wstool.config import ClientRunConfig, ConnectConfig, config_path
+from wstool.config import ConnectConfig, config_path
 from wstool.errors import (
     EXIT_STATUS_HELP,
-    FRAME_DUMP_EXIT_STATUS_HELP,
-    LISTEN_EXIT_STATUS_HELP,
-    REPLAY_EXIT_STATUS_HELP,
-    SERVE_ECHO_EXIT_STATUS_HELP,
     ExitStatus,
     UsageError,
     WstoolError,
 )
 
 if TYPE_CHECKING:
-    from wstool.client.run import RunObserver
     from wstool.term.env import Environment
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -351,8 +315,84 @@ class _Command(click.Command):
                 formatter.write_text(epilog)
 
 
+# The subcommands, each in a module of its own, imported when first asked for
+# (click's "Lazily Loading Subcommands"): --version, --help of one command and a
+# one-shot connect build only the click.Option objects they use (bench/README.md).
+LAZY_COMMANDS: dict[str, str] = {
+    "completion": "wstool.cli.cmd_misc:completion_cmd",
+    "connect": "wstool.cli.cmd_connect:connect",
+    "frame-dump": "wstool.cli.cmd_dump:frame_dump_cmd",
+    "listen": "wstool.cli.cmd_servers:listen_cmd",
+    "profiles": "wstool.cli.cmd_misc:profiles_cmd",
+    "replay": "wstool.cli.cmd_replay:replay",
+    "run": "wstool.cli.cmd_run:run_cmd",
+    "serve-echo": "wstool.cli.cmd_servers:serve_echo_cmd",
+}
+
+
+def _load_command(name: str, spec: str) -> click.Command:
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command) or command.name != name:
+        raise TypeError(f"{spec} is not the click command {name!r}")
+    return command
+
+
+class _LazyCommands(MutableMapping[str, click.Command]):
+    """``group.commands``: every name at once, each command imported on first use.
+
+    So that what reads ``cli.commands`` (man pages, the config file's [defaults.CMD],
+    tests) sees every command, as with click's plain dict."""
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        self._table = dict(table)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = self._loaded.get(name)
+        if command is None:
+            spec = self._table[name]  # KeyError: no such command
+            command = self._loaded[name] = _load_command(name, spec)
+        return command
+
+    def __setitem__(self, name: str, command: click.Command) -> None:  # add_command()
+        self._table.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._table.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table or name in self._loaded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._table.keys() | self._loaded.keys()))
+
+    def __len__(self) -> int:
+        return len(self._table.keys() | self._loaded.keys())
+
+
 class _Group(click.Group):
+    """The ``wstool`` group: subcommands loaded lazily, "did you mean" for a URL."""
+
     command_class = _Command
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: MutableMapping[str, click.Command] = _LazyCommands(
+            lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # sorted: the help's command list, as before
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.commands.get(cmd_name)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -367,7 +407,8 @@ class _Group(click.Group):
         return super().resolve_command(ctx, args)
 
 
-@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP)
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=EXIT_STATUS_HELP,
+             lazy_commands=LAZY_COMMANDS)
 @click.version_option(__version__, "-V", "--version", prog_name="wstool")
 def cli() -> None:
     """A WebSocket client, server and frame debugger for terminals and pipes.
@@ -376,466 +417,6 @@ def cli() -> None:
     Try it with nothing else running:
       wstool connect --demo
     """
-
-
-_SEQUENCE_ORDER = "wstool.sequence_order"
-
-
-class _ConnectCommand(_Command):
-    """``connect`` records the order of -x, --expect and --capture (issue 11): click
-    keeps the values of each option in order, not the order across options. Its URL
-    may be ``@PROFILE`` (issue 13)."""
-
-    profile_param = "url"
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if any(arg.startswith(("--expect", "--capture")) for arg in args):
-            # click's parser lists each option every time it is given (its
-            # "order"); a second parse of the same arguments, with no callbacks.
-            _opts, _rest, order = self.make_parser(ctx).parse_args(args=list(args))
-            ctx.meta[_SEQUENCE_ORDER] = [p.name for p in order if p.name in SEQUENCE_PARAMS]
-        return super().parse_args(ctx, args)
-
-
-# What `connect --help` ends with (issue 13): one example per way in.
-CONNECT_EXAMPLES = """\
-\b
-Examples:
-  wstool connect --demo                          # a built-in echo server, nothing else needed
-  wstool connect localhost:8765                  # REPL; `wstool serve-echo` in another terminal
-  echo '{"op":"ping"}' | wstool connect ws://localhost:8765/      # one message per line
-  wstool connect -b ws://localhost:8765/ < in.bin > out.bin       # binary, byte for byte
-  wstool connect -n 1 -x '{"subscribe":"ticks"}' localhost:8765   # send, first reply, exit"""
-
-
-@cli.command(cls=_ConnectCommand, epilog=f"{EXIT_STATUS_HELP}\n\n{CONNECT_EXAMPLES}")
-@click.argument("url", required=False)
-@click.option("--demo", is_flag=True,
-              help="Start a built-in echo server on a free loopback port and connect to it.")
-@stream_options
-@click.option("-x", "--execute", multiple=True, metavar="MSG",
-              help="Send MSG on connect, before stdin (repeatable; again on reconnect).")
-@click.option("-n", "--count", type=click.IntRange(1), metavar="N",
-              help="Exit after N received messages.")
-@click.option("-w", "--wait", type=SECONDS, default=1.0, show_default=True, metavar="SECONDS",
-              help="Idle timer after end of input: close once no message came for "
-                   "SECONDS (unlike wscat's -w, not a total wait: see --max-time); -1 "
-                   "waits for the server to close.")
-@click.option("--max-time", type=SECONDS, metavar="SECONDS",
-              help="Total deadline of the run, connect included (curl's --max-time): "
-                   "then close with 1000 and exit 7.")
-@click.option("--echo", is_flag=True, help="Mirror mode: send every received message back.")
-@click.option("--reconnect", is_flag=True,
-              help="Retry with backoff after a failed connect or an abnormal close.")
-@click.option("--reconnect-limit", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Give up after N reconnect attempts in a row (implies --reconnect; "
-                   "0: never; a connection that opens starts the count over).")
-@click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
-@sequence_options
-@repl_options
-@connect_options
-@tls_options
-@output_options
-@record_browser_options
-def connect(url: str | None, demo: bool, **raw: Any) -> None:
-    """Connect to URL: a REPL on a terminal, one message per line in a pipe.
-
-    URL is ws://, wss://, ws+unix:///path.sock, host:port (ws://), or a bare
-    port (ws://localhost:PORT/).
-    """
-    debug = raw["debug"]
-    browser_notes: list[str] = []
-    try:
-        # --curl/--har (issue 11): the URL and headers of a browser's request.
-        request = browser_request(raw, lambda: _read_stdin_text())
-        if request is not None:
-            if demo:
-                raise UsageError("give --demo or --curl/--har, not both")
-            raw = with_browser_request(raw, request[0])
-            url = url or request[0].url  # a URL given replaces the browser's
-            browser_notes = request[1] + browser_request_notes(
-                request[0], "--curl" if raw.get("curl") is not None else "--har")
-        if demo and url:
-            raise UsageError("give a URL or --demo, not both")
-        if not demo and not url:
-            raise UsageError("missing URL (or use --demo for a built-in echo server)")
-        if raw["wait"] < 0 and raw["wait"] != -1:
-            raise UsageError("invalid --wait: seconds, or -1 to wait for the server to close")
-        max_time = raw["max_time"]
-        if max_time is not None and not 0 < max_time < float("inf"):
-            raise UsageError("invalid --max-time: seconds, more than 0")
-        if raw["echo"] and raw["binary"]:
-            raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
-        stream_cfg = stream_config(raw)
-        run_cfg = ClientRunConfig(
-            execute=tuple(raw["execute"]),
-            message_count=raw["count"],
-            wait_s=None if raw["wait"] == -1 else raw["wait"],
-            echo=raw["echo"],
-            reconnect=raw["reconnect"] or raw["reconnect_limit"] > 0,
-            reconnect_limit=raw["reconnect_limit"],
-            max_time_s=max_time,
-        )
-        out_cfg = output_config(raw, trace=raw["trace"])
-        # Validate the URL and options before anything starts.
-        conn_cfg = connect_config(url or "ws://127.0.0.1:1/", raw)
-    except WstoolError as exc:
-        fail(exc)
-    env = _environment(color=out_cfg.color)
-    try:
-        order = click.get_current_context().meta.get(_SEQUENCE_ORDER)
-        sequence = connect_sequence(raw, order, env.environ)
-    except WstoolError as exc:
-        fail(exc)
-    if sequence is not None:
-        run_cfg = sequence.run_config(run_cfg)
-    if not out_cfg.quiet:
-        for line in browser_notes:
-            env.write_stderr_line(f"wstool: {line}")
-    if conn_cfg.tls.certfile and env.stdin_isatty:
-        conn_cfg = _ask_key_password(conn_cfg)
-    observers: list[RunObserver] = []
-    recorder = None
-    if raw["record"]:
-        from wstool.client.record import Recorder  # json: only with --record
-
-        try:
-            recorder = Recorder(raw["record"])
-        except WstoolError as exc:
-            fail(exc)
-        observers.append(recorder)
-
-    async def front_end(cfg: ConnectConfig) -> int:
-        # Built inside the loop: the sequence observer's asyncio objects belong to it.
-        run_observers: list[RunObserver] = list(observers)  # --record's, if any
-        wrap_input = typed_lines = None
-        if sequence is not None:
-            observer, wrap_input = sequence.observer_and_input()
-            typed_lines = sequence.typed_lines(observer)
-            run_observers.append(observer)
-        if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
-            from wstool.client.repl import run_connect_repl
-
-            repl_cfg = repl_config(raw, env.environ, out_cfg)
-            return await run_connect_repl(env, cfg, run_cfg, out_cfg, repl_cfg,
-                                          observers=run_observers, typed_lines=typed_lines)
-        from wstool.client.pipe import run_connect_pipe
-
-        return await run_connect_pipe(env, cfg, run_cfg, stream_cfg, out_cfg,
-                                      observers=run_observers, wrap_input=wrap_input)
-
-    async def main() -> int:
-        try:
-            if demo:
-                from wstool.server.core import demo_echo_server
-
-                async with demo_echo_server() as demo_url:
-                    if not out_cfg.quiet:
-                        env.write_stderr_line(f"wstool: demo echo server at {demo_url}")
-                    return await front_end(connect_config(demo_url, raw))
-            return await front_end(conn_cfg)
-        finally:
-            if recorder is not None:
-                recorder.close()
-
-    run_async(main, debug=debug, env=env)
-
-
-def _read_stdin_text() -> str:
-    """``--curl -``: the whole of stdin (a pasted command ends with Ctrl-D)."""
-    data = _environment(color=None).stdin.read()
-    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-
-
-@cli.command(epilog=REPLAY_EXIT_STATUS_HELP)
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("url", required=False)
-@replay_options
-@connect_options
-@upstream_tls_options
-@replay_output_options
-def replay(file: str, url: str | None, **raw: Any) -> None:
-    """Replay a recording to URL and compare the replies with the recorded ones.
-
-    FILE is a `connect --record`/`--json` log, a REPL /save file, or a browser's
-    HAR file. The recorded messages are sent with their original spacing
-    (--speed), and what comes back must be what was recorded (--ignore drops
-    fields, --unordered ignores the order). URL defaults to the recorded one.
-    """
-    from wstool.client.recording import load_recording
-    from wstool.config import parse_target
-
-    try:
-        replay_cfg = replay_config(raw)
-        out_cfg = output_config(raw)
-        target_url = parse_target(url).url if url else None
-        recording, notices = load_recording(file, socket_number=raw["socket_number"],
-                                            url=target_url)
-        if url is None and recording.url is None:
-            raise UsageError(f"{file} records no URL (no open event): give the URL")
-        if not raw["subprotocols"] and recording.subprotocol:
-            raw = {**raw, "subprotocols": (recording.subprotocol,)}  # as recorded
-        conn_cfg = connect_config(url or recording.url or "", raw)
-    except WstoolError as exc:
-        fail(exc)
-    env = _environment(color=out_cfg.color)
-
-    async def main() -> int:
-        from wstool.client.replay import run_replay
-
-        return await run_replay(env, recording, conn_cfg, replay_cfg, out_cfg,
-                                notices=notices)
-
-    run_async(main, debug=raw["debug"], env=env)
-
-
-class _ListenCommand(_Command):
-    def full_epilog(self) -> str:
-        # The listen REPL's commands, from its own table (imported only for --help
-        # and man pages: it brings in the server).
-        from wstool.server.listen_repl import LISTEN_COMMANDS
-
-        lines = "\n".join(f"  {line}" for line in LISTEN_COMMANDS.help_lines())
-        return (f"{self.epilog}\n\n\b\nOn a terminal, a REPL (listen>): a typed line goes "
-                f"to every client; its commands:\n{lines}")
-
-
-@cli.command(name="listen", cls=_ListenCommand, epilog=LISTEN_EXIT_STATUS_HELP)
-@click.option("--once", is_flag=True,
-              help="Serve one client; exit when it leaves (status from its close).")
-@stream_options
-@repl_options
-@server_options
-@server_output_options
-def listen_cmd(**raw: Any) -> None:
-    """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
-
-    Each stdin line goes to every connected client; each client message is a
-    line on stdout (--json: JSON lines with the client's id). Input written
-    before the first client connects is kept for it.
-    """
-    from wstool.config import ListenConfig
-
-    try:
-        server_cfg = server_config(raw)
-        listen_cfg = ListenConfig(once=raw["once"], stream=stream_config(raw))
-        out_cfg = output_config(raw)
-    except WstoolError as exc:
-        fail(exc)
-    _use_loop(raw["loop_name"])
-    env = _environment(color=out_cfg.color)
-
-    async def main() -> int:
-        if env.interactive and not out_cfg.json:
-            from wstool.server.listen_repl import run_listen_repl
-
-            repl_cfg = repl_config(raw, env.environ, out_cfg, prompt="listen> ")
-            return await run_listen_repl(env, server_cfg, listen_cfg, out_cfg, repl_cfg)
-        from wstool.server.listen import ListenFrontEnd
-
-        return await ListenFrontEnd(env, server_cfg, listen_cfg, out_cfg).run()
-
-    run_async(main, debug=out_cfg.debug, env=env)
-
-
-def _use_loop(name: str) -> None:
-    """--loop: uvloop (the optional extra wstool[fast]) when asked or, with auto, installed."""
-    if name == "asyncio":
-        return
-    import asyncio
-
-    try:
-        import uvloop
-    except ImportError:
-        if name == "uvloop":
-            fail(UsageError("--loop uvloop: uvloop is not installed (pip install 'wstool[fast]')"))
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-@cli.command(name="serve-echo", epilog=SERVE_ECHO_EXIT_STATUS_HELP)
-@click.option("--broadcast", is_flag=True,
-              help="Send each message to every connected client, not only its sender.")
-@click.option("--delay", type=Seconds(0), default=0.0, metavar="SECONDS",
-              help="Wait before each echo.")
-@click.option("--close-after", type=click.IntRange(1), metavar="N",
-              help="Close a connection after echoing N messages.")
-@click.option("--close-code", type=click.IntRange(1000, 4999), default=1000, show_default=True,
-              metavar="CODE",
-              help="Close code for --close-after.")
-@click.option("--close-reason", default="", metavar="TEXT", help="Close reason for --close-after.")
-@click.option("--ping-every", type=Seconds(0, min_open=True), metavar="SECONDS",
-              help="Send a ping to every client every SECONDS.")
-@click.option("--greeting", metavar="TEXT", help="Send TEXT to each client when it connects.")
-@click.option("--drop-after", type=click.IntRange(1), metavar="N",
-              help="Drop the TCP connection abruptly (no close frame) after N messages.")
-@server_options
-@serve_echo_output_options
-def serve_echo_cmd(**raw: Any) -> None:
-    """A fast, standards-strict echo server for testing clients.
-
-    Echoes every message to its sender with its type (text or binary), in order,
-    including those that arrive together with the client's Close. -v logs
-    connections, -vv every frame. SIGINT/SIGTERM close every connection with
-    1001 and print a summary.
-    """
-    from wstool.config import EchoConfig
-
-    try:
-        server_cfg = server_config(raw)
-        from wstool.term.commands import MAX_CLOSE_REASON_BYTES, close_code_error
-
-        if len(raw["close_reason"].encode()) > MAX_CLOSE_REASON_BYTES:
-            raise UsageError(f"invalid --close-reason: at most {MAX_CLOSE_REASON_BYTES} "
-                             "bytes (RFC 6455 §5.5)")
-        if (problem := close_code_error(raw["close_code"])) is not None:
-            raise UsageError(f"invalid --close-code {raw['close_code']}: {problem}")
-        echo_cfg = EchoConfig(
-            broadcast=raw["broadcast"],
-            delay_s=raw["delay"],
-            close_after=raw["close_after"],
-            close_code=raw["close_code"],
-            close_reason=raw["close_reason"],
-            ping_every_s=raw["ping_every"],
-            greeting=raw["greeting"],
-            drop_after=raw["drop_after"],
-        )
-        out_cfg = output_config(raw)
-    except WstoolError as exc:
-        fail(exc)
-    _use_loop(raw["loop_name"])
-    env = _environment(color=out_cfg.color)
-
-    async def main() -> int:
-        from wstool.server.serve_echo import serve_echo
-
-        return await serve_echo(env, server_cfg, echo_cfg, out_cfg)
-
-    run_async(main, debug=out_cfg.debug, env=env)
-
-
-@cli.command(name="frame-dump", epilog=FRAME_DUMP_EXIT_STATUS_HELP)
-@click.argument("source", required=False, metavar="[FILE|-|URL]")
-@click.option("--hex", "hex_input", is_flag=True,
-              help="FILE holds hex text (whitespace and 0x prefixes ignored).")
-@click.option("--from", "from_side", type=click.Choice(["client", "server"]),
-              help="Who sent the bytes (default: per frame, from the MASK bit); "
-                   "frames that break the masking rule are flagged.")
-@max_buffer_option
-@click.option("--payload", "payload_limit", type=click.IntRange(0), default=64,
-              show_default=True, metavar="N", help="Payload bytes previewed per frame; 0 = all.")
-@click.option("-x", "--hexdump", is_flag=True,
-              help="Add an offset/hex/ASCII dump of each header and (unmasked) payload.")
-@click.option("--listen", metavar="HOST:PORT",
-              help="Relay mode: accept clients on HOST:PORT, connect each to URL, print "
-                   "both directions.")
-@click.option("--pcap", metavar="FILE", help="Read a pcap/pcapng capture of TCP traffic.")
-@click.option("--no-fail", is_flag=True,
-              help="Exit 0 even when frames break the protocol (default: exit 6, "
-                   "for CI); the output is the same.")
-@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-              help="Relay: extra header added to each upgrade request (repeatable).")
-@click.option("--open-timeout", type=SECONDS, default=10.0, show_default=True, metavar="SECONDS",
-              help="Relay: deadline for connecting to URL (TCP + TLS); 0 = none.")
-@upstream_tls_options
-@dump_output_options
-def frame_dump_cmd(source: str | None, **raw: Any) -> None:
-    """Show every frame: decode captured bytes, or relay and print both directions.
-
-    \b
-    wstool frame-dump capture.bin          one direction of a stream, raw bytes
-    wstool frame-dump --hex - <<< '81 05 48 65 6c 6c 6f'
-    wstool frame-dump --listen 127.0.0.1:9000 ws://127.0.0.1:8000/
-    wstool frame-dump --pcap capture.pcapng
-    """
-    debug = raw["debug"]
-    try:
-        plan = frame_dump_plan(source, raw)
-    except WstoolError as exc:
-        fail(exc)
-    env = _environment(color=raw["color"])
-
-    async def main() -> int:
-        return await plan.run(env)
-
-    run_async(main, debug=debug, env=env)
-
-
-RUN_EXIT_STATUS_HELP = """\
-Exit status: 0 every step of every scenario passed; 8 a step failed (or a scenario
-could not connect); 1 --junit FILE cannot be written; 2 usage, or a mistake in FILE
-(with its line for TOML syntax)."""
-
-
-@cli.command(name="run", epilog=RUN_EXIT_STATUS_HELP)
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--only", metavar="NAME", help="Run only the scenario named NAME.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Also write the results as JUnit XML to FILE (CI test reports).")
-@click.option("--json", "json_output", is_flag=True,
-              help=json_option_help(RUN_JSON_EVENTS))
-@click.option("--color/--no-color", default=None, help="Force colour (and the ✓/✗ marks).")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def run_cmd(file: str, only: str | None, junit_path: str | None, json_output: bool,
-            color: bool | None, debug: bool) -> None:
-    """Run the scenarios of a TOML FILE: connect, send, expect, capture, ping, close.
-
-    Each [[scenario]] runs on a fresh connection, its steps in order; one line per
-    step, then a summary. The format is in README "Scenario files"; a complete
-    example is examples/chat.toml (try it against `wstool serve-echo`).
-    """
-    from wstool.cli.scenario_file import load_scenarios
-
-    env = _environment(color=color)
-    try:
-        scenarios = load_scenarios(file, env.environ, only)
-    except WstoolError as exc:
-        fail(exc)
-
-    async def main() -> int:
-        from wstool.client.scenario import run_scenarios
-
-        return await run_scenarios(env, file, scenarios, json=json_output,
-                                   junit_path=junit_path)
-
-    run_async(main, debug=debug, env=env)
-
-
-@cli.command(name="profiles")
-@click.pass_context
-def profiles_cmd(ctx: click.Context) -> None:
-    """List the profiles of the config file: NAME and URL, for `wstool connect @NAME`.
-
-    The file is $XDG_CONFIG_HOME/wstool/config.toml (~/.config/wstool/config.toml);
-    its format is in README "Profiles and defaults".
-    """
-    config = ctx.meta.get(_CONFIG)
-    if config is None:
-        click.echo(f"wstool: no config file at {config_path(_environ())}", err=True)
-        return
-    if not config.profiles:
-        click.echo(f"wstool: no [profile.NAME] tables in {config.path}", err=True)
-        return
-    width = max(len(name) for name in config.profiles) + 1
-    for name, profile in config.profiles.items():
-        # The URL as written: a ${env:NAME} in it is not expanded (nor shown).
-        click.echo(f"@{name:<{width}} {profile.get('url', '(no url)')}")
-
-
-@cli.command(name="completion")
-@click.argument("shell", metavar="SHELL", type=click.Choice(["bash", "zsh", "fish"]))
-def completion_cmd(shell: str) -> None:
-    """Print the shell completion script for SHELL (bash, zsh or fish).
-
-    \b
-    bash:  wstool completion bash > ~/.local/share/bash-completion/completions/wstool
-    zsh:   mkdir -p ~/.zfunc && wstool completion zsh > ~/.zfunc/_wstool
-           ...and in ~/.zshrc, before compinit:  fpath=(~/.zfunc $fpath)
-    fish:  wstool completion fish > ~/.config/fish/completions/wstool.fish
-    """
-    from wstool.cli.completion import completion_script
-
-    click.echo(completion_script(shell), nl=False)
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
