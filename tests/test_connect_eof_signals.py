@@ -205,13 +205,22 @@ def test_ctrl_c_while_connecting_exits_130_at_once(
             sock.close()
 
 
+def _connect_to_no_close_answer(
+    server_thread: ServerThread, connects: list[Connect], *args: str
+) -> tuple[Connect, servers.RawPeer]:
+    """`wstool connect ARGS` to a peer that opens, says "ready", and answers nothing."""
+    peer = servers.RawPeer()
+    _server, port = server_thread.run(servers.start_no_close_answer(peer))
+    c = Connect(*args, f"ws://127.0.0.1:{port}/")
+    connects.append(c)
+    return c, peer
+
+
 def test_ctrl_c_in_the_close_wait_exits_at_once_and_claims_no_close(
     server_thread: ServerThread, connects: list[Connect]
 ) -> None:
-    peer = servers.RawPeer()
-    _server, port = server_thread.run(servers.start_no_close_answer(peer))
-    c = Connect("-w", "0", "--close-timeout", "60", f"ws://127.0.0.1:{port}/")
-    connects.append(c)
+    c, peer = _connect_to_no_close_answer(server_thread, connects,
+                                          "-w", "0", "--close-timeout", "60")
     assert c.proc.stdin is not None
     c.proc.stdin.close()  # end of input: -w 0, so our close frame goes out at once
     peer.wait_for(b"\x88")  # the server has it, and never answers
@@ -225,10 +234,7 @@ def test_ctrl_c_in_the_close_wait_exits_at_once_and_claims_no_close(
 def test_ctrl_c_while_open_sends_1000_and_exits_130(
     server_thread: ServerThread, connects: list[Connect]
 ) -> None:
-    peer = servers.RawPeer()
-    _server, port = server_thread.run(servers.start_no_close_answer(peer))
-    c = Connect("--close-timeout", "60", f"ws://127.0.0.1:{port}/")
-    connects.append(c)
+    c, peer = _connect_to_no_close_answer(server_thread, connects, "--close-timeout", "60")
     assert c.proc.stdout is not None
     assert c.proc.stdout.readline() == b"ready\n"
     status, took_s = c.signal_and_wait(signal.SIGINT, timeout=10)
@@ -266,10 +272,7 @@ def test_sigterm_closes_with_1001_and_exits_143(
 def test_sigterm_waits_at_most_close_timeout(
     server_thread: ServerThread, connects: list[Connect]
 ) -> None:
-    peer = servers.RawPeer()
-    _server, port = server_thread.run(servers.start_no_close_answer(peer))
-    c = Connect("--close-timeout", "0.3", f"ws://127.0.0.1:{port}/")
-    connects.append(c)
+    c, _peer = _connect_to_no_close_answer(server_thread, connects, "--close-timeout", "0.3")
     assert c.proc.stdout is not None
     assert c.proc.stdout.readline() == b"ready\n"
     status, took_s = c.signal_and_wait(signal.SIGTERM, timeout=10)
