@@ -176,3 +176,11 @@ def test_only_names_an_existing_scenario(tmp_path: Path) -> None:
                                 env={"WSTOOL_URL": "ws://127.0.0.1:1/"})
     assert proc.returncode == ExitStatus.USAGE
     assert "there are: binary, login and chat" in proc.stderr
+
+
+def test_an_unreadable_scenario_file_is_status_1_like_any_unreadable_file(
+        tmp_path: Path) -> None:
+    proc = run_wstool_inprocess("run", str(tmp_path / "none.toml"))
+    assert proc.returncode == ExitStatus.ERROR
+    assert proc.stderr.splitlines()[0].startswith(
+        f"wstool: error: cannot read {tmp_path / 'none.toml'}: No such file")

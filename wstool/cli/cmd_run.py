@@ -10,7 +10,7 @@ from wstool.errors import WstoolError
 
 RUN_EXIT_STATUS_HELP = """\
 Exit status: 0 every step of every scenario passed; 8 a step failed (or a scenario
-could not connect); 1 --junit FILE cannot be written; 2 usage, or a mistake in FILE
+could not connect); 1 FILE cannot be read or --junit FILE written; 2 usage, or a mistake in FILE
 (with its line for TOML syntax)."""
 
 

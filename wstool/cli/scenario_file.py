@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wstool.cli.options import connect_config
 from wstool.config import DEFAULT_MAX_SIZE_BYTES, ConnectConfig, Target
-from wstool.errors import UsageError
+from wstool.errors import UsageError, WstoolError
 
 if TYPE_CHECKING:
     from wstool.client.scenario import Scenario, Step
@@ -195,7 +195,8 @@ def load_scenarios(path: str, environ: Mapping[str, str],
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        # Status 1, as every unreadable file (README "Exit status"); a mistake in it is 2.
+        raise WstoolError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: {exc}") from None  # "... (at line 3, column 7)"
     unknown = sorted(set(doc) - {"connect", "step", "scenario"})
