@@ -171,3 +171,10 @@ def test_bare_wstool_still_shows_the_help() -> None:
 def test_help_is_click_help() -> None:
     # Guard: the command classes stay click commands (completion and man pages walk them).
     assert all(isinstance(c, click.Command) for c in cli.commands.values())
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_no_option_help_shows_an_empty_range(command: str) -> None:
+    # click describes an unbounded FloatRange as "x<=None"; Seconds options have none.
+    text = help_of(command)
+    assert "None]" not in text and "None;" not in text

@@ -66,6 +66,13 @@ class Seconds(click.FloatRange):
             self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
         return super().convert(seconds, param, ctx)
 
+    def _describe_range(self) -> str:
+        # click's FloatRange describes an unbounded range as "x<=None" in --help;
+        # an empty string makes click leave the range out.
+        if self.min is None and self.max is None:
+            return ""
+        return super()._describe_range()
+
 
 SECONDS = Seconds()
 
