@@ -15,8 +15,8 @@ what reaches the screen:
   the others are counted (the status bar) and still kept and numbered. Sent
   messages always show. The matcher is the caller's (``connect`` passes
   ``client/expect.py``'s :class:`Matcher`, the one ``--expect`` uses).
-* ``/pause``: messages are kept and counted but not shown; ``/resume`` shows the
-  ones that arrived meanwhile (through the filter), at most
+* ``/pause``: incoming messages are kept and counted but not shown (what you send
+  still shows); ``/resume`` shows the ones that arrived meanwhile (through the filter), at most
   :data:`RESUME_SHOW_MAX`, the last ones, with a line saying how many were left
   out (``/show N`` still prints those that are kept).
 * ``/find TEXT``: the kept messages containing TEXT (case-insensitive), printed
@@ -295,7 +295,7 @@ class MessageView:
     def add(self, event: Message, label: str | None = None) -> Text | None:
         """Number and keep EVENT; its text, or None when it is not shown now."""
         kept = self.log.add(event, label)
-        if self.paused_at is not None:
+        if self.paused_at is not None and event.direction == "received":
             self.held += 1
             return None
         if not self._passes(kept):
@@ -354,7 +354,7 @@ class MessageView:
         """The held messages to print now and a summary line; None if not paused."""
         if self.paused_at is None:
             return None
-        held = self.log.since(self.paused_at)
+        held = [k for k in self.log.since(self.paused_at) if k.event.direction == "received"]
         lost = self.held - len(held)  # no longer kept (past KEPT_MESSAGES)
         shown = []
         for kept in held:

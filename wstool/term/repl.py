@@ -401,8 +401,13 @@ class Repl(Generic[ExtraT]):
             sep,
             ("", _format_rtt(st.last_rtt_s) + " "),
         ]
-        for segment in self.messages.status_segments():
-            parts += [sep, ("class:bottom-toolbar.state-other", segment + " ")]
+        segments = self.messages.status_segments()  # /filter's hidden count, /pause's
+        if segments:
+            style, text, *_ = parts[-1]
+            parts[-1] = (style, text.rstrip())
+            for segment in segments:
+                parts += [sep, ("class:bottom-toolbar.state-other", segment)]
+            parts.append(("", " "))
         return parts
 
     # Output above the prompt
@@ -722,12 +727,12 @@ class Repl(Generic[ExtraT]):
                     self.show_state("no filter: every message is shown (/filter REGEX|json:EXPR)")
                 else:
                     self.show_state(f"filter {escape(view.filter.source)!r}: {view.hidden} "
-                                    "incoming messages hidden (/filter off shows all)")
+                                    "hidden so far (/filter off shows all)")
             case FilterMessages(pattern=None):
                 hidden = view.hidden
                 view.set_filter(None)
-                self.show_state(f"filter off ({hidden} messages were hidden; /find or /show N "
-                                "prints them)")
+                self.show_state(f"filter off ({hidden} hidden while it was on; /find or "
+                                "/show N prints them)")
             case FilterMessages(pattern=pattern):
                 assert pattern is not None
                 try:
