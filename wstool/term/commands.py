@@ -483,24 +483,21 @@ CONNECT_COMMANDS: CommandTable = CommandTable((
     CommandSpec("file", "[--text] PATH", "send a file's contents (binary, or text with --text)",
                 parse_file, "path"),
     CommandSpec("json", "compact|pretty|off",
-                "JSON messages: one line when they fit (compact), always pretty-printed, "
-                "or as received without colour (off)", parse_json_view, "json_mode"),
+                "JSON: one coloured line if it fits, pretty-printed, or as received",
+                parse_json_view, "json_mode"),
     CommandSpec("timestamps", "[on|off]", "toggle timestamps on messages",
                 _toggle("timestamps"), "toggle"),
-    CommandSpec("show", "[N]", "print message #N whole (default: the last received; "
-                f"the last {KEPT_MESSAGES} messages are kept)", parse_show),
-    CommandSpec("pager", "[N]", "open message #N (default: the last received) in $PAGER "
-                "(default less -R)", parse_pager),
-    CommandSpec("find", "TEXT", "print the kept messages containing TEXT again, the matches "
-                "highlighted (case-insensitive)", parse_find, "text"),
-    CommandSpec("filter", "REGEX|json:EXPR|off", "show only the incoming messages that match "
-                "(the others are counted in the status bar); off shows all", parse_filter,
-                "text"),
-    CommandSpec("pause", "", "stop showing messages (the connection keeps receiving)",
+    CommandSpec("show", "[N]", f"print message #N whole (default: last received; "
+                f"{KEPT_MESSAGES} kept)", parse_show),
+    CommandSpec("pager", "[N]", "open message #N in $PAGER (default: less -R)", parse_pager),
+    CommandSpec("find", "TEXT", "print kept messages containing TEXT, matches highlighted",
+                parse_find, "text"),
+    CommandSpec("filter", "REGEX|json:EXPR|off", "show only matching incoming messages "
+                "(hidden ones counted)", parse_filter, "text"),
+    CommandSpec("pause", "", "stop showing incoming messages (still received and kept)",
                 _no_args(PauseDisplay(), "pause")),
-    CommandSpec("resume", "", "show the messages that arrived while paused (the last "
-                f"{RESUME_SHOW_MAX}) "
-                f"and continue", _no_args(PauseDisplay(resume=True), "resume")),
+    CommandSpec("resume", "", f"print those that came while paused (last {RESUME_SHOW_MAX}), "
+                "go on", _no_args(PauseDisplay(resume=True), "resume")),
     CommandSpec("headers", "", "show the handshake request and response headers",
                 _no_args(ShowHeaders(), "headers")),
     CommandSpec("stats", "", "show message and byte counts, RTT min/avg/max, uptime",
