@@ -232,3 +232,39 @@ def test_timestamps_in_compact_and_pretty(url: str, tmp_path: Path) -> None:
     # The continuation lines are indented past the timestamp and the number.
     child.expect(r"\d\d:\d\d:\d\d\.\d{3} #4 < \{\r\n {20}\"a\": 1\r\n {18}\}\r\n")
     quit_repl(child)
+
+
+def test_listen_filter_with_json(tmp_path: Path) -> None:
+    """listen's REPL numbers messages too, and its /filter takes json:EXPR (the CLI
+    hands it connect's matcher)."""
+    pytest.importorskip("jq", reason="json: patterns need the jq extra")
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm", "HOME": str(tmp_path),
+           "PROMPT_TOOLKIT_NO_CPR": "1"}
+    child = pexpect.spawn(sys.executable, ["-m", "wstool", "listen", "--port", "0",
+                                           "--no-history", "--ping-interval", "0"],
+                          env=env, encoding="utf-8", timeout=scaled(15), dimensions=(24, 100))
+    try:
+        child.expect(r"listening on (ws://127\.0\.0\.1:\d+/)")
+        url = child.match.group(1)
+        child.send('/filter json:.t == 2\r')
+        child.expect("filter 'json:.t == 2'")
+
+        async def client() -> None:
+            async with connect(url) as ws:
+                await ws.send('{"t": 1}')
+                await ws.send('{"t": 2}')
+                child.expect(r'\[1\] #2 < \{"t": 2\}')
+                assert '{"t": 1}' not in plain(child.before)
+                child.send("/show 1\r")
+                child.expect(r'\[1\] #1 < \{\r\n')
+
+        asyncio.run(asyncio.wait_for(client(), scaled(20)))
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
