@@ -319,8 +319,11 @@ async def test_one_mib_message_is_folded_with_its_size() -> None:
         await d.open()
         await d.see("1048576 bytes), showing the first 480 bytes")
         out = d.output.text
-        # DummyOutput is 80 columns: 30 rows of 78 characters.
-        assert "folded: 1.0 MiB (1048576 bytes), showing the first 2340 characters" in out
+        # DummyOutput is 80 columns; "#1 < " takes 5: 30 rows of 75 characters, and the
+        # fold says how to see it all.
+        assert "folded (/show 1 prints it whole): 1.0 MiB (1048576 bytes), showing the " in out
+        assert " first 2250 characters (1 line)" in out
+        assert "folded (/show 2 prints it whole): 1.0 MiB (1048576 bytes), showing the " in out
         assert len(out) < 20_000
         assert d.target.status().messages_received == 2
 
@@ -329,12 +332,17 @@ async def test_one_mib_message_is_folded_with_its_size() -> None:
 async def test_json_pretty_toggle_and_timestamps() -> None:
     async with server(echo) as (url, _peer), repl_on(url) as d:
         await d.open()
+        # Compact by default: one line when it fits (80 columns here).
         d.type('{"a": [1, {"b": null}]}' + ENTER)
-        await d.see('< {\n    "a": [\n      1,')
-        d.type("/json" + ENTER)
-        await d.see("JSON pretty-printing off")
+        await d.see('#2 < {"a": [1, {"b": null}]}\n')
+        d.type("/json pretty" + ENTER)
+        await d.see("JSON messages: pretty-printed")
+        d.type('{"a": [1, {"b": null}]}' + ENTER)
+        await d.see('#4 < {\n       "a": [\n         1,')
+        d.type("/json off" + ENTER)
+        await d.see("JSON messages: as received")
         d.type('{"c": 2}' + ENTER)
-        await d.see('< {"c": 2}')
+        await d.see('#6 < {"c": 2}')
         d.type("/timestamps on" + ENTER)
         await d.see("timestamps on")
         d.type("tick" + ENTER)
@@ -642,9 +650,9 @@ def test_show_event_with_a_label_outside_the_loop() -> None:
         output = RecordingOutput()
         repl = Repl(make_env(), ReplConfig(prompt="listen> "), target, input=pipe_input,
                     output=output)
-        repl.show_event(Message("received", "hi\x1b[2J"), label="#3")
+        repl.show_event(Message("received", "hi\x1b[2J"), label="[3]")
         repl.show_error("bad \\x00")
-        assert output.text == "#3 < hi\\e[2J\n! bad \\x00\n"
+        assert output.text == "[3] #1 < hi\\e[2J\n! bad \\x00\n"
 
 
 @async_test

@@ -14,6 +14,10 @@ from wstool.errors import ExitStatus
 from wstool.term.commands import (
     CloseCommand,
     CoreCommand,
+    FilterMessages,
+    FindText,
+    JsonView,
+    PauseDisplay,
     PingCommand,
     PongCommand,
     Quit,
@@ -23,6 +27,7 @@ from wstool.term.commands import (
     SendText,
     ShowHeaders,
     ShowHelp,
+    ShowMessage,
     ShowStats,
     Toggle,
 )
@@ -44,6 +49,12 @@ async def test_every_core_command_goes_through_the_dispatch(tmp_path: Path) -> N
         (ShowStats(), "sent:     3 messages"),
         (SaveTranscript(str(saved)), "saved "),
         (ShowHelp("ping"), "/ping [data]"),
+        (JsonView("pretty"), "JSON messages: pretty-printed"),
+        (ShowMessage(1), "#1 > typed"),
+        (FindText("FROM A"), "2 of 6 kept messages contain 'FROM A'"),
+        (FilterMessages("^x"), "filter '^x'"),
+        (PauseDisplay(), "display paused"),
+        (PauseDisplay(resume=True), "display resumed: 0 messages"),
     ]
     closing: list[CoreCommand] = [CloseCommand(4001, "done"), Quit()]
     # A record added to CoreCommand needs a line here as well.

@@ -155,10 +155,10 @@ def test_multiline_paste_and_ctrl_c_in_a_terminal(
     child.send("first")
     child.send("\x1b\r")  # Alt-Enter: a newline, not send
     child.send("second\r")
-    child.expect("< first\r\n  second")
+    child.expect("#2 < first\r\n     second")  # continued under the text
     child.send("\x1b[200~{\r\n  \"k\": 1\r\n}\x1b[201~")  # a bracketed paste
     child.send("\r")
-    child.expect('< {\r\n    "k": 1\r\n  }')
+    child.expect('#4 < {\r\n       "k": 1\r\n     }')
     child.sendcontrol("d")
     assert wait_exit(child) == 0
     assert record.received == ["first\nsecond", '{\n  "k": 1\n}']

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -68,7 +69,8 @@ def listen_cmd(**raw: Any) -> None:
             from wstool.server.listen_repl import run_listen_repl
 
             repl_cfg = repl_config(raw, env.environ, out_cfg, prompt="listen> ")
-            return await run_listen_repl(env, server_cfg, listen_cfg, out_cfg, repl_cfg)
+            return await run_listen_repl(env, server_cfg, listen_cfg, out_cfg, repl_cfg,
+                                         compile_filter=_listen_filter)
         from wstool.server.listen import ListenFrontEnd
 
         return await ListenFrontEnd(env, server_cfg, listen_cfg, out_cfg).run()
@@ -150,3 +152,11 @@ def serve_echo_cmd(**raw: Any) -> None:
         return await serve_echo(env, server_cfg, echo_cfg, out_cfg)
 
     run_async(main, debug=out_cfg.debug, env=env)
+
+
+def _listen_filter(source: str) -> Callable[[str | bytes], bool]:
+    """listen's ``/filter``: the matcher ``connect --expect`` uses (regex or json:EXPR),
+    imported on the first /filter only (it loads the client's modules)."""
+    from wstool.client.repl import filter_matcher
+
+    return filter_matcher(source)

@@ -122,8 +122,12 @@ def repl_options(f: F) -> F:
         click.option("--vi", is_flag=True, help="REPL: Vi key bindings (default: Emacs)."),
         click.option("--no-history", is_flag=True,
                      help="REPL: do not read or write $XDG_STATE_HOME/wstool/history."),
-        click.option("--timestamps", is_flag=True, help="REPL: show a timestamp on each message."),
-        click.option("--no-pretty", is_flag=True, help="REPL: do not pretty-print JSON messages."),
+        click.option("--timestamps", is_flag=True,
+                     help="REPL: a timestamp column on each message (/timestamps)."),
+        click.option("--no-pretty", is_flag=True,
+                     help="REPL: messages as received, no JSON colours or pretty-printing "
+                          "(/json off; default /json compact: one coloured line per message "
+                          "that fits the width)."),
     ])(f)
 
 

@@ -190,7 +190,8 @@ async def run_connect_repl(
     TYPED_LINES (``--template``) expands the message lines typed at the prompt."""
     target = SessionTarget(connect_config, run_config, output_config, observers=observers)
     expand = None if typed_lines is None else line_expander(typed_lines)
-    return await Repl(env, repl_config, target, expand_line=expand).run()
+    return await Repl(env, repl_config, target, expand_line=expand,
+                      compile_filter=filter_matcher).run()
 
 
 def line_expander(typed_lines: TypedLines) -> Callable[[str], str]:
@@ -203,3 +204,15 @@ def line_expander(typed_lines: TypedLines) -> Callable[[str], str]:
             raise LineRejected(escape(str(exc))) from None
 
     return expand
+
+
+def filter_matcher(source: str) -> Callable[[str | bytes], bool]:
+    """``/filter REGEX|json:EXPR``: the pattern as ``--expect`` reads it (one matcher
+    for both; expect.py is imported on the first /filter only). ValueError: one line."""
+    from wstool.client.expect import Matcher
+
+    try:
+        matcher = Matcher(source, "/filter")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    return lambda data: matcher.match(data) is not None

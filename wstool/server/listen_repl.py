@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias, assert_never
 
@@ -51,6 +52,7 @@ from wstool.term.commands import (
     parse_ping,
 )
 from wstool.term.env import Environment
+from wstool.term.message_view import MessageMatch, regex_filter
 from wstool.term.render import escape
 from wstool.term.repl import Repl, ReplUI, TargetStatus, TargetUnavailable
 
@@ -357,9 +359,12 @@ async def run_listen_repl(
     listen_config: ListenConfig,
     output_config: OutputConfig,
     repl_config: ReplConfig,
+    *,
+    compile_filter: Callable[[str], MessageMatch] = regex_filter,
 ) -> ExitStatus:
-    """``listen`` on a terminal: the entry point ``cli.py`` calls."""
+    """``listen`` on a terminal: the entry point ``cli.py`` calls. COMPILE_FILTER:
+    ``/filter``'s patterns (the CLI passes connect's, with ``json:``)."""
     target = ListenTarget(server_config, listen_config, output_config)
-    repl = Repl(env, repl_config, target)
+    repl = Repl(env, repl_config, target, compile_filter=compile_filter)
     target.ui = repl
     return await repl.run()

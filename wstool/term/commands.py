@@ -120,6 +120,47 @@ class Quit:
     pass
 
 
+# The display (issue 13; executed with wstool/term/message_view.py).
+
+# /show, /pager and /find see the last KEPT_MESSAGES messages (both directions);
+# /resume prints at most RESUME_SHOW_MAX of those that arrived while paused.
+KEPT_MESSAGES = 10_000
+RESUME_SHOW_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class JsonView:
+    """``/json compact|pretty|off``; None: say which mode is on."""
+
+    mode: Literal["compact", "pretty", "off"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowMessage:
+    """``/show [N]`` (``pager``: ``/pager [N]``); None: the last received message."""
+
+    number: int | None = None
+    pager: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FindText:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FilterMessages:
+    """``/filter REGEX|json:EXPR``; ``/filter off`` clears; no pattern: say which is on."""
+
+    pattern: str | None = None
+    clear: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PauseDisplay:
+    resume: bool = False  # /resume
+
+
 @dataclass(frozen=True, slots=True)
 class CommandError:
     """Bad input: one line to show the user; nothing is sent."""
@@ -142,6 +183,11 @@ CoreCommand: TypeAlias = (
     | SaveTranscript
     | ShowHelp
     | Quit
+    | JsonView
+    | ShowMessage
+    | FindText
+    | FilterMessages
+    | PauseDisplay
 )
 
 # A front-end's own records (``wstool listen``'s ``ListClients``, ``SendTo``,
@@ -170,7 +216,8 @@ OtherT = TypeVar("OtherT")
 Parsed: TypeAlias = CoreCommand | CommandError | ExtraT
 Parser: TypeAlias = Callable[[str], Parsed[ExtraT]]
 
-ArgKind = Literal["none", "text", "path", "close_code", "hex", "base64", "command", "toggle"]
+ArgKind = Literal["none", "text", "path", "close_code", "hex", "base64", "command", "toggle",
+                  "json_mode"]
 
 
 @dataclass(frozen=True)
@@ -365,6 +412,52 @@ def _toggle(setting: Literal["json", "timestamps"]) -> Parser[Never]:
     return parse
 
 
+def parse_json_view(rest: str) -> JsonView | CommandError:
+    value = rest.strip().lower()
+    if value == "":
+        return JsonView(None)
+    if value == "on":  # what /json on meant before compact lines (issue 13)
+        return JsonView("pretty")
+    for mode in ("compact", "pretty", "off"):
+        if value == mode:
+            return JsonView(mode)
+    return CommandError("usage: /json compact|pretty|off")
+
+
+def _message_number(rest: str, name: str) -> int | CommandError | None:
+    text = rest.strip().lstrip("#")
+    if not text:
+        return None
+    if not text.isdigit():
+        return CommandError(f"usage: /{name} [N] (N: a message number as shown, e.g. 12 for #12)")
+    return int(text)
+
+
+def parse_show(rest: str) -> ShowMessage | CommandError:
+    number = _message_number(rest, "show")
+    return number if isinstance(number, CommandError) else ShowMessage(number)
+
+
+def parse_pager(rest: str) -> ShowMessage | CommandError:
+    number = _message_number(rest, "pager")
+    return number if isinstance(number, CommandError) else ShowMessage(number, pager=True)
+
+
+def parse_find(rest: str) -> FindText | CommandError:
+    if not rest.strip():
+        return CommandError("usage: /find TEXT (case-insensitive, in the kept messages)")
+    return FindText(rest.strip())
+
+
+def parse_filter(rest: str) -> FilterMessages:
+    pattern = rest.strip()
+    if pattern == "":
+        return FilterMessages(None)
+    if pattern.lower() == "off":
+        return FilterMessages(None, clear=True)
+    return FilterMessages(pattern)
+
+
 def parse_save(rest: str) -> SaveTranscript | CommandError:
     path = rest.strip()
     if not path:
@@ -389,10 +482,22 @@ CONNECT_COMMANDS: CommandTable = CommandTable((
                 "base64"),
     CommandSpec("file", "[--text] PATH", "send a file's contents (binary, or text with --text)",
                 parse_file, "path"),
-    CommandSpec("json", "[on|off]", "toggle pretty-printing of JSON messages", _toggle("json"),
-                "toggle"),
+    CommandSpec("json", "compact|pretty|off",
+                "JSON: one coloured line if it fits, pretty-printed, or as received",
+                parse_json_view, "json_mode"),
     CommandSpec("timestamps", "[on|off]", "toggle timestamps on messages",
                 _toggle("timestamps"), "toggle"),
+    CommandSpec("show", "[N]", f"print message #N whole (default: last received; "
+                f"{KEPT_MESSAGES} kept)", parse_show),
+    CommandSpec("pager", "[N]", "open message #N in $PAGER (default: less -R)", parse_pager),
+    CommandSpec("find", "TEXT", "print kept messages containing TEXT, matches highlighted",
+                parse_find, "text"),
+    CommandSpec("filter", "REGEX|json:EXPR|off", "show only matching incoming messages "
+                "(hidden ones counted)", parse_filter, "text"),
+    CommandSpec("pause", "", "stop showing incoming messages (still received and kept)",
+                _no_args(PauseDisplay(), "pause")),
+    CommandSpec("resume", "", f"print those that came while paused (last {RESUME_SHOW_MAX}), "
+                "go on", _no_args(PauseDisplay(resume=True), "resume")),
     CommandSpec("headers", "", "show the handshake request and response headers",
                 _no_args(ShowHeaders(), "headers")),
     CommandSpec("stats", "", "show message and byte counts, RTT min/avg/max, uptime",

@@ -48,6 +48,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import shlex
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -89,7 +91,11 @@ from wstool.term.commands import (
     CommandTable,
     CoreCommand,
     ExtraT,
+    FilterMessages,
+    FindText,
+    JsonView,
     Parsed,
+    PauseDisplay,
     PingCommand,
     PongCommand,
     Quit,
@@ -99,11 +105,13 @@ from wstool.term.commands import (
     SendText,
     ShowHeaders,
     ShowHelp,
+    ShowMessage,
     ShowStats,
     Toggle,
 )
 from wstool.term.env import Environment
 from wstool.term.jsonl import write_json_line
+from wstool.term.message_view import MessageFilter, MessageMatch, MessageView, regex_filter
 from wstool.term.render import escape, event_json, handshake_lines, human_size
 from wstool.term.render_rich import (
     ViewOptions,
@@ -235,6 +243,10 @@ class SlashCompleter(Completer):
             for word in ("on", "off"):
                 if word.startswith(arg):
                     yield Completion(word, start_position=-len(arg))
+        elif spec.arg_kind == "json_mode":
+            for word in ("compact", "pretty", "off"):
+                if word.startswith(arg):
+                    yield Completion(word, start_position=-len(arg))
         elif spec.arg_kind == "command":
             for other in self.table.complete(arg.lstrip("/")):
                 yield Completion(other.name, start_position=-len(arg),
@@ -266,6 +278,7 @@ class Repl(Generic[ExtraT]):
         input: Input | None = None,
         output: Output | None = None,
         expand_line: Callable[[str], str] | None = None,
+        compile_filter: Callable[[str], MessageMatch] = regex_filter,
     ) -> None:
         self.env = env
         self.config = config
@@ -279,6 +292,11 @@ class Repl(Generic[ExtraT]):
             base64=config.base64,
             verbose=config.verbose,
         )
+        # Numbered, kept, filtered messages (/show, /find, /filter, /pause): issue 13.
+        # --no-pretty is /json off. COMPILE_FILTER turns a /filter pattern into a
+        # matcher (raises ValueError, one line): connect's knows json:EXPR.
+        self.messages = MessageView(self.view, "compact" if config.pretty_json else "off")
+        self.compile_filter = compile_filter
         self.color = env.color_for(env.stdout_isatty)
         # The environment's console renders to strings here (capture); the
         # REPL writes them above the prompt itself.
@@ -383,6 +401,13 @@ class Repl(Generic[ExtraT]):
             sep,
             ("", _format_rtt(st.last_rtt_s) + " "),
         ]
+        segments = self.messages.status_segments()  # /filter's hidden count, /pause's
+        if segments:
+            style, text, *_ = parts[-1]
+            parts[-1] = (style, text.rstrip())
+            for segment in segments:
+                parts += [sep, ("class:bottom-toolbar.state-other", segment)]
+            parts.append(("", " "))
         return parts
 
     # Output above the prompt
@@ -437,6 +462,11 @@ class Repl(Generic[ExtraT]):
     def show_event(self, event: Event, label: str | None = None) -> None:
         """Print an event above the prompt; ``label`` (e.g. a client id) goes first."""
         self.view.width = self.prompt.app.output.get_size().columns
+        if isinstance(event, Message):
+            shown = self.messages.add(event, label)
+            if shown is not None:
+                self._write(self._render(shown))
+            return
         text = event_text(event, self.view)
         if text is not None:
             if label:
@@ -575,6 +605,8 @@ class Repl(Generic[ExtraT]):
                 self._save(path)
             case ShowHelp(topic=topic):
                 self._help(topic)
+            case JsonView() | ShowMessage() | FindText() | FilterMessages() | PauseDisplay():
+                await self._display(command)
             case _:
                 # mypy fails here when a record of CoreCommand has no case above.
                 assert_never(command)
@@ -615,9 +647,9 @@ class Repl(Generic[ExtraT]):
             return None
 
     def _toggle(self, command: Toggle) -> None:
-        if command.setting == "json":
-            value = not self.view.pretty_json if command.value is None else command.value
-            self.view.pretty_json = value
+        if command.setting == "json":  # /json parses to JsonView now; the old record's meaning
+            value = self.messages.mode == "off" if command.value is None else command.value
+            self.messages.mode = "pretty" if value else "off"
             self.show_state(f"JSON pretty-printing {'on' if value else 'off'}")
         else:
             value = not self.view.timestamps if command.value is None else command.value
@@ -657,6 +689,104 @@ class Repl(Generic[ExtraT]):
             "keys: Enter send · Alt-Enter/Esc Enter newline · Tab complete · Ctrl-R search "
             "history · Ctrl-C clear line · Ctrl-D quit",
         ])
+
+
+    # The display (issue 13): message_view.py holds the state and the rendering.
+
+    async def _display(
+        self, command: JsonView | ShowMessage | FindText | FilterMessages | PauseDisplay
+    ) -> None:
+        view = self.messages
+        self.view.width = self.prompt.app.output.get_size().columns
+        match command:
+            case JsonView(mode=None):
+                self.show_state(f"JSON messages: {view.mode} (/json compact|pretty|off)")
+            case JsonView(mode=mode):
+                assert mode is not None
+                view.mode = mode
+                self.show_state({
+                    "compact": "JSON messages: one line when they fit the width",
+                    "pretty": "JSON messages: pretty-printed",
+                    "off": "JSON messages: as received, no highlighting",
+                }[mode])
+            case ShowMessage(number=number, pager=pager):
+                kept = view.lookup(number)
+                if isinstance(kept, str):
+                    self.show_error(kept)
+                elif pager:
+                    await self._page(self._render(view.whole(kept)))
+                else:
+                    self._write(self._render(view.whole(kept)))
+            case FindText(text=needle):
+                lines, summary = view.find(needle)
+                for line in lines:
+                    self._write(self._render(line))
+                self.show_state(summary)
+            case FilterMessages(pattern=None, clear=False):
+                if view.filter is None:
+                    self.show_state("no filter: every message is shown (/filter REGEX|json:EXPR)")
+                else:
+                    self.show_state(f"filter {escape(view.filter.source)!r}: {view.hidden} "
+                                    "hidden so far (/filter off shows all)")
+            case FilterMessages(pattern=None):
+                hidden = view.hidden
+                view.set_filter(None)
+                self.show_state(f"filter off ({hidden} hidden while it was on; /find or "
+                                "/show N prints them)")
+            case FilterMessages(pattern=pattern):
+                assert pattern is not None
+                try:
+                    match = self.compile_filter(pattern)
+                except ValueError as exc:
+                    self.show_error(escape(str(exc)))
+                    return
+                view.set_filter(MessageFilter(pattern, match))
+                self.show_state(f"filter {escape(pattern)!r}: only matching incoming messages "
+                                "are shown (sent ones always; /filter off)")
+            case PauseDisplay(resume=False):
+                if view.pause():
+                    self.show_state("display paused: messages are still received and kept "
+                                    "(/resume)")
+                else:
+                    self.show_state("already paused (/resume)")
+            case PauseDisplay():
+                resumed = view.resume()
+                if resumed is None:
+                    self.show_state("not paused")
+                    return
+                texts, summary = resumed
+                for text in texts:
+                    self._write(self._render(text))
+                self.show_state(summary)
+        self.prompt.app.invalidate()  # the status bar
+
+    async def _page(self, text: str) -> None:
+        """Open TEXT (rendered, ANSI colours kept) in $PAGER (default ``less -R``)."""
+        environ = dict(self.env.environ)
+        pager = environ.get("PAGER", "").strip() or "less -R"
+        environ.setdefault("LESS", "R")  # colours, as git and man set it when unset
+        try:
+            argv = shlex.split(pager)
+        except ValueError as exc:
+            self.show_error(f"cannot run $PAGER {escape(pager)!r}: {exc}")
+            return
+        if not argv:
+            argv = ["less", "-R"]
+        await self._drain_output()
+        data = text.encode("utf-8", "replace")
+
+        def page() -> str | None:
+            try:
+                subprocess.run(argv, input=data, env=environ, check=False)
+            except OSError as exc:
+                return f"cannot run $PAGER {escape(pager)!r}: {exc.strerror or exc} (set PAGER)"
+            return None
+
+        # The prompt is erased while the pager runs, and redrawn after; the loop
+        # keeps receiving (in_executor: the pager runs in a thread).
+        error = await run_in_terminal(page, in_executor=True)
+        if error is not None:
+            self.show_error(error)
 
 
 class _TargetEnded(Exception):
