@@ -226,6 +226,20 @@ def test_a_server_close_that_is_retried_keeps_its_close_line(
                          "(private use): custom reason"]
 
 
+def test_the_error_line_escapes_the_servers_close_reason(server_thread: ServerThread) -> None:
+    """Issue 13: a close that ends the run is said by the error line alone, so the
+    server's reason is escaped there as the close line escapes it."""
+
+    async def close_with_escapes(ws: ServerConnection) -> None:
+        await ws.close(4001, "\x1b]0;pwned\x07 \u202egnp")
+
+    _s, url = start_websockets_server(server_thread, close_with_escapes)
+    proc = run_wstool_inprocess("connect", url, input=None)
+    assert proc.returncode == 5
+    assert proc.stderr == ("wstool: error: server closed the connection with 4001 "
+                           "(private use): \\e]0;pwned\\x07 \\u202egnp\n")
+
+
 def test_echo_mode_mirrors_pushed_messages(server_thread: ServerThread) -> None:
     received: list[Any] = []
     handler_done = threading.Event()

@@ -1217,7 +1217,8 @@ class Session:
             return None  # we closed and the server completed the handshake
         if rcvd.code in NORMAL_CLOSE_CODES:
             return None
-        reason = f": {rcvd.reason}" if rcvd.reason else ""
+        # Remote text, on a terminal's stderr: escaped as the close line's is.
+        reason = f": {escape(rcvd.reason)}" if rcvd.reason else ""
         return ClosedAbnormally(
             f"server closed the connection with {rcvd.code} "
             f"({describe_close_code(rcvd.code)}){reason}",
