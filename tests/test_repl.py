@@ -570,6 +570,19 @@ async def test_show_ping_pong_and_the_server_pings_age_in_the_status_bar() -> No
 
 
 @async_test
+async def test_verbose_ping_shows_its_pong_once() -> None:
+    """-v shows every pong received (with its RTT): /ping does not add a second line."""
+    async with server(echo) as (url, _peer), repl_on(
+            url, output_config=OutputConfig(verbose=1), config=ReplConfig(verbose=1)) as d:
+        await d.open()
+        d.type("/ping hi" + ENTER)
+        await d.see("< pong 'hi' in ")
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+        assert d.output.text.count("< pong 'hi'") == 1
+
+
+@async_test
 async def test_reconnect_limit_gives_up() -> None:
     port = closed_port()
     run_cfg = ClientRunConfig(reconnect=True, reconnect_max_delay_s=0.2, reconnect_limit=2)

@@ -159,8 +159,8 @@ class SessionTarget(ClientFrontEnd):
             rtt_s = await self.client_run.ping(data)
         except NotOpen as exc:
             raise TargetUnavailable(str(exc)) from None
-        # -P: the pong's own line has shown the RTT already.
-        return None if self.report_pings else rtt_s
+        # -P and -v show every pong received, with its RTT: said already.
+        return None if self.report_pings or self.output_config.verbose else rtt_s
 
     def pong(self, data: bytes) -> None:
         try:
