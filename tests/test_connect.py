@@ -197,10 +197,47 @@ def test_server_close_code_and_reason_on_stderr(server_thread: ServerThread) -> 
     _s, url = start_websockets_server(server_thread, servers.close_4001)
     proc = run_wstool_inprocess("connect", url, input=None)
     assert proc.returncode == 5
-    assert "closed by the server: 4001 (private use) 'custom reason'" in proc.stderr
-    assert "error: server closed the connection with 4001 (private use): custom reason" in (
-        proc.stderr
-    )
+    # Said once (issue 13): the error line, no "closed by the server: 4001 ..." before it.
+    assert proc.stderr == ("wstool: error: server closed the connection with 4001 "
+                           "(private use): custom reason\n")
+
+
+def test_a_server_close_that_is_retried_keeps_its_close_line(
+    server_thread: ServerThread,
+) -> None:
+    """Issue 13: the close line waits only for what comes next: a retried close (1013)
+    shows, then the reconnect; the close that ends the run is the error line alone."""
+    connections: list[int] = []
+
+    async def later_then_4001(ws: ServerConnection) -> None:
+        connections.append(1)
+        if len(connections) == 1:
+            await ws.close(1013, "later")
+        else:
+            await ws.close(4001, "custom reason")
+
+    _s, url = start_websockets_server(server_thread, later_then_4001)
+    proc = run_wstool_inprocess("connect", "--reconnect", url, input=None)
+    assert proc.returncode == 5
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "wstool: closed by the server: 1013 (try again later) 'later'"
+    assert lines[1].startswith("wstool: reconnecting in ")
+    assert lines[2:] == ["wstool: error: server closed the connection with 4001 "
+                         "(private use): custom reason"]
+
+
+def test_the_error_line_escapes_the_servers_close_reason(server_thread: ServerThread) -> None:
+    """Issue 13: a close that ends the run is said by the error line alone, so the
+    server's reason is escaped there as the close line escapes it."""
+
+    async def close_with_escapes(ws: ServerConnection) -> None:
+        await ws.close(4001, "\x1b]0;pwned\x07 \u202egnp")
+
+    _s, url = start_websockets_server(server_thread, close_with_escapes)
+    proc = run_wstool_inprocess("connect", url, input=None)
+    assert proc.returncode == 5
+    assert proc.stderr == ("wstool: error: server closed the connection with 4001 "
+                           "(private use): \\e]0;pwned\\x07 \\u202egnp\n")
 
 
 def test_echo_mode_mirrors_pushed_messages(server_thread: ServerThread) -> None:

@@ -195,6 +195,29 @@ def test_client_connection_pending_pings_hold_the_send_time() -> None:
     asyncio.run(main())
 
 
+def test_connection_ping_goes_through_the_protocols_send_ping() -> None:
+    """-P (issue 13): the keepalive's and /ping's pings are reported from send_ping,
+    with the payload the connection chose and before any pong can come back."""
+
+    async def main() -> None:
+        async def handler(ws: ServerConnection) -> None:
+            await ws.wait_closed()
+
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as conn:
+                seen: list[bytes] = []
+                internals.report_sent_pings(conn.protocol, seen.append)
+                waiter = await conn.ping()  # a random payload, as the keepalive's
+                [payload] = seen
+                assert len(payload) == 4 and payload in conn.pending_pings
+                await waiter
+                await conn.ping(b"mine")
+                assert seen[1] == b"mine"
+
+    asyncio.run(main())
+
+
 def test_client_connection_close_deadline_set_when_close_goes_out() -> None:
     async def main() -> None:
         async def handler(ws: ServerConnection) -> None:

@@ -121,7 +121,7 @@ def make_env(color: bool | None = False, environ: dict[str, str] | None = None,
 class Driver:
     """A REPL running in the background, keys in, recorded output out."""
 
-    def __init__(self, repl: Repl, output: RecordingOutput, send: Callable[[str], None],
+    def __init__(self, repl: Repl[Any], output: RecordingOutput, send: Callable[[str], None],
                  target: SessionTarget) -> None:
         self.repl = repl
         self.output = output
@@ -245,6 +245,7 @@ async def test_server_close_is_shown_and_raises_the_exit_error() -> None:
             await d.result()
         assert info.value.exit_status == ExitStatus.CLOSED_ABNORMALLY
         assert "closed by the server: 1001 (going away) 'going down'" in d.output.text
+        assert info.value.said  # issue 13: cli/app.py does not say it again
 
 
 @async_test
@@ -520,9 +521,73 @@ async def test_send_before_open_says_why() -> None:
         await until(lambda: d.target.status().state.startswith("reconnecting (attempt "),
                     "the status bar's reconnecting state")
         d.type("early" + ENTER)
-        await d.see("! not sent: the connection is")
+        # Issue 13: with --reconnect it waits for the connection, and says so.
+        await d.see("= pending #1, sent once the connection is back (/discard drops the "
+                    "queue): early")
+        assert d.target.status().queued == 1
+        assert "1 queued" in "".join(text for _style, text, *_ in d.repl._toolbar())
         d.type(CTRL_D)
         assert await d.result() == ExitStatus.OK
+        await d.see("warning: 1 queued message not sent: the connection did not come back")
+
+
+@async_test
+async def test_discard_drops_the_queue_and_help_lists_it() -> None:
+    port = closed_port()
+    run_cfg = ClientRunConfig(reconnect=True, reconnect_max_delay_s=0.2)
+    async with repl_on(f"ws://127.0.0.1:{port}/", run=run_cfg) as d:
+        await d.see("reconnecting in ")
+        d.type("/discard" + ENTER)
+        await d.see("= nothing queued")
+        for line in ("a", "b"):
+            d.type(line + ENTER)
+        await d.see("pending #2")
+        d.type("/discard now" + ENTER)
+        await d.see("! /discard takes no argument")
+        d.type("/discard" + ENTER)
+        await d.see("= discarded 2 queued messages: not sent")
+        assert d.target.status().queued == 0
+        assert "queued" not in "".join(text for _style, text, *_ in d.repl._toolbar())
+        d.type("/help" + ENTER)
+        await d.see("/discard")
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+        assert "not sent: the connection" not in d.output.text
+
+
+@async_test
+async def test_show_ping_pong_and_the_server_pings_age_in_the_status_bar() -> None:
+    async def quiet(ws: ServerConnection, peer: Peer) -> None:
+        await ws.wait_closed()
+
+    ping_pong = OutputConfig(show_ping_pong=True)
+    async with server(quiet, ping_interval=0.1) as (url, _peer), repl_on(
+            url, output_config=ping_pong, config=ReplConfig(show_ping_pong=True)) as d:
+        await d.open()
+        assert "server ping -" in "".join(text for _style, text, *_ in d.repl._toolbar())
+        await d.see("< ping ")
+        await d.see("> pong ")
+        assert "server ping 0s ago" in "".join(text for _style, text, *_ in d.repl._toolbar())
+        assert d.repl.prompt.refresh_interval == 1.0  # the age ticks
+        d.type("/ping hi" + ENTER)
+        await d.see("< pong 'hi' in ")
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+        assert "> ping 'hi'" in d.output.text
+        assert d.output.text.count("< pong 'hi'") == 1  # not again as /ping's result
+
+
+@async_test
+async def test_verbose_ping_shows_its_pong_once() -> None:
+    """-v shows every pong received (with its RTT): /ping does not add a second line."""
+    async with server(echo) as (url, _peer), repl_on(
+            url, output_config=OutputConfig(verbose=1), config=ReplConfig(verbose=1)) as d:
+        await d.open()
+        d.type("/ping hi" + ENTER)
+        await d.see("< pong 'hi' in ")
+        d.type(CTRL_D)
+        assert await d.result() == ExitStatus.OK
+        assert d.output.text.count("< pong 'hi'") == 1
 
 
 @async_test

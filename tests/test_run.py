@@ -324,3 +324,121 @@ async def test_reconnect_limit_gives_up_with_the_last_error() -> None:
     assert [e.text for e in front.of_type(Notice)] == [
         "giving up after 2 reconnect attempts in a row (--reconnect-limit)"]
     assert run.totals().reconnects == 2
+
+
+# Issue 13: what the REPL pushes while --reconnect brings the connection back.
+
+
+@async_test
+async def test_messages_queued_while_down_go_in_order_after_x_once_a_server_is_back() -> None:
+    """Nothing listens on the port at first; the run retries; the messages pushed
+    meanwhile wait, then go after -x, in order, once a server listens there."""
+    from tests.conftest import closed_port
+
+    port = closed_port()
+    config = ConnectConfig(Target(f"ws://127.0.0.1:{port}/"), ping_interval_s=None)
+    run = ClientRun(config, FAST_RECONNECT._replace(execute=("x-first",)))
+    front = Recorder(report_sent=True)
+    task = asyncio.ensure_future(run.run(front))
+    await until(lambda: bool(front.of_type(Reconnecting)), "a retry")
+    assert await run.send_or_queue("one") == 1
+    assert await run.send_or_queue(b"\x00two") == 2
+    assert run.queued == 2
+    received: list[str | bytes] = []
+
+    async def keep(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.append(message)
+
+    async with serve(keep, "127.0.0.1", port):
+        await until(lambda: len(received) == 3, "-x and the two queued messages")
+        assert received == ["x-first", "one", b"\x00two"]
+        assert run.queued == 0
+        assert "sending the 2 queued messages" in [e.text for e in front.of_type(Notice)]
+        sent = [e.data for e in front.of_type(Message) if e.direction == "sent"]
+        assert sent == ["x-first", "one", b"\x00two"]
+        assert await run.send_or_queue("three") == 0  # open: sent at once
+        await until(lambda: len(received) == 4, "the message sent at once")
+        await run.close()
+        assert await task == ExitStatus.OK
+    assert not any("not sent" in e.text for e in front.of_type(Notice))
+
+
+@async_test
+async def test_the_queue_is_bounded_and_discard_drops_it(monkeypatch: Any) -> None:
+    from tests.conftest import closed_port
+    from wstool.client import run as run_module
+    from wstool.client.run import QueueFull
+
+    monkeypatch.setattr(run_module, "QUEUE_MAX_MESSAGES", 2)
+    config = ConnectConfig(Target(f"ws://127.0.0.1:{closed_port()}/"))
+    run = ClientRun(config, FAST_RECONNECT)
+    front = Recorder()
+    task = asyncio.ensure_future(run.run(front))
+    await until(lambda: bool(front.of_type(Reconnecting)), "a retry")
+    assert [await run.send_or_queue(m) for m in ("a", "b")] == [1, 2]
+    with pytest.raises(QueueFull, match=r"the queue is full \(2 messages, 2 bytes .* "
+                       r"it holds 2 messages and 16 MiB at most; /discard drops them\)"):
+        await run.send_or_queue("c")
+    assert run.queued == 2
+    assert run.discard_queued() == 2
+    assert run.queued == 0
+    monkeypatch.setattr(run_module, "QUEUE_MAX_BYTES", 3)
+    with pytest.raises(QueueFull):
+        await run.send_or_queue("four")  # 4 bytes: more than the queue holds
+    await run.close()
+    assert await task == ExitStatus.OK
+    assert not any("not sent" in e.text for e in front.of_type(Notice))
+
+
+@async_test
+async def test_queued_messages_are_counted_as_not_sent_when_reconnecting_gives_up() -> None:
+    from tests.conftest import closed_port
+
+    config = ConnectConfig(Target(f"ws://127.0.0.1:{closed_port()}/"))
+    run = ClientRun(config, FAST_RECONNECT._replace(reconnect_limit=2))
+    front = Recorder()
+    task = asyncio.ensure_future(run.run(front))
+    await until(lambda: bool(front.of_type(Reconnecting)), "a retry")
+    await run.send_or_queue("lost")
+    with pytest.raises(WstoolError, match="connection refused"):
+        await task
+    assert [e.text for e in front.of_type(Notice)][-1] == (
+        "warning: 1 queued message not sent: the connection did not come back before the end")
+
+
+@async_test
+async def test_without_reconnect_nothing_is_queued() -> None:
+    from tests.conftest import closed_port
+
+    config = ConnectConfig(Target(f"ws://127.0.0.1:{closed_port()}/"))
+    run = ClientRun(config, ClientRunConfig())
+    with pytest.raises(NotOpen, match="the connection is connecting"):
+        await run.send_or_queue("early")
+    assert run.queued == 0
+
+
+class SaysCloses(Recorder):
+    def on_end(self, error: WstoolError | None) -> None:
+        self.log.append(Notice(f"end: {error!r}"))
+        if error is not None:
+            error.said = True
+
+
+@async_test
+async def test_the_front_end_hears_the_end_and_may_say_the_error_itself() -> None:
+    """Issue 13: on_end(error) comes last, before the error is raised; a front-end
+    that said it (the REPL's close line) marks it, and it keeps its exit status."""
+    from wstool.errors import ClosedAbnormally
+
+    async def close_4001(ws: ServerConnection, n: int, received: list[str | bytes]) -> None:
+        await ws.close(4001, "custom reason")
+
+    front = SaysCloses()
+    async with server(close_4001) as (config, _peer):
+        with pytest.raises(ClosedAbnormally) as info:
+            await ClientRun(config, ClientRunConfig()).run(front)
+    assert info.value.exit_status == ExitStatus.CLOSED_ABNORMALLY
+    assert info.value.said and info.value.server_close and info.value.close_code == 4001
+    assert isinstance(front.log[-2], Closed)
+    assert front.log[-1] == Notice(f"end: {info.value!r}")

@@ -113,6 +113,8 @@ class OutputConfig(NamedTuple):
     trace: bool = False
     # connect -q: no diagnostics on stderr but warnings and errors (the close line too).
     quiet: bool = False
+    # connect -P/--show-ping-pong (issue 13): pings and pongs both ways, wire order.
+    show_ping_pong: bool = False
 
 
 class StreamConfig(NamedTuple):
@@ -152,6 +154,7 @@ class ReplConfig(NamedTuple):
     show_secrets: bool = False
     prompt: str = "ws> "  # e.g. "listen> " for wstool listen
     lines_as_binary: bool = False  # -b: a typed line goes out as a binary message
+    show_ping_pong: bool = False  # connect -P: every ping and pong, a server-ping age
 
 
 def config_path(environ: Mapping[str, str]) -> str:

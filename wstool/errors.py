@@ -77,6 +77,10 @@ class WstoolError(Exception):
     """Base class: a one-line message and an exit status."""
 
     exit_status: ExitStatus = ExitStatus.ERROR
+    # A front-end has already shown what this error says (issue 13: the REPL's and
+    # pipe mode's "closed by the server: 4001 ..." line): exit with its status, and
+    # cli/app.py prints no second "wstool: error: ..." line.
+    said: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -104,9 +108,13 @@ class HandshakeRejected(WstoolError):
 class ClosedAbnormally(WstoolError):
     exit_status = ExitStatus.CLOSED_ABNORMALLY
 
-    def __init__(self, message: str, *, close_code: int = 1006, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, close_code: int = 1006, hint: str | None = None,
+                 server_close: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.close_code = close_code
+        # The server's close frame is all this error says: the close line of the
+        # Closed event says the same (Session.outcome, ClientRun.run).
+        self.server_close = server_close
 
 
 class ProtocolFailure(WstoolError):

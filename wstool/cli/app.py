@@ -132,7 +132,8 @@ def run_async(
     except WstoolError as exc:
         if debug:
             _print_traceback()
-        click.echo(f"wstool: error: {exc}", err=True)
+        if not exc.said:  # a front-end said it already (a server's close line)
+            click.echo(f"wstool: error: {exc}", err=True)
         status = exc.exit_status
     except KeyboardInterrupt:
         status = ExitStatus.INTERRUPTED

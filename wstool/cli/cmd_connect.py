@@ -86,6 +86,10 @@ Examples:
               help="Give up after N reconnect attempts in a row (implies --reconnect; "
                    "0: never; a connection that opens starts the count over).")
 @click.option("--trace", is_flag=True, help="Print every frame sent and received on stderr.")
+@click.option("-P", "--show-ping-pong", is_flag=True,
+              help="Show pings and pongs both ways in wire order, with the RTT of ours "
+                   "(wscat's -P): in the REPL, and the age of the server's last ping in "
+                   "its status bar; in a pipe on stderr (--json: as events).")
 @sequence_options
 @repl_options
 @connect_options

@@ -349,6 +349,7 @@ def output_config(raw: Mapping[str, Any], *, trace: bool = False) -> OutputConfi
         color=raw.get("color"),
         debug=raw.get("debug", False),
         trace=trace,
+        show_ping_pong=bool(raw.get("show_ping_pong")),
     )
 
 
@@ -368,6 +369,7 @@ def repl_config(raw: Mapping[str, Any], environ: Mapping[str, str], output: Outp
         lines_as_binary=bool(raw.get("binary")),
         verbose=output.verbose,
         show_secrets=output.show_secrets,
+        show_ping_pong=output.show_ping_pong,
     )
     return cfg if prompt is None else cfg._replace(prompt=prompt)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from wstool.client.run import ClientFrontEnd, ClientRun, InputSource, RunObserver
 from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, StreamConfig
-from wstool.errors import ExitStatus
+from wstool.errors import NORMAL_CLOSE_CODES, ClosedAbnormally, ExitStatus, WstoolError
 from wstool.events import (
     Closed,
     ConnectPhase,
@@ -36,6 +36,7 @@ from wstool.events import (
     Message,
     Notice,
     Opened,
+    Ping,
     Pong,
     Reconnecting,
     Redirected,
@@ -49,6 +50,7 @@ from wstool.term.render import (
     event_json,
     handshake_lines,
     opened_line,
+    ping_pong_line,
     redirect_line,
     trace_frame_line,
 )
@@ -97,11 +99,19 @@ class PipeFrontEnd(ClientFrontEnd):
         # Pipe mode without --json does not render sent messages: skip their events.
         self.report_sent = output_config.json
         self.report_phases = bool(output_config.verbose)
+        # -P: the pings we send and the automatic pongs too; on stderr, or as
+        # --json events (then not on stderr as well: the stream has them all).
+        self.report_pings = output_config.show_ping_pong
+        self.ping_lines = output_config.show_ping_pong and not output_config.json
         self.separator = b"\0" if stream_config.null_separated else b"\n"
         self.out = env.stdout
         # Escape remote text when our stdout is a terminal (STYLE.md "Output").
         self.escape_output = env.stdout_isatty
         self.stdout_closed = False
+        # A server's close that may end the run with an error (issue 13): its line
+        # waits for what comes next. The run's end with that very close: the error
+        # line says it, once; anything else (a reconnect, another error): the line.
+        self._held_close: Closed | None = None
 
     # Output
 
@@ -148,6 +158,8 @@ class PipeFrontEnd(ClientFrontEnd):
         self.write(text.encode() + self.separator)
 
     def on_event(self, event: Event) -> None:
+        if self._held_close is not None:
+            self._say_held_close()  # the run goes on after the server's close
         if isinstance(event, Message):  # sent messages (--json); received: on_message
             if self.out_cfg.json:
                 self.write_json(event)
@@ -175,10 +187,15 @@ class PipeFrontEnd(ClientFrontEnd):
             # --max-time): the server's answer was not awaited, "interrupted" or the
             # error says it all.
             if not self.out_cfg.quiet and not self.run.cut_short:
-                self.diag(close_line(event))
+                if event.initiated_by == "server" and event.code not in NORMAL_CLOSE_CODES:
+                    self._held_close = event
+                else:
+                    self.diag(close_line(event))
         elif isinstance(event, Notice):
             if not self.out_cfg.quiet or event.text.startswith("warning:"):
                 self.diag(event.text)
+        elif isinstance(event, Ping | Pong) and self.ping_lines:
+            self.diag(ping_pong_line(event))
         elif isinstance(event, Pong) and self.out_cfg.verbose and event.rtt_s is not None:
             self.diag(f"pong in {event.rtt_s * 1000:.1f} ms")
         elif isinstance(event, Reconnecting) and not self.out_cfg.quiet:
@@ -194,6 +211,22 @@ class PipeFrontEnd(ClientFrontEnd):
 
     def on_batch(self) -> None:
         self.flush()
+
+    def _say_held_close(self) -> None:
+        held, self._held_close = self._held_close, None
+        if held is not None:
+            self.diag(close_line(held))
+
+    def on_end(self, error: WstoolError | None) -> None:
+        held = self._held_close
+        if (
+            held is not None
+            and isinstance(error, ClosedAbnormally)
+            and error.server_close
+            and error.close_code == held.code
+        ):
+            self._held_close = None  # "wstool: error: server closed ... with 4001 ..."
+        self._say_held_close()
 
     def on_open_failed(self, handshake: Handshake) -> None:
         if self.out_cfg.verbose:  # -v: the rejected handshake

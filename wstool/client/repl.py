@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wstool.client.run import ClientFrontEnd, ClientRun, NotOpen, RunObserver
 from wstool.client.session import Session
 from wstool.config import ClientRunConfig, ConnectConfig, OutputConfig, ReplConfig
-from wstool.errors import ExitStatus, UsageError
-from wstool.events import Event, EventSink, Handshake, Message, Notice
-from wstool.term.commands import CONNECT_COMMANDS, CommandTable
+from wstool.errors import ClosedAbnormally, ExitStatus, UsageError, WstoolError
+from wstool.events import Closed, Event, EventSink, Handshake, Message, Notice, Opened, Ping
+from wstool.term.commands import CONNECT_COMMANDS, CommandError, CommandSpec, CommandTable
 from wstool.term.env import Environment
 from wstool.term.render import escape, handshake_lines, human_size
 from wstool.term.repl import LineRejected, Repl, ReplUI, TargetStatus, TargetUnavailable
@@ -33,6 +34,37 @@ def _format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m {seconds % 60:02d}s"
     return f"{seconds // 3600}h {seconds // 60 % 60:02d}m"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardQueued:
+    """``/discard``: drop the lines queued while reconnecting (issue 13)."""
+
+
+def parse_discard(rest: str) -> DiscardQueued | CommandError:
+    if rest.strip():
+        return CommandError("/discard takes no argument")
+    return DiscardQueued()
+
+
+# connect's own commands, past the core ones (listen has no queue).
+SESSION_COMMANDS: CommandTable[DiscardQueued] = CONNECT_COMMANDS.extend([
+    CommandSpec("discard", "", "drop the messages queued while --reconnect reconnects "
+                "(they are not sent)", parse_discard),
+])
+
+# How much of a queued message its "pending" line shows.
+QUEUED_PREVIEW_CHARS = 60
+
+
+def queued_preview(data: str | bytes) -> str:
+    """A queued message on its pending line: its first characters (escaped where the
+    line is rendered), or its size for a binary one."""
+    if isinstance(data, bytes):
+        return f"binary, {len(data)} bytes"
+    if len(data) > QUEUED_PREVIEW_CHARS:
+        return data[:QUEUED_PREVIEW_CHARS] + "…"
+    return data
 
 
 class SessionTarget(ClientFrontEnd):
@@ -55,12 +87,15 @@ class SessionTarget(ClientFrontEnd):
         self.config = connect_config
         self.output_config = output_config
         self.report_phases = bool(output_config.verbose)  # -v's "* ..." lines
-        self.commands: CommandTable = CONNECT_COMMANDS
+        self.report_pings = output_config.show_ping_pong  # -P: ours and the auto pongs
+        self.commands: CommandTable[DiscardQueued] = SESSION_COMMANDS
         # SIGTERM closes with 1001 (exit 143). Not SIGINT: in a prompt_toolkit
         # terminal Ctrl-C is a key (it clears the line), not a signal.
         self.client_run = ClientRun(connect_config, run_config, observers=observers,
                                     trace=output_config.trace, close_on_sigterm=True)
         self._sink: EventSink = lambda _event: None
+        self._close_shown: Closed | None = None  # the REPL shows every close line
+        self._server_ping_at: float | None = None  # -P: this connection's last one
 
     @property
     def session(self) -> Session | None:
@@ -73,10 +108,28 @@ class SessionTarget(ClientFrontEnd):
     # ClientFrontEnd: the run's events, to the REPL
 
     def on_event(self, event: Event) -> None:
+        if isinstance(event, Closed):
+            self._close_shown = event
+        elif isinstance(event, Ping) and event.direction == "received":
+            self._server_ping_at = event.ts
+        elif isinstance(event, Opened):
+            self._server_ping_at = None
         self._sink(event)
 
     def on_message(self, data: str | bytes) -> None:
         self._sink(Message("received", data, ts=time.monotonic()))
+
+    def on_end(self, error: WstoolError | None) -> None:
+        # The REPL showed the server's close (= closed by the server: 4001 ...): the
+        # exit says nothing more (issue 13); its status is unchanged.
+        shown = self._close_shown
+        if (
+            shown is not None
+            and isinstance(error, ClosedAbnormally)
+            and error.server_close
+            and error.close_code == shown.code
+        ):
+            error.said = True
 
     def on_open_failed(self, handshake: Handshake) -> None:
         if self.output_config.verbose:
@@ -92,15 +145,22 @@ class SessionTarget(ClientFrontEnd):
 
     async def send(self, data: str | bytes) -> None:
         try:
-            await self.client_run.send(data)
+            # --reconnect: typed while it reconnects, the line waits (issue 13).
+            queued = await self.client_run.send_or_queue(data)
         except NotOpen as exc:
             raise TargetUnavailable(str(exc)) from None
+        if queued:
+            self._sink(Notice(
+                f"pending #{queued}, sent once the connection is back (/discard drops "
+                f"the queue): {queued_preview(data)}", ts=time.monotonic()))
 
-    async def ping(self, data: bytes | None) -> float:
+    async def ping(self, data: bytes | None) -> float | None:
         try:
-            return await self.client_run.ping(data)
+            rtt_s = await self.client_run.ping(data)
         except NotOpen as exc:
             raise TargetUnavailable(str(exc)) from None
+        # -P and -v show every pong received, with its RTT: said already.
+        return None if self.report_pings or self.output_config.verbose else rtt_s
 
     def pong(self, data: bytes) -> None:
         try:
@@ -135,7 +195,17 @@ class SessionTarget(ClientFrontEnd):
             bytes_sent=totals.bytes_sent,
             bytes_received=totals.bytes_received,
             last_rtt_s=totals.last_rtt_s,
+            queued=self.client_run.queued,
+            server_ping=self._server_ping_text(),
         )
+
+    def _server_ping_text(self) -> str | None:
+        """-P: the age of the server's last ping on this connection."""
+        if not self.report_pings:
+            return None
+        if self._server_ping_at is None:
+            return "server ping -"
+        return f"server ping {_format_duration(time.monotonic() - self._server_ping_at)} ago"
 
     def headers_lines(self) -> list[str]:
         session = self.session
@@ -170,8 +240,13 @@ class SessionTarget(ClientFrontEnd):
             lines.append(f"reconnects: {totals.reconnects}")
         return lines
 
-    async def execute(self, command: object, ui: ReplUI) -> bool:
-        return False
+    async def execute(self, command: DiscardQueued, ui: ReplUI) -> bool:
+        match command:
+            case DiscardQueued():
+                count = self.client_run.discard_queued()
+                ui.show_state(f"discarded {count} queued message{'' if count == 1 else 's'}"
+                              ": not sent" if count else "nothing queued")
+        return True
 
 
 async def run_connect_repl(

@@ -88,7 +88,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from wstool.client.session import Session, SessionClosed
-from wstool.config import ClientRunConfig, ConnectConfig
+from wstool.config import DEFAULT_MAX_SIZE_BYTES, ClientRunConfig, ConnectConfig
 from wstool.errors import ExitStatus, TimedOut, WstoolError, is_retryable
 from wstool.events import Closed, Event, Handshake, Message, Notice, Opened, Reconnecting
 from wstool.term.signals import handle_signals
@@ -209,9 +209,17 @@ class ClientFrontEnd(RunObserver):
     report_phases: bool = False
     # --echo: show each mirrored message as a sent Message (before the received one).
     echo_as_sent: bool = False
+    # -P/--show-ping-pong: have the session report the pings we send and the
+    # automatic pongs too (Ping/Pong events with direction "sent").
+    report_pings: bool = False
 
     def on_open_failed(self, handshake: Handshake) -> None:
         """The opening handshake failed after a response came (``-v`` shows it)."""
+
+    def on_end(self, error: WstoolError | None) -> None:
+        """The run is over; ERROR is what it exits with (raised after this), if any.
+        A front-end that has said what ERROR says sets ``error.said`` (issue 13: the
+        REPL's close line of a server's close), so cli/app.py does not say it again."""
 
 
 class InputSource:
@@ -228,6 +236,17 @@ class InputSource:
 
 class NotOpen(Exception):
     """``send``/``ping``/``pong`` while no connection is open; one line for the user."""
+
+
+class QueueFull(NotOpen):
+    """``send_or_queue`` past the queue's bounds (QUEUE_MAX_MESSAGES, QUEUE_MAX_BYTES)."""
+
+
+# The REPL's lines typed while --reconnect brings the connection back (issue 13)
+# wait in a queue and go out in order once it is open again, after -x. Bounded:
+# past either limit a line is refused with QueueFull (it says so), never dropped.
+QUEUE_MAX_MESSAGES = 1000
+QUEUE_MAX_BYTES = DEFAULT_MAX_SIZE_BYTES  # payload bytes: 16 MiB, --max-size's default
 
 
 class ClientRun:
@@ -270,6 +289,9 @@ class ClientRun:
         self._replies_end_input = not run_config.echo and run_config.wait_s is not None
         # Read from the input source, not yet sent: survives a reconnect.
         self._pending: collections.deque[str | bytes] = collections.deque()
+        # Pushed by a front-end while the connection is down (send_or_queue).
+        self._queued: collections.deque[str | bytes] = collections.deque()
+        self._queued_bytes = 0
         # Set when the run is to end: -n reached, all replies in, stop(), close(),
         # Ctrl-C. A session in progress then closes with 1000 (or close()'s code).
         self._ending = asyncio.Event()
@@ -322,6 +344,55 @@ class ClientRun:
             raise NotOpen("the connection is closed") from None
         session.flush()
         await session.drain()
+
+    @property
+    def queued(self) -> int:
+        """How many messages wait for the connection (send_or_queue)."""
+        return len(self._queued)
+
+    async def send_or_queue(self, data: str | bytes) -> int:
+        """Send now (returns 0) or, while ``--reconnect`` brings the connection back,
+        queue DATA to go in order once it is open: returns how many wait now.
+
+        Raises NotOpen when it can do neither (no --reconnect, the run is ending),
+        QueueFull past QUEUE_MAX_MESSAGES or QUEUE_MAX_BYTES (DATA not queued)."""
+        if not self._queued:
+            session = self.session
+            if session is not None and session.is_open:
+                await self.send(data)
+                return 0
+        if not self.config.reconnect or self._ending.is_set():
+            raise NotOpen(f"the connection is {self.state}")
+        size = len(data.encode()) if isinstance(data, str) else len(data)
+        if (len(self._queued) >= QUEUE_MAX_MESSAGES
+                or self._queued_bytes + size > QUEUE_MAX_BYTES):
+            raise QueueFull(
+                f"the queue is full ({len(self._queued)} messages, {self._queued_bytes} "
+                f"bytes wait for the connection; it holds {QUEUE_MAX_MESSAGES} messages "
+                f"and {QUEUE_MAX_BYTES // (1024 * 1024)} MiB at most; /discard drops them)")
+        self._queued.append(data)
+        self._queued_bytes += size
+        return len(self._queued)
+
+    def discard_queued(self) -> int:
+        """Drop the queued messages (not sent): how many there were."""
+        count = len(self._queued)
+        self._queued.clear()
+        self._queued_bytes = 0
+        return count
+
+    def _send_queued(self, session: Session) -> None:
+        """The connection is open again: the queued messages go, in order."""
+        count = len(self._queued)
+        self._on_event(Notice(f"sending the {count} queued message{'' if count == 1 else 's'}",
+                              ts=time.monotonic()))
+        try:
+            session.send_many(list(self._queued))  # all, or none if not open any more
+        except SessionClosed:
+            return  # still queued: the next connection sends them
+        session.flush()
+        self._queued.clear()
+        self._queued_bytes = 0
 
     async def ping(self, data: bytes | None) -> float:
         """Send a ping and wait for its pong: the round-trip time; raises NotOpen."""
@@ -435,6 +506,25 @@ class ClientRun:
                 self._grace.cancel()
             self.state = CLOSED
             front_end.on_batch()
+        if self._queued:
+            # The run is over with messages still queued (reconnecting gave up, /quit,
+            # a signal): they are dropped, and the user is told how many.
+            count = len(self._queued)
+            self._on_event(Notice(
+                f"warning: {count} queued message{'' if count == 1 else 's'} not sent: "
+                "the connection did not come back before the end", ts=time.monotonic()))
+        final: WstoolError | None = None
+        try:
+            return self._final_status(error)
+        except WstoolError as exc:
+            final = exc
+            raise
+        finally:
+            front_end.on_end(final)
+
+    def _final_status(self, error: WstoolError | None) -> ExitStatus:
+        """How the run ended: its status, or the error to exit with (raised)."""
+        cfg = self.config
         if self.interrupted:
             return ExitStatus.INTERRUPTED
         if self.timed_out:
@@ -504,6 +594,7 @@ class ClientRun:
             report_sent=self._front.report_sent
             or any(getattr(observer, "report_sent", False) for observer in self.observers),
             report_phases=self._front.report_phases,
+            report_pings=self._front.report_pings,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
         if self.session is not None:
@@ -546,6 +637,8 @@ class ClientRun:
                 session.send_many(cfg.execute)
                 session.flush()
                 self._last_sent_at = time.monotonic()
+        if self._queued:
+            self._send_queued(session)  # what was typed while reconnecting, after -x
         closed = asyncio.ensure_future(session.wait_closed())
         ending = asyncio.ensure_future(self._ending.wait())
         source = self.input_source

@@ -137,8 +137,13 @@ class _Connection(ClientConnection):
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
             session._on_data_frame(frame)
         elif opcode is Opcode.PING:
-            # The sans-I/O layer has already queued the pong (RFC 6455 §5.5.2).
-            session.sink(Ping("received", bytes(frame.data), ts=time.monotonic()))
+            # The sans-I/O layer has already queued the pong (RFC 6455 §5.5.2): it
+            # goes out after this chunk, so reporting it now is wire order.
+            data = bytes(frame.data)
+            now = time.monotonic()
+            session.sink(Ping("received", data, ts=now))
+            if session.report_pings:
+                session.sink(Pong("sent", data, ts=now))
         elif opcode is Opcode.PONG:
             data = bytes(frame.data)
             rtt = internals.pong_rtt_s(self, data)
@@ -528,6 +533,7 @@ class Session:
         trace: bool = False,
         report_sent: bool = True,
         report_phases: bool = False,
+        report_pings: bool = False,
     ) -> None:
         self.config = config
         self.sink = sink
@@ -540,6 +546,10 @@ class Session:
         self.report_sent = report_sent
         # -v: report each step of setting up the connection (ConnectPhase).
         self.report_phases = report_phases
+        # -P (issue 13): also report the pings we send (/ping and keepalive) and the
+        # automatic pongs, so the four kinds show in wire order; received pings and
+        # pongs are always reported.
+        self.report_pings = report_pings
         self.handshake: Handshake | None = None
         self.subprotocol: str | None = None
         self.extensions: tuple[str, ...] = ()
@@ -638,6 +648,13 @@ class Session:
                     self.sink(event)
 
             internals.trace_sent_frames(protocol, report_sent)
+        if self.report_pings:
+
+            def report_ping(data: bytes) -> None:
+                # Queued now, written after: reported before any pong can come back.
+                self.sink(Ping("sent", data, ts=time.monotonic()))
+
+            internals.report_sent_pings(protocol, report_ping)
         self._conn = conn
         return conn
 
@@ -1200,11 +1217,13 @@ class Session:
             return None  # we closed and the server completed the handshake
         if rcvd.code in NORMAL_CLOSE_CODES:
             return None
-        reason = f": {rcvd.reason}" if rcvd.reason else ""
+        # Remote text, on a terminal's stderr: escaped as the close line's is.
+        reason = f": {escape(rcvd.reason)}" if rcvd.reason else ""
         return ClosedAbnormally(
             f"server closed the connection with {rcvd.code} "
             f"({describe_close_code(rcvd.code)}){reason}",
             close_code=rcvd.code,
+            server_close=True,
         )
 
 

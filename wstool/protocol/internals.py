@@ -185,6 +185,19 @@ def trace_sent_frames(protocol: Protocol, before_send: Callable[[Frame], None]) 
     protocol.send_frame = traced_send_frame  # type: ignore[method-assign]
 
 
+def report_sent_pings(protocol: Protocol, on_ping: Callable[[bytes], None]) -> None:
+    """Call ON_PING with the payload of every Ping the protocol sends (``-P``):
+    wraps the instance's public ``send_ping``, through which the connection's
+    ``ping()`` (keepalive and ``/ping``) goes."""
+    send_ping = protocol.send_ping
+
+    def reported_send_ping(data: Any) -> None:
+        send_ping(data)
+        on_ping(bytes(data))
+
+    protocol.send_ping = reported_send_ping  # type: ignore[method-assign]
+
+
 def end_of_stream(protocol: Protocol) -> None:
     """The TCP connection is gone: feed EOF unless the reader already has it, and
     mark the protocol CLOSED (the server drives ``ServerProtocol`` without the

@@ -252,6 +252,28 @@ def event_json(event: Event) -> JsonObject | None:
     return None
 
 
+def control_payload_repr(data: bytes) -> str:
+    """A ping/pong payload after its name: ``" 'text'"`` (escaped) when it is UTF-8,
+    ``" 0x1a2b3c4d"`` otherwise, ``""`` when empty (as the REPL shows them)."""
+    if not data:
+        return ""
+    try:
+        return " " + repr(escape(data.decode()))
+    except UnicodeDecodeError:
+        return " 0x" + data.hex()
+
+
+def ping_pong_line(event: Ping | Pong) -> str:
+    """``-P`` (issue 13): ``> ping 0x1a2b3c4d``, ``< pong 0x1a2b3c4d in 0.42 ms`` (the
+    RTT of a pong that answers one of our pings), ``< ping 'x'``, ``> pong 'x'``."""
+    marker = ">" if event.direction == "sent" else "<"
+    kind = "ping" if isinstance(event, Ping) else "pong"
+    line = f"{marker} {kind}{control_payload_repr(event.data)}"
+    if isinstance(event, Pong) and event.rtt_s is not None:
+        line += f" in {event.rtt_s * 1000:.2f} ms"
+    return line
+
+
 def human_size(size_bytes: int) -> str:
     """``1536`` -> ``"1.5 KiB"``: sizes for people (status bar, /stats, folds)."""
     if size_bytes < 1024:

@@ -70,6 +70,7 @@ class ViewOptions:
     max_lines: int = 30  # terminal rows per message, wrapped lines included
     max_chars: int = 4000
     width: int = 80  # terminal columns; the REPL keeps it current
+    ping_pong: bool = False  # connect -P: every ping and pong, both ways
 
 
 def wall_clock(ts_monotonic: float) -> str:
@@ -233,8 +234,8 @@ def event_text(event: Event, view: ViewOptions) -> Text | None:
     if isinstance(event, Failed):
         return error_text(escape(event.message))
     if isinstance(event, Ping):
-        # Keepalive traffic: only with -v.
-        if not view.verbose:
+        # Keepalive traffic: only with -v or -P.
+        if not (view.verbose or view.ping_pong):
             return None
         marker, style = (">", STYLE_SENT) if event.direction == "sent" else ("<", STYLE_RECEIVED)
         out = _prefix(marker, style, event.ts, view)
@@ -245,8 +246,8 @@ def event_text(event: Event, view: ViewOptions) -> Text | None:
             out = _prefix(">", STYLE_SENT, event.ts, view)
             out.append(f"pong{_payload_repr(event.data)}", style=STYLE_SENT)
             return out
-        if not view.verbose:
-            return None  # a /ping shows its own pong with the RTT
+        if not (view.verbose or view.ping_pong):
+            return None  # a /ping shows its own pong with the RTT (not with -P)
         out = _prefix("<", STYLE_RECEIVED, event.ts, view)
         out.append(f"pong{_payload_repr(event.data)}", style=STYLE_DIM)
         if event.rtt_s is not None:

@@ -154,6 +154,10 @@ class TargetStatus:
     bytes_received: int = 0
     last_rtt_s: float | None = None
     extra: str | None = None  # e.g. "3 clients" for listen
+    # connect (issue 13): lines typed while --reconnect brings the connection back,
+    # waiting to be sent; and, with -P, e.g. "server ping 3s ago".
+    queued: int = 0
+    server_ping: str | None = None
 
 
 class ReplUI(Protocol):
@@ -297,6 +301,7 @@ class Repl(Generic[ExtraT]):
         # matcher (raises ValueError, one line): connect's knows json:EXPR.
         self.messages = MessageView(self.view, "compact" if config.pretty_json else "off")
         self.compile_filter = compile_filter
+        self.view.ping_pong = config.show_ping_pong
         self.color = env.color_for(env.stdout_isatty)
         # The environment's console renders to strings here (capture); the
         # REPL writes them above the prompt itself.
@@ -332,6 +337,8 @@ class Repl(Generic[ExtraT]):
         )
         # Bursts of incoming messages: redraw the status bar at most 20x/s.
         self.prompt.app.min_redraw_interval = 0.05
+        if config.show_ping_pong:
+            self.prompt.refresh_interval = 1.0  # -P: the server ping's age ticks
 
     # Keys
 
@@ -401,6 +408,10 @@ class Repl(Generic[ExtraT]):
             sep,
             ("", _format_rtt(st.last_rtt_s) + " "),
         ]
+        if st.queued:
+            parts += [sep, ("class:bottom-toolbar.state-other", f"{st.queued} queued ")]
+        if st.server_ping:
+            parts += [sep, ("", escape(st.server_ping) + " ")]
         segments = self.messages.status_segments()  # /filter's hidden count, /pause's
         if segments:
             style, text, *_ = parts[-1]
