@@ -522,7 +522,7 @@ async def test_send_before_open_says_why() -> None:
                     "the status bar's reconnecting state")
         d.type("early" + ENTER)
         # Issue 13: with --reconnect it waits for the connection, and says so.
-        await d.see("= pending #1, sent once the connection is back (/discard drops the "
+        await d.see("= queued (1 waiting), sent once the connection is back (/discard drops the "
                     "queue): early")
         assert d.target.status().queued == 1
         assert "1 queued" in "".join(text for _style, text, *_ in d.repl._toolbar())
@@ -541,7 +541,7 @@ async def test_discard_drops_the_queue_and_help_lists_it() -> None:
         await d.see("= nothing queued")
         for line in ("a", "b"):
             d.type(line + ENTER)
-        await d.see("pending #2")
+        await d.see("queued (2 waiting)")
         d.type("/discard now" + ENTER)
         await d.see("! /discard takes no argument")
         d.type("/discard" + ENTER)

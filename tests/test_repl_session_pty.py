@@ -70,21 +70,21 @@ def test_lines_typed_while_reconnecting_are_queued_across_a_server_restart(
     child.expect(r"closed by the server: 1001 \(going away\)")
     child.expect("reconnecting in ")
     child.send("dropped\r")  # ...what is typed now waits...
-    child.expect(r"= pending #1, sent once the connection is back \(/discard drops the "
+    child.expect(r"= queued \(1 waiting\), sent once the connection is back \(/discard drops the "
                  r"queue\): dropped")
     child.send("/discard\r")  # ...unless dropped
     child.expect("discarded 1 queued message: not sent")
     child.send("one\r")
-    child.expect("pending #1, .*: one")
+    child.expect(r"queued \(1 waiting\), .*: one")
     child.send("two\r")
-    child.expect("pending #2, .*: two")
+    child.expect(r"queued \(2 waiting\), .*: two")
 
     async def start_again() -> Any:
         return await serve(handler, "127.0.0.1", port)  # the same port
 
     server_thread.run(start_again())
     child.expect("connected to ")
-    child.expect("sending the 2 queued messages\r\n> one\r\n> two\r\n")
+    child.expect(r"sending the 2 queued messages\r\n#\d+ > one\r\n#\d+ > two\r\n")
     child.expect("< one")
     child.expect("< two")
     child.send("three\r")  # open again: sent at once
@@ -102,7 +102,7 @@ def test_queued_lines_not_sent_are_counted_at_quit(
     server_thread.run(_stop(server))
     child.expect("reconnecting in ")
     child.send("never\r")
-    child.expect("pending #1")
+    child.expect(r"queued \(1 waiting\)")
     child.send("/quit\r")
     child.expect("warning: 1 queued message not sent: the connection did not come back")
     assert wait_exit(child) == 0

@@ -151,7 +151,7 @@ class SessionTarget(ClientFrontEnd):
             raise TargetUnavailable(str(exc)) from None
         if queued:
             self._sink(Notice(
-                f"pending #{queued}, sent once the connection is back (/discard drops "
+                f"queued ({queued} waiting), sent once the connection is back (/discard drops "
                 f"the queue): {queued_preview(data)}", ts=time.monotonic()))
 
     async def ping(self, data: bytes | None) -> float | None:
