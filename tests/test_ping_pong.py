@@ -28,7 +28,9 @@ def test_ping_pong_lines() -> None:
     assert ping_pong_line(Ping("sent", b"hi")) == "> ping 'hi'"
     assert ping_pong_line(Pong("received", b"hi", rtt_s=0.00042)) == "< pong 'hi' in 0.42 ms"
     assert ping_pong_line(Pong("received", b"")) == "< pong"  # unsolicited: no RTT
-    assert control_payload_repr(b"\x1b[2J") == " '\\\\e[2J'"  # escaped, then quoted
+    # Control characters: hex, never raw, never a doubly escaped repr.
+    assert control_payload_repr(b"\x1b[2J") == " 0x1b5b324a"
+    assert control_payload_repr(b"A\x1dm\x11") == " 0x411d6d11"
 
 
 async def echo_then_close_later(ws: Any) -> None:

@@ -757,7 +757,7 @@ async def test_tls_headers_and_subprotocol_through_the_same_core(tmp_path: Path)
             assert (status.state, status.subprotocol) == ("open", "chat.v1")
             assert status.url.startswith("wss://127.0.0.1:")
             toolbar = "".join(text for _style, text, *_ in repl._toolbar())
-            assert "│ open │ chat.v1 │ permessage-deflate │" in toolbar
+            assert "│ open │ chat.v1 │ deflate │" in toolbar
             d.type(CTRL_D)
             assert await d.result() == ExitStatus.OK
 

@@ -184,7 +184,9 @@ class SessionTarget(ClientFrontEnd):
         totals = self.client_run.totals()
         compression = None
         if session is not None and session.extensions:
-            compression = ", ".join(session.extensions)
+            # "deflate", not "permessage-deflate": the status bar must fit 100 columns
+            # with -P's segment (/headers shows the negotiated extension in full).
+            compression = ", ".join(name.removeprefix("permessage-") for name in session.extensions)
         return TargetStatus(
             url=self.config.target.unix_path or self.config.target.url,
             state=self._state_text(session),

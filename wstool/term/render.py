@@ -253,14 +253,18 @@ def event_json(event: Event) -> JsonObject | None:
 
 
 def control_payload_repr(data: bytes) -> str:
-    """A ping/pong payload after its name: ``" 'text'"`` (escaped) when it is UTF-8,
-    ``" 0x1a2b3c4d"`` otherwise, ``""`` when empty (as the REPL shows them)."""
+    """A ping/pong payload after its name: ``" 'text'"`` when it is printable UTF-8,
+    ``" 0x1a2b3c4d"`` otherwise (random keepalive payloads that happen to decode, such
+    as ``b"A\x1dm\x11"``, read better in hex), ``""`` when empty."""
     if not data:
         return ""
     try:
-        return " " + repr(escape(data.decode()))
+        text = data.decode()
     except UnicodeDecodeError:
         return " 0x" + data.hex()
+    if escape(text) != text:
+        return " 0x" + data.hex()
+    return f" '{text}'"
 
 
 def ping_pong_line(event: Ping | Pong) -> str:
