@@ -406,6 +406,8 @@ class ServerConfig(NamedTuple):
     max_connections: int | None = None
     open_timeout_s: float | None = 10.0
     close_timeout_s: float = 5.0
+    # --static DIR (issue 16): plain GET/HEAD requests answered from this directory.
+    static_dir: str | None = None
 
 
 class EchoConfig(NamedTuple):
