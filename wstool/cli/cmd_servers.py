@@ -19,6 +19,8 @@ from wstool.cli.options import (
     static_options,
     stream_config,
     stream_options,
+    tcp_bridge_config,
+    to_tcp_options,
     with_static,
 )
 from wstool.errors import (
@@ -47,6 +49,7 @@ class _ListenCommand(_Command):
 @repl_options
 @server_options
 @static_options
+@to_tcp_options
 @server_output_options
 def listen_cmd(**raw: Any) -> None:
     """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
@@ -61,12 +64,19 @@ def listen_cmd(**raw: Any) -> None:
         server_cfg = with_static(server_config(raw), raw)
         listen_cfg = ListenConfig(once=raw["once"], stream=stream_config(raw))
         out_cfg = output_config(raw)
+        to_tcp = tcp_bridge_config(raw, "--to-tcp")
+        if to_tcp is not None and raw["once"]:
+            raise UsageError("--once does not apply to --to-tcp (every client is bridged)")
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])
     env = _environment(color=out_cfg.color)
 
     async def main() -> int:
+        if to_tcp is not None:  # issue 16: stdin and stdout are not used
+            from wstool.bridge.tcp import run_to_tcp
+
+            return await run_to_tcp(env, server_cfg, to_tcp, out_cfg)
         if env.interactive and not out_cfg.json:
             from wstool.server.listen_repl import run_listen_repl
 

@@ -138,6 +138,12 @@ class App:
     def closed(self, conn: ServerConnection) -> None:
         """The TCP connection is gone."""
 
+    def writing_paused(self, conn: ServerConnection) -> None:
+        """CONN's write buffer went over its high-water mark (a bridge stops reading)."""
+
+    def writing_resumed(self, conn: ServerConnection) -> None:
+        """CONN's write buffer drained below its low-water mark."""
+
 
 class ServerConnection(asyncio.Protocol):
     """One TCP connection: drives its sans-I/O protocol (see module doc)."""
@@ -250,11 +256,14 @@ class ServerConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self._drain_waiter is None:
             self._drain_waiter = self.server.loop.create_future()
+            self.server.app.writing_paused(self)
 
     def resume_writing(self) -> None:
         waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            self.server.app.writing_resumed(self)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
