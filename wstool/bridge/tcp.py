@@ -192,6 +192,7 @@ class _TcpLink(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = t = cast(asyncio.Transport, transport)
+        self.app.live.add(self)
         if self.ws_gone:
             t.close()
             return
@@ -225,6 +226,7 @@ class _TcpLink(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.app.live.discard(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -251,7 +253,8 @@ class TcpBridgeApp(App):
 
     def __init__(self, config: TcpBridgeConfig) -> None:
         self.config = config
-        self.links: dict[ServerConnection, _TcpLink] = {}
+        self.links: dict[ServerConnection, _TcpLink] = {}  # by open WebSocket
+        self.live: set[_TcpLink] = set()  # TCP connections not yet lost (half-closed too)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def protocol_class(self) -> type[ServerSideProtocol]:
@@ -305,9 +308,10 @@ class TcpBridgeApp(App):
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        for link in list(self.links.values()):
+        for link in list(self.live):
             if link.transport is not None:
                 link.transport.abort()
+        await asyncio.sleep(0)  # their connection_lost
 
 
 async def run_to_tcp(
