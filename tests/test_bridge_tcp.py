@@ -32,6 +32,7 @@ from tests.conftest import (
 )
 from tests.node_peers import NodeWsClient, ensure_node_ws
 from tests.servers import ServeEcho
+from tests.websockify_peer import ensure_websockify
 from wstool.bridge.tcp import MAX_LINE_BYTES, LineSplitter, TcpBridgeApp, close_reason
 from wstool.config import ServerConfig, TcpBridgeConfig, parse_tcp_address
 from wstool.errors import UsageError
@@ -500,6 +501,56 @@ def test_chain_is_byte_exact_for_100_mb_each_way_with_bounded_memory(
         if proc is not None:
             assert stop(proc) == 0
         listen.close()
+
+
+@pytest.mark.slow
+def test_chain_over_wss_with_connect_options(tcp_echo: TcpService) -> None:
+    """--from-tcp makes each WebSocket with the connect options: TLS (--cacert), -s."""
+    pytest.importorskip("cryptography")
+    listen = ServeEcho("--to-tcp", f"127.0.0.1:{tcp_echo.port}", "--self-signed",
+                       "-s", "bridge.v1", "-v", command="listen")
+    proc = None
+    try:
+        cert = re.search(r"certificate .* in (\S+\.pem)", "\n".join(listen.lines))
+        assert cert, listen.lines
+        url = f"wss://localhost:{listen.port}/"
+        proc, port, _lines = start_from_tcp(url, "--cacert", cert.group(1), "-s", "bridge.v1")
+        blob = os.urandom(1_000_000)
+        assert tcp_round_trip(port, blob) == blob
+        listen.wait_for("subprotocol bridge.v1")
+    finally:
+        if proc is not None:
+            assert stop(proc) == 0
+        listen.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_from_tcp_through_websockify(tcp_echo: TcpService) -> None:
+    """websockify as the independent server-side bridge: local TCP -> wstool -> websockify
+    -> TCP echo, byte for byte."""
+    websockify = ensure_websockify()
+    port = closed_port()
+    bridge = subprocess.Popen([websockify, f"127.0.0.1:{port}", f"127.0.0.1:{tcp_echo.port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = None
+    try:
+        deadline = time.monotonic() + scaled(15)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert bridge.poll() is None and time.monotonic() < deadline, "no websockify"
+                time.sleep(0.05)
+        proc, local, _lines = start_from_tcp(f"ws://127.0.0.1:{port}/", "-s", "binary")
+        blob = os.urandom(5_000_000)
+        assert tcp_round_trip(local, blob) == blob
+    finally:
+        if proc is not None:
+            assert stop(proc) == 0
+        bridge.terminate()
+        bridge.wait(scaled(10))
 
 
 # Usage errors (exit 2, one line)

@@ -222,3 +222,39 @@ def test_a_missing_static_dir_is_a_usage_error(tmp_path: Path, command: str) -> 
     assert f"wstool: error: invalid --static: {tmp_path / 'nope'}: no such directory" in (
         proc.stderr)
     assert "Traceback" not in proc.stderr
+
+
+# A real browser: the page, its script and its socket from one command
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_chromium_loads_the_page_and_its_script_and_talks_to_the_socket(tmp_path: Path) -> None:
+    from tests.browser import Chromium, ServeEchoProcess, ensure_chromium
+    from tests.test_browser import MESSAGES, READ_DOM, page_html
+
+    chromium_binary = ensure_chromium()
+    site = tmp_path / "demo"
+    site.mkdir()
+    server = ServeEchoProcess("--static", str(site), "-v")
+    chromium = None
+    try:
+        html = page_html(server.url_for(), MESSAGES)
+        # The script as a file of its own: with X-Content-Type-Options: nosniff, Chromium
+        # runs it only when its Content-Type is a JavaScript one.
+        head, _open_tag, tail = html.partition("<script>\n")
+        body, _end_tag, rest = tail.partition("</script>")
+        (site / "app.js").write_text(body)
+        (site / "index.html").write_text(head + '<script src="app.js"></script>' + rest)
+        chromium = Chromium(chromium_binary)
+        chromium.open_page(f"http://127.0.0.1:{server.port}/")
+        value = chromium.evaluate(READ_DOM, timeout_s=30)
+        why = f"{value}\n{chromium.console()}\n{server.stderr}"
+        assert value["status"]["state"] == "closed", why
+        assert value["echoes"] == [m.expected_echo() for m in MESSAGES], why
+        server.wait_for("GET /app.js: static")
+        assert "[1] HTTP 200" in server.stderr
+    finally:
+        if chromium is not None:
+            chromium.close()
+        server.close()
