@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -562,9 +563,12 @@ class FromTcpBridge:
             self.server = await loop.create_server(
                 lambda: _LocalTcp(self), cfg.host, cfg.port, reuse_address=True)
         except OSError as exc:
+            hint = None
+            if exc.errno == errno.EADDRINUSE:
+                hint = "choose another --from-tcp port, or 0 for a free one"
             raise WstoolError(
                 f"cannot listen on {_address(cfg.host, cfg.port)}: {_oserror_text(exc)}",
-                hint="choose another --from-tcp port, or 0 for a free one") from None
+                hint=hint) from None
         host, port = self.server.sockets[0].getsockname()[:2]
         self.url = f"tcp://{_address(host, port)}"
         return self.url
