@@ -410,6 +410,21 @@ def test_from_tcp_to_the_websockets_library_echo(lib_echo_url: str) -> None:
 
 
 @pytest.mark.slow
+def test_from_tcp_local_eof_still_delivers_what_comes_later(server_thread: ServerThread) -> None:
+    """A byte stream's messages are not requests: after the local EOF, a reply to each
+    message does not end the run (pipe mode's rule); -w's idle time does."""
+    from tests import servers
+    from tests.conftest import start_websockets_server
+
+    _server, url = start_websockets_server(server_thread, servers.slow_replies)
+    proc, port, _lines = start_from_tcp(url, "--text")
+    try:
+        assert tcp_round_trip(port, b"m\n") == b"m\nlate m\n"
+    finally:
+        assert stop(proc) == 0
+
+
+@pytest.mark.slow
 def test_from_tcp_text_mode_and_x(lib_echo_url: str) -> None:
     proc, port, _lines = start_from_tcp(lib_echo_url, "--text", "-x", "greeting")
     try:
