@@ -4,7 +4,8 @@ Pure and independent of the HTTP version: :func:`static_response` maps a method 
 a request target to a :class:`StaticResponse` (status, headers, body), or ``None``
 when the request is not one for static files (another method: the caller keeps its
 426 page). ``server/core.py`` calls it for HTTP/1.1 requests that are not WebSocket
-upgrades; an HTTP/2 stream can call it with ``:method`` and ``:path`` alike.
+upgrades; an HTTP/2 stream can call it with ``:method`` and ``:path`` alike, with
+``WebSocketServer.static_root`` (the checked, resolved DIR; None without --static) as ROOT.
 
 What is served, and what never is (websocketd's ``--staticdir`` model):
 
