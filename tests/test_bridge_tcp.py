@@ -237,6 +237,30 @@ def test_bytes_both_ways_and_the_client_close_half_closes_tcp(
     assert tcp_echo.received == [got]
 
 
+def test_each_client_gets_its_own_tcp_connection(
+        bridge_server: Callable[..., str], tcp_echo: TcpService) -> None:
+    url = bridge_server(tcp_echo.port)
+    blobs = [os.urandom(50_000 + i) for i in range(10)]
+
+    async def one(blob: bytes) -> bytes:
+        async with connect(url) as ws:
+            await ws.send(blob)
+            got = b""
+            while len(got) < len(blob):
+                message = await asyncio.wait_for(ws.recv(), scaled(5))
+                assert isinstance(message, bytes)
+                got += message
+            return got
+
+    async def all_at_once() -> list[bytes]:
+        return list(await asyncio.gather(*(one(blob) for blob in blobs)))
+
+    assert asyncio.run(all_at_once()) == blobs
+    tcp_echo.wait_eofs(10)
+    assert tcp_echo.connections == 10
+    assert sorted(tcp_echo.received) == sorted(blobs)
+
+
 def test_the_tcp_side_closing_is_close_1000_after_its_last_bytes(
         bridge_server: Callable[..., str]) -> None:
     service = TcpService(greet_and_close_handler)
