@@ -140,6 +140,9 @@ class ClientRunConfig(NamedTuple):
     reconnect_limit: int = 0
     # --max-time: total deadline of the run, connect included (curl's); None: none.
     max_time_s: float | None = None
+    # After the end of input, "every message sent has had a reply" ends the run (issue
+    # 10). False for a byte stream (connect --from-tcp): its messages are not requests.
+    replies_end_input: bool = True
 
 
 class ReplConfig(NamedTuple):
@@ -409,6 +412,8 @@ class ServerConfig(NamedTuple):
     max_connections: int | None = None
     open_timeout_s: float | None = 10.0
     close_timeout_s: float = 5.0
+    # --static DIR (issue 16): plain GET/HEAD requests answered from this directory.
+    static_dir: str | None = None
 
 
 class EchoConfig(NamedTuple):
@@ -429,3 +434,53 @@ class ListenConfig(NamedTuple):
 
     once: bool = False
     stream: StreamConfig = StreamConfig()
+
+
+# Bridges (issue 16): listen --to-tcp and connect --from-tcp.
+
+
+class TcpBridgeConfig(NamedTuple):
+    """A TCP end of a bridge: where ``listen --to-tcp`` connects, or where
+    ``connect --from-tcp`` accepts; ``text``: --text (lines <-> text messages)."""
+
+    host: str
+    port: int
+    text: bool = False
+
+
+def parse_tcp_address(text: str, flag: str, *, default_host: str | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:22`` for IPv6); with DEFAULT_HOST, ``PORT`` alone too.
+
+    Syntax only (no DNS here): HOST is an IP literal or a host name of letters,
+    digits, ``.``, ``-`` and ``_``; PORT is 1-65535 (0 too with DEFAULT_HOST: a free
+    port to listen on)."""
+    expected = "[HOST:]PORT" if default_host is not None else "HOST:PORT"
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    if not sep and default_host is None:
+        raise UsageError(f"invalid {flag} {text!r}: expected {expected}")
+    low = 0 if default_host is not None else 1
+    if not port_text.isascii() or not port_text.isdigit() or not low <= int(port_text) <= 65535:
+        raise UsageError(f"invalid {flag} {text!r}: expected {expected} (port {low}-65535)")
+    if not host:
+        if default_host is None or sep:
+            raise UsageError(f"invalid {flag} {text!r}: expected {expected} (HOST is empty)")
+        host = default_host
+    if host.startswith("[") and host.endswith("]"):
+        literal = host[1:-1]
+        if not literal or ":" not in literal or not all(c in _IPV6_CHARS for c in literal):
+            raise UsageError(f"invalid {flag} {text!r}: {host} is not an IPv6 address")
+        return literal, int(port_text)
+    if ":" in host:
+        raise UsageError(f"invalid {flag} {text!r}: an IPv6 HOST goes in brackets, "
+                         "e.g. [::1]:22")
+    labels = host.split(".")
+    if len(host) > 253 or not all(
+        label and len(label) <= 63 and label.isascii()
+        and all(c.isalnum() or c in "-_" for c in label)
+        and not label.startswith("-") and not label.endswith("-")
+        for label in (labels[:-1] if host.endswith(".") else labels)
+    ):
+        raise UsageError(f"invalid {flag} {text!r}: {host!r} is not a host name or address")
+    return host, int(port_text)

@@ -15,6 +15,7 @@ from wstool.cli.options import (
     connect_config,
     connect_options,
     connect_sequence,
+    from_tcp_options,
     output_config,
     output_options,
     record_browser_options,
@@ -23,6 +24,7 @@ from wstool.cli.options import (
     sequence_options,
     stream_config,
     stream_options,
+    tcp_bridge_config,
     tls_options,
     with_browser_request,
 )
@@ -96,6 +98,7 @@ Examples:
 @tls_options
 @output_options
 @record_browser_options
+@from_tcp_options
 def connect(url: str | None, demo: bool, **raw: Any) -> None:
     """Connect to URL: a REPL on a terminal, one message per line in a pipe.
 
@@ -138,6 +141,9 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         out_cfg = output_config(raw, trace=raw["trace"])
         # Validate the URL and options before anything starts.
         conn_cfg = connect_config(url or "ws://127.0.0.1:1/", raw)
+        from_tcp = tcp_bridge_config(raw, "--from-tcp")
+        if from_tcp is not None:
+            _check_from_tcp(raw)
     except WstoolError as exc:
         fail(exc)
     env = _environment(color=out_cfg.color)
@@ -172,6 +178,10 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             observer, wrap_input = sequence.observer_and_input()
             typed_lines = sequence.typed_lines(observer)
             run_observers.append(observer)
+        if from_tcp is not None:  # issue 16: local TCP connections, not stdin/stdout
+            from wstool.bridge.tcp import run_from_tcp
+
+            return await run_from_tcp(env, cfg, run_cfg, from_tcp, out_cfg)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 
@@ -198,6 +208,19 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
                 recorder.close()
 
     run_async(main, debug=debug, env=env)
+
+
+def _check_from_tcp(raw: dict[str, Any]) -> None:
+    """--from-tcp carries byte streams: what would change them is refused."""
+    for name, flag in (("echo", "--echo"), ("reconnect", "--reconnect"),
+                       ("expect", "--expect"), ("capture", "--capture"),
+                       ("template", "--template"), ("record", "--record"),
+                       ("json_output", "--json")):
+        if raw.get(name):
+            raise UsageError(f"{flag} does not apply to --from-tcp (each connection is a "
+                             "byte stream)")
+    if raw.get("reconnect_limit"):
+        raise UsageError("--reconnect-limit does not apply to --from-tcp")
 
 
 def _read_stdin_text() -> str:

@@ -17,8 +17,12 @@ from wstool.cli.options import (
     server_config,
     server_options,
     server_output_options,
+    static_options,
     stream_config,
     stream_options,
+    tcp_bridge_config,
+    to_tcp_options,
+    with_static,
 )
 from wstool.errors import (
     LISTEN_EXIT_STATUS_HELP,
@@ -45,6 +49,8 @@ class _ListenCommand(_Command):
 @stream_options
 @repl_options
 @server_options
+@static_options
+@to_tcp_options
 @server_output_options
 def listen_cmd(**raw: Any) -> None:
     """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
@@ -56,15 +62,22 @@ def listen_cmd(**raw: Any) -> None:
     from wstool.config import ListenConfig
 
     try:
-        server_cfg = server_config(raw)
+        server_cfg = with_static(server_config(raw), raw)
         listen_cfg = ListenConfig(once=raw["once"], stream=stream_config(raw))
         out_cfg = output_config(raw)
+        to_tcp = tcp_bridge_config(raw, "--to-tcp")
+        if to_tcp is not None and raw["once"]:
+            raise UsageError("--once does not apply to --to-tcp (every client is bridged)")
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])
     env = _environment(color=out_cfg.color)
 
     async def main() -> int:
+        if to_tcp is not None:  # issue 16: stdin and stdout are not used
+            from wstool.bridge.tcp import run_to_tcp
+
+            return await run_to_tcp(env, server_cfg, to_tcp, out_cfg)
         if env.interactive and not out_cfg.json:
             from wstool.server.listen_repl import run_listen_repl
 
@@ -110,6 +123,7 @@ def _use_loop(name: str) -> None:
 @click.option("--drop-after", type=click.IntRange(1), metavar="N",
               help="Drop the TCP connection abruptly (no close frame) after N messages.")
 @server_options
+@static_options
 @serve_echo_output_options
 def serve_echo_cmd(**raw: Any) -> None:
     """A fast, standards-strict echo server for testing clients.
@@ -122,7 +136,7 @@ def serve_echo_cmd(**raw: Any) -> None:
     from wstool.config import EchoConfig
 
     try:
-        server_cfg = server_config(raw)
+        server_cfg = with_static(server_config(raw), raw)
         from wstool.term.commands import MAX_CLOSE_REASON_BYTES, close_code_error
 
         if len(raw["close_reason"].encode()) > MAX_CLOSE_REASON_BYTES:

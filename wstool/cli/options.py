@@ -25,6 +25,7 @@ from wstool.config import (
     OutputConfig,
     ReplConfig,
     StreamConfig,
+    TcpBridgeConfig,
     TLSConfig,
     default_history_path,
     handshake_headers,
@@ -32,6 +33,7 @@ from wstool.config import (
     parse_header,
     parse_listen_address,
     parse_target,
+    parse_tcp_address,
     seconds_or_none,
     size_or_none,
     split_userinfo,
@@ -468,6 +470,27 @@ def server_config(raw: Mapping[str, Any]) -> ServerConfig:
     )
 
 
+def static_options(f: F) -> F:
+    """``--static DIR`` (issue 16): serve-echo and listen answer plain GET/HEAD from DIR."""
+    return click.option(
+        "--static", "static_dir", metavar="DIR",
+        help="Answer plain HTTP GET/HEAD (not upgrades) with files from DIR "
+             "(index.html for directories); /health and the 426 page stay.")(f)
+
+
+def with_static(cfg: ServerConfig, raw: Mapping[str, Any]) -> ServerConfig:
+    """``cfg`` with @static_options' DIR, checked now: a missing DIR is exit 2 at start-up."""
+    directory = raw.get("static_dir")
+    if directory is None:
+        return cfg
+    from wstool.server.static import check_static_dir
+
+    try:
+        return cfg._replace(static_dir=check_static_dir(directory))
+    except ValueError as exc:
+        raise UsageError(f"invalid --static: {exc}") from None
+
+
 # frame-dump (issues 5 and 7): what it shows, and where the bytes come from. The
 # dump package receives these records and never sees a click value.
 
@@ -779,3 +802,44 @@ def replay_config(raw: Mapping[str, Any]) -> ReplayConfig:
         unordered=bool(raw.get("unordered")),
         wait_s=raw["wait"],
     )
+
+
+# The TCP bridges (issue 16): listen --to-tcp, connect --from-tcp.
+
+_TCP_TEXT_HELP = ("Line-based service: each line from TCP is one text message, each text "
+                  "message is written followed by a newline.")
+
+
+def to_tcp_options(f: F) -> F:
+    """``listen --to-tcp HOST:PORT [--text]``: each client bridged to a TCP connection."""
+    return _apply([
+        click.option("--to-tcp", "to_tcp", metavar="HOST:PORT",
+                     help="Bridge each client to a new TCP connection to HOST:PORT "
+                          "(binary messages; websockify's model)."),
+        click.option("--text", "tcp_text", is_flag=True, help=f"With --to-tcp: {_TCP_TEXT_HELP}"),
+    ])(f)
+
+
+def from_tcp_options(f: F) -> F:
+    """``connect --from-tcp [HOST:]PORT URL [--text]``: local TCP connections to URL."""
+    return _apply([
+        click.option("--from-tcp", "from_tcp", metavar="[HOST:]PORT",
+                     help="Accept TCP connections on PORT (host 127.0.0.1 unless given) "
+                          "and bridge each to its own WebSocket connection to URL."),
+        click.option("--text", "tcp_text", is_flag=True,
+                     help=f"With --from-tcp: {_TCP_TEXT_HELP}"),
+    ])(f)
+
+
+def tcp_bridge_config(raw: Mapping[str, Any], flag: str) -> TcpBridgeConfig | None:
+    """The TCP end of ``--to-tcp`` or ``--from-tcp`` (FLAG), or None without it."""
+    value = raw.get(flag.removeprefix("--").replace("-", "_"))
+    if value is None:
+        if raw.get("tcp_text"):
+            raise UsageError(f"--text applies to {flag} only")
+        return None
+    if flag == "--from-tcp":
+        host, port = parse_tcp_address(value, flag, default_host="127.0.0.1")
+    else:
+        host, port = parse_tcp_address(value, flag)
+    return TcpBridgeConfig(host, port, text=bool(raw.get("tcp_text")))

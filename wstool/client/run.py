@@ -286,7 +286,9 @@ class ClientRun:
         # "Every message sent has had a reply" ends the run after EOF, except in
         # --echo mode (replies are ours) and with --wait -1 (the user asked to
         # wait for the server to close).
-        self._replies_end_input = not run_config.echo and run_config.wait_s is not None
+        self._replies_end_input = (
+            run_config.replies_end_input and not run_config.echo and run_config.wait_s is not None
+        )
         # Read from the input source, not yet sent: survives a reconnect.
         self._pending: collections.deque[str | bytes] = collections.deque()
         # Pushed by a front-end while the connection is down (send_or_queue).
