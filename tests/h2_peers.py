@@ -120,6 +120,8 @@ class RawH2Server:
     RST_STREAM), ``"goaway"`` (accept, then on the first DATA send GOAWAY with
     PROTOCOL_ERROR and close), ``"accept"`` (accept and echo DATA back unchanged
     masked frames would be wrong: it sends one text frame ``hi`` per DATA).
+    The same port accepts HTTP/1.1 upgrades (ALPN http/1.1, or no h2 preface on
+    cleartext), as a web server in front of both does.
     """
 
     def __init__(self, st: ServerThread, mode: str, *,
@@ -127,6 +129,9 @@ class RawH2Server:
         self.mode = mode
         self.ssl_context = ssl_context
         self.requests: list[list[tuple[str, str]]] = []
+
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2", "http/1.1"])
 
         async def start() -> Any:
             return await asyncio.start_server(self._serve, "127.0.0.1", 0,
@@ -136,6 +141,41 @@ class RawH2Server:
         self.port: int = self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            first = await reader.read(65536)
+            ssl_object = writer.get_extra_info("ssl_object")
+            alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if first and (alpn == "h2" or (ssl_object is None and first.startswith(b"PRI "))):
+                await self._serve_h2(reader, writer, first)
+            elif first:
+                await self._serve_http11(reader, writer, first)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _serve_http11(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            data: bytes) -> None:
+        """The same port's HTTP/1.1 upgrade, accepted (websockets' sans-I/O server);
+        then it only answers pings and the closing handshake."""
+        from websockets.http11 import Request
+        from websockets.server import ServerProtocol
+
+        protocol = ServerProtocol()
+        while data:
+            protocol.receive_data(data)
+            for event in protocol.events_received():
+                if isinstance(event, Request):
+                    protocol.send_response(protocol.accept(event))
+            for chunk in protocol.data_to_send():
+                if chunk:
+                    writer.write(chunk)
+                else:
+                    return
+            data = await reader.read(65536)
+
+    async def _serve_h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        data: bytes) -> None:
         conn = h2_connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding="utf-8"))
         settings = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 7}
@@ -144,11 +184,8 @@ class RawH2Server:
         conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
         conn.initiate_connection()
         writer.write(conn.data_to_send())
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    return
+        if True:
+            while data:
                 try:
                     events = conn.receive_data(data)
                 except Exception:
@@ -162,11 +199,9 @@ class RawH2Server:
                                                        event.stream_id)
                         if self._on_data(conn, event.stream_id, event.data):
                             writer.write(conn.data_to_send())
-                            writer.close()
                             return
                 writer.write(conn.data_to_send())
-        finally:
-            writer.close()
+                data = await reader.read(65536)
 
     def _on_request(self, conn: Any, event: Any) -> None:
         block = [(str(n), str(v)) for n, v in event.headers]
