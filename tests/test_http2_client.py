@@ -238,3 +238,10 @@ def test_echo_mode_over_h2(server_thread: ServerThread) -> None:
                                 f"ws://127.0.0.1:{raw.port}/", input=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hi\nhi\n"
+
+
+def test_one_shot_execute_and_count_over_h2(h2c_port: int) -> None:
+    proc = run_wstool_inprocess("connect", "--http2=only", "-v", "-n", "1", "-x", "ping",
+                                f"ws://127.0.0.1:{h2c_port}/", input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"ping\n" and "HTTP/2 stream 1:" in proc.stderr
