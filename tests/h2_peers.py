@@ -118,7 +118,8 @@ class RawH2Server:
     CONNECT with that status and a body), ``"no-setting"`` (do not advertise it),
     ``"rst-mid"`` (accept, then on the first DATA send half a WebSocket frame and
     RST_STREAM), ``"goaway"`` (accept, then on the first DATA send GOAWAY with
-    PROTOCOL_ERROR and close), ``"accept"`` (accept and echo DATA back unchanged
+    PROTOCOL_ERROR and close), ``"rst-connect"`` (reset the CONNECT stream with
+    REFUSED_STREAM before any answer), ``"accept"`` (accept and echo DATA back unchanged
     masked frames would be wrong: it sends one text frame ``hi`` per DATA).
     The same port accepts HTTP/1.1 upgrades (ALPN http/1.1, or no h2 preface on
     cleartext), as a web server in front of both does.
@@ -212,6 +213,8 @@ class RawH2Server:
                                                 ("content-type", "text/plain"),
                                                 ("content-length", str(len(body)))])
             conn.send_data(event.stream_id, body, end_stream=True)
+        elif self.mode == "rst-connect":
+            conn.reset_stream(event.stream_id, 0x7)  # REFUSED_STREAM
         elif self.mode == "no-setting":
             conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
         else:

@@ -171,6 +171,15 @@ def test_rst_stream_mid_message_is_1006(server_thread: ServerThread) -> None:
     assert "1006" in proc.stderr and "reset the HTTP/2 stream (CANCEL)" in proc.stderr
 
 
+def test_connect_stream_reset_before_an_answer_is_exit_4(server_thread: ServerThread) -> None:
+    raw = RawH2Server(server_thread, "rst-connect")
+    proc = run_wstool_inprocess("connect", "--http2", f"ws://127.0.0.1:{raw.port}/",
+                                input=b"hi\n")
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr == ("wstool: error: no answer to the extended CONNECT: the server "
+                           "reset the HTTP/2 stream (REFUSED_STREAM)\n")
+
+
 def test_goaway_is_a_clean_error(server_thread: ServerThread) -> None:
     raw = RawH2Server(server_thread, "goaway")
     proc = run_wstool_inprocess("connect", "--http2", "-w", "-1",
@@ -245,3 +254,16 @@ def test_one_shot_execute_and_count_over_h2(h2c_port: int) -> None:
                                 f"ws://127.0.0.1:{h2c_port}/", input=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"ping\n" and "HTTP/2 stream 1:" in proc.stderr
+
+
+def test_repl_over_h2_in_a_terminal(h2c_port: int, tmp_path: Path) -> None:
+    from tests.test_repl_pty import spawn_repl, wait_exit
+
+    child = spawn_repl(f"ws://127.0.0.1:{h2c_port}/", tmp_path, "--http2=only")
+    child.send("hello\r")
+    child.expect("< hello")
+    child.send("/ping\r")
+    child.expect(r"< pong in [0-9.]+ ms")  # a ping and its pong over the stream
+    child.send("/close\r")
+    child.expect("closed by us: 1000")
+    assert wait_exit(child) == 0

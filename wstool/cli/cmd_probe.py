@@ -35,11 +35,12 @@ Examples:
               help="Write the report as one JSON object on stdout (keys in README).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def probe_cmd(url: str, **raw: Any) -> None:
-    """Report how a server answers every way a client may open a WebSocket: TCP/TLS
-    (ALPN, certificate), the HTTP/1.1 upgrade, HTTP/2 (RFC 8441), and a verdict.
+    """Report how a server answers each way to open a WebSocket (HTTP/1.1, HTTP/2).
 
-    URL is ws:// or wss:// (host:port means ws://). Each way is tried on a
-    connection of its own, as a browser does.
+    TCP/TLS (ALPN offered and chosen, certificate), the HTTP/1.1 upgrade, HTTP/2
+    (SETTINGS, RFC 8441 extended CONNECT), and a verdict in plain words. URL is
+    ws:// or wss:// (host:port means ws://). Each way is tried on a connection of
+    its own, as a browser does.
     """
     try:
         if url.startswith("ws+unix://"):

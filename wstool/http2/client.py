@@ -28,13 +28,14 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
+from wstool.errors import HandshakeRejected
 from wstool.http2.rfc8441 import (
     ENABLE_CONNECT_PROTOCOL,
     extended_connect_block,
     status_of,
     upgrade_response,
 )
-from wstool.http2.stream import H2Endpoint, H2StreamTransport
+from wstool.http2.stream import GoAway, H2Endpoint, H2StreamTransport, StreamReset
 from wstool.protocol import internals
 
 # What -v shows of a refusal's body, and how long we wait for it after the status.
@@ -142,7 +143,12 @@ async def websocket_handshake(
     exchange_ready(exchange)
     start = time.perf_counter()
     stream.endpoint.send_headers(stream.stream_id, block)
-    response_block = await stream.headers_received
+    try:
+        response_block = await stream.headers_received
+    except (StreamReset, GoAway) as exc:
+        # Refused before any answer (REFUSED_STREAM, a GOAWAY for our stream...): the
+        # server saw the request and said no, as a status would (exit 4).
+        raise HandshakeRejected(f"no answer to the extended CONNECT: {exc}") from exc
     exchange.elapsed_s = time.perf_counter() - start
     exchange.response_block = response_block
     status = status_of(response_block)
