@@ -256,6 +256,7 @@ def test_one_shot_execute_and_count_over_h2(h2c_port: int) -> None:
     assert proc.stdout == b"ping\n" and "HTTP/2 stream 1:" in proc.stderr
 
 
+@pytest.mark.slow
 def test_repl_over_h2_in_a_terminal(h2c_port: int, tmp_path: Path) -> None:
     from tests.test_repl_pty import spawn_repl, wait_exit
 
@@ -267,3 +268,32 @@ def test_repl_over_h2_in_a_terminal(h2c_port: int, tmp_path: Path) -> None:
     child.send("/close\r")
     child.expect("closed by us: 1000")
     assert wait_exit(child) == 0
+
+
+@pytest.mark.slow
+def test_keepalive_pings_over_h2_while_stdin_is_open(h2c_port: int) -> None:
+    # A pipe whose writer stays: the library's keepalive pings go out on the stream.
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import scaled
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "connect", "--http2=only", "--trace",
+         "--ping-interval", "0.2", f"ws://127.0.0.1:{h2c_port}/"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"})
+    assert proc.stdin is not None and proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + scaled(10)
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline().decode()
+        seen.append(line)
+        if line.startswith("< PONG") or not line:
+            break
+    proc.stdin.close()
+    proc.stderr.read()
+    assert proc.wait(scaled(10)) == 0
+    assert any(line.startswith("> PING") for line in seen), seen
+    assert seen[-1].startswith("< PONG"), seen
