@@ -26,6 +26,7 @@ h2_connection = pytest.importorskip(
     "h2.connection", reason="h2 is not installed: pip install -e '.[test]' (issue 12)")
 import h2.config  # noqa: E402
 import h2.events  # noqa: E402
+import h2.exceptions as h2_exceptions  # noqa: E402
 import h2.settings  # noqa: E402
 
 
@@ -118,9 +119,10 @@ class RawH2Server:
     CONNECT with that status and a body), ``"no-setting"`` (do not advertise it),
     ``"rst-mid"`` (accept, then on the first DATA send half a WebSocket frame and
     RST_STREAM), ``"goaway"`` (accept, then on the first DATA send GOAWAY with
-    PROTOCOL_ERROR and close), ``"rst-connect"`` (reset the CONNECT stream with
-    REFUSED_STREAM before any answer), ``"accept"`` (accept and echo DATA back unchanged
-    masked frames would be wrong: it sends one text frame ``hi`` per DATA).
+    PROTOCOL_ERROR and close), ``"end-mid"`` (accept, then on the first DATA send
+    half a frame with END_STREAM: the stream's FIN), ``"rst-connect"`` (reset the
+    CONNECT stream with REFUSED_STREAM before any answer), ``"accept"`` (accept and
+    send one text frame ``hi`` per DATA frame received).
     The same port accepts HTTP/1.1 upgrades (ALPN http/1.1, or no h2 preface on
     cleartext), as a web server in front of both does.
     """
@@ -198,7 +200,11 @@ class RawH2Server:
                     elif isinstance(event, h2.events.DataReceived):
                         conn.acknowledge_received_data(event.flow_controlled_length,
                                                        event.stream_id)
-                        if self._on_data(conn, event.stream_id, event.data):
+                        try:
+                            close = self._on_data(conn, event.stream_id, event.data)
+                        except h2_exceptions.ProtocolError:  # the client went away first
+                            return
+                        if close:
                             writer.write(conn.data_to_send())
                             return
                 writer.write(conn.data_to_send())
@@ -228,6 +234,8 @@ class RawH2Server:
             # A text frame announcing 10 bytes, 3 of them sent, then the reset.
             conn.send_data(stream_id, b"\x81\x0aabc")
             conn.reset_stream(stream_id, 0x8)  # CANCEL
+        elif self.mode == "end-mid":
+            conn.send_data(stream_id, b"\x81\x0aabc", end_stream=True)
         elif self.mode == "goaway":
             conn.close_connection(error_code=0x1, additional_data=b"going away for tests")
             return True

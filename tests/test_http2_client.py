@@ -180,6 +180,15 @@ def test_connect_stream_reset_before_an_answer_is_exit_4(server_thread: ServerTh
                            "reset the HTTP/2 stream (REFUSED_STREAM)\n")
 
 
+def test_end_stream_without_a_close_frame_is_1006(server_thread: ServerThread) -> None:
+    raw = RawH2Server(server_thread, "end-mid")
+    proc = run_wstool_inprocess("connect", "--http2", "-w", "-1",
+                                f"ws://127.0.0.1:{raw.port}/", input=b"hi\n")
+    assert proc.returncode == 5, proc.stderr
+    assert "connection lost without a close frame (1006): the server ended the HTTP/2 " \
+        "stream (END_STREAM)" in proc.stderr
+
+
 def test_goaway_is_a_clean_error(server_thread: ServerThread) -> None:
     raw = RawH2Server(server_thread, "goaway")
     proc = run_wstool_inprocess("connect", "--http2", "-w", "-1",

@@ -1312,9 +1312,10 @@ class Session:
                     f"{self.config.close_timeout_s:g}s (1006)",
                     hint="raise --close-timeout, or 0 not to wait",
                 )
-            loss = getattr(conn.h2_stream, "loss", None)  # issue 12: RST_STREAM, GOAWAY
+            # issue 12: RST_STREAM, GOAWAY, END_STREAM
+            loss = conn.h2_stream.loss_reason() if conn.h2_stream is not None else None
             return ClosedAbnormally("connection lost without a close frame (1006)"
-                                    + (f": {escape(str(loss))}" if loss is not None else ""))
+                                    + (f": {escape(loss)}" if loss is not None else ""))
         if closed is not None and closed.initiated_by == "client":
             return None  # we closed and the server completed the handshake
         if rcvd.code in NORMAL_CLOSE_CODES:

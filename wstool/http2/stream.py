@@ -121,7 +121,20 @@ class H2StreamTransport(asyncio.Transport):
             return
         self.endpoint.acknowledge(self.stream_id, flow_length)
 
+    def loss_reason(self) -> str | None:
+        """Why the stream ended, for a 1006: a reset, a GOAWAY, the connection lost, or
+        the peer's END_STREAM before ours (the WebSocket's TCP FIN); None otherwise."""
+        if self.loss is not None:
+            return str(self.loss)
+        if self._peer_ended_first:
+            return "the server ended the HTTP/2 stream (END_STREAM)"
+        return None
+
+    _peer_ended_first = False
+
     def _on_end(self) -> None:
+        if not self._end_sent and not self._end_pending:
+            self._peer_ended_first = True
         self._end_received = True
         if not self.ended.done():
             self.ended.set_result(None)
