@@ -121,7 +121,8 @@ class RawH2Server:
     RST_STREAM), ``"goaway"`` (accept, then on the first DATA send GOAWAY with
     PROTOCOL_ERROR and close), ``"end-mid"`` (accept, then on the first DATA send
     half a frame with END_STREAM: the stream's FIN), ``"rst-connect"`` (reset the
-    CONNECT stream with REFUSED_STREAM before any answer), ``"accept"`` (accept and
+    CONNECT stream with REFUSED_STREAM before any answer), ``"redirect"`` (302 to
+    ``/final``, where it accepts as ``"accept"``), ``"accept"`` (accept and
     send one text frame ``hi`` per DATA frame received).
     The same port accepts HTTP/1.1 upgrades (ALPN http/1.1, or no h2 preface on
     cleartext), as a web server in front of both does.
@@ -219,6 +220,9 @@ class RawH2Server:
                                                 ("content-type", "text/plain"),
                                                 ("content-length", str(len(body)))])
             conn.send_data(event.stream_id, body, end_stream=True)
+        elif self.mode == "redirect" and (":path", "/final") not in block:
+            conn.send_headers(event.stream_id, [(":status", "302"), ("location", "/final"),
+                                                ("content-length", "0")], end_stream=True)
         elif self.mode == "rst-connect":
             conn.reset_stream(event.stream_id, 0x7)  # REFUSED_STREAM
         elif self.mode == "no-setting":
@@ -239,6 +243,6 @@ class RawH2Server:
         elif self.mode == "goaway":
             conn.close_connection(error_code=0x1, additional_data=b"going away for tests")
             return True
-        elif self.mode == "accept":
+        elif self.mode in ("accept", "redirect"):
             conn.send_data(stream_id, b"\x81\x02hi")
         return False

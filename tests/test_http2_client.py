@@ -249,6 +249,19 @@ def test_max_size_over_h2(h2c_port: int) -> None:
     assert "--max-size 100" in proc.stderr and "1009" in proc.stderr
 
 
+def test_redirect_over_h2_reported_and_followed_with_L(server_thread: ServerThread) -> None:
+    raw = RawH2Server(server_thread, "redirect")
+    url = f"ws://127.0.0.1:{raw.port}/start"
+    proc = run_wstool_inprocess("connect", "--http2=only", url, input=b"x\n")
+    assert proc.returncode == 4, proc.stderr
+    assert "HTTP 302 Found -> ws://127.0.0.1:" in proc.stderr and "use -L" in proc.stderr
+    proc = run_wstool_inprocess("connect", "--http2=only", "-L", "-n", "1", "-x", "go", url,
+                                input=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"hi\n"
+    assert [dict(r)[":path"] for r in raw.requests] == ["/start", "/start", "/final"]
+
+
 def test_echo_mode_over_h2(server_thread: ServerThread) -> None:
     raw = RawH2Server(server_thread, "accept")
     # The raw server sends one "hi" per DATA frame it gets; --echo -n 2 mirrors it.
