@@ -140,6 +140,27 @@ def test_fallback_on_cleartext_when_the_server_is_http11_only(lib_echo_url: str)
     assert "does not speak HTTP/2" in proc.stderr and "falling back" in proc.stderr
 
 
+def test_h2c_to_an_http11_server_says_what_it_answered(server_thread: ServerThread) -> None:
+    import asyncio
+
+    async def answer_400(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(answer_400, "127.0.0.1", 0)
+
+    server = server_thread.run(start())
+    port = server.sockets[0].getsockname()[1]
+    proc = run_wstool_inprocess("connect", "--http2=only", f"ws://127.0.0.1:{port}/",
+                                input=b"hi\n")
+    assert proc.returncode == 4, proc.stderr
+    assert "does not speak HTTP/2 (h2c with prior knowledge on ws://): it answered " \
+        "'HTTP/1.1 400 Bad Request'" in proc.stderr
+
+
 def test_no_enable_connect_protocol_falls_back_or_fails(server_thread: ServerThread) -> None:
     raw = RawH2Server(server_thread, "no-setting")
     url = f"ws://127.0.0.1:{raw.port}/"

@@ -37,6 +37,7 @@ from wstool.http2.rfc8441 import (
 )
 from wstool.http2.stream import GoAway, H2Endpoint, H2StreamTransport, StreamReset
 from wstool.protocol import internals
+from wstool.term.render import escape
 
 # What -v shows of a refusal's body, and how long we wait for it after the status.
 BODY_RECORD_BYTES = 64 * 1024
@@ -105,8 +106,12 @@ async def open_endpoint(
             await endpoint.settings_received
         except (ConnectionError, OSError) as exc:
             if endpoint.protocol_error is not None or ssl_context is None:
+                first = endpoint.first_bytes
+                status_line = escape(first.split(b"\r\n", 1)[0].decode("latin-1")[:100])
+                answer = (f"it answered {status_line!r}" if first.startswith(b"HTTP/") else
+                          "it closed the connection" if not first else str(exc))
                 raise NotH2("the server does not speak HTTP/2 (h2c with prior knowledge "
-                            f"on ws://): {exc}") from exc
+                            f"on ws://): {answer}") from exc
             raise
         if endpoint.remote_settings.get(ENABLE_CONNECT_PROTOCOL) != 1:
             raise NotH2("the server speaks HTTP/2 but does not advertise "

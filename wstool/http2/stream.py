@@ -357,7 +357,13 @@ class H2Endpoint(asyncio.Protocol):
         self.h2.increment_flow_control_window(RECEIVE_WINDOW_BYTES - 65535)
         self.flush()
 
+    # The first bytes the peer sent (bounded): an HTTP/1.1 server's answer to the
+    # preface, for a clear "does not speak HTTP/2".
+    first_bytes = b""
+
     def data_received(self, data: bytes) -> None:
+        if len(self.first_bytes) < 256:
+            self.first_bytes += data[: 256 - len(self.first_bytes)]
         if self._trace is not None:
             for line in self._rcvd_tracer.feed(data):
                 self._trace("received", line)
