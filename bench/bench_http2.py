@@ -13,7 +13,8 @@ medians of:
 * one-shot: ``echo hi | wstool connect -n 1``: wall time and client CPU.
 
 Ratio = h2 / HTTP/1.1 throughput (pipe) or h2 / HTTP/1.1 time (one-shot). Figures only.
-Hypercorn, not wstool's own serve-echo: ``serve-echo --http2`` is another branch.
+Hypercorn, not wstool's own serve-echo (``serve-echo --http2`` is another branch):
+``--url ws://127.0.0.1:PORT/`` measures against a server already running instead.
 """
 
 from __future__ import annotations
@@ -82,9 +83,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--url", help="a running server that speaks both (e.g. "
+                        "`wstool serve-echo --http2`) instead of Hypercorn; loopback only")
     opts = parser.parse_args()
-    server, port = start_hypercorn()
-    url = f"ws://127.0.0.1:{port}/"
+    server = None
+    if opts.url:
+        url = opts.url
+        host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        if not (host.startswith("127.") or host in ("::1", "localhost")):
+            parser.error("--url must be a loopback address (127.0.0.0/8, ::1, localhost)")
+        server_name = url
+    else:
+        server, port = start_hypercorn()
+        url = f"ws://127.0.0.1:{port}/"
+        server_name = "Hypercorn h2c + HTTP/1.1 on one port"
     lines = b"".join(b"%031d\n" % i for i in range(opts.lines))
     ways: dict[str, list[str]] = {"HTTP/1.1": [], "HTTP/2": ["--http2=only"]}
     pipe: dict[str, list[tuple[float, float]]] = {w: [] for w in ways}
@@ -100,15 +112,16 @@ def main() -> None:
                 wall, cpu, size = _timed([*extra, "--no-compress", "-n", "1", url], b"hi\n")
                 oneshot[way].append((wall, cpu))
     finally:
-        server.terminate()
-        server.wait(10)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
 
     def med(values: list[tuple[float, float]], i: int) -> float:
         return statistics.median(v[i] for v in values)
 
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{opts.runs} runs interleaved, Hypercorn h2c + HTTP/1.1 on one port\n")
+          f"{opts.runs} runs interleaved, {server_name}\n")
     print("| way | pipe wall s | pipe msg/s | pipe client CPU s | one-shot wall ms | "
           "one-shot client CPU ms |")
     print("|---|---|---|---|---|---|")
