@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -34,7 +35,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_hypercorn() -> tuple[subprocess.Popen[bytes], int]:
+def tls_files(directory: Path) -> tuple[str, str, str]:
+    """A trustme CA and a 127.0.0.1 certificate: (cafile, certfile, keyfile)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    paths = [str(directory / name) for name in ("ca.pem", "cert.pem", "key.pem")]
+    ca.cert_pem.write_to_path(paths[0])
+    cert.cert_chain_pems[0].write_to_path(paths[1])
+    cert.private_key_pem.write_to_path(paths[2])
+    return paths[0], paths[1], paths[2]
+
+
+def start_hypercorn(tls: tuple[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -42,7 +56,9 @@ def start_hypercorn() -> tuple[subprocess.Popen[bytes], int]:
     port = sock.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "hypercorn", "--bind", f"fd://{sock.fileno()}",
-         "--log-level", "warning", "bench.asgi_echo:app"],
+         "--log-level", "warning",
+         *(["--certfile", tls[0], "--keyfile", tls[1]] if tls else []),
+         "bench.asgi_echo:app"],
         # Hypercorn 0.18 logs a KeyError per h2 WebSocket the client ends with
         # END_STREAM after the closing handshake (RFC 8441 §5): its bug, not counted.
         cwd=ROOT, pass_fds=[sock.fileno()], stderr=subprocess.DEVNULL)
@@ -50,10 +66,8 @@ def start_hypercorn() -> tuple[subprocess.Popen[bytes], int]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # wait until it answers
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                if probe.recv(1):
-                    break
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
         except OSError:
             time.sleep(0.1)
     return proc, port
@@ -85,8 +99,13 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--url", help="a running server that speaks both (e.g. "
                         "`wstool serve-echo --http2`) instead of Hypercorn; loopback only")
+    parser.add_argument("--tls", action="store_true",
+                        help="wss:// to Hypercorn with a trustme certificate (ALPN h2 or "
+                        "http/1.1), as browsers connect")
     opts = parser.parse_args()
     server = None
+    tmp = tempfile.TemporaryDirectory()
+    client_tls: list[str] = []
     if opts.url:
         url = opts.url
         host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
@@ -94,11 +113,19 @@ def main() -> None:
             parser.error("--url must be a loopback address (127.0.0.0/8, ::1, localhost)")
         server_name = url
     else:
-        server, port = start_hypercorn()
-        url = f"ws://127.0.0.1:{port}/"
-        server_name = "Hypercorn h2c + HTTP/1.1 on one port"
+        if opts.tls:
+            cafile, certfile, keyfile = tls_files(Path(tmp.name))
+            server, port = start_hypercorn((certfile, keyfile))
+            url = f"wss://127.0.0.1:{port}/"
+            client_tls = ["--cacert", cafile]
+            server_name = "Hypercorn over TLS (ALPN h2 / http/1.1) on one port"
+        else:
+            server, port = start_hypercorn()
+            url = f"ws://127.0.0.1:{port}/"
+            server_name = "Hypercorn h2c + HTTP/1.1 on one port"
     lines = b"".join(b"%031d\n" % i for i in range(opts.lines))
-    ways: dict[str, list[str]] = {"HTTP/1.1": [], "HTTP/2": ["--http2=only"]}
+    ways: dict[str, list[str]] = {"HTTP/1.1": client_tls,
+                                  "HTTP/2": ["--http2=only", *client_tls]}
     pipe: dict[str, list[tuple[float, float]]] = {w: [] for w in ways}
     oneshot: dict[str, list[tuple[float, float]]] = {w: [] for w in ways}
     try:
