@@ -783,7 +783,12 @@ class Session:
                 "--http2 needs the h2 package: pip install 'wstool[http2]'") from exc
         uri = internals.connect_uri(connector)
         kwargs = internals.connect_kwargs(connector)
-        context = client_context(cfg.tls) if uri.secure else None
+        # The hop's own context (--cacert, -k, a redirect's), with ALPN set for h2;
+        # loading the CA store again would cost ~20 ms of a one-shot.
+        context: ssl.SSLContext | None = None
+        if uri.secure:
+            given = kwargs.get("ssl")
+            context = given if isinstance(given, ssl.SSLContext) else client_context(cfg.tls)
         trace = None
         if cfg.trace_h2:
             def trace(direction: str, line: str) -> None:
@@ -806,6 +811,8 @@ class Session:
                                         hint="--http2 without =only falls back to "
                                         "HTTP/1.1") from exc
             self.h2_fallback = str(exc)
+            if context is not None:
+                context.set_alpn_protocols(["http/1.1"])  # the upgrade's connection
             self.sink(Notice(f"--http2: {exc}: falling back to the HTTP/1.1 upgrade"))
             return None
         if self.report_phases:
