@@ -340,3 +340,13 @@ def test_keepalive_pings_over_h2_while_stdin_is_open(h2c_port: int) -> None:
     assert proc.wait(scaled(10)) == 0
     assert any(line.startswith("> PING") for line in seen), seen
     assert seen[-1].startswith("< PONG"), seen
+
+
+def test_expect_over_h2(h2c_port: int) -> None:
+    url = f"ws://127.0.0.1:{h2c_port}/"
+    ok = run_wstool_inprocess("connect", "--http2=only", "-x", '{"op":"hi"}',
+                              "--expect", "json:.op == \"hi\"", url, input=None)
+    assert ok.returncode == 0, ok.stderr
+    missed = run_wstool_inprocess("connect", "--http2=only", "-x", "hello", "--expect", "bye",
+                                  "--expect-timeout", "0.3", url, input=None)
+    assert missed.returncode == 8, missed.stderr
