@@ -430,3 +430,23 @@ def test_open_tcp_connection_once_per_hop_with_uri_kwargs_and_factory() -> None:
         assert hops == [("/", {}), ("/final", {})]
 
     asyncio.run(main())
+
+
+def test_client_key_is_the_key_of_the_request_and_of_the_accept_check() -> None:
+    """connect --http2 (issue 12): a 101 built with client_key's accept is accepted."""
+    from websockets.http11 import Response
+
+    from wstool.http2.rfc8441 import accept_key
+
+    client = ClientProtocol(parse_uri("ws://localhost/"))
+    request = client.connect()
+    key = internals.client_key(client)
+    assert request.headers["Sec-WebSocket-Key"] == key
+    assert client.connect().headers["Sec-WebSocket-Key"] == key  # generated once
+    client.receive_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        + accept_key(key).encode() + b"\r\n\r\n")
+    [response] = client.events_received()
+    assert isinstance(response, Response)
+    assert client.handshake_exc is None and client.state is OPEN

@@ -100,6 +100,10 @@ class ConnectConfig(NamedTuple):
     # not to), at most max_redirects of them (--max-redirects; the library's 10).
     follow_redirects: bool = False
     max_redirects: int = 10
+    # connect --http2 (issue 12): None (HTTP/1.1), "fallback" (try RFC 8441, else the
+    # HTTP/1.1 upgrade) or "only"; --trace-h2 reports HTTP/2 frames.
+    http2: str | None = None
+    trace_h2: bool = False
 
 
 class OutputConfig(NamedTuple):

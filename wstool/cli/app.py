@@ -324,6 +324,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "connect": "wstool.cli.cmd_connect:connect",
     "frame-dump": "wstool.cli.cmd_dump:frame_dump_cmd",
     "listen": "wstool.cli.cmd_servers:listen_cmd",
+    "probe": "wstool.cli.cmd_probe:probe_cmd",  # issue 12
     "profiles": "wstool.cli.cmd_misc:profiles_cmd",
     "replay": "wstool.cli.cmd_replay:replay",
     "run": "wstool.cli.cmd_run:run_cmd",

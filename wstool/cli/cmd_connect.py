@@ -46,12 +46,31 @@ class _ConnectCommand(_Command):
     profile_param = "url"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(arg.startswith("--http2=") for arg in args):
+            args = _http2_value(args)
         if any(arg.startswith(("--expect", "--capture")) for arg in args):
             # click's parser lists each option every time it is given (its
             # "order"); a second parse of the same arguments, with no callbacks.
             _opts, _rest, order = self.make_parser(ctx).parse_args(args=list(args))
             ctx.meta[_SEQUENCE_ORDER] = [p.name for p in order if p.name in SEQUENCE_PARAMS]
         return super().parse_args(ctx, args)
+
+
+def _http2_value(args: list[str]) -> list[str]:
+    """``--http2=only`` (issue 12): click has no option whose value is optional and
+    given only after ``=`` (``--http2 URL`` must not take URL as the value), so the
+    strict form becomes the hidden flag ``--http2-only`` before parsing."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        if arg.startswith("--http2="):
+            if arg != "--http2=only":
+                fail(UsageError(f"invalid {arg}: give --http2 (falls back to HTTP/1.1) "
+                                "or --http2=only"))
+            arg = "--http2-only"
+        out.append(arg)
+    return out
 
 
 # What `connect --help` ends with (issue 13): one example per way in.
@@ -92,6 +111,14 @@ Examples:
               help="Show pings and pongs both ways in wire order, with the RTT of ours "
                    "(wscat's -P): in the REPL, and the age of the server's last ping in "
                    "its status bar; in a pipe on stderr (--json: as events).")
+@click.option("--http2", "http2", is_flag=True,
+              help="WebSocket over HTTP/2 (RFC 8441 extended CONNECT; TLS with ALPN h2, "
+                   "h2c on ws://); falls back to the HTTP/1.1 upgrade when the server "
+                   "cannot, saying so. --http2=only: fail instead (exit 4). Needs "
+                   "'wstool[http2]'.")
+@click.option("--http2-only", "http2_only", is_flag=True, hidden=True)
+@click.option("--trace-h2", is_flag=True,
+              help="Print every HTTP/2 frame sent and received on stderr (with --http2).")
 @sequence_options
 @repl_options
 @connect_options
@@ -126,6 +153,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         max_time = raw["max_time"]
         if max_time is not None and not 0 < max_time < float("inf"):
             raise UsageError("invalid --max-time: seconds, more than 0")
+        if raw["trace_h2"] and not (raw["http2"] or raw["http2_only"]):
+            raise UsageError("--trace-h2 shows HTTP/2 frames: give it with --http2")
         if raw["echo"] and raw["binary"]:
             raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
         stream_cfg = stream_config(raw)

@@ -337,6 +337,9 @@ def connect_config(url: str, raw: Mapping[str, Any]) -> ConnectConfig:
         close_timeout_s=close_timeout,
         follow_redirects=bool(raw.get("follow_redirects")),
         max_redirects=raw.get("max_redirects", 10),
+        # connect --http2[=only], --trace-h2 (issue 12)
+        http2="only" if raw.get("http2_only") else "fallback" if raw.get("http2") else None,
+        trace_h2=bool(raw.get("trace_h2")),
     )
 
 

@@ -161,9 +161,30 @@ class _Connection(ClientConnection):
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
         try:
-            await self._handshake(*args, **kwargs)
+            if self.h2_stream is not None:  # issue 12: the extended CONNECT instead
+                await self._h2_handshake(*args, **kwargs)
+            else:
+                await self._handshake(*args, **kwargs)
         finally:
             self.handshake_s = time.perf_counter() - start
+
+    # connect --http2 (issue 12): the stream this connection runs over (an
+    # http2.stream.H2StreamTransport, also self.transport), and its extended CONNECT.
+    h2_stream: Any = None
+    h2_exchange: Any = None
+
+    async def _h2_handshake(self, additional_headers: Any = None,
+                            user_agent_header: str | None = None) -> None:
+        from wstool.http2.client import websocket_handshake
+
+        def exchange_ready(exchange: Any) -> None:
+            self.h2_exchange = exchange
+
+        await websocket_handshake(
+            self, self.h2_stream, scheme="https" if self.session.config.target.secure
+            else "http", authority=self.session.config.host_header,
+            additional_headers=additional_headers, user_agent_header=user_agent_header,
+            exchange_ready=exchange_ready)
 
     async def _handshake(self, *args: Any, **kwargs: Any) -> None:
         host = self.session.config.host_header
@@ -313,6 +334,12 @@ class _Connection(ClientConnection):
             deadline = internals.close_deadline(self)
             if deadline is not None:
                 self._close_timer = self.loop.call_at(deadline, self.transport.abort)
+        if self.h2_stream is not None:  # issue 12
+            rcvd, sent, _ = internals.close_frames(self.protocol)
+            if rcvd is not None and sent is not None:
+                # The closing handshake is done: end our half of the stream (HTTP/2
+                # has no TCP close to wait for; RFC 8441 §5 maps it to END_STREAM).
+                self.h2_stream.write_eof()
         self.session._batch_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -346,6 +373,10 @@ class _Connect(connect):
         library's, timed as a whole."""
         session = self.session
         kwargs = internals.connect_kwargs(self)
+        if session.config.http2 and session.h2_fallback is None:  # issue 12
+            conn = await session._open_h2(self)
+            if conn is not None:
+                return conn
         if session.proxy is None and set(kwargs) <= {"ssl", "server_hostname"}:
             return await session._open_direct(self)
         return await session._open_through_library(self)
@@ -746,6 +777,97 @@ class Session:
                 self._report_tls(conn, None)
         return conn
 
+    # connect --http2 (issue 12). Why the HTTP/1.1 upgrade was used instead
+    # (--http2 without =only), once known.
+    h2_fallback: str | None = None
+
+    async def _open_h2(self, connector: _Connect) -> ClientConnection | None:
+        """The connection over one HTTP/2 stream, or None to fall back to HTTP/1.1
+        (after a Notice saying why). See wstool/http2/client.py."""
+        cfg = self.config
+        if self.proxy or cfg.target.unix_path is not None:
+            what = "a proxy" if self.proxy else "a Unix socket"
+            if cfg.http2 == "only":
+                raise UsageError(f"--http2=only does not go through {what} (not yet)")
+            self.h2_fallback = f"not through {what}"
+            self.sink(Notice(f"--http2: not through {what} (not yet): using the "
+                             "HTTP/1.1 upgrade"))
+            return None
+        try:
+            from wstool.http2 import client as h2client
+        except ImportError as exc:
+            raise UsageError(
+                "--http2 needs the h2 package: pip install 'wstool[http2]'") from exc
+        uri = internals.connect_uri(connector)
+        kwargs = internals.connect_kwargs(connector)
+        # The hop's own context (--cacert, -k, a redirect's), with ALPN set for h2;
+        # loading the CA store again would cost ~20 ms of a one-shot.
+        context: ssl.SSLContext | None = None
+        if uri.secure:
+            given = kwargs.get("ssl")
+            context = given if isinstance(given, ssl.SSLContext) else client_context(cfg.tls)
+        trace = None
+        if cfg.trace_h2:
+            def trace(direction: str, line: str) -> None:
+                arrow = ">" if direction == "sent" else "<"
+                self._phase("h2-frame", f"h2 {arrow} {line}")
+        if self.report_phases:
+            how = ("TLS, ALPN " + ", ".join(h2client.alpn_protocols(cfg.http2 == "only"))
+                   if context is not None else "h2c, prior knowledge")
+            self._phase("connecting", f"connecting to {uri.host} port {uri.port} "
+                        f"for HTTP/2 ({how})")
+        start = time.perf_counter()
+        try:
+            endpoint = await h2client.open_endpoint(
+                uri.host, uri.port, ssl_context=context,
+                server_hostname=kwargs.get("server_hostname"),
+                strict=cfg.http2 == "only", trace=trace)
+        except h2client.NotH2 as exc:
+            if cfg.http2 == "only":
+                raise HandshakeRejected(f"no WebSocket over HTTP/2 at {self.url}: {exc}",
+                                        hint="--http2 without =only falls back to "
+                                        "HTTP/1.1") from exc
+            self.h2_fallback = str(exc)
+            if context is not None:
+                context.set_alpn_protocols(["http/1.1"])  # the upgrade's connection
+            self.sink(Notice(f"--http2: {exc}: falling back to the HTTP/1.1 upgrade"))
+            return None
+        if self.report_phases:
+            transport = endpoint.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            if ssl_object is not None:
+                self._phase("tls", tls_summary(ssl_object), time.perf_counter() - start)
+                self._phase("certificate", certificate_summary(ssl_object))
+                self._phase("alpn", f"ALPN: server chose {ssl_object.selected_alpn_protocol()}")
+            from wstool.http2.rfc8441 import settings_text
+
+            self._phase("h2-settings",
+                        f"HTTP/2 server SETTINGS: {settings_text(endpoint.remote_settings)}",
+                        time.perf_counter() - start)
+        stream = endpoint.open_stream()
+        conn = internals.connection_factory(connector)()
+        assert isinstance(conn, _Connection)
+        conn.h2_stream = stream
+        stream.set_protocol(conn)
+        conn.connection_made(stream)
+        return conn
+
+    def _h2_handshake_report(self, conn: _Connection) -> Handshake:
+        """-v over HTTP/2: the extended CONNECT's header blocks (issue 12)."""
+        exchange = conn.h2_exchange
+        response = exchange.response_block
+        status = next((v for n, v in response if n == ":status"), None)
+        return Handshake(
+            request_line=f"HTTP/2 stream {exchange.stream_id}: extended CONNECT "
+                         "(RFC 8441)",
+            request_headers=tuple(exchange.request_block),
+            status_code=int(status) if status and status.isdigit() else None,
+            response_headers=tuple((n, v) for n, v in response if n != ":status"),
+            body=exchange.body,
+            http_version="HTTP/2",
+            elapsed_s=exchange.elapsed_s,
+        )
+
     def _report_tls(self, conn: ClientConnection, elapsed_s: float | None) -> None:
         ssl_object = conn.transport.get_extra_info("ssl_object")
         if ssl_object is None:
@@ -792,6 +914,8 @@ class Session:
 
     def _handshake_report(self, response: Any = None) -> Handshake:
         conn = self._conn
+        if conn is not None and conn.h2_exchange is not None:  # issue 12
+            return self._h2_handshake_report(conn)
         request = conn.request if conn is not None else None
         if response is None and conn is not None:
             response = conn.response
@@ -1223,7 +1347,10 @@ class Session:
                     f"{self.config.close_timeout_s:g}s (1006)",
                     hint="raise --close-timeout, or 0 not to wait",
                 )
-            return ClosedAbnormally("connection lost without a close frame (1006)")
+            # issue 12: RST_STREAM, GOAWAY, END_STREAM
+            loss = conn.h2_stream.loss_reason() if conn.h2_stream is not None else None
+            return ClosedAbnormally("connection lost without a close frame (1006)"
+                                    + (f": {escape(loss)}" if loss is not None else ""))
         if closed is not None and closed.initiated_by == "client":
             return None  # we closed and the server completed the handshake
         if rcvd.code in NORMAL_CLOSE_CODES:

@@ -88,6 +88,7 @@ from websockets.streams import StreamReader
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection, connect
+    from websockets.client import ClientProtocol
     from websockets.uri import WebSocketURI
 
 # The overridden hooks of ClientConnection: name -> parameter names (self first).
@@ -249,6 +250,15 @@ def allow_redirects(count: int) -> None:
 
     if count >= client.MAX_REDIRECTS:
         client.MAX_REDIRECTS = count + 1
+
+
+def client_key(protocol: ClientProtocol) -> str:
+    """The Sec-WebSocket-Key ``ClientProtocol.connect()`` put in its request: assumes
+    the protocol generates it once, in ``__init__``, keeps it in ``key`` and checks the
+    response's Sec-WebSocket-Accept against it. ``connect --http2`` (issue 12) hands
+    the library a 101 equivalent of the server's ``:status 200`` (RFC 8441 has no
+    key), whose accept key is computed from this one."""
+    return protocol.key
 
 
 def connect_uri(connector: connect) -> WebSocketURI:
