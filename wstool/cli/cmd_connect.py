@@ -15,6 +15,8 @@ from wstool.cli.options import (
     connect_config,
     connect_options,
     connect_sequence,
+    exec_config,
+    exec_options,
     output_config,
     output_options,
     record_browser_options,
@@ -92,6 +94,7 @@ Examples:
 @tls_options
 @output_options
 @record_browser_options
+@exec_options
 def connect(url: str | None, demo: bool, **raw: Any) -> None:
     """Connect to URL: a REPL on a terminal, one message per line in a pipe.
 
@@ -122,6 +125,9 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         if raw["echo"] and raw["binary"]:
             raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
         stream_cfg = stream_config(raw)
+        exec_cfg = exec_config(raw)  # --exec (issue 16): messages to and from a process
+        if exec_cfg is not None and raw["echo"]:
+            raise UsageError("--exec and --echo both answer the messages: give one")
         run_cfg = ClientRunConfig(
             execute=tuple(raw["execute"]),
             message_count=raw["count"],
@@ -168,6 +174,11 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             observer, wrap_input = sequence.observer_and_input()
             typed_lines = sequence.typed_lines(observer)
             run_observers.append(observer)
+        if exec_cfg is not None:
+            from wstool.bridge.exec_connect import run_connect_exec
+
+            return await run_connect_exec(env, cfg, run_cfg, exec_cfg, stream_cfg, out_cfg,
+                                          observers=run_observers)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 

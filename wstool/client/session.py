@@ -1076,6 +1076,17 @@ class Session:
     async def drain(self) -> None:
         await self._require_conn().drain()
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket (backpressure from where messages go: connect --exec)."""
+        conn = self._conn
+        if conn is not None and not conn.transport.is_closing():
+            conn.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        conn = self._conn
+        if conn is not None and not conn.transport.is_closing():
+            conn.transport.resume_reading()
+
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round-trip time."""
         conn = self._require_conn()
