@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import signal
 import time
 import urllib.parse
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from websockets.protocol import OPEN
 
 from wstool import __version__
 from wstool.bridge.process import BridgeSide, ProcessBridge, ProcessOutcome, start_process
@@ -52,6 +55,24 @@ if TYPE_CHECKING:
 _MAX_REASON_BYTES = 123
 # The write buffer above which stdout is not read, when the transport does not say.
 _DEFAULT_HIGH_WATER = 64 * 1024
+
+
+_HANGUP_POLL_S = 0.25
+_PROBE_TICKS = 4  # a probe ping every second while the socket is not read
+_HANGUP_EVENTS = (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+                  if hasattr(select, "poll") else 0)
+
+
+def _client_hung_up(transport: asyncio.BaseTransport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None or not _HANGUP_EVENTS:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), _HANGUP_EVENTS)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class ProcessStarted(NamedTuple):
@@ -299,8 +320,28 @@ class ExecClient(BridgeSide):
             return
         if paused:
             transport.pause_reading()
+            self._watch_hangup()
         else:
             transport.resume_reading()
+
+    def _watch_hangup(self, ticks: int = 0) -> None:
+        """While the socket is not read, a client that goes away would go unnoticed
+        and its process would live on: its FIN waits behind the data our full
+        receive window does not take. So, every _PROBE_EVERY_S, a ping goes out
+        (raw: the core's keepalive bookkeeping is not touched), which a closed
+        socket answers with a RST, and every _HANGUP_POLL_S the socket is polled
+        for the hang-up (POLLHUP, POLLERR, POLLRDHUP)."""
+        if not self._reading_paused or self.client_gone:
+            return
+        conn = self.conn
+        if _client_hung_up(conn.transport):
+            conn.error = "the client went away while its process was not reading"
+            conn.abort()
+            return
+        if ticks and ticks % _PROBE_TICKS == 0 and conn.protocol.state is OPEN:
+            conn.protocol.send_ping(b"wstool-probe")
+            conn.flush()
+        self.app.server.loop.call_later(_HANGUP_POLL_S, self._watch_hangup, ticks + 1)
 
     def process_ended(self, outcome: ProcessOutcome) -> None:
         self.app.report(ProcessEnded(self.conn.client_id, outcome, ts=time.monotonic()))
