@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from tests.conftest import run_wstool_inprocess, scaled
 from tests.node_peers import NodeWsClient
@@ -180,7 +181,7 @@ def test_deadlock_of_websocketd_100000_messages_before_reading(exec_server: Any)
     """websocketd 0.4.1 stalls after ~4 000 echoes when a client sends 100 000 messages
     before it reads (issue 16): cat's pipe and the client's socket both fill up."""
     from websockets.client import ClientProtocol
-    from websockets.frames import Opcode
+    from websockets.frames import Frame, Opcode
     from websockets.protocol import State
     from websockets.uri import parse_uri
 
@@ -206,7 +207,8 @@ def test_deadlock_of_websocketd_100000_messages_before_reading(exec_server: Any)
             assert data, f"closed after {len(got)} echoes"
             protocol.receive_data(data)
             got.extend(bytes(frame.data) for frame in protocol.events_received()
-                       if frame.opcode is Opcode.TEXT)  # not the probe pings
+                       if isinstance(frame, Frame) and frame.opcode is Opcode.TEXT)
+            # (not the probe pings)
         writer.close()
         return got
 
@@ -352,7 +354,8 @@ def test_tls_auth_and_subprotocol_apply(exec_server: Any) -> None:
         with pytest.raises(InvalidStatus) as denied:
             async with connect(url, ssl=context):
                 pass
-        async with connect(url + "?token=t0k", ssl=context, subprotocols=["chat"]) as ws:
+        async with connect(url + "?token=t0k", ssl=context,
+                           subprotocols=[Subprotocol("chat")]) as ws:
             return denied.value.response.status_code, ws.subprotocol, await ws.recv()
 
     assert run(scenario()) == (401, "chat", "on chat")
