@@ -401,3 +401,15 @@ def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message:
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stderr.startswith(f"wstool: error: {message}"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> None:
+    s = exec_server("--once", "--exec", "cat")
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            await ws.send("only")
+            return await ws.recv()
+
+    assert run(client()) == "only"
+    assert s.proc.wait(scaled(15)) == 0

@@ -782,7 +782,7 @@ def exec_options(f: F) -> F:
         click.option("--exec", "exec_command", metavar="CMD",
                      help="Bridge each connection to its own process CMD (split like "
                           "shell words): messages are lines on its stdin, its stdout "
-                          "lines are messages (-b: bytes as they come).",),
+                          "lines are messages (-b: bytes as they come)."),
         click.option("--sh", "exec_shell", is_flag=True,
                      help="With --exec: run CMD through /bin/sh -c (pipes, $VARS)."),
         click.option("--kill-after", type=Seconds(0), default=1.0, show_default=True,
@@ -790,8 +790,9 @@ def exec_options(f: F) -> F:
                      help="With --exec, once the connection is gone: stdin is closed, "
                           "SIGTERM after SECONDS, SIGKILL after as long again."),
         click.option("--stderr-to-client", is_flag=True,
-                     help="With --exec: send the process's stderr lines as text "
-                          "messages too (default: to wstool's stderr)."),
+                     help="With --exec: send the process's stderr lines over the "
+                          "connection as text messages (default: wstool's stderr, with "
+                          "the client id)."),
     ])(f)
 
 
