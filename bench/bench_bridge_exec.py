@@ -11,6 +11,10 @@ Two figures per server, from a sans-I/O client with pre-built frames (this scrip
    issue 16); messages per second, median of the rounds, plus the server's CPU
    seconds (user+sys of the server process; cat's own is the same for all).
 
+Start-up also gets the server's CPU milliseconds per connection (user+sys; the wall
+time on a shared machine moves with its load, CPU time much less). Processes the
+servers start and reap (cat) are not counted in any column.
+
 Loopback only. Usage: python bench/bench_bridge_exec.py [--rounds 3] [--messages 100000]
 """
 
@@ -160,10 +164,13 @@ async def main_async(args: argparse.Namespace) -> int:
         startups: dict[str, list[float]] = {n: [] for n in ports}
         rates: dict[str, list[float]] = {n: [] for n in ports}
         cpus: dict[str, list[float]] = {n: [] for n in ports}
+        startup_cpus: dict[str, list[float]] = {n: [] for n in ports}
         for _round in range(args.rounds):
             for name, port in ports.items():  # interleaved
+                before = cpu_s(procs[name].pid)
                 for _ in range(args.connections):
                     startups[name].append(await startup_once(port))
+                startup_cpus[name].append((cpu_s(procs[name].pid) - before) / args.connections)
             for name, port in ports.items():
                 before = cpu_s(procs[name].pid)
                 try:
@@ -174,15 +181,16 @@ async def main_async(args: argparse.Namespace) -> int:
                     continue
                 rates[name].append(rate)
                 cpus[name].append(cpu_s(procs[name].pid) - before)
-        print(f"{'server':<12} {'start-up ms (median, p90)':>26} {'msg/s (median)':>15} "
-              f"{'server CPU s/run':>17}")
+        print(f"{'server':<12} {'start-up ms (median, p90)':>26} {'CPU ms/conn':>12} "
+              f"{'msg/s (median)':>15} {'server CPU s/run':>17}")
         for name in ports:
             s = sorted(startups[name])
             p90 = s[int(len(s) * 0.9) - 1] if s else float("nan")
             rate = statistics.median(rates[name]) if rates[name] else float("nan")
             cpu = statistics.median(cpus[name]) if cpus[name] else float("nan")
+            conn_cpu = statistics.median(startup_cpus[name]) * 1000
             print(f"{name:<12} {statistics.median(s) * 1000:>14.2f} {p90 * 1000:>10.2f} "
-                  f"{rate:>15,.0f} {cpu:>17.2f}")
+                  f"{conn_cpu:>12.2f} {rate:>15,.0f} {cpu:>17.2f}")
         print(f"({args.rounds} rounds interleaved; start-up: {args.connections} connections "
               f"per round; throughput: {args.messages} messages, window {args.window})")
     finally:

@@ -46,7 +46,7 @@ def pid_gone(pid: int) -> bool:
     """Dead: no such process, or a zombie nobody reaps (PID 1 here may not)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except OSError:  # no such file, or the process went while we read it
         return True
     return stat[stat.rfind(")") + 2] == "Z"
 

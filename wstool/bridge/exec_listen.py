@@ -282,9 +282,7 @@ class ExecClient(BridgeSide):
         conn = self.conn
         if self.client_gone:
             return
-        send = conn.protocol.send_message
-        for opcode, payload in messages:
-            send(opcode, payload)
+        conn.protocol.send_messages(messages)
         conn.flush()
         transport = conn.transport
         if (not self._draining and transport.get_write_buffer_size() > self._high_water
