@@ -413,3 +413,25 @@ def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> N
 
     assert run(client()) == "only"
     assert s.proc.wait(scaled(15)) == 0
+
+
+def test_null_separated_lines_keep_their_carriage_returns(exec_server: Any) -> None:
+    s = exec_server("-0", "--exec", "cat")
+
+    async def client() -> list[Any]:
+        async with connect(s.url) as ws:
+            await ws.send("a\rb\nc")  # one message: NUL ends it, \n and \r are data
+            await ws.send("d\r")
+            return [await ws.recv(), await ws.recv()]
+
+    assert run(client()) == ["a\rb\nc", "d\r"]
+
+
+def test_cr_lf_ends_a_line_in_text_mode(exec_server: Any) -> None:
+    s = exec_server("--sh", "--exec", "printf 'one\\r\\ntwo\\n'")
+
+    async def client() -> list[Any]:
+        async with connect(s.url) as ws:
+            return [message async for message in ws]
+
+    assert run(client()) == ["one", "two"]

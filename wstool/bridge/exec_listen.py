@@ -231,6 +231,9 @@ class ExecClient(BridgeSide):
     async def start(self) -> None:
         conn = self.conn
         app = self.app
+        if self.client_gone:  # it left before its process could start: none is needed
+            app.spawned(self)
+            return
         protocol = conn.protocol
         assert isinstance(protocol, _ExecProtocol) and protocol.request is not None
         env = cgi_environment(

@@ -54,8 +54,8 @@ ProcessSpec = ExecConfig  # the record, as the core knows it
 
 OP_TEXT, OP_BINARY = 0x1, 0x2
 
-# How often the process group is polled after a signal (kill(0) per poll).
-_GROUP_POLL_S = 0.02
+# How often a process group whose leader has exited is polled (kill(0), then /proc).
+_GROUP_POLL_S = 0.05
 # After SIGKILL, how long to wait for the group to vanish before giving up on it.
 _AFTER_KILL_S = 2.0
 
@@ -175,7 +175,7 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         elif fd == 1:
             if self._partial and not self.stopping:
                 line, self._partial = bytes(self._partial), bytearray()
-                self.side.send_output([self._text_message(line)])
+                self.side.send_output([self._text_message(line, self.spec.separator == b"\n")])
             self._stdout_eof = True
             self._maybe_ended()
         elif fd == 2 and self._stderr_partial:
@@ -291,7 +291,8 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         if rest:
             partial += rest
         text = self._text_message
-        self.side.send_output([text(line) for line in lines])
+        trim = sep == b"\n"  # \r\n ends a line too; with -0, a \r is data
+        self.side.send_output([text(line, trim) for line in lines])
         if partial:
             self._cut_long_line()
 
