@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from tests.conftest import run_wstool_inprocess, scaled
 from tests.node_peers import NodeWsClient
@@ -435,3 +435,23 @@ def test_cr_lf_ends_a_line_in_text_mode(exec_server: Any) -> None:
             return [message async for message in ws]
 
     assert run(client()) == ["one", "two"]
+
+
+def test_origin_and_max_size_apply(exec_server: Any) -> None:
+    s = exec_server("--origin", "https://ok.example", "--max-size", "100", "--kill-after",
+                    "0.2", "--sh", "--exec", "echo $$; exec cat")
+
+    async def scenario() -> tuple[Any, ...]:
+        with pytest.raises(InvalidStatus) as denied:
+            async with connect(s.url, origin=Origin("https://evil.example")):
+                pass
+        async with connect(s.url, origin=Origin("https://ok.example")) as ws:
+            pid = int(await ws.recv())
+            await ws.send("x" * 101)
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            code = ws.close_code
+        await wait_gone(pid)  # its client failed: the process is stopped
+        return denied.value.response.status_code, code
+
+    assert run(scenario()) == (403, 1009)
