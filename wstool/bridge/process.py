@@ -50,8 +50,6 @@ from typing import NamedTuple
 from wstool.config import ExecConfig
 from wstool.errors import UsageError
 
-ProcessSpec = ExecConfig  # the record, as the core knows it
-
 OP_TEXT, OP_BINARY = 0x1, 0x2
 
 # How often a process group whose leader has exited is polled (kill(0), then /proc).
@@ -134,7 +132,7 @@ class ProcessBridge(asyncio.SubprocessProtocol):
 
     transport: asyncio.SubprocessTransport
 
-    def __init__(self, spec: ProcessSpec, side: BridgeSide) -> None:
+    def __init__(self, spec: ExecConfig, side: BridgeSide) -> None:
         self.spec = spec
         self.side = side
         self.pid = 0
@@ -423,7 +421,7 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-async def start_process(spec: ProcessSpec, side: BridgeSide,
+async def start_process(spec: ExecConfig, side: BridgeSide,
                         env: Mapping[str, str] | None = None) -> ProcessBridge:
     """Start SPEC's process for SIDE; OSError when it cannot be started."""
     loop = asyncio.get_running_loop()
@@ -447,7 +445,6 @@ __all__ = [
     "BridgeSide",
     "ProcessBridge",
     "ProcessOutcome",
-    "ProcessSpec",
     "command_argv",
     "group_alive",
     "start_process",
