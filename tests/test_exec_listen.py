@@ -455,3 +455,29 @@ def test_origin_and_max_size_apply(exec_server: Any) -> None:
         return denied.value.response.status_code, code
 
     assert run(scenario()) == (403, 1009)
+
+
+def test_keepalive_does_not_fail_a_client_held_back_by_its_process(exec_server: Any) -> None:
+    # The process reads nothing for 1.5 s: the client's data (and its pongs) wait in
+    # the socket, longer than --ping-interval + --ping-timeout; then all is echoed.
+    s = exec_server("-b", "--no-compress", "--ping-interval", "0.2", "--ping-timeout", "0.2",
+                    "--sh", "--exec", "sleep 1.5; exec cat")
+    payload = os.urandom(2_000_000)
+
+    async def client() -> bytes:
+        async with connect(s.url, compression=None, max_size=None,
+                           ping_interval=None) as ws:
+            async def send() -> None:
+                for i in range(0, len(payload), 65536):
+                    await ws.send(payload[i:i + 65536])
+
+            sender = asyncio.ensure_future(send())
+            got = b""
+            while len(got) < len(payload):
+                message = await ws.recv()
+                assert isinstance(message, bytes)
+                got += message
+            await sender
+            return got
+
+    assert run(client()) == payload

@@ -324,6 +324,10 @@ class ExecClient(BridgeSide):
             self._watch_hangup()
         else:
             transport.resume_reading()
+            conn = self.conn
+            if conn.ping_sent is not None:
+                # The keepalive pong we could not read: its clock starts now.
+                conn.unanswered_since = time.monotonic()
 
     def _watch_hangup(self, ticks: int = 0) -> None:
         """While the socket is not read, a client that goes away would go unnoticed
@@ -335,6 +339,9 @@ class ExecClient(BridgeSide):
         if not self._reading_paused or self.client_gone:
             return
         conn = self.conn
+        # The pong of a keepalive ping is behind data we do not read: keepalive must
+        # not fail the connection for it (the probe below finds a client that left).
+        conn.unanswered_since = None
         if _client_hung_up(conn.transport):
             conn.error = "the client went away while its process was not reading"
             conn.abort()
