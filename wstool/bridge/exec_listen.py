@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
 import signal
+import sys
 import time
 import urllib.parse
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from websockets.protocol import OPEN
@@ -425,6 +427,31 @@ class ExecApp(App):
             await asyncio.sleep(0.01)
 
 
+@contextlib.contextmanager
+def _child_watcher() -> Iterator[None]:
+    """Python 3.11's asyncio watches each child with a thread of its own (a thread per
+    client); a pidfd in the event loop is the watcher 3.12 picks by itself where the
+    kernel has pidfds (Linux 5.3+). Not with uvloop, which watches its children itself."""
+    if (sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open")
+            or type(asyncio.get_event_loop_policy()) is not asyncio.DefaultEventLoopPolicy):
+        yield
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an older kernel, or a sandbox without the call
+        yield
+        return
+    previous = asyncio.get_child_watcher()
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+    try:
+        yield
+    finally:
+        asyncio.set_child_watcher(previous)
+        watcher.close()
+
+
 def bridge_event_json(event: BridgeEvent) -> dict[str, Any]:
     ts = {"ts": time.time()}
     if isinstance(event, ProcessStarted):
@@ -497,7 +524,8 @@ class ExecListenFrontEnd:
         app = ExecApp(self.exec_cfg._replace(max_line_bytes=cfg.max_size_bytes),
                       self.env.environ, self.on_bridge_event)
         stop_signals = {signal.SIGINT: self.stop.set, signal.SIGTERM: self.stop.set}
-        with handle_signals(stop_signals), prepared_tls(cfg, self.log) as tls:
+        with (handle_signals(stop_signals), prepared_tls(cfg, self.log) as tls,
+              _child_watcher()):
             server = self._server = WebSocketServer(
                 cfg, app, self.on_event, trace=self.out_cfg.verbose >= 2,
                 ssl_context=tls.context)
