@@ -123,3 +123,15 @@ def test_bad_exec_input(args: tuple[str, ...], message: str) -> None:
     proc = run_wstool_inprocess("connect", *args, "ws://127.0.0.1:1/")
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stderr.startswith(f"wstool: error: {message}"), proc.stderr
+
+
+def test_template_and_expect_apply_to_the_process_lines(echo_url: str) -> None:
+    # --template expands the process's lines as it does stdin's; --expect sees the replies.
+    proc = run_wstool_inprocess(
+        "connect", "--template", "--expect", "^n=2$", "--expect-timeout", "0.5", "--exec",
+        "echo n={{seq}}", echo_url)
+    assert proc.returncode == ExitStatus.EXPECTATION_NOT_MET, proc.stderr
+    proc = run_wstool_inprocess(
+        "connect", "--template", "--expect", "^n=1$", "--sh", "--exec",
+        "echo n={{seq}}; read reply", echo_url)
+    assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from wstool.bridge.process import OP_TEXT, BridgeSide, ProcessBridge, ProcessOutcome, start_process
 from wstool.client.pipe import PipeFrontEnd
@@ -155,14 +155,16 @@ async def run_connect_exec(
     output_config: OutputConfig,
     *,
     observers: Sequence[RunObserver] = (),
+    wrap_input: Callable[[InputSource], InputSource] | None = None,
 ) -> ExitStatus:
-    """``connect --exec``: the entry point ``cli/cmd_connect.py`` calls."""
+    """``connect --exec``: the entry point ``cli/cmd_connect.py`` calls; WRAP_INPUT as
+    ``run_connect_pipe``'s (``--template``: the process's lines as templates)."""
     source = ProcessInput(exec_config._replace(max_line_bytes=connect_config.max_size_bytes),
                           env, env.environ)
     run = ClientRun(
         connect_config,
         run_config,
-        input_source=source,
+        input_source=source if wrap_input is None else wrap_input(source),
         observers=observers,
         trace=output_config.trace,
         interrupt_on_sigint=True,

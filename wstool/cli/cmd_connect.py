@@ -178,7 +178,7 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             from wstool.bridge.exec_connect import run_connect_exec
 
             return await run_connect_exec(env, cfg, run_cfg, exec_cfg, stream_cfg, out_cfg,
-                                          observers=run_observers)
+                                          observers=run_observers, wrap_input=wrap_input)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 
