@@ -294,3 +294,18 @@ def test_arbitrary_bytes_never_break_the_engine(garbage: bytes, data: st.DataObj
     ), repr(exc)
     if exc is not None:
         assert protocol.close_sent is not None and protocol.close_sent.code != 1011
+
+
+def test_send_messages_is_send_message_for_many() -> None:
+    # Issue 16's bridges send a chunk of a process's output at once: same frames, same
+    # counters, on the raw path and the frame path; nothing once closing.
+    messages = [(1, b"one"), (2, b"\x00\xff"), (1, b"x" * 70_000)]
+    for raw in (True, False):
+        protocol, _response = open_protocol()
+        protocol.raw_echo = raw
+        assert protocol.send_messages(messages) == 3
+        frames = parse_server_frames(b"".join(protocol.data_to_send()))
+        assert [(f.opcode, f.payload) for f in frames] == messages
+        assert (protocol.messages_out, protocol.bytes_out) == (3, 3 + 2 + 70_000)
+        protocol.send_close(1000, "")
+        assert protocol.send_messages(messages) == 0

@@ -488,3 +488,21 @@ def parse_tcp_address(text: str, flag: str, *, default_host: str | None = None) 
     ):
         raise UsageError(f"invalid {flag} {text!r}: {host!r} is not a host name or address")
     return host, int(port_text)
+class ExecConfig(NamedTuple):
+    """``listen --exec`` / ``connect --exec`` (issue 16): the process and how its
+    streams become messages (``wstool/bridge/process.py``)."""
+
+    argv: tuple[str, ...]
+    binary: bool = False
+    separator: bytes = b"\n"  # -0: NUL
+    chunk_size: int = DEFAULT_CHUNK_SIZE_BYTES  # -b: largest message made of stdout
+    kill_after_s: float = 1.0  # stdin closed -> SIGTERM -> SIGKILL, this far apart
+    stderr_to_client: bool = False
+    # Longest stdout line sent as one message (the connection's --max-size).
+    max_line_bytes: int | None = None
+
+    @property
+    def display(self) -> str:
+        import shlex
+
+        return shlex.join(self.argv)

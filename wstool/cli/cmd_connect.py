@@ -15,6 +15,8 @@ from wstool.cli.options import (
     connect_config,
     connect_options,
     connect_sequence,
+    exec_config,
+    exec_options,
     from_tcp_options,
     output_config,
     output_options,
@@ -126,6 +128,7 @@ Examples:
 @output_options
 @record_browser_options
 @from_tcp_options
+@exec_options
 def connect(url: str | None, demo: bool, **raw: Any) -> None:
     """Connect to URL: a REPL on a terminal, one message per line in a pipe.
 
@@ -158,6 +161,9 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         if raw["echo"] and raw["binary"]:
             raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
         stream_cfg = stream_config(raw)
+        exec_cfg = exec_config(raw)  # --exec (issue 16): messages to and from a process
+        if exec_cfg is not None and raw["echo"]:
+            raise UsageError("--exec and --echo both answer the messages: give one")
         run_cfg = ClientRunConfig(
             execute=tuple(raw["execute"]),
             message_count=raw["count"],
@@ -173,6 +179,8 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
         from_tcp = tcp_bridge_config(raw, "--from-tcp")
         if from_tcp is not None:
             _check_from_tcp(raw)
+            if exec_cfg is not None:
+                raise UsageError("--exec and --from-tcp are two bridges: give one of them")
     except WstoolError as exc:
         fail(exc)
     env = _environment(color=out_cfg.color)
@@ -211,6 +219,11 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             from wstool.bridge.tcp import run_from_tcp
 
             return await run_from_tcp(env, cfg, run_cfg, from_tcp, out_cfg)
+        if exec_cfg is not None:
+            from wstool.bridge.exec_connect import run_connect_exec
+
+            return await run_connect_exec(env, cfg, run_cfg, exec_cfg, stream_cfg, out_cfg,
+                                          observers=run_observers, wrap_input=wrap_input)
         if env.interactive and not out_cfg.json:  # a terminal: the REPL (issue 3)
             from wstool.client.repl import run_connect_repl
 

@@ -10,6 +10,8 @@ import click
 from wstool.cli.app import _Command, _environment, fail, run_async
 from wstool.cli.options import (
     Seconds,
+    exec_config,
+    exec_options,
     output_config,
     repl_config,
     repl_options,
@@ -52,22 +54,31 @@ class _ListenCommand(_Command):
 @static_options
 @to_tcp_options
 @server_output_options
+@exec_options
 def listen_cmd(**raw: Any) -> None:
     """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
 
     Each stdin line goes to every connected client; each client message is a
     line on stdout (--json: JSON lines with the client's id). Input written
     before the first client connects is kept for it.
+
+    With --exec CMD (websocketd's model), each client gets its own process
+    instead, with CGI variables (QUERY_STRING, REMOTE_ADDR, HTTP_*...) in its
+    environment; the process exiting closes the connection (1000, or 1011 with
+    its status).
     """
     from wstool.config import ListenConfig
 
     try:
         server_cfg = with_static(server_config(raw), raw)
+        exec_cfg = exec_config(raw)  # --exec (issue 16): a process per client
         listen_cfg = ListenConfig(once=raw["once"], stream=stream_config(raw))
         out_cfg = output_config(raw)
         to_tcp = tcp_bridge_config(raw, "--to-tcp")
         if to_tcp is not None and raw["once"]:
             raise UsageError("--once does not apply to --to-tcp (every client is bridged)")
+        if to_tcp is not None and exec_cfg is not None:
+            raise UsageError("--exec and --to-tcp are two bridges: give one of them")
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])
@@ -78,6 +89,11 @@ def listen_cmd(**raw: Any) -> None:
             from wstool.bridge.tcp import run_to_tcp
 
             return await run_to_tcp(env, server_cfg, to_tcp, out_cfg)
+        if exec_cfg is not None:
+            from wstool.bridge.exec_listen import ExecListenFrontEnd
+
+            return await ExecListenFrontEnd(env, server_cfg, listen_cfg, exec_cfg,
+                                            out_cfg).run()
         if env.interactive and not out_cfg.json:
             from wstool.server.listen_repl import run_listen_repl
 

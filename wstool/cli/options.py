@@ -846,3 +846,55 @@ def tcp_bridge_config(raw: Mapping[str, Any], flag: str) -> TcpBridgeConfig | No
     else:
         host, port = parse_tcp_address(value, flag)
     return TcpBridgeConfig(host, port, text=bool(raw.get("tcp_text")))
+# Issue 16: listen --exec / connect --exec, a process per connection
+# (wstool/bridge/). One factory for both commands; the builder checks the command
+# exists now, not per client.
+
+if TYPE_CHECKING:
+    from wstool.config import ExecConfig
+
+
+def exec_options(f: F) -> F:
+    """``--exec CMD`` and what goes with it (listen and connect)."""
+    return _apply([
+        click.option("--exec", "exec_command", metavar="CMD",
+                     help="Bridge each connection to its own process CMD (split like "
+                          "shell words): messages are lines on its stdin, its stdout "
+                          "lines are messages (-b: bytes as they come)."),
+        click.option("--sh", "exec_shell", is_flag=True,
+                     help="With --exec: run CMD through /bin/sh -c (pipes, $VARS)."),
+        click.option("--kill-after", type=Seconds(0), default=1.0, show_default=True,
+                     metavar="SECONDS",
+                     help="With --exec, once the connection is gone: stdin is closed, "
+                          "SIGTERM after SECONDS, SIGKILL after as long again."),
+        click.option("--stderr-to-client", is_flag=True,
+                     help="With --exec: send the process's stderr lines over the "
+                          "connection as text messages (default: wstool's stderr, with "
+                          "the client id)."),
+    ])(f)
+
+
+def exec_config(raw: Mapping[str, Any]) -> ExecConfig | None:
+    """@exec_options (and -b, -0, --chunk-size) -> ``ExecConfig``; None without --exec."""
+    command = raw.get("exec_command")
+    if command is None:
+        for flag, name in (("exec_shell", "--sh"), ("stderr_to_client", "--stderr-to-client")):
+            if raw.get(flag):
+                raise UsageError(f"{name} goes with --exec CMD")
+        return None
+    from wstool.bridge.process import command_argv
+    from wstool.config import ExecConfig
+
+    if raw.get("use_base64"):
+        raise UsageError("--base64 does not apply to --exec (the process gets the bytes)")
+    if raw.get("binary") and raw.get("null_separated"):
+        raise UsageError("-0/--null separates text messages; -b/--binary has no "
+                         "separator: give one of them")
+    return ExecConfig(
+        argv=command_argv(command, shell=bool(raw.get("exec_shell"))),
+        binary=bool(raw.get("binary")),
+        separator=b"\0" if raw.get("null_separated") else b"\n",
+        chunk_size=raw.get("chunk_size", DEFAULT_CHUNK_SIZE_BYTES),
+        kill_after_s=float(raw.get("kill_after", 1.0)),
+        stderr_to_client=bool(raw.get("stderr_to_client")),
+    )

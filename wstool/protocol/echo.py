@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import codecs
 import struct
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import cast
 
 from websockets.client import ClientProtocol
@@ -147,6 +147,27 @@ class StrictEcho(Protocol):
         else:
             self.send_frame(Frame(Opcode(opcode), payload))
         return True
+
+    def send_messages(self, messages: Sequence[tuple[int, bytes]]) -> int:
+        """``send_message`` for many (opcode, payload) at once, if still OPEN: one
+        state check and, on the raw path, one bytes object for all (the bridges
+        send a chunk of a process's output as many messages, issue 16)."""
+        if self._state is not OPEN:
+            return 0
+        if not self.raw_echo:
+            for opcode, payload in messages:
+                self.send_message(opcode, payload)
+            return len(messages)
+        parts: list[bytes] = []
+        size = 0
+        for opcode, payload in messages:
+            parts.append(frame_header(opcode, len(payload)))
+            parts.append(payload)
+            size += len(payload)
+        self.messages_out += len(messages)
+        self.bytes_out += size
+        self.writes.append(b"".join(parts))
+        return len(messages)
 
     # The frame loop.
 

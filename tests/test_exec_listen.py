@@ -1,0 +1,483 @@
+"""`wstool listen --exec CMD`: a process per client (issue 16), as a real server process
+on 127.0.0.1 port 0, with real child processes and the websockets library's client
+(and Node's `ws`) as peers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin, Subprotocol
+
+from tests.conftest import run_wstool_inprocess, scaled
+from tests.node_peers import NodeWsClient
+from tests.servers import ServeEcho
+from wstool.errors import ExitStatus
+
+
+@pytest.fixture
+def exec_server() -> Iterator[Any]:
+    started: list[ServeEcho] = []
+
+    def start(*args: str) -> ServeEcho:
+        s = ServeEcho(*args, command="listen")
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.close()
+
+
+def run(coro: Any, timeout: float = 30) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, scaled(timeout)))
+
+
+def pid_gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie nobody reaps (PID 1 here may not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no such file, or the process went while we read it
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
+async def wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + scaled(timeout)
+    while not pid_gone(pid):
+        assert time.monotonic() < deadline, f"process {pid} still running"
+        await asyncio.sleep(0.02)
+
+
+def test_line_echo_through_cat(exec_server: Any) -> None:
+    s = exec_server("-v", "--exec", "cat")
+
+    async def client() -> list[Any]:
+        async with connect(s.url) as ws:
+            await ws.send("hello")
+            await ws.send("wörld")
+            return [await ws.recv(), await ws.recv()]
+
+    assert run(client()) == ["hello", "wörld"]
+    s.wait_for("[1] process")
+    assert s.wait_for("exited with status 0")
+
+
+def test_counter_program_then_close_1000(exec_server: Any) -> None:
+    s = exec_server("--sh", "--exec", "for i in 1 2 3; do echo $i; done")
+
+    async def client() -> tuple[list[Any], int | None]:
+        async with connect(s.url) as ws:
+            got = [message async for message in ws]
+            return got, ws.close_code
+
+    assert run(client()) == (["1", "2", "3"], 1000)
+
+
+def test_cgi_environment_as_websocketd(exec_server: Any) -> None:
+    s = exec_server("--sh", "--exec",
+                    'echo "$QUERY_STRING|$PATH_INFO|$REQUEST_URI|$REMOTE_ADDR|$SERVER_NAME|'
+                    '$SERVER_PORT|$HTTP_X_TEST|$WSTOOL_CLIENT_ID|$REQUEST_METHOD|'
+                    '${HTTP_PROXY-unset}|${HTTPS-unset}|$GATEWAY_INTERFACE"; '
+                    'test -n "$REMOTE_PORT" && echo port')
+
+    async def client() -> list[Any]:
+        async with connect(s.url + "chat/room%201?name=ann&x=1",
+                           additional_headers={"X-Test": "t1", "Proxy": "http://evil/"}) as ws:
+            return [message async for message in ws]
+
+    lines = run(client())
+    assert lines == [
+        f"name=ann&x=1|/chat/room 1|/chat/room%201?name=ann&x=1|127.0.0.1|127.0.0.1|"
+        f"{s.port}|t1|1|GET|unset|unset|CGI/1.1",
+        "port",
+    ]
+
+
+def test_several_clients_get_separate_processes(exec_server: Any) -> None:
+    s = exec_server("--sh", "--exec", "echo $$; cat")
+
+    async def one(i: int) -> tuple[str, str]:
+        async with connect(s.url) as ws:
+            pid = await ws.recv()
+            await ws.send(f"client {i}")
+            return str(pid), str(await ws.recv())
+
+    async def clients() -> list[tuple[str, str]]:
+        return await asyncio.gather(*(one(i) for i in range(4)))
+
+    results = run(clients())
+    assert [echo for _pid, echo in results] == [f"client {i}" for i in range(4)]
+    assert len({pid for pid, _echo in results}) == 4
+
+
+@pytest.mark.parametrize(("script", "reason"), [
+    ("echo bye; exit 3", "exited with status 3"),
+    ("echo bye; kill -SEGV $$", "killed by SIGSEGV"),
+])
+def test_crashing_program_closes_1011_with_its_status(
+        exec_server: Any, script: str, reason: str) -> None:
+    s = exec_server("--sh", "--exec", script)
+
+    async def client() -> tuple[list[Any], int | None, str | None]:
+        async with connect(s.url) as ws:
+            got = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    got.append(await ws.recv())
+            return got, ws.close_code, ws.close_reason
+
+    assert run(client()) == (["bye"], 1011, reason)
+    # The server keeps serving.
+    assert run(client())[1] == 1011
+
+
+def test_stderr_prefixed_with_the_client_id_or_sent_to_the_client(exec_server: Any) -> None:
+    s = exec_server("--sh", "--exec", "echo oops >&2; cat")
+
+    async def client(url: str) -> Any:
+        async with connect(url) as ws:
+            await ws.send("x")
+            return await ws.recv()
+
+    assert run(client(s.url)) == "x"
+    assert s.wait_for("oops") == "[1] oops"
+    s2 = exec_server("--stderr-to-client", "--sh", "--exec", "echo oops >&2; cat")
+    assert run(client(s2.url)) == "oops"
+
+
+def test_binary_integrity(exec_server: Any) -> None:
+    s = exec_server("-b", "--exec", "cat")
+    payload = bytes(range(256)) * 512 + os.urandom(300_000)
+
+    async def client() -> bytes:
+        async with connect(s.url, max_size=None) as ws:
+            async def send() -> None:
+                for i in range(0, len(payload), 50_000):
+                    await ws.send(payload[i:i + 50_000])
+
+            sender = asyncio.ensure_future(send())
+            got = b""
+            while len(got) < len(payload):
+                message = await ws.recv()
+                assert isinstance(message, bytes)
+                got += message
+            await sender
+            return got
+
+    assert run(client()) == payload
+
+
+def test_deadlock_of_websocketd_100000_messages_before_reading(exec_server: Any) -> None:
+    """websocketd 0.4.1 stalls after ~4 000 echoes when a client sends 100 000 messages
+    before it reads (issue 16): cat's pipe and the client's socket both fill up."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    s = exec_server("--no-compress", "--exec", "cat")
+    count = 100_000
+
+    async def client() -> list[bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        protocol = ClientProtocol(parse_uri(s.url), max_size=None)
+        protocol.send_request(protocol.connect())
+        for data in protocol.data_to_send():
+            writer.write(data)
+        while protocol.state is State.CONNECTING:
+            protocol.receive_data(await reader.read(65536))
+        assert protocol.state is State.OPEN, protocol.handshake_exc
+        protocol.events_received()  # the handshake's response
+        for i in range(count):  # all of them, before reading a byte
+            protocol.send_text(f"message {i}".encode())
+        writer.write(b"".join(protocol.data_to_send()))
+        got: list[bytes] = []
+        while len(got) < count:
+            data = await reader.read(1 << 16)
+            assert data, f"closed after {len(got)} echoes"
+            protocol.receive_data(data)
+            got.extend(bytes(frame.data) for frame in protocol.events_received()
+                       if isinstance(frame, Frame) and frame.opcode is Opcode.TEXT)
+            # (not the probe pings)
+        writer.close()
+        return got
+
+    got = run(client(), timeout=60)
+    assert len(got) == count
+    assert got[0] == b"message 0" and got[-1] == f"message {count - 1}".encode()
+    assert got == [f"message {i}".encode() for i in range(count)]
+
+
+def _rss_kb(pid: int, field: str = "VmHWM") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+@pytest.mark.slow
+def test_100_mb_through_cat_per_client_memory_bounded(exec_server: Any) -> None:
+    s = exec_server("-b", "--no-compress", "--exec", "cat")
+    total = 100 * 1024 * 1024
+    chunk = os.urandom(64 * 1024)
+
+    async def one() -> int:
+        async with connect(s.url, max_size=None, compression=None) as ws:
+            async def send() -> None:
+                for _ in range(total // len(chunk)):
+                    await ws.send(chunk)
+
+            sender = asyncio.ensure_future(send())
+            received = 0
+            while received < total:
+                message = await ws.recv()
+                assert isinstance(message, bytes)
+                received += len(message)
+            await sender
+            return received
+
+    async def clients() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(3)))
+
+    assert run(clients(), timeout=120) == [total] * 3
+    # Peak RSS of the server: far below the 600 MB that went through it.
+    peak_kb = _rss_kb(s.proc.pid)
+    print(f"listen --exec cat: peak RSS {peak_kb / 1024:.1f} MB for 3 x 100 MB each way")
+    assert peak_kb < 120 * 1024
+
+
+def test_a_program_that_never_reads_pauses_its_client_only(exec_server: Any) -> None:
+    s = exec_server("--kill-after", "0.2", "--sh", "--exec",
+                    'if [ "$QUERY_STRING" = stuck ]; then echo $$; exec sleep 600; fi; cat')
+
+    async def scenario() -> tuple[int, int]:
+        async with connect(s.url + "?stuck", compression=None) as stuck:
+            pid = int(await stuck.recv())
+            sent = 0
+
+            async def flood() -> None:
+                nonlocal sent
+                while True:
+                    await stuck.send(b"x" * 65536)
+                    sent += 65536
+
+            flooding = asyncio.ensure_future(flood())
+            await asyncio.sleep(0.5)  # a peer pushing as fast as it can: what it got out
+            # Meanwhile another client is served by its own process.
+            async with connect(s.url) as other:
+                await other.send("still here")
+                assert await other.recv() == "still here"
+            flooding.cancel()
+            stuck.transport.abort()
+        await wait_gone(pid)
+        return sent, _rss_kb(s.proc.pid, "VmRSS")
+
+    sent, rss_kb = run(scenario())
+    # Bounded: the pipe, the transports' buffers and the sockets' (a few MB), not all.
+    assert sent < 32 * 1024 * 1024
+    assert rss_kb < 100 * 1024
+
+
+def test_sigterm_ignored_and_forked_child_leave_no_orphan(exec_server: Any) -> None:
+    s = exec_server("-v", "--kill-after", "0.2", "--sh", "--exec",
+                    'trap "" TERM; sleep 600 & echo $$ $!; cat >/dev/null; sleep 600')
+
+    async def scenario() -> None:
+        async with connect(s.url) as ws:
+            pids = [int(p) for p in str(await ws.recv()).split()]
+        for pid in pids:
+            await wait_gone(pid)
+
+    run(scenario())
+    assert "killed by SIGKILL" in s.wait_for("killed by")
+
+
+def test_process_killed_when_its_client_disconnects_mid_stream(exec_server: Any) -> None:
+    s = exec_server("--kill-after", "0.2", "--sh", "--exec", "echo $$; exec yes")
+
+    async def scenario() -> None:
+        async with connect(s.url) as ws:
+            pid = int(await ws.recv())
+            for _ in range(100):
+                assert await ws.recv() == "y"
+            ws.transport.abort()
+        await wait_gone(pid)
+        async with connect(s.url) as ws:  # served as before
+            await ws.recv()
+            assert await ws.recv() == "y"
+            ws.transport.abort()  # (a close would wait behind the flood of "y")
+
+    run(scenario())
+
+
+def test_max_connections_bounds_processes(exec_server: Any) -> None:
+    # The first client's process outlives it by up to 2 x --kill-after.
+    s = exec_server("--max-connections", "1", "--kill-after", "2", "--sh", "--exec",
+                    'trap "" TERM; echo started; cat >/dev/null; sleep 600')
+
+    async def scenario() -> tuple[Any, ...]:
+        async with connect(s.url) as first:
+            assert await first.recv() == "started"
+            with pytest.raises(InvalidStatus) as full:
+                async with connect(s.url):
+                    pass
+        async with connect(s.url) as second:
+            with pytest.raises(ConnectionClosed):
+                await second.recv()
+            return full.value.response.status_code, second.close_code, second.close_reason
+
+    status, code, reason = run(scenario())
+    assert status == 503
+    assert code == 1013
+    assert "1 processes still running (--max-connections 1)" in (reason or "")
+
+
+def test_tls_auth_and_subprotocol_apply(exec_server: Any) -> None:
+    s = exec_server("--self-signed", "--token", "t0k", "-s", "chat", "--sh", "--exec",
+                    'echo "$HTTPS $HTTP_SEC_WEBSOCKET_PROTOCOL"')
+    match = re.search(r"--cacert (\S+)", s.wait_for("trust it with"))
+    assert match
+    context = ssl.create_default_context(cafile=match.group(1))
+    url = s.url.replace("127.0.0.1", "localhost")
+
+    async def scenario() -> tuple[Any, ...]:
+        with pytest.raises(InvalidStatus) as denied:
+            async with connect(url, ssl=context):
+                pass
+        async with connect(url + "?token=t0k", ssl=context,
+                           subprotocols=[Subprotocol("chat")]) as ws:
+            return denied.value.response.status_code, ws.subprotocol, await ws.recv()
+
+    assert run(scenario()) == (401, "chat", "on chat")
+
+
+@pytest.mark.slow
+def test_node_ws_client_as_peer(exec_server: Any, node_ws_client: NodeWsClient) -> None:
+    s = exec_server("--exec", "cat")
+    result = node_ws_client(s.url, ["one", "two", "three"])
+    assert result.errors == []
+    assert result.messages == ["one", "two", "three"]
+    assert result.close_code == 1000
+
+
+def test_json_logs_process_events(exec_server: Any) -> None:
+    s = exec_server("--json", "--sh", "--exec", "echo out; echo err >&2")
+
+    async def client() -> list[Any]:
+        async with connect(s.url) as ws:
+            return [message async for message in ws]
+
+    assert run(client()) == ["out"]
+    s.stop()
+    events = [line for line in s.stdout.decode().splitlines()]
+    kinds = [re.search(r'"event": ?"(\w+)"', line).group(1)  # type: ignore[union-attr]
+             for line in events]
+    for kind in ("connect", "process", "stderr", "process_exit", "disconnect", "summary"):
+        assert kind in kinds, (kind, events)
+
+
+# Bad input: at start-up, once, exit 2.
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--exec", "no-such-command-here"), "--exec: no-such-command-here: command not found"),
+    (("--exec", "/no/such/file"), "--exec: /no/such/file: no such file"),
+    (("--exec", ""), "--exec: empty command"),
+    (("--exec", "cat 'unbalanced"), "--exec: cannot split"),
+    (("--sh",), "--sh goes with --exec CMD"),
+    (("--exec", "cat", "--base64"), "--base64 does not apply to --exec"),
+])
+def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message: str) -> None:
+    proc = run_wstool_inprocess("listen", "-p", "0", *args)
+    assert proc.returncode == ExitStatus.USAGE
+    assert proc.stderr.startswith(f"wstool: error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> None:
+    s = exec_server("--once", "--exec", "cat")
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            await ws.send("only")
+            return await ws.recv()
+
+    assert run(client()) == "only"
+    assert s.proc.wait(scaled(15)) == 0
+
+
+def test_null_separated_lines_keep_their_carriage_returns(exec_server: Any) -> None:
+    s = exec_server("-0", "--exec", "cat")
+
+    async def client() -> list[Any]:
+        async with connect(s.url) as ws:
+            await ws.send("a\rb\nc")  # one message: NUL ends it, \n and \r are data
+            await ws.send("d\r")
+            return [await ws.recv(), await ws.recv()]
+
+    assert run(client()) == ["a\rb\nc", "d\r"]
+
+
+def test_cr_lf_ends_a_line_in_text_mode(exec_server: Any) -> None:
+    s = exec_server("--sh", "--exec", "printf 'one\\r\\ntwo\\n'")
+
+    async def client() -> list[Any]:
+        async with connect(s.url) as ws:
+            return [message async for message in ws]
+
+    assert run(client()) == ["one", "two"]
+
+
+def test_origin_and_max_size_apply(exec_server: Any) -> None:
+    s = exec_server("--origin", "https://ok.example", "--max-size", "100", "--kill-after",
+                    "0.2", "--sh", "--exec", "echo $$; exec cat")
+
+    async def scenario() -> tuple[Any, ...]:
+        with pytest.raises(InvalidStatus) as denied:
+            async with connect(s.url, origin=Origin("https://evil.example")):
+                pass
+        async with connect(s.url, origin=Origin("https://ok.example")) as ws:
+            pid = int(await ws.recv())
+            await ws.send("x" * 101)
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            code = ws.close_code
+        await wait_gone(pid)  # its client failed: the process is stopped
+        return denied.value.response.status_code, code
+
+    assert run(scenario()) == (403, 1009)
+
+
+def test_keepalive_does_not_fail_a_client_held_back_by_its_process(exec_server: Any) -> None:
+    # The process reads nothing for 1.5 s: the client's data (and its pongs) wait in
+    # the socket, longer than --ping-interval + --ping-timeout; then all is echoed.
+    s = exec_server("-b", "--no-compress", "--ping-interval", "0.2", "--ping-timeout", "0.2",
+                    "--sh", "--exec", "sleep 1.5; exec cat")
+    payload = os.urandom(2_000_000)
+
+    async def client() -> bytes:
+        async with connect(s.url, compression=None, max_size=None,
+                           ping_interval=None) as ws:
+            async def send() -> None:
+                for i in range(0, len(payload), 65536):
+                    await ws.send(payload[i:i + 65536])
+
+            sender = asyncio.ensure_future(send())
+            got = b""
+            while len(got) < len(payload):
+                message = await ws.recv()
+                assert isinstance(message, bytes)
+                got += message
+            await sender
+            return got
+
+    assert run(client()) == payload
