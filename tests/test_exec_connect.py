@@ -135,3 +135,13 @@ def test_template_and_expect_apply_to_the_process_lines(echo_url: str) -> None:
         "connect", "--template", "--expect", "^n=1$", "--sh", "--exec",
         "echo n={{seq}}; read reply", echo_url)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["listen", "--exec", "cat", "--to-tcp", "127.0.0.1:9"],
+    ["connect", "--exec", "cat", "--from-tcp", "9000", "ws://127.0.0.1:1/"],
+])
+def test_two_bridges_at_once_is_a_usage_error(argv: list[str]) -> None:
+    proc = run_wstool_inprocess(*argv)
+    assert proc.returncode == 2
+    assert "are two bridges: give one of them" in proc.stderr
