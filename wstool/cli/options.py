@@ -412,6 +412,10 @@ def server_options(f: F) -> F:
         click.option("--close-timeout", type=SECONDS, default=d.close_timeout_s,
                      show_default=True, metavar="SECONDS",
                      help="Longest wait for closing handshakes (and at shutdown)."),
+        click.option("--http2", "http2", is_flag=True,
+                     help="Also accept HTTP/2 (ALPN h2 with TLS, h2c prior knowledge on "
+                          "cleartext) and WebSockets over it (RFC 8441); needs "
+                          "wstool[http2]."),
         click.option("--loop", "loop_name", type=click.Choice(["auto", "asyncio", "uvloop"]),
                      default="auto", show_default=True,
                      help="Event loop: uvloop when installed (wstool[fast]) with auto."),
@@ -452,6 +456,7 @@ def server_config(raw: Mapping[str, Any]) -> ServerConfig:
         max_connections=raw.get("max_connections"),
         open_timeout_s=seconds_or_none(raw["open_timeout"]),
         close_timeout_s=raw["close_timeout"] or 0.001,
+        http2=bool(raw.get("http2")),
     )
 
 
