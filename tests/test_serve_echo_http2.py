@@ -448,3 +448,26 @@ def test_listen_http2_bridges_stdin_and_stdout(serve_echo: Any) -> None:
         client.close()
     s.stop()
     assert b"to stdout\n" in s.stdout
+
+
+def test_static_files_over_h2(serve_echo: Any, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<p>hi over h2</p>\n")
+    s = serve_echo("--http2", "-v", "--static", str(tmp_path))
+    client = H2Client(s.port)
+    try:
+        page = client.request("GET", "/")
+        assert page.status == 200, bytes(page.body)
+        assert bytes(page.body) == b"<p>hi over h2</p>\n"
+        assert page.headers["content-type"].startswith("text/html")
+        head = client.request("HEAD", "/index.html")
+        assert (head.status, head.headers["content-length"], bytes(head.body)) == (
+            200, "18", b"")
+        missing = client.request("GET", "/nope.html")
+        assert missing.status == 404
+        # The WebSocket beside it, on the same connection.
+        ws = client.open_websocket("/")
+        ws.send_text("and a socket")
+        assert ws.recv_message().data == b"and a socket"
+    finally:
+        client.close()
+    s.wait_for("GET /: static 18 bytes")

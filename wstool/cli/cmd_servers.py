@@ -16,8 +16,10 @@ from wstool.cli.options import (
     server_config,
     server_options,
     server_output_options,
+    static_options,
     stream_config,
     stream_options,
+    with_static,
 )
 from wstool.errors import (
     LISTEN_EXIT_STATUS_HELP,
@@ -44,6 +46,7 @@ class _ListenCommand(_Command):
 @stream_options
 @repl_options
 @server_options
+@static_options
 @server_output_options
 def listen_cmd(**raw: Any) -> None:
     """Accept WebSocket clients and bridge them to stdin/stdout (like nc -l).
@@ -55,7 +58,7 @@ def listen_cmd(**raw: Any) -> None:
     from wstool.config import ListenConfig
 
     try:
-        server_cfg = server_config(raw)
+        server_cfg = with_static(server_config(raw), raw)
         listen_cfg = ListenConfig(once=raw["once"], stream=stream_config(raw))
         out_cfg = output_config(raw)
     except WstoolError as exc:
@@ -108,6 +111,7 @@ def _use_loop(name: str) -> None:
 @click.option("--drop-after", type=click.IntRange(1), metavar="N",
               help="Drop the TCP connection abruptly (no close frame) after N messages.")
 @server_options
+@static_options
 @serve_echo_output_options
 def serve_echo_cmd(**raw: Any) -> None:
     """A fast, standards-strict echo server for testing clients.
@@ -120,7 +124,7 @@ def serve_echo_cmd(**raw: Any) -> None:
     from wstool.config import EchoConfig
 
     try:
-        server_cfg = server_config(raw)
+        server_cfg = with_static(server_config(raw), raw)
         from wstool.term.commands import MAX_CLOSE_REASON_BYTES, close_code_error
 
         if len(raw["close_reason"].encode()) > MAX_CLOSE_REASON_BYTES:

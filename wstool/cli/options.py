@@ -460,6 +460,27 @@ def server_config(raw: Mapping[str, Any]) -> ServerConfig:
     )
 
 
+def static_options(f: F) -> F:
+    """``--static DIR`` (issue 16): serve-echo and listen answer plain GET/HEAD from DIR."""
+    return click.option(
+        "--static", "static_dir", metavar="DIR",
+        help="Answer plain HTTP GET/HEAD (not upgrades) with files from DIR "
+             "(index.html for directories); /health and the 426 page stay.")(f)
+
+
+def with_static(cfg: ServerConfig, raw: Mapping[str, Any]) -> ServerConfig:
+    """``cfg`` with @static_options' DIR, checked now: a missing DIR is exit 2 at start-up."""
+    directory = raw.get("static_dir")
+    if directory is None:
+        return cfg
+    from wstool.server.static import check_static_dir
+
+    try:
+        return cfg._replace(static_dir=check_static_dir(directory))
+    except ValueError as exc:
+        raise UsageError(f"invalid --static: {exc}") from None
+
+
 # frame-dump (issues 5 and 7): what it shows, and where the bytes come from. The
 # dump package receives these records and never sees a click value.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import errno
 import fnmatch
 import hmac
@@ -48,6 +49,7 @@ from wstool.errors import UsageError, WstoolError
 from wstool.events import FrameSeen, Handshake, Ping, Pong
 from wstool.protocol import deflate, internals
 from wstool.protocol.echo import OP_BINARY, OP_TEXT, EchoServerProtocol
+from wstool.server import static
 from wstool.server.events import (
     ClientConnected,
     ClientDisconnected,
@@ -373,7 +375,20 @@ class ServerConnection(asyncio.Protocol):
         path, _, query = request.path.partition("?")
         response: Response
         if not _is_upgrade(request.headers):
-            if path == "/health":
+            served = None
+            if server.static_root is not None and path != "/health":
+                # --static (issue 16): the version-independent answer, framed here.
+                served = static.static_response(
+                    server.static_root, getattr(request, "method", "GET"), request.path,
+                    tuple(request.headers.raw_items()))
+            if served is not None:
+                response = Response(
+                    served.status, served.reason,
+                    Headers([("Date", email.utils.formatdate(usegmt=True)),
+                             ("Connection", "close"), *served.headers]),
+                    served.body)
+                self._report_static(request, served)
+            elif path == "/health":
                 response = protocol.reject(200, "ok\n")
             else:
                 scheme = "wss" if server.ssl_context is not None else "ws"
@@ -404,6 +419,8 @@ class ServerConnection(asyncio.Protocol):
 
     def _send_response(self, request: Request, response: Response) -> None:
         self.protocol.send_response(response)
+        if self.rejected:
+            return  # reported already (a static file)
         if response.status_code != 101:
             self._report_refused(request, response)
             return
@@ -464,6 +481,13 @@ class ServerConnection(asyncio.Protocol):
         protocol.receive_data(b"")
         if protocol.events:
             self._process_events()
+
+    def _report_static(self, request: Request, served: static.StaticResponse) -> None:
+        length = dict(served.headers).get("Content-Length", "0")
+        kind = dict(served.headers).get("Content-Type")
+        what = f"{length} bytes" + (f", {kind}" if kind and served.status == 200 else "")
+        method = getattr(request, "method", "GET")
+        self._report_reject(served.status, f"{method} {request.path}: static {what}")
 
     # Frames after the handshake (control frames; data frames with -vv)
 
@@ -613,6 +637,12 @@ class WebSocketServer:
             else None
         )
         self._subprotocols = [Subprotocol(s) for s in config.subprotocols]
+        self.static_root: str | None = None
+        if config.static_dir is not None:
+            try:
+                self.static_root = static.check_static_dir(config.static_dir)
+            except ValueError as exc:
+                raise UsageError(f"invalid --static: {exc}") from None
         self._protocol_class: type[ServerSideProtocol] = app.protocol_class()
         if trace:
             self._protocol_class = type(

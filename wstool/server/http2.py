@@ -203,14 +203,18 @@ class H2StreamConnection(ServerConnection):
             session.send_headers(stream, fields, end_stream=False)
             self._accepted(request, response)
             return
+        reported = self.rejected  # a static file (--static) is reported already
         self.rejected = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._report_refused(request, response)
+        if not reported:
+            self._report_refused(request, response)
         body = bytes(response.body or b"")
-        fields.append(("content-length", str(len(body))))
         head = self.method == "HEAD"
+        # HEAD: the length of what GET would send (server/static.py says it).
+        length = response.headers.get("Content-Length")
+        fields.append(("content-length", length if head and length else str(len(body))))
         session.send_headers(stream, fields, end_stream=head or not body)
         if head or not body:
             stream.end_pending = stream.local_ended = True
@@ -602,7 +606,12 @@ class H2Session(asyncio.Protocol):
         elif method not in ("GET", "HEAD"):
             self._refuse(conn, path, headers, 405, f"method {method} not allowed\n")
             return
-        conn._handle_request(Request(path, headers))
+        request = Request(path, headers)
+        if method == "HEAD":
+            # What answers GET and HEAD alike reads it (server/static.py); an
+            # extended CONNECT stays the GET of the HTTP/1.1 upgrade it stands for.
+            request.method = method
+        conn._handle_request(request)
 
     def _refuse(self, conn: H2StreamConnection, path: str, headers: Headers, status: int,
                 body: str) -> None:
