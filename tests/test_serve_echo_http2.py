@@ -471,3 +471,22 @@ def test_static_files_over_h2(serve_echo: Any, tmp_path: Path) -> None:
     finally:
         client.close()
     s.wait_for("GET /: static 18 bytes")
+
+
+def test_a_header_value_websockets_refuses_is_400_and_escaped(serve_echo: Any) -> None:
+    s = serve_echo("--http2", "-vv")
+    client = H2Client(s.port)
+    try:
+        bad = client.open_websocket("/x", headers=[("origin", "http://evil\x1b[31m")])
+        assert bad.status == 400
+        good = client.open_websocket("/ok", headers=[("sec-websocket-protocol", "chat")])
+        good.send_text("fine")
+        assert good.recv_message().data == b"fine"
+    finally:
+        client.close()
+    line = s.wait_for("HTTP 400 for")
+    assert "\x1b" not in line and "evil\\e[31m" in line
+    # -vv: the HTTP/2 request and response header blocks.
+    s.wait_for("< CONNECT /ok HTTP/2 (:protocol websocket, stream 3)")
+    s.wait_for("< sec-websocket-protocol: chat")
+    s.wait_for("> HTTP/2 200 OK")

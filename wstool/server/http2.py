@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader
 from websockets.http11 import Request, Response
 
 from wstool.config import ServerConfig
@@ -48,6 +49,7 @@ from wstool.errors import UsageError
 from wstool.events import Handshake
 from wstool.server.core import SERVER_HEADER, ServerConnection, WebSocketServer, _peer_name
 from wstool.server.events import H2ConnectionEvent, H2StreamEvent
+from wstool.term.render import escape
 
 if TYPE_CHECKING:
     import h2.connection
@@ -163,7 +165,8 @@ class StreamTransport:
         return self.closing or self.gone
 
     def abort(self) -> None:
-        self.session.reset(self, "stream reset by the server")
+        # As a TCP abort: what led to it (--drop-after, a close timeout) says why.
+        self.session.reset(self, None)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "h2_stream_id":
@@ -225,12 +228,13 @@ class H2StreamConnection(ServerConnection):
 
     def _handshake_record(self, request: Request, response: Response) -> Handshake:
         return Handshake(
-            request_line=(f"CONNECT {request.path} HTTP/2 (:protocol websocket, "
+            request_line=(f"CONNECT {escape(request.path)} HTTP/2 (:protocol websocket, "
                           f"stream {self.transport_stream.stream_id})"),
             request_headers=self.h2_request_headers,
             status_code=200,
             reason="OK",
             response_headers=self.h2_response_headers,
+            http_version="HTTP/2",
         )
 
 
@@ -295,10 +299,24 @@ class H2Session(asyncio.Protocol):
         self._in_receive = True
         try:
             for event in events:
-                self._dispatch(event)
+                try:
+                    self._dispatch(event)
+                except Exception as exc:  # a bug must cost one stream, not the server
+                    self._stream_failed(event, exc)
         finally:
             self._in_receive = False
         self.flush()
+
+    def _stream_failed(self, event: h2.events.Event, exc: Exception) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if stream is None:
+            self.error = f"internal error: {exc!r}"
+            self.flush()
+            self._close_transport()
+            return
+        if stream.conn is not None and stream.conn.opened:
+            stream.conn.error = f"internal error: {exc!r}"
+        self._reset(stream, 0x2, f"internal error: {exc!r}")  # INTERNAL_ERROR
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost ends every stream
@@ -579,11 +597,15 @@ class H2Session(asyncio.Protocol):
                                        path, protocol, ts=time.monotonic()))
         headers = Headers()
         authority = pseudo.get(":authority")
-        if authority is not None:
-            headers["Host"] = authority
-        for name, value in fields:
-            if name != "host" or authority is None:
-                headers[name] = value
+        try:
+            if authority is not None:
+                headers["Host"] = authority
+            for name, value in fields:
+                if name != "host" or authority is None:
+                    headers[name] = value
+        except InvalidHeader as exc:  # a value websockets refuses (control characters...)
+            self._refuse(conn, path, Headers(), 400, f"{exc}\n")
+            return
         if method == "CONNECT" and protocol is not None:
             if protocol.lower() != "websocket":
                 self._refuse(conn, path, headers, 501,
