@@ -490,3 +490,21 @@ def test_a_header_value_websockets_refuses_is_400_and_escaped(serve_echo: Any) -
     s.wait_for("< CONNECT /ok HTTP/2 (:protocol websocket, stream 3)")
     s.wait_for("< sec-websocket-protocol: chat")
     s.wait_for("> HTTP/2 200 OK")
+
+
+def test_a_connection_that_opens_no_stream_is_closed_after_open_timeout(
+    serve_echo: Any,
+) -> None:
+    s = serve_echo("--http2", "-v", "--open-timeout", "0.5")
+    idle = H2Client(s.port)
+    busy = H2Client(s.port)
+    try:
+        ws = busy.open_websocket("/")
+        idle.wait(lambda: idle.goaway is not None)
+        assert idle.goaway is not None and idle.goaway.error_code == 0
+        ws.send_text("still open")  # a connection with a stream is not timed out
+        assert ws.recv_message().data == b"still open"
+    finally:
+        idle.close()
+        busy.close()
+    s.wait_for("no stream within --open-timeout 0.5s")

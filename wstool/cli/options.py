@@ -208,8 +208,10 @@ upstream_tls_options = _tls_options("")
 # in README" sent a newcomer away); the keys of each are in README.
 CONNECT_JSON_EVENTS = "open, message, ping, pong, close, redirect, reconnecting, expect"
 REPLAY_JSON_EVENTS = CONNECT_JSON_EVENTS.replace(", expect", "") + " and a final replay"
-LISTEN_JSON_EVENTS = "listening, connect, reject, message, disconnect, frame (-vv), summary"
-SERVE_ECHO_JSON_EVENTS = "listening, connect, reject, disconnect, frame (-vv), summary"
+LISTEN_JSON_EVENTS = ("listening, connect, reject, message, disconnect, frame (-vv), summary, "
+                      "h2_connection, h2_stream (--http2)")
+SERVE_ECHO_JSON_EVENTS = ("listening, connect, reject, disconnect, frame (-vv), summary, "
+                          "h2_connection, h2_stream (--http2)")
 FRAME_DUMP_JSON_EVENTS = ("one object per frame, and the events handshake, message, error; "
                           "relay and --pcap also listening, open, close, skipped")
 RUN_JSON_EVENTS = "step (one per step) and summary"

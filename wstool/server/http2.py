@@ -282,6 +282,16 @@ class H2Session(asyncio.Protocol):
         self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self.server.sink(H2ConnectionEvent(self.peer, "opened", self.via, ts=time.monotonic()))
         self.flush()
+        open_timeout_s = self.server.config.open_timeout_s
+        if open_timeout_s is not None:
+            # --open-timeout: a connection that opens no stream has no handshake either.
+            self.server.loop.call_later(open_timeout_s, self._open_timed_out)
+
+    def _open_timed_out(self) -> None:
+        if not self.stream_count and not self.closed:
+            self.error = (f"no stream within --open-timeout "
+                          f"{self.server.config.open_timeout_s}s")
+            self._close()
 
     def data_received(self, data: bytes) -> None:
         import h2.exceptions
