@@ -508,3 +508,24 @@ def test_a_connection_that_opens_no_stream_is_closed_after_open_timeout(
         idle.close()
         busy.close()
     s.wait_for("no stream within --open-timeout 0.5s")
+
+
+def test_curl_nghttp2_gets_health_over_h2_and_h2c(
+    serve_echo: Any, tls_files: tuple[Path, Path, Path]
+) -> None:
+    """A second independent HTTP/2 implementation (curl's nghttp2), plain requests."""
+    import shutil
+
+    curl = shutil.which("curl")
+    if curl is None or "HTTP2" not in subprocess.run(
+            [curl, "--version"], capture_output=True, text=True).stdout:
+        pytest.skip("curl with HTTP/2 (nghttp2) is not installed")
+    cert, key, cafile = tls_files
+    tls = serve_echo("--http2", "--cert", str(cert), "--key", str(key))
+    clear = serve_echo("--http2")
+    for args in (["--http2", "--cacert", str(cafile), f"https://localhost:{tls.port}/health"],
+                 ["--http2-prior-knowledge", f"http://127.0.0.1:{clear.port}/health"]):
+        result = subprocess.run([curl, "-s", "-i", *args], capture_output=True,
+                                timeout=scaled(20))
+        assert result.stdout.startswith(b"HTTP/2 200"), result
+        assert result.stdout.endswith(b"\r\n\r\nok\n"), result
