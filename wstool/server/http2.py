@@ -143,7 +143,8 @@ class StreamTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.gone or self.end_pending or not data:
             return
-        view = memoryview(data)
+        # Kept until the client's window allows: a copy of anything mutable.
+        view = memoryview(data if isinstance(data, bytes) else bytes(data))
         self.pending.append(view)
         self.pending_bytes += len(view)
         self.session.pump(self)
