@@ -529,3 +529,17 @@ def test_curl_nghttp2_gets_health_over_h2_and_h2c(
                                 timeout=scaled(20))
         assert result.stdout.startswith(b"HTTP/2 200"), result
         assert result.stdout.endswith(b"\r\n\r\nok\n"), result
+
+
+def test_max_connections_counts_the_sockets_of_h2_streams(serve_echo: Any) -> None:
+    s = serve_echo("--http2", "--max-connections", "1")
+    client = H2Client(s.port)
+    try:
+        first = client.open_websocket("/one")
+        second = client.open_websocket("/two")
+        assert (first.status, second.status) == (200, 503)
+        assert second.headers["retry-after"] == "1"
+        first.send_text("served")
+        assert first.recv_message().data == b"served"
+    finally:
+        client.close()
