@@ -416,6 +416,9 @@ class ServerConfig(NamedTuple):
     max_connections: int | None = None
     open_timeout_s: float | None = 10.0
     close_timeout_s: float = 5.0
+    # --http2: also accept HTTP/2 (ALPN h2, h2c prior knowledge) and RFC 8441's
+    # WebSockets over it (server/http2.py).
+    http2: bool = False
     # --static DIR (issue 16): plain GET/HEAD requests answered from this directory.
     static_dir: str | None = None
 

@@ -221,8 +221,10 @@ upstream_tls_options = _tls_options("")
 # in README" sent a newcomer away); the keys of each are in README.
 CONNECT_JSON_EVENTS = "open, message, ping, pong, close, redirect, reconnecting, expect"
 REPLAY_JSON_EVENTS = CONNECT_JSON_EVENTS.replace(", expect", "") + " and a final replay"
-LISTEN_JSON_EVENTS = "listening, connect, reject, message, disconnect, frame (-vv), summary"
-SERVE_ECHO_JSON_EVENTS = "listening, connect, reject, disconnect, frame (-vv), summary"
+LISTEN_JSON_EVENTS = ("listening, connect, reject, message, disconnect, frame (-vv), summary, "
+                      "h2_connection, h2_stream (--http2)")
+SERVE_ECHO_JSON_EVENTS = ("listening, connect, reject, disconnect, frame (-vv), summary, "
+                          "h2_connection, h2_stream (--http2)")
 FRAME_DUMP_JSON_EVENTS = ("one object per frame, and the events handshake, message, error; "
                           "relay and --pcap also listening, open, close, skipped")
 RUN_JSON_EVENTS = "step (one per step) and summary"
@@ -430,6 +432,10 @@ def server_options(f: F) -> F:
         click.option("--close-timeout", type=SECONDS, default=d.close_timeout_s,
                      show_default=True, metavar="SECONDS",
                      help="Longest wait for closing handshakes (and at shutdown)."),
+        click.option("--http2", "http2", is_flag=True,
+                     help="Also accept HTTP/2 (ALPN h2 with TLS, h2c prior knowledge on "
+                          "cleartext) and WebSockets over it (RFC 8441); needs "
+                          "wstool[http2]."),
         click.option("--loop", "loop_name", type=click.Choice(["auto", "asyncio", "uvloop"]),
                      default="auto", show_default=True,
                      help="Event loop: uvloop when installed (wstool[fast]) with auto."),
@@ -470,6 +476,7 @@ def server_config(raw: Mapping[str, Any]) -> ServerConfig:
         max_connections=raw.get("max_connections"),
         open_timeout_s=seconds_or_none(raw["open_timeout"]),
         close_timeout_s=raw["close_timeout"] or 0.001,
+        http2=bool(raw.get("http2")),
     )
 
 

@@ -61,6 +61,8 @@ from wstool.server.events import (
 )
 
 SERVER_HEADER = f"wstool/{__version__}"
+# RFC 9113 §3.4: what an HTTP/2 client sends first (h2c with prior knowledge).
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # The library's protocol logs through this; wstool reports through events.
 _NULL_LOGGER = logging.getLogger("wstool.server.core.protocol")
@@ -151,6 +153,10 @@ class ServerConnection(asyncio.Protocol):
     transport: asyncio.Transport
     # Set by ping_and_wait() only (a class default costs no memory per connection).
     _pong_waiter: asyncio.Future[float] | None = None
+    # --http2 on cleartext: the first bytes seen so far, until they are or are not
+    # the HTTP/2 preface (None: not looking).
+    _sniffed: bytes | None = None
+    sniff_h2 = True  # False for the streams of an HTTP/2 connection (server/http2.py)
 
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
@@ -183,8 +189,26 @@ class ServerConnection(asyncio.Protocol):
             self._timer = server.loop.call_later(
                 server.config.open_timeout_s, self._open_timed_out
             )
+        if server.h2_handoff is not None and self.sniff_h2:
+            if server.ssl_context is None:
+                self._sniffed = b""
+            else:
+                ssl_object = self.transport.get_extra_info("ssl_object")
+                if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                    self._hand_over(b"", "h2")
 
     def data_received(self, data: bytes) -> None:
+        if self._sniffed is not None:
+            # h2c with prior knowledge (RFC 9113 §3.3): the connection preface
+            # comes first; anything else is HTTP/1.1 as without --http2.
+            data = self._sniffed + data
+            if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+                self._sniffed = data
+                return
+            self._sniffed = None
+            if data.startswith(H2_PREFACE):
+                self._hand_over(data, "h2c")
+                return
         protocol = self.protocol
         protocol.receive_data(data)
         if not self.opened:
@@ -192,6 +216,17 @@ class ServerConnection(asyncio.Protocol):
         elif protocol.events:
             self._process_events()
         self.flush()
+
+    def _hand_over(self, data: bytes, via: str) -> None:
+        """An HTTP/2 connection: its own protocol object takes the transport."""
+        self.rejected = True  # this object reports nothing more
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.server.connections.discard(self)
+        handoff = self.server.h2_handoff
+        assert handoff is not None
+        handoff(self.server, self.transport, data, via)
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
@@ -337,6 +372,12 @@ class ServerConnection(asyncio.Protocol):
             self._report_reject(None, f"invalid HTTP request: {reason}")
 
     def _handle_request(self, request: Request) -> None:
+        self._send_response(request, self._response_for(request))
+
+    def _response_for(self, request: Request) -> Response:
+        """The answer to a request: 101, or the page of a plain HTTP request (426,
+        /health) or of a refused upgrade (401, 403, 503...). The HTTP/2 streams of
+        ``--http2`` (server/http2.py) get theirs here too."""
         server = self.server
         protocol = self.protocol
         cfg = server.config
@@ -383,16 +424,37 @@ class ServerConnection(asyncio.Protocol):
                     )
                     response.headers["Retry-After"] = "1"
         response.headers["Server"] = SERVER_HEADER
-        protocol.send_response(response)
+        return response
+
+    def _send_response(self, request: Request, response: Response) -> None:
+        self.protocol.send_response(response)
         if self.rejected:
             return  # reported already (a static file)
         if response.status_code != 101:
-            body = bytes(response.body or b"").decode(errors="replace").strip()
-            self._report_reject(
-                response.status_code,
-                f"{request.path}: {body.splitlines()[0] if body else response.reason_phrase}",
-            )
+            self._report_refused(request, response)
             return
+        self._accepted(request, response)
+
+    def _report_refused(self, request: Request, response: Response) -> None:
+        body = bytes(response.body or b"").decode(errors="replace").strip()
+        self._report_reject(
+            response.status_code,
+            f"{request.path}: {body.splitlines()[0] if body else response.reason_phrase}",
+        )
+
+    def _handshake_record(self, request: Request, response: Response) -> Handshake:
+        return Handshake(
+            request_line=f"GET {request.path} HTTP/1.1",
+            request_headers=tuple(request.headers.raw_items()),
+            status_code=101,
+            reason=response.reason_phrase,
+            response_headers=tuple(response.headers.raw_items()),
+        )
+
+    def _accepted(self, request: Request, response: Response) -> None:
+        """The handshake succeeded (``response`` went out): the connection is open."""
+        server = self.server
+        protocol = self.protocol
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -406,13 +468,7 @@ class ServerConnection(asyncio.Protocol):
                 request.path,
                 protocol.subprotocol,
                 tuple(str(ext.name) for ext in protocol.extensions),
-                Handshake(
-                    request_line=f"GET {request.path} HTTP/1.1",
-                    request_headers=tuple(request.headers.raw_items()),
-                    status_code=101,
-                    reason=response.reason_phrase,
-                    response_headers=tuple(response.headers.raw_items()),
-                ),
+                self._handshake_record(request, response),
                 ts=time.monotonic(),
             )
         )
@@ -576,6 +632,11 @@ class WebSocketServer:
         self._timers: list[asyncio.TimerHandle] = []
         self._all_gone: asyncio.Event | None = None
         self._closing = False
+        # --http2 (server/http2.py): takes over a connection that speaks HTTP/2
+        # (transport, bytes read so far, "h2" or "h2c"); its shutdown hooks send GOAWAY.
+        self.h2_handoff: Callable[[WebSocketServer, asyncio.Transport, bytes, str], None] | None
+        self.h2_handoff = None
+        self.shutdown_hooks: list[Callable[[], None]] = []
         self._origins: list[Origin | re.Pattern[str] | None] | None = (
             [_glob_origin(o) for o in config.origins] if config.origins else None
         )
@@ -732,6 +793,8 @@ class WebSocketServer:
         for timer in self._timers:
             timer.cancel()
         self._all_gone = asyncio.Event()
+        for hook in self.shutdown_hooks:
+            hook()
         for conn in list(self.connections):
             if conn.opened:
                 conn.close(code, reason)
@@ -924,11 +987,16 @@ async def run_listen_server(
     trace: bool = False,
     report_sent: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    setup: Callable[[WebSocketServer], None] | None = None,
 ) -> tuple[WebSocketServer, ListenApp]:
-    """Start a listen server; the front-end drives ListenApp.send()."""
+    """Start a listen server; the front-end drives ListenApp.send().
+
+    ``setup`` runs before the server listens (``--http2``: server/http2.enable_http2)."""
     app = ListenApp()
     server = WebSocketServer(server_config, app, sink, trace=trace, ssl_context=ssl_context)
     server.report_sent = report_sent
+    if setup is not None:
+        setup(server)
     await server.start()
     return server, app
 
@@ -949,14 +1017,19 @@ async def run_echo_server(
     trace: bool = False,
     report_messages: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    setup: Callable[[WebSocketServer], None] | None = None,
 ) -> WebSocketServer:
-    """Start serve-echo; the caller awaits shutdown() when it is time to stop."""
+    """Start serve-echo; the caller awaits shutdown() when it is time to stop.
+
+    ``setup`` runs before the server listens (``--http2``: server/http2.enable_http2)."""
     if echo_config.close_after is not None and echo_config.close_after < 1:
         raise UsageError("invalid --close-after: must be 1 or more")
     server = WebSocketServer(
         server_config, EchoApp(echo_config, report_messages=report_messages), sink,
         trace=trace, ssl_context=ssl_context,
     )
+    if setup is not None:
+        setup(server)
     await server.start()
     return server
 

@@ -68,8 +68,35 @@ class ServerSummary(NamedTuple):
     ts: float = 0.0
 
 
+class H2ConnectionEvent(NamedTuple):
+    """``--http2``: a TCP connection speaks HTTP/2 (``via`` "h2": TLS with ALPN h2;
+    "h2c": cleartext with prior knowledge), or that connection ended."""
+
+    peer: str
+    state: Literal["opened", "closed"]
+    via: str
+    streams: int = 0  # streams it carried (when closed)
+    error: str | None = None  # why it ended, when not a clean close
+    ts: float = 0.0
+
+
+class H2StreamEvent(NamedTuple):
+    """``--http2``: a stream of an HTTP/2 connection opened or closed; ``client_id``
+    is the id of the WebSocket connection (or HTTP request) it carries."""
+
+    client_id: int
+    peer: str
+    stream_id: int
+    state: Literal["opened", "closed"]
+    method: str
+    path: str
+    protocol: str | None = None  # :protocol of an extended CONNECT (RFC 8441)
+    error: str | None = None  # e.g. reset by the client
+    ts: float = 0.0
+
+
 ServerEvent: TypeAlias = (
     ServerListening | ClientConnected | ClientRejected | ClientMessage | ClientDisconnected
-    | ServerSummary | FrameSeen | Notice | Ping | Pong
+    | ServerSummary | FrameSeen | Notice | Ping | Pong | H2ConnectionEvent | H2StreamEvent
 )
 ServerEventSink: TypeAlias = Callable[[ServerEvent], None]

@@ -153,6 +153,7 @@ class ListenFrontEnd:
 
     async def run(self) -> ExitStatus:
         from wstool.server.core import run_listen_server
+        from wstool.server.http2 import http2_setup
 
         error: WstoolError | None = None
         stop_signals = {signal.SIGINT: self.stop.set, signal.SIGTERM: self.stop.set}
@@ -163,6 +164,7 @@ class ListenFrontEnd:
                     trace=self.out_cfg.verbose >= 2,
                     report_sent=self.out_cfg.json,
                     ssl_context=tls.context,
+                    setup=http2_setup(self.server_cfg),
                 )
                 for notice in tls.trust_notices(self._server.urls):
                     self.log(notice)

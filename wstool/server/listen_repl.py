@@ -36,6 +36,7 @@ from wstool.server.events import (
     ServerEvent,
     ServerListening,
 )
+from wstool.server.http2 import http2_setup
 from wstool.server.log import (
     disconnect_line,
     once_status,
@@ -224,6 +225,7 @@ class ListenTarget:
             self._server, self._app = await run_listen_server(
                 self.server_cfg, self._on_server_event,
                 trace=False, ssl_context=tls.context,
+                setup=http2_setup(self.server_cfg),
             )
             for notice in tls.trust_notices(self._server.urls):
                 self._on_server_event(notice)

@@ -26,6 +26,8 @@ from wstool.server.events import (
     ClientDisconnected,
     ClientMessage,
     ClientRejected,
+    H2ConnectionEvent,
+    H2StreamEvent,
     ServerEvent,
     ServerListening,
     ServerSummary,
@@ -66,6 +68,13 @@ def server_event_json(event: ServerEvent) -> JsonObject | None:
         return {"event": "summary", "connections": event.connections,
                 "messages_in": event.messages_in, "messages_out": event.messages_out,
                 "bytes_in": event.bytes_in, "bytes_out": event.bytes_out, **ts}
+    if isinstance(event, H2ConnectionEvent):
+        return {"event": "h2_connection", "peer": event.peer, "state": event.state,
+                "via": event.via, "streams": event.streams, "error": event.error, **ts}
+    if isinstance(event, H2StreamEvent):
+        return {"event": "h2_stream", "client": event.client_id, "peer": event.peer,
+                "stream": event.stream_id, "state": event.state, "method": event.method,
+                "path": event.path, "protocol": event.protocol, "error": event.error, **ts}
     if isinstance(event, FrameSeen):
         return {"event": "frame", "client": event.conn, "direction": event.direction,
                 "frame": str(event.frame), **ts}
@@ -148,6 +157,24 @@ class ServerLog:
             self.diag(f"[{event.client_id}] {status} for {event.peer}: {escape(event.reason)}")
         elif isinstance(event, ClientDisconnected):
             self.diag(disconnect_line(event))
+        elif isinstance(event, H2ConnectionEvent):
+            how = "TLS, ALPN h2" if event.via == "h2" else "h2c, prior knowledge"
+            if event.state == "opened":
+                self.diag(f"HTTP/2 connection from {event.peer} ({how})")
+            else:
+                line = (f"HTTP/2 connection from {event.peer} closed; "
+                        f"{event.streams} stream{'s' if event.streams != 1 else ''}")
+                if event.error:
+                    line += f"; {escape(event.error)}"
+                self.diag(line)
+        elif isinstance(event, H2StreamEvent):
+            what = f"{escape(event.method)} {escape(event.path)}"
+            if event.protocol is not None:
+                what += f" (:protocol {escape(event.protocol)})"
+            line = f"[{event.client_id}] h2 stream {event.stream_id} {event.state}: {what}"
+            if event.error:
+                line += f"; {escape(event.error)}"
+            self.diag(line)
         elif isinstance(event, FrameSeen) and verbose >= 2:
             # frame-dump's vocabulary, as `connect --trace` (escaped there).
             line = trace_frame_line(event.direction, event.frame)

@@ -20,6 +20,9 @@ async def serve_echo(
 ) -> ExitStatus:
     """``wstool serve-echo``: run until SIGINT/SIGTERM, then close all with 1001."""
     from wstool.server.core import run_echo_server
+    from wstool.server.http2 import http2_setup
+
+    setup = http2_setup(server_cfg)  # before anything starts: h2 missing is a usage error
 
     log = ServerLog(env, out_cfg)
     stop = asyncio.Event()
@@ -31,6 +34,7 @@ async def serve_echo(
             server_cfg, echo_cfg, log,
             trace=out_cfg.verbose >= 2,
             ssl_context=tls.context,
+            setup=setup,
         )
         for notice in tls.trust_notices(server.urls):
             log(notice)
