@@ -1066,6 +1066,26 @@ class Session:
                 self.sink(Message("sent", message, ts=ts))
         return count
 
+    def send_prebuilt(self, frames: bytes, count: int, payload_bytes: int) -> None:
+        """Queue COUNT whole data frames, already built and masked by the caller (``wstool
+        bench``'s generator: RFC 6455 §5.3 wants a fresh key per frame; a load generator
+        cycles through a pool of them); then flush(). No event is reported."""
+        conn = self._require_conn()
+        protocol = conn.protocol
+        if protocol.state is not State.OPEN:
+            raise SessionClosed
+        internals.pending_writes(protocol).append(frames)
+        self.messages_sent += count
+        self.bytes_sent += payload_bytes
+
+    @property
+    def write_buffer_bytes(self) -> int:
+        """Bytes written but not yet taken by the kernel (0 when not open)."""
+        conn = self._conn
+        if conn is None or conn.transport is None:
+            return 0
+        return int(conn.transport.get_write_buffer_size())
+
     def flush(self) -> None:
         conn = self._require_conn()
         try:

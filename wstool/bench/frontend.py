@@ -1,0 +1,255 @@
+"""``wstool bench``'s front-end: the live display, the final report, the exit status.
+
+On a terminal (stdout a tty, no ``--json``): a live line (rich) while the run goes,
+then the report as a table. In a pipe: only the report. ``--json``: the report as
+one JSON object (README, "wstool bench"). Ctrl-C stops the run and prints what was
+measured so far (exit 130); a crossed ``--fail-if`` exits 8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from wstool.bench.generator import BenchRun, Snapshot
+from wstool.bench.report import (
+    build_report,
+    check_thresholds,
+    histogram_note,
+    merge_results,
+)
+from wstool.bench.stats import percentile_of_counts
+from wstool.bench.workers import run_workers
+from wstool.config import BenchConfig, ConnectConfig
+from wstool.errors import ExitStatus
+from wstool.term.env import Environment
+from wstool.term.render import escape
+from wstool.term.signals import handle_signals
+
+
+def loop_name() -> str:
+    loop = asyncio.get_running_loop()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig, *,
+                    json_output: bool, quiet: bool = False) -> int:
+    stop = asyncio.Event()
+    signals: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig)
+        stop.set()
+
+    live = env.stdout_isatty and not json_output
+    progress: _Progress | None = None
+    with handle_signals({signal.SIGINT: lambda: on_signal(signal.SIGINT),
+                         signal.SIGTERM: lambda: on_signal(signal.SIGTERM)}):
+        if cfg.procs > 1:
+            if live:
+                progress = _Progress(env, cfg)
+            results = await run_workers(cfg, conn_cfg, stop,
+                                        progress.show if progress is not None else None)
+        else:
+            run = BenchRun(cfg, conn_cfg)
+            ticker = None
+            if live:
+                progress = _Progress(env, cfg)
+                ticker = asyncio.ensure_future(_tick(run.snapshot, progress.show, cfg))
+            try:
+                await run.run(stop)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+                    await asyncio.gather(ticker, return_exceptions=True)
+                if progress is not None:
+                    progress.stop()
+            results = [run.result()]
+        if progress is not None:
+            progress.stop()
+    merged = merge_results(results)
+    interrupted = merged["interrupted"] or bool(signals)
+    merged["interrupted"] = interrupted
+    report = build_report(merged, cfg, conn_cfg.target.unix_path or conn_cfg.target.url,
+                          loop=loop_name())
+    checks = check_thresholds(report, cfg.thresholds)
+    report["thresholds"] = checks
+    if json_output:
+        env.stdout.write(json.dumps(report).encode() + b"\n")
+        env.stdout.flush()
+    else:
+        render_report(env, report)
+    note = histogram_note()
+    if note and not quiet and not json_output:
+        env.write_stderr_line(f"wstool: note: {note}")
+    if report["generator"]["saturated"] and not quiet:
+        share = report["generator"]["cpu_share"]
+        env.write_stderr_line(
+            f"wstool: warning: the generator used {share:.0%} of a CPU: it, not the server, "
+            "may be the bottleneck (try --procs N, or fewer connections)")
+    if signals and signals[-1] == signal.SIGTERM:
+        return int(ExitStatus.TERMINATED)
+    if interrupted:
+        return int(ExitStatus.INTERRUPTED)
+    crossed = [c for c in checks if c["crossed"]]
+    for check in crossed:
+        value = check["value"]
+        env.write_stderr_line(
+            f"wstool: error: --fail-if '{check['expr']}' crossed "
+            f"(measured: {'nothing' if value is None else _figure(check['expr'], value)})")
+    return int(ExitStatus.EXPECTATION_NOT_MET) if crossed else int(ExitStatus.OK)
+
+
+async def _tick(snapshot: Callable[[], Snapshot], show: Callable[[Snapshot], None],
+                cfg: BenchConfig) -> None:
+    while True:
+        await asyncio.sleep(cfg.progress_interval_s)
+        show(snapshot())
+
+
+class _Progress:
+    """The live line on a terminal: elapsed, connections, msgs/s each way, p50/p99."""
+
+    def __init__(self, env: Environment, cfg: BenchConfig) -> None:
+        from rich.live import Live
+
+        self.console = env.stdout_console()
+        self.live = Live(console=self.console, transient=True, auto_refresh=False)
+        self.live.start()
+        self.last: Snapshot | None = None
+        self.stopped = False
+
+    def show(self, snap: Snapshot) -> None:
+        from rich.text import Text
+
+        last = self.last
+        self.last = snap
+        dt = snap.elapsed_s - last.elapsed_s if last is not None else snap.elapsed_s
+        sent = snap.sent - (last.sent if last is not None and snap.sent >= last.sent else 0)
+        received = snap.received - (
+            last.received if last is not None and snap.received >= last.received else 0)
+        line = (f"{snap.elapsed_s:6.1f}s  {snap.phase:<9}  connections {snap.open_now} open, "
+                f"{snap.failed} failed  sent {sent / max(dt, 1e-9):,.0f}/s  "
+                f"received {received / max(dt, 1e-9):,.0f}/s")
+        if snap.interval:
+            p50 = percentile_of_counts(snap.interval, 50) / 1e3
+            p99 = percentile_of_counts(snap.interval, 99) / 1e3
+            line += f"  p50 {p50:.3g} ms  p99 {p99:.3g} ms"
+        self.live.update(Text(line), refresh=True)
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.live.stop()
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3g} ms" if ms < 1000 else f"{ms:,.0f} ms"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}/s"
+
+
+def _bytes_rate(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.3g} {unit}/s"
+        value /= 1000
+    return ""  # pragma: no cover
+
+
+def _figure(expr: str, value: float) -> str:
+    metric = expr.lower().lstrip().split("<")[0].split(">")[0].split("=")[0].strip()
+    if metric == "errors":
+        return f"{value:g}"
+    if metric == "rate":
+        return f"{value:,.0f}/s"
+    return _ms(value)
+
+
+def render_report(env: Environment, report: dict[str, Any]) -> None:
+    """The final table (rich; plain text in a pipe)."""
+    from rich.table import Table
+
+    console = env.stdout_console()
+    conns = report["connections"]
+    title = f"wstool bench {report['mode']} {escape(report['url'])}"
+    if report["interrupted"]:
+        title += " (interrupted: partial)"
+    table = Table(title=title, show_header=False, title_justify="left", box=None,
+                  pad_edge=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    rows: list[tuple[str, str]] = [
+        ("duration", f"{report['duration_s']:.3g} s measured"),
+    ]
+    if report["mode"] == "connect":
+        rows.append(("connections", f"{conns['opened']} opened, {conns['failed']} failed "
+                                    f"({conns['requested']} at a time)"))
+    else:
+        rows.append(("connections", f"{conns['opened']} opened, {conns['failed']} failed "
+                                    f"of {conns['requested']}"))
+        rows.append(("", f"{conns['closed_by_server']} closed by the server, "
+                         f"{conns['open_at_end']} open at the end"))
+    failures = conns["failures"]
+    for status, n in failures["http_status"].items():
+        rows.append(("  failed", f"{n} x HTTP {status}"))
+    for code, n in failures["close_code"].items():
+        rows.append(("  closed", f"{n} x close code {code}"))
+    for error, n in failures["error"].items():
+        rows.append(("  error", f"{n} x {escape(error)}"))
+    hs = report["handshake"]
+    if hs.get("count"):
+        rows.append(("handshake", f"p50 {_ms(hs['p50'])}  p90 {_ms(hs['p90'])}  "
+                                  f"p99 {_ms(hs['p99'])}  max {_ms(hs['max'])}"))
+    if "handshakes" in report:
+        hsk = report["handshakes"]
+        rows.append(("handshakes", f"{hsk['count']} ({_rate(hsk['per_s'])})"))
+        for phase, figures in hsk["phases"].items():
+            rows.append((f"  {phase}", f"p50 {_ms(figures['p50'])}  p99 {_ms(figures['p99'])}"
+                                       f"  max {_ms(figures['max'])}"))
+    msgs = report["messages"]
+    if report["mode"] in ("echo", "request"):
+        rows.append(("sent", f"{msgs['sent']:,} msgs  {_rate(msgs['sent_per_s'])}  "
+                             f"{_bytes_rate(msgs['bytes_sent_per_s'])}"))
+        rows.append(("received", f"{msgs['received']:,} msgs  "
+                                 f"{_rate(msgs['received_per_s'])}  "
+                                 f"{_bytes_rate(msgs['bytes_received_per_s'])}"))
+        if msgs["unmatched"]:
+            rows.append(("unmatched", f"{msgs['unmatched']:,} (pushed by the server, or no "
+                                      "request waiting)"))
+        if msgs["lost"]:
+            rows.append(("lost", f"{msgs['lost']:,} in flight when their connection closed"))
+        lat = report["latency"]
+        if lat.get("count"):
+            rows.append(("round trip", f"min {_ms(lat['min'])}  p50 {_ms(lat['p50'])}  "
+                                       f"p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}"))
+            rows.append(("", f"p99.9 {_ms(lat['p99.9'])}  max {_ms(lat['max'])}  "
+                             f"({lat['count']:,} samples)"))
+    if "ping" in report and report["ping"].get("count"):
+        ping = report["ping"]
+        rows.append(("ping rtt", f"p50 {_ms(ping['p50'])}  p99 {_ms(ping['p99'])}  "
+                                 f"max {_ms(ping['max'])}  ({ping['count']:,} pongs)"))
+    gen = report["generator"]
+    rows.append(("errors", str(report["errors"])))
+    rows.append(("generator", f"{gen['cpu_s']:.2f} CPU s ({gen['cpu_share']:.0%} of "
+                              f"{gen['procs']} process{'es' if gen['procs'] > 1 else ''}), "
+                              f"{gen['loop']}"))
+    for check in report.get("thresholds", []):
+        value = check["value"]
+        shown = "nothing" if value is None else _figure(check["expr"], value)
+        rows.append(("--fail-if", f"{check['expr']}: {'CROSSED' if check['crossed'] else 'ok'}"
+                                  f" ({shown})"))
+    for what, value in rows:
+        table.add_row(what, value)
+    with contextlib.suppress(BrokenPipeError):
+        console.print(table)
+        env.stdout.flush()
