@@ -647,6 +647,7 @@ class _Load:
                          for k in range(count)]
                 self.frame_index = (self.frame_index + count) % len(messages)
                 session.send_many(batch)
+                session.flush()
                 payload = sum(len(m) if isinstance(m, bytes) else len(m.encode())
                               for m in batch)
             else:
@@ -664,7 +665,6 @@ class _Load:
                     left -= take
                 self.frame_index = i
                 session.send_prebuilt(b"".join(parts), count, payload)
-            session.flush()
         except SessionClosed:
             return
         if times is None:

@@ -1069,14 +1069,24 @@ class Session:
     def send_prebuilt(self, frames: bytes, count: int, payload_bytes: int) -> None:
         """Queue COUNT whole data frames, already built and masked by the caller (``wstool
         bench``'s generator: RFC 6455 §5.3 wants a fresh key per frame; a load generator
-        cycles through a pool of them); then flush(). No event is reported."""
+        cycles through a pool of them), and write them: one ``transport.write`` when
+        nothing of the library's is queued (its queue first otherwise, in order). No
+        event is reported."""
         conn = self._require_conn()
         protocol = conn.protocol
         if protocol.state is not State.OPEN:
             raise SessionClosed
-        internals.pending_writes(protocol).append(frames)
         self.messages_sent += count
         self.bytes_sent += payload_bytes
+        writes = internals.pending_writes(protocol)
+        if writes:
+            writes.append(frames)
+            self.flush()
+            return
+        try:
+            conn.transport.write(frames)
+        except Exception as exc:  # the transport is gone; connection_lost follows
+            internals.set_connection_error(conn, exc)
 
     @property
     def write_buffer_bytes(self) -> int:
