@@ -380,3 +380,64 @@ def test_masked_frames_decode_to_the_payload() -> None:
             frame = done.value
         assert frame.data == payload and frame.fin
 
+
+
+# Every connection option of connect applies: TLS, headers, subprotocols.
+
+
+def test_tls_options_apply(server_thread: ServerThread, tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    from tests.conftest import lib_echo
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    _server, url = start_websockets_server(server_thread, lib_echo, ssl=context)
+    url = url.replace("ws://", "wss://")
+    untrusted = run_wstool_inprocess("bench", "-c", "5", "--messages", "3", url)
+    assert untrusted.returncode == 3
+    assert untrusted.stderr.count("wstool: error:") == 1
+    assert "not trusted" in untrusted.stderr and "--cacert" in untrusted.stderr
+    proc, report = bench_json("--cacert", str(ca_file), "--mode", "connect", "-c", "2",
+                              "--messages", "3", url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["handshakes"]["count"] == 6
+    assert set(report["handshakes"]["phases"]) == {"tcp", "tls", "upgrade"}
+    proc, report = bench_json("--cacert", str(ca_file), "-c", "2", "--messages", "5", url)
+    assert report["messages"]["received"] == 10
+
+
+def test_headers_and_subprotocols_apply(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    def need_token(ws: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Authorization") != "Bearer t0k3n":
+            return ws.respond(401, "who are you?\n")
+        return None
+
+    async def echo_if_chat(ws: ServerConnection) -> None:
+        if ws.subprotocol != "chat":
+            await ws.close(1002, "no subprotocol")
+            return
+        async for message in ws:
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo_if_chat,
+                                           process_request=need_token,
+                                           subprotocols=["chat"])
+    rejected = run_wstool_inprocess("bench", "-c", "3", "--messages", "2", url)
+    assert rejected.returncode == 4
+    assert rejected.stderr.strip().splitlines() == [
+        "wstool: error: server rejected the WebSocket handshake: HTTP 401 Unauthorized: "
+        "who are you?"]
+    proc, report = bench_json("-H", "Authorization: Bearer t0k3n", "-s", "chat", "-c", "3",
+                              "--messages", "4", url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["messages"]["received"] == 12
+    assert report["connections"]["failures"]["close_code"] == {}

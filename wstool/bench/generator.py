@@ -203,6 +203,7 @@ class BenchRun:
         self.lost = 0  # in flight when their connection closed
         self.phase = "opening"
         self.sending = False
+        self.counting = True  # False once the measured window is over
         self.started = time.perf_counter()
         self.measure_start = self.measure_end = 0.0
         self.cpu_start = self.cpu_end = 0.0
@@ -258,8 +259,9 @@ class BenchRun:
 
     def connection_closed(self, load: _Load, closed: Closed) -> None:
         self.open_now -= 1
-        self.lost += load.in_flight()
         if not load.closing:  # not at our request: the server ended it
+            if self.counting:
+                self.lost += load.in_flight()
             self.closed_early += 1
             self.failures.close_code[closed.code] += 1
         if self.open_now <= 0 and self.sending:
@@ -374,7 +376,10 @@ class BenchRun:
             self.measure_end = time.perf_counter()
             self.cpu_end = cpu_s()
             if stopped:
+                self.counting = False
                 return
+            if cfg.messages is None:
+                self.counting = False  # what arrives after --duration is not counted
             if cfg.messages is not None:
                 # --messages: every reply counts; the window ends with the last one.
                 self.phase = "draining"
@@ -387,6 +392,7 @@ class BenchRun:
                 self.cpu_end = cpu_s()
         finally:
             self.sending = False
+            self.counting = False
             if not self.measure_end:
                 self.measure_end = time.perf_counter()
                 self.cpu_end = cpu_s()
@@ -575,7 +581,8 @@ class _Load:
             self.run.connection_closed(self, event)
             self.finished = True
             self.run.load_finished()
-        elif isinstance(event, Pong) and event.direction == "received" and event.rtt_s:
+        elif isinstance(event, Pong) and event.direction == "received" and (
+                event.rtt_s is not None):  # 0.0 on a coarse loop clock (uvloop: 1 ms)
             self.run.ping.record(int(event.rtt_s * 1e6))
 
     def _on_batch(self) -> None:
@@ -585,6 +592,8 @@ class _Load:
             return
         self.seen_msgs += n
         run = self.run
+        if not run.counting:
+            return
         run.received += n
         run.bytes_received += session.bytes_received - self.seen_bytes
         self.seen_bytes = session.bytes_received
@@ -606,6 +615,8 @@ class _Load:
     def _on_reply(self, message: str | bytes) -> None:
         """request mode: one reply, matched to its request by --match-id."""
         run = self.run
+        if not run.counting:
+            return
         now = time.perf_counter()
         run.received += 1
         run.bytes_received += len(message)
