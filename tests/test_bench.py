@@ -441,3 +441,30 @@ def test_headers_and_subprotocols_apply(server_thread: ServerThread) -> None:
     assert proc.returncode == 0, proc.stderr
     assert report["messages"]["received"] == 12
     assert report["connections"]["failures"]["close_code"] == {}
+
+
+def test_pings_and_fragments_between_echoes(server_thread: ServerThread) -> None:
+    """echo mode's own receive path hands every other frame to the library: the
+    server's pings are answered (it waits for each pong before echoing) and a
+    fragmented echo still counts as one message."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def ping_then_echo(ws: ServerConnection) -> None:
+        n = 0
+        async for message in ws:
+            n += 1
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 5)
+            if n % 3 == 0:
+                text = str(message)
+                await ws.send([text[:10], text[10:]])  # two fragments
+            else:
+                await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, ping_then_echo)
+    proc, report = bench_json("-c", "2", "--messages", "30", "--window", "2", url)
+    assert proc.returncode == 0, proc.stderr
+    msgs = report["messages"]
+    assert msgs["received"] == 60 and msgs["bytes_received"] == 60 * 32
+    assert report["latency"]["count"] == 60
+    assert report["errors"] == 0

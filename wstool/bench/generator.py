@@ -572,6 +572,8 @@ class _Load:
             session.on_batch = None
         if run.cfg.mode == "idle":
             session.on_batch = None
+        if run.cfg.mode == "echo" and not session.extensions:
+            _FastReceiver(self)
 
     def in_flight(self) -> int:
         return len(self.sent_ts) + len(self.pending)
@@ -591,12 +593,17 @@ class _Load:
         if not n:
             return
         self.seen_msgs += n
+        nbytes = session.bytes_received - self.seen_bytes
+        self.seen_bytes = session.bytes_received
+        self.received(n, nbytes)
+
+    def received(self, n: int, nbytes: int) -> None:
+        """N whole replies of NBYTES payload bytes arrived in one chunk (echo mode)."""
         run = self.run
         if not run.counting:
             return
         run.received += n
-        run.bytes_received += session.bytes_received - self.seen_bytes
-        self.seen_bytes = session.bytes_received
+        run.bytes_received += nbytes
         now = time.perf_counter()
         sent_ts = self.sent_ts
         matched = min(n, len(sent_ts))
@@ -728,3 +735,102 @@ class _Load:
 async def _sleep_or_stop(delay_s: float, stop: asyncio.Event) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), delay_s)
+
+
+class _FastReceiver(asyncio.Protocol):
+    """echo mode's receive path: in front of the session's connection on the transport.
+
+    Whole, unmasked, unfragmented text/binary frames with RSV bits clear (every echo)
+    are counted here, one call per received chunk, without the session's layers (its
+    fast path, per-message delivery, UTF-8 decoding: a reply's text is not validated).
+    Any other frame (ping, pong, close, a fragment, over --max-size) is handed to the
+    connection once whole, as the library would have received it; the library then
+    sits at a frame boundary again. After a close frame, or once the connection is
+    no longer open, every byte goes to the connection: the transport is given back.
+    """
+
+    def __init__(self, load: _Load) -> None:
+        self.load = load
+        self.conn = load.session.connection
+        self.transport = self.conn.transport
+        self.max_size = self.conn.protocol.max_message_size
+        self.buf = b""
+        self.transport.set_protocol(self)
+
+    def _give_back(self, rest: bytes) -> None:
+        self.transport.set_protocol(self.conn)
+        if rest:
+            self.conn.data_received(rest)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        self.buf = b""
+        size = len(buf)
+        pos = 0
+        count = 0
+        payload_bytes = 0
+        max_size = self.max_size
+        while size - pos >= 2:
+            first = buf[pos]
+            second = buf[pos + 1]
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                header = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2: pos + 10], "big")
+                header = 10
+            if second & 0x80:
+                header += 4  # masked: the library fails it (RFC 6455 §5.1)
+            end = pos + header + length
+            # FIN set, RSV1-3 clear, TEXT or BINARY, not masked, within --max-size.
+            fast = (first & 0xF0 == 0x80 and not second & 0x80 and 1 <= first & 0x0F <= 2
+                    and (max_size is None or length <= max_size))
+            if not fast and (first & 0x08 == 0 or length > 125):
+                # Not a control frame (or a bad one): the library from here on.
+                self._count(count, payload_bytes)
+                self._give_back(buf[pos:])
+                return
+            if end > size:
+                break
+            if fast:
+                count += 1
+                payload_bytes += length
+                pos = end
+                continue
+            self._count(count, payload_bytes)  # in wire order
+            count = payload_bytes = 0
+            self.conn.data_received(buf[pos:end])
+            pos = end
+            if not self.load.session.is_open:
+                self._give_back(buf[pos:])
+                return
+        self.buf = buf[pos:]
+        self._count(count, payload_bytes)
+
+    def _count(self, count: int, payload_bytes: int) -> None:
+        if count:
+            session = self.load.session
+            session.messages_received += count
+            session.bytes_received += payload_bytes
+            self.load.seen_msgs += count
+            self.load.seen_bytes += payload_bytes
+            self.load.received(count, payload_bytes)
+
+    def eof_received(self) -> bool | None:
+        self._give_back(self.buf)
+        return bool(self.conn.eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()

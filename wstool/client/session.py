@@ -1089,6 +1089,13 @@ class Session:
             internals.set_connection_error(conn, exc)
 
     @property
+    def connection(self) -> Any:
+        """The open connection (websockets' ClientConnection, an asyncio.Protocol), for
+        ``wstool bench``'s receive path, which stands in front of it on the transport
+        (``transport.set_protocol``) and hands it every frame it does not parse."""
+        return self._require_conn()
+
+    @property
     def write_buffer_bytes(self) -> int:
         """Bytes written but not yet taken by the kernel (0 when not open)."""
         conn = self._conn
