@@ -5,9 +5,9 @@ Usage:  python bench/bench_latency_check.py [--messages 3000] [--rounds 3]
 Against one wstool serve-echo (uvloop when installed), interleaved round by round:
 
 * ``wstool bench -c 1 --window 1 --messages N --json``: its p50/p90/p99;
-* an independent client: the websockets library's *sync* client (its own thread,
-  its own parser, no event loop), timing each send -> recv with perf_counter,
-  one message in flight, the same 32-byte text message.
+* an independent client: a blocking socket (no event loop, no thread, no
+  parser), the handshake by hand, then one masked 32-byte text frame out and its
+  echo in, timed with perf_counter: the least a client can add.
 
 Both measure the same quantity (one connection, request/response); the table
 shows both and the difference. Loopback only.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,14 +42,25 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def independent(port: int, messages: int) -> dict[str, float]:
-    from websockets.sync.client import connect
-
+    """A blocking socket, no event loop, no thread: the handshake by hand, then one
+    pre-built masked frame out and its 34-byte echo in, timed with perf_counter.
+    The least any client can add, so a lower bound for wstool bench's figures."""
+    frame = project.masked_text_frame(PAYLOAD.encode())
     samples = []
-    with connect(f"ws://127.0.0.1:{port}/", compression=None, max_size=None) as ws:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(project.handshake_request(port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head[:80]
+        echo_len = 2 + len(PAYLOAD)
         for _ in range(messages):
             start = time.perf_counter()
-            ws.send(PAYLOAD)
-            ws.recv()
+            sock.sendall(frame)
+            got = 0
+            while got < echo_len:
+                got += len(sock.recv(echo_len - got))
             samples.append(time.perf_counter() - start)
     return percentiles(samples)
 

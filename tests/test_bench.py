@@ -468,3 +468,64 @@ def test_pings_and_fragments_between_echoes(server_thread: ServerThread) -> None
     assert msgs["received"] == 60 and msgs["bytes_received"] == 60 * 32
     assert report["latency"]["count"] == 60
     assert report["errors"] == 0
+
+
+# On a terminal: the live line, then the table and the pictures.
+
+
+@pytest.mark.slow
+def test_terminal_shows_live_progress_then_table_and_pictures() -> None:
+    import os
+
+    import pexpect
+
+    server = ServeEcho()
+    try:
+        child = pexpect.spawn(
+            sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "2",
+                             "--no-compress", server.url],
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "130", "LINES": "40"},
+            dimensions=(40, 130), encoding="utf-8", timeout=scaled(20))
+        child.expect(r"measuring +connections 2 open, 0 failed +sent [\d,]+/s")
+        child.expect("wstool bench echo")
+        child.expect(r"round trip[ \x1b\[0-9;m]*min")  # bold on a terminal
+        child.expect("round-trip latency")
+        child.expect(r"p99 over [\d.]+-[\d.]+ s")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        server.close()
+
+
+def test_pipe_gets_the_table_only() -> None:
+    server = ServeEcho()
+    try:
+        proc = run_wstool_inprocess("bench", "--messages", "50", server.url, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout.decode()
+        assert out.startswith("wstool bench echo ")
+        assert "round trip" in out and "round-trip latency" not in out
+        assert "\x1b[" not in out and "measuring" not in out
+    finally:
+        server.close()
+
+
+def test_latency_rows_and_sparkline() -> None:
+    from wstool.bench.frontend import latency_rows, sparkline
+
+    histogram = Histogram(use_hdr=False)
+    for value, n in ((100, 5), (300, 3), (5000, 2)):
+        histogram.record(value, n)
+    rows = latency_rows(histogram)
+    assert rows[0] == (64, 128, 5)
+    assert (256, 512, 3) in rows
+    assert rows[-1] == (4096, 8192, 2)
+    assert sum(n for *_, n in rows) == 10
+    wide = Histogram(use_hdr=False)
+    wide.record(1)
+    wide.record(3_000_000_000)
+    rows = latency_rows(wide)
+    assert len(rows) == 14 and sum(n for *_, n in rows) == 2
+    assert sparkline([0.0, 2.0, 4.0, 8.0]) == "▁▃▅█"
+    assert sparkline([]) == ""

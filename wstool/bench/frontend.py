@@ -22,7 +22,7 @@ from wstool.bench.report import (
     histogram_note,
     merge_results,
 )
-from wstool.bench.stats import percentile_of_counts
+from wstool.bench.stats import Histogram, percentile_of_counts
 from wstool.bench.workers import run_workers
 from wstool.config import BenchConfig, ConnectConfig
 from wstool.errors import ExitStatus
@@ -83,6 +83,9 @@ async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig,
         env.stdout.flush()
     else:
         render_report(env, report)
+        if live:  # pictures on a terminal only: a pipe gets the table alone
+            render_pictures(env, merged["latency"],
+                            progress.history if progress is not None else [])
     note = histogram_note()
     if note and not quiet and not json_output:
         env.write_stderr_line(f"wstool: note: {note}")
@@ -122,6 +125,8 @@ class _Progress:
         self.live.start()
         self.last: Snapshot | None = None
         self.stopped = False
+        # (elapsed s, p50 ms, p99 ms) per tick of the measured window: the chart
+        self.history: list[tuple[float, float, float]] = []
 
     def show(self, snap: Snapshot) -> None:
         from rich.text import Text
@@ -139,6 +144,8 @@ class _Progress:
             p50 = percentile_of_counts(snap.interval, 50) / 1e3
             p99 = percentile_of_counts(snap.interval, 99) / 1e3
             line += f"  p50 {p50:.3g} ms  p99 {p99:.3g} ms"
+            if snap.phase == "measuring":
+                self.history.append((snap.elapsed_s, p50, p99))
         self.live.update(Text(line), refresh=True)
 
     def stop(self) -> None:
@@ -252,4 +259,71 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
         table.add_row(what, value)
     with contextlib.suppress(BrokenPipeError):
         console.print(table)
+        env.stdout.flush()
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+_MAX_ROWS = 14
+_BAR_WIDTH = 40
+
+
+def latency_rows(histogram: Histogram) -> list[tuple[int, int, int]]:
+    """(low µs, high µs, count) per power-of-two bucket from min to max, at most
+    _MAX_ROWS of them (the lowest merged into the first)."""
+    histogram.fold()
+    if not histogram.count or histogram.min_us is None:
+        return []
+    low = 1 << max(0, histogram.min_us.bit_length() - 1)
+    edges = [low]
+    while edges[-1] <= histogram.max_us:
+        edges.append(edges[-1] * 2)
+    if len(edges) - 1 > _MAX_ROWS:
+        edges = [edges[0], *edges[len(edges) - _MAX_ROWS:]]
+    counts = histogram.buckets(edges)  # [below, edges[0]..edges[1], ..., above]
+    rows = []
+    for i in range(len(edges) - 1):
+        n = counts[i + 1] + (counts[0] if i == 0 else 0)
+        rows.append((edges[i], edges[i + 1], n))
+    rows[-1] = (rows[-1][0], rows[-1][1], rows[-1][2] + counts[-1])
+    return rows
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    top = max(values) or 1.0
+    return "".join(_SPARKS[min(len(_SPARKS) - 1, int(v / top * (len(_SPARKS) - 1) + 0.5))]
+                   for v in values)
+
+
+def render_pictures(env: Environment, latency: Histogram,
+                    history: list[tuple[float, float, float]]) -> None:
+    """On a terminal, after the table: the round-trip latency histogram and p50/p99
+    over the measured window, drawn with rich."""
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = latency_rows(latency)
+    if not rows:
+        return
+    console = env.stdout_console()
+    total = sum(n for _, _, n in rows) or 1
+    widest = max(n for _, _, n in rows) or 1
+    table = Table(title="round-trip latency", title_justify="left", show_header=False,
+                  box=None, pad_edge=False)
+    table.add_column("range", justify="right")
+    table.add_column("bar")
+    table.add_column("count", justify="right")
+    for low, high, n in rows:
+        bar = "█" * max(1 if n else 0, round(n / widest * _BAR_WIDTH))
+        table.add_row(f"{low / 1e3:.3g}-{high / 1e3:.3g} ms", Text(bar, style="cyan"),
+                      f"{n:,} ({n / total:.1%})")
+    with contextlib.suppress(BrokenPipeError):
+        console.print(table)
+        if len(history) >= 2:
+            p50s = [p50 for _, p50, _ in history]
+            p99s = [p99 for _, _, p99 in history]
+            span = f"{history[0][0]:.0f}-{history[-1][0]:.0f} s"
+            console.print(Text(f"p50 over {span}  {sparkline(p50s)}  max {max(p50s):.3g} ms"))
+            console.print(Text(f"p99 over {span}  {sparkline(p99s)}  max {max(p99s):.3g} ms"))
         env.stdout.flush()

@@ -19,8 +19,9 @@ spread over a few hundred thousand distinct microsecond values.
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 try:
@@ -116,6 +117,21 @@ class Histogram:
         out["max"] = self.max_us / 1e6
         out["mean"] = self.total_us / self.count / 1e6
         return out
+
+    def buckets(self, edges_us: Sequence[int]) -> list[int]:
+        """Counts per bucket: values < edges[0], then [edges[i], edges[i+1]), the last
+        open-ended (for the terminal's latency histogram)."""
+        self.fold()
+        counts = [0] * (len(edges_us) + 1)
+        items: Iterable[tuple[int, int]]
+        if self._hdr is not None:
+            items = ((int(it.value_iterated_to), int(it.count_added_in_this_iter_step))
+                     for it in self._hdr.get_recorded_iterator())
+        else:
+            items = self._exact.items()
+        for value, n in items:
+            counts[bisect.bisect_right(edges_us, value)] += n
+        return counts
 
     # Merging (--procs): a worker sends encode(), the parent merge()s it, exactly.
 
