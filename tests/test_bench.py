@@ -203,6 +203,8 @@ def test_unreachable_url_is_one_error() -> None:
     (["--mode", "request", "--match-id", "json:.id", "--message", '{"id":1}'],
      "must make a new id each time"),
     (["--size", "3", "--message", "x"], "give one of --size, --message"),
+    (["--publish-url", "ws://127.0.0.1:2/"], "--publish-url is for --mode broadcast"),
+    (["--mode", "broadcast", "--procs", "2"], "one publisher"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")
@@ -529,3 +531,45 @@ def test_latency_rows_and_sparkline() -> None:
     assert len(rows) == 14 and sum(n for *_, n in rows) == 2
     assert sparkline([0.0, 2.0, 4.0, 8.0]) == "▁▃▅█"
     assert sparkline([]) == ""
+
+
+# broadcast mode: against serve-echo --broadcast, and a server that forgets one.
+
+
+@pytest.mark.slow
+def test_broadcast_against_serve_echo() -> None:
+    server = ServeEcho("--broadcast")
+    try:
+        proc, report = bench_json("--mode", "broadcast", "-c", "5", "--rate", "50",
+                                  "--messages", "20", server.url)
+        assert proc.returncode == 0, proc.stderr
+        b = report["broadcast"]
+        assert b["published"] == 20 and b["subscribers"] == 5
+        assert b["delivered"] == b["expected"] == 100 and b["missed"] == 0
+        assert report["latency"]["count"] == 100
+        _connections, messages_in = server_summary(server)
+        assert messages_in == 20
+    finally:
+        server.close()
+
+
+def test_broadcast_counts_what_a_subscriber_missed(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+
+    clients: list[ServerConnection] = []
+
+    async def forgetful_hub(ws: ServerConnection) -> None:
+        clients.append(ws)
+        async for message in ws:
+            for i, other in enumerate(list(clients)):
+                if i != 1:  # the second subscriber never gets anything
+                    await other.send(message)
+
+    _server, url = start_websockets_server(server_thread, forgetful_hub)
+    proc, report = bench_json("--mode", "broadcast", "-c", "3", "--rate", "100",
+                              "--messages", "10", url)
+    assert proc.returncode == 0, proc.stderr
+    b = report["broadcast"]
+    assert b["published"] == 10
+    assert b["delivered"] == 20 and b["missed"] == 10
+    assert b["subscribers_missing"] == 1 and b["max_missed"] == 10

@@ -430,7 +430,7 @@ class ListenConfig(NamedTuple):
 
 # wstool bench (issue 15)
 
-BENCH_MODES = ("echo", "request", "connect", "idle")
+BENCH_MODES = ("echo", "request", "connect", "idle", "broadcast")
 
 # --fail-if METRIC OP VALUE: latency percentiles (a time: 50ms, 200us, 1.5s; a bare
 # number is milliseconds), "errors" (a count) and "rate" (messages received per second).
@@ -502,4 +502,6 @@ class BenchConfig(NamedTuple):
     ramp_per_s: float | None = None  # how fast connections are opened (idle, echo)
     procs: int = 1
     thresholds: tuple[Threshold, ...] = ()
+    # broadcast mode: where the publisher connects (None: the subscribers' URL)
+    publish: ConnectConfig | None = None
     progress_interval_s: float = 0.5

@@ -241,6 +241,18 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
                                        f"p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}"))
             rows.append(("", f"p99.9 {_ms(lat['p99.9'])}  max {_ms(lat['max'])}  "
                              f"({lat['count']:,} samples)"))
+    if "broadcast" in report:
+        b = report["broadcast"]
+        rows.append(("published", f"{b['published']:,} msgs to {b['subscribers']} "
+                                  f"subscribers ({_rate(msgs['sent_per_s'])})"))
+        rows.append(("delivered", f"{b['delivered']:,} of {b['expected']:,}; {b['missed']:,} "
+                                  f"missed by {b['subscribers_missing']} subscribers (at "
+                                  f"most {b['max_missed']:,} each)"))
+        lat = report["latency"]
+        if lat.get("count"):
+            rows.append(("fan-out", f"min {_ms(lat['min'])}  p50 {_ms(lat['p50'])}  "
+                                    f"p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}  "
+                                    f"max {_ms(lat['max'])}"))
     if "ping" in report and report["ping"].get("count"):
         ping = report["ping"]
         rows.append(("ping rtt", f"p50 {_ms(ping['p50'])}  p99 {_ms(ping['p99'])}  "

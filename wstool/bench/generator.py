@@ -214,6 +214,12 @@ class BenchRun:
         self._stop: asyncio.Event | None = None
         self.kept = 0  # connections still open at the end (idle mode: what the server kept)
         self._renderer: Renderer | None = None
+        # broadcast mode
+        self.broadcast_first_seq = 0
+        self.broadcast_published = 0
+        self.broadcast_missed = 0
+        self.broadcast_missing = 0  # subscribers that missed at least one
+        self.broadcast_max_missed = 0
         self._templates: list[Template] = []
 
     def request_renderer(self) -> tuple[Renderer, list[Template]]:
@@ -239,6 +245,10 @@ class BenchRun:
             "latency": self.latency.encode(), "handshake": self.handshake.encode(),
             "phases": {name: h.encode() for name, h in self.phases.items()},
             "ping": self.ping.encode(),
+            "broadcast": {"published": self.broadcast_published,
+                          "missed": self.broadcast_missed,
+                          "subscribers_missing": self.broadcast_missing,
+                          "max_missed": self.broadcast_max_missed},
         }
 
     # Counting
@@ -283,6 +293,8 @@ class BenchRun:
         await self._open_all(stop)
         if stop.is_set():
             self.interrupted = True
+        elif self.open_now and mode == "broadcast":
+            await self._run_broadcast(stop)
         elif self.open_now:
             await self._load(stop)
         self.phase = "done"
@@ -438,6 +450,78 @@ class BenchRun:
         cpu_end = self.cpu_end or cpu_s()
         return max(end - self.measure_start, 1e-9), max(cpu_end - self.cpu_start, 0.0)
 
+    # broadcast mode
+
+    async def _run_broadcast(self, stop: asyncio.Event) -> None:
+        """One publisher sends timestamped messages at --rate; every subscriber should
+        receive each of them (serve-echo --broadcast, a chat room, a pub/sub topic).
+        Fan-out latency: from the publisher's send to a subscriber's receive (one
+        clock: the same process). Missed: published in the window, never received."""
+        cfg = self.cfg
+        publisher = Session(cfg.publish or self.conn_cfg, lambda _event: None,
+                            on_message=_ignore, report_sent=False)
+        try:
+            await publisher.open()
+        except WstoolError as exc:
+            self.failures.add_open_error(publisher, exc)
+            raise
+        rate = cfg.rate_per_s or 10.0
+        size = max(len(cfg.payloads[0]), 32)
+        self.sending = True
+        self.phase = "warmup" if cfg.warmup_s else "measuring"
+        self.measure_start = time.perf_counter()
+        self.cpu_start = cpu_s()
+        start = self.measure_start
+        first_seq = 0
+        published = 0
+        deadline = None if cfg.duration_s is None else start + cfg.duration_s
+        total = cfg.messages
+        try:
+            while not stop.is_set() and publisher.is_open:
+                now = time.perf_counter()
+                if self.phase == "warmup" and now >= start + cfg.warmup_s:
+                    self._reset_counts()
+                    self.phase = "measuring"
+                    first_seq = published
+                    self.broadcast_first_seq = first_seq
+                if (deadline is not None and now >= deadline) or (
+                        total is not None and published >= total):
+                    break
+                due = math.floor((now - start) * rate) + 1
+                batch: list[str | bytes] = []
+                for seq in range(published, due):
+                    head = f"wstool-bench {seq} {start + seq / rate:.9f} "
+                    batch.append(head + "x" * max(0, size - len(head)))
+                if batch:
+                    publisher.send_many(batch)
+                    publisher.flush()
+                    self.sent += len(batch)
+                    self.bytes_sent += sum(len(m) for m in batch)
+                    published = due
+                await _sleep_or_stop(min(0.05, max(0.001, 1 / rate)), stop)
+            self.broadcast_published = published - first_seq
+            self.measure_end = time.perf_counter()
+            self.cpu_end = cpu_s()
+            if not stop.is_set():  # the last ones are still on their way
+                self.phase = "draining"
+                expected = self.broadcast_published
+                drain_until = time.perf_counter() + min(DRAIN_S, 1.0 + 10 / rate)
+                while time.perf_counter() < drain_until and any(
+                        load.broadcast_received < expected and load.session.is_open
+                        for load in self._loads):
+                    await _sleep_or_stop(0.01, stop)
+            if stop.is_set():
+                self.interrupted = True
+        finally:
+            self.sending = False
+            self.counting = False
+            publisher.close_now(1000)
+        expected = self.broadcast_published
+        missed = [max(0, expected - load.broadcast_received) for load in self._loads]
+        self.broadcast_missed = sum(missed)
+        self.broadcast_missing = sum(1 for m in missed if m)
+        self.broadcast_max_missed = max(missed, default=0)
+
     # connect mode
 
     async def _run_connect(self, stop: asyncio.Event) -> None:
@@ -572,6 +656,9 @@ class _Load:
             session.on_batch = None
         if run.cfg.mode == "idle":
             session.on_batch = None
+        if run.cfg.mode == "broadcast":
+            session.on_message = self._on_broadcast
+            session.on_batch = None
         if run.cfg.mode == "echo" and not session.extensions:
             _FastReceiver(self)
 
@@ -639,6 +726,27 @@ class _Load:
             self.send(1, now)
         else:
             self.check_finished()
+
+    broadcast_received = 0
+
+    def _on_broadcast(self, message: str | bytes) -> None:
+        """broadcast mode: one published message reached this subscriber."""
+        run = self.run
+        if not run.counting or not isinstance(message, str) or not message.startswith(
+                "wstool-bench "):
+            if run.counting:
+                run.unmatched += 1
+            return
+        now = time.perf_counter()
+        _tag, seq, sent, _rest = message.split(" ", 3)
+        if int(seq) < run.broadcast_first_seq:
+            return  # published during the warm-up
+        self.broadcast_received += 1
+        run.received += 1
+        run.bytes_received += len(message)
+        us = int((now - float(sent)) * 1e6)
+        counts = run.latency.pending
+        counts[us] = counts.get(us, 0) + 1
 
     def check_finished(self) -> None:
         if not self.finished and not self.sent_ts and not self.pending and (

@@ -38,6 +38,12 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     merged["failures"] = failures
     for name in ("latency", "handshake", "ping"):
         merged[name] = _merged([r[name] for r in results])
+    merged["broadcast"] = {
+        "published": max(r["broadcast"]["published"] for r in results),
+        "missed": sum(r["broadcast"]["missed"] for r in results),
+        "subscribers_missing": sum(r["broadcast"]["subscribers_missing"] for r in results),
+        "max_missed": max(r["broadcast"]["max_missed"] for r in results),
+    }
     merged["phases"] = {
         phase: _merged([r["phases"][phase] for r in results]) for phase in results[0]["phases"]}
     return merged
@@ -109,6 +115,14 @@ def build_report(result: dict[str, Any], cfg: BenchConfig, url: str,
             "per_s": result["handshakes"] / wall,
             "phases": {name: h.summary_s(HANDSHAKE_PERCENTILES)
                        for name, h in phases.items() if h.count},
+        }
+    if cfg.mode == "broadcast":
+        b = result["broadcast"]
+        report["broadcast"] = {
+            "subscribers": result["opened"], "published": b["published"],
+            "expected": b["published"] * result["opened"],
+            "delivered": result["received"], "missed": b["missed"],
+            "subscribers_missing": b["subscribers_missing"], "max_missed": b["max_missed"],
         }
     if cfg.mode == "idle" or ping.count:
         report["ping"] = ping.summary_s(LATENCY_PERCENTILES)

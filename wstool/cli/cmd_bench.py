@@ -25,7 +25,8 @@ Examples:
   wstool bench -c 10 --rate 1000 ws://127.0.0.1:8765/          # open loop, 10 000 msgs/s
   wstool bench --fail-if 'p99>50ms' --fail-if 'errors>0' --json ws://127.0.0.1:8765/
   wstool bench --mode connect -c 20 --connect-rate 500 ws://127.0.0.1:8765/
-  wstool bench --mode idle -c 5000 --ramp 500 --ping-interval 5 ws://127.0.0.1:8765/"""
+  wstool bench --mode idle -c 5000 --ramp 500 --ping-interval 5 ws://127.0.0.1:8765/
+  wstool bench --mode broadcast -c 100 --rate 50 ws://127.0.0.1:8765/  # serve-echo --broadcast"""
 
 
 @click.command(cls=_Command, name="bench", epilog=f"{BENCH_EXIT_STATUS_HELP}\n\n{BENCH_EXAMPLES}")
@@ -33,7 +34,8 @@ Examples:
 @click.option("--mode", type=click.Choice(BENCH_MODES), default="echo", show_default=True,
               help="echo: round trips to an echo server; request: replies matched by "
                    "--match-id; connect: handshakes per second; idle: how many "
-                   "connections the server keeps, with pings.")
+                   "connections the server keeps, with pings; broadcast: -c subscribers, "
+                   "one publisher, fan-out latency and messages missed.")
 @click.option("-c", "--connections", type=int, default=1, show_default=True, metavar="N",
               help="Connections (connect mode: handshakes in progress at once).")
 @click.option("--duration", type=SECONDS, default=10.0, show_default=True, metavar="SECONDS",
@@ -61,6 +63,9 @@ Examples:
 @click.option("--match-id", metavar="json:.FIELD",
               help="request mode: the JSON field naming the request in both the message "
                    "and its reply (e.g. json:.id).")
+@click.option("--publish-url", metavar="URL",
+              help="broadcast mode: where the publisher connects (default: URL); it sends "
+                   "--rate messages per second (default 10) that every subscriber should get.")
 @click.option("--connect-rate", type=click.FloatRange(0, min_open=True), metavar="R",
               help="connect mode: start R handshakes per second (at most -c at once).")
 @click.option("--ramp", type=click.FloatRange(0, min_open=True), metavar="R",
@@ -93,6 +98,8 @@ def bench_cmd(url: str, **raw: Any) -> None:
     try:
         cfg = bench_config(raw)
         conn_cfg = connect_config(url, raw)
+        if raw["publish_url"] is not None:
+            cfg = cfg._replace(publish=connect_config(raw["publish_url"], raw))
     except WstoolError as exc:
         fail(exc)
     from wstool.cli.cmd_servers import _use_loop
@@ -170,6 +177,10 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
                                  f"{payload.decode('utf-8', 'replace')!r})")
     elif match_id is not None:
         raise UsageError("--match-id is for --mode request")
+    if raw["publish_url"] is not None and mode != "broadcast":
+        raise UsageError("--publish-url is for --mode broadcast")
+    if mode == "broadcast" and raw["procs"] > 1:
+        raise UsageError("--mode broadcast has one publisher: give no --procs")
     if raw["connect_rate"] is not None and mode != "connect":
         raise UsageError("--connect-rate is for --mode connect")
     thresholds = tuple(parse_threshold(text) for text in raw["fail_if"])
