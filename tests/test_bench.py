@@ -205,6 +205,7 @@ def test_unreachable_url_is_one_error() -> None:
     (["--size", "3", "--message", "x"], "give one of --size, --message"),
     (["--publish-url", "ws://127.0.0.1:2/"], "--publish-url is for --mode broadcast"),
     (["--mode", "broadcast", "--procs", "2"], "one publisher"),
+    (["--mode", "idle", "--slow-readers", "10"], "--slow-readers is for --mode echo"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")
@@ -573,3 +574,21 @@ def test_broadcast_counts_what_a_subscriber_missed(server_thread: ServerThread) 
     assert b["published"] == 10
     assert b["delivered"] == 20 and b["missed"] == 10
     assert b["subscribers_missing"] == 1 and b["max_missed"] == 10
+
+
+@pytest.mark.slow
+def test_slow_readers_are_reported_apart() -> None:
+    server = ServeEcho()
+    try:
+        proc, report = bench_json("-c", "4", "--slow-readers", "25", "--window", "4",
+                                  "--duration", "1.5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        slow = report["slow_readers"]
+        assert slow["connections"] == 1 and slow["received"] > 0
+        # One read every 0.1 s: an echo waits for the next read.
+        assert slow["latency"]["p50"] > report["latency"]["p50"]
+        assert slow["latency"]["max"] >= 0.05
+        assert report["latency"]["count"] + slow["latency"]["count"] == (
+            report["messages"]["received"])
+    finally:
+        server.close()

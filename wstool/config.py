@@ -502,6 +502,7 @@ class BenchConfig(NamedTuple):
     ramp_per_s: float | None = None  # how fast connections are opened (idle, echo)
     procs: int = 1
     thresholds: tuple[Threshold, ...] = ()
+    slow_readers_percent: float = 0.0  # echo mode: this share of connections read slowly
     # broadcast mode: where the publisher connects (None: the subscribers' URL)
     publish: ConnectConfig | None = None
     progress_interval_s: float = 0.5

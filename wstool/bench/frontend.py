@@ -241,6 +241,13 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
                                        f"p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}"))
             rows.append(("", f"p99.9 {_ms(lat['p99.9'])}  max {_ms(lat['max'])}  "
                              f"({lat['count']:,} samples)"))
+    if "slow_readers" in report:
+        slow = report["slow_readers"]
+        lat = slow["latency"]
+        line = f"{slow['connections']} connections, {slow['received']:,} msgs"
+        if lat.get("count"):
+            line += f"; round trip p50 {_ms(lat['p50'])}  p99 {_ms(lat['p99'])}"
+        rows.append(("slow readers", line + " (not in the round trip above)"))
     if "broadcast" in report:
         b = report["broadcast"]
         rows.append(("published", f"{b['published']:,} msgs to {b['subscribers']} "

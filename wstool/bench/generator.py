@@ -60,6 +60,7 @@ MAX_WRITE_BUFFER_BYTES = 1 << 20
 # After the end (--messages, or --duration's end in request mode), how long to wait
 # for the replies still in flight.
 DRAIN_S = 5.0
+SLOW_READ_INTERVAL_S = 0.1  # --slow-readers: one read this often
 
 
 def masked_frame(payload: bytes, binary: bool, key: bytes) -> bytes:
@@ -189,6 +190,11 @@ class BenchRun:
         # What is counted (messages and latency: the measured window only; the
         # connections: the whole run).
         self.latency = Histogram()
+        self.slow_latency = Histogram()  # --slow-readers' own round trips
+        self.slow_received = 0
+        # The first connections are the slow readers (at least one when asked for).
+        self.slow_count = (max(1, round(self.connections * cfg.slow_readers_percent / 100))
+                           if cfg.slow_readers_percent else 0)
         self.handshake = Histogram()
         self.phases = {name: Histogram() for name in ("tcp", "tls", "upgrade")}
         self.ping = Histogram()
@@ -245,6 +251,9 @@ class BenchRun:
             "latency": self.latency.encode(), "handshake": self.handshake.encode(),
             "phases": {name: h.encode() for name, h in self.phases.items()},
             "ping": self.ping.encode(),
+            "slow_readers": {"connections": min(self.slow_count, self.opened),
+                             "received": self.slow_received,
+                             "latency": self.slow_latency.encode()},
             "broadcast": {"published": self.broadcast_published,
                           "missed": self.broadcast_missed,
                           "subscribers_missing": self.broadcast_missing,
@@ -256,6 +265,8 @@ class BenchRun:
     def _reset_counts(self) -> None:
         """The end of the warm-up: what came before is not measured."""
         self.latency = Histogram()
+        self.slow_latency = Histogram()
+        self.slow_received = 0
         self.ping = Histogram()
         self.sent = self.received = self.bytes_sent = self.bytes_received = 0
         self.unmatched = self.lost = self.handshakes = 0
@@ -488,6 +499,8 @@ class BenchRun:
                         total is not None and published >= total):
                     break
                 due = math.floor((now - start) * rate) + 1
+                if total is not None:
+                    due = min(due, total)
                 batch: list[str | bytes] = []
                 for seq in range(published, due):
                     head = f"wstool-bench {seq} {start + seq / rate:.9f} "
@@ -661,6 +674,26 @@ class _Load:
             session.on_batch = None
         if run.cfg.mode == "echo" and not session.extensions:
             _FastReceiver(self)
+        if run.cfg.mode == "echo" and self.index < run.slow_count:
+            self.slow = True
+            self._slow_tick()
+
+    # --slow-readers: read one chunk every SLOW_READ_INTERVAL_S, like a slow link
+    slow = False
+    _slow_timer: asyncio.TimerHandle | None = None
+
+    def _slow_tick(self) -> None:
+        if self.closing or not self.session.is_open:
+            return
+        transport = self.session.connection.transport
+        transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.002, self._slow_pause)
+        self._slow_timer = loop.call_later(SLOW_READ_INTERVAL_S, self._slow_tick)
+
+    def _slow_pause(self) -> None:
+        if not self.closing and self.session.is_open:
+            self.session.connection.transport.pause_reading()
 
     def in_flight(self) -> int:
         return len(self.sent_ts) + len(self.pending)
@@ -696,7 +729,11 @@ class _Load:
         matched = min(n, len(sent_ts))
         if matched < n:
             run.unmatched += n - matched
-        counts = run.latency.pending
+        if self.slow:
+            run.slow_received += n
+            counts = run.slow_latency.pending
+        else:
+            counts = run.latency.pending
         popleft = sent_ts.popleft
         for _ in range(matched):
             us = int((now - popleft()) * 1e6)
@@ -836,6 +873,10 @@ class _Load:
 
     def close(self) -> None:
         self.closing = True
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            with contextlib.suppress(Exception):
+                self.session.connection.transport.resume_reading()
         if self.session.is_open:
             self.session.close_now(1000)
 

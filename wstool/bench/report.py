@@ -44,6 +44,11 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "subscribers_missing": sum(r["broadcast"]["subscribers_missing"] for r in results),
         "max_missed": max(r["broadcast"]["max_missed"] for r in results),
     }
+    merged["slow_readers"] = {
+        "connections": sum(r["slow_readers"]["connections"] for r in results),
+        "received": sum(r["slow_readers"]["received"] for r in results),
+        "latency": _merged([r["slow_readers"]["latency"] for r in results]),
+    }
     merged["phases"] = {
         phase: _merged([r["phases"][phase] for r in results]) for phase in results[0]["phases"]}
     return merged
@@ -116,6 +121,11 @@ def build_report(result: dict[str, Any], cfg: BenchConfig, url: str,
             "phases": {name: h.summary_s(HANDSHAKE_PERCENTILES)
                        for name, h in phases.items() if h.count},
         }
+    if cfg.slow_readers_percent:
+        slow = result["slow_readers"]
+        report["slow_readers"] = {
+            "connections": slow["connections"], "received": slow["received"],
+            "latency": slow["latency"].summary_s(LATENCY_PERCENTILES)}
     if cfg.mode == "broadcast":
         b = result["broadcast"]
         report["broadcast"] = {

@@ -66,6 +66,9 @@ Examples:
 @click.option("--publish-url", metavar="URL",
               help="broadcast mode: where the publisher connects (default: URL); it sends "
                    "--rate messages per second (default 10) that every subscriber should get.")
+@click.option("--slow-readers", type=click.FloatRange(0, 100), default=0.0, metavar="P",
+              help="echo mode: P %% of the connections read one chunk every 0.1 s (a slow "
+                   "link: the server's backpressure); their round trips are reported apart.")
 @click.option("--connect-rate", type=click.FloatRange(0, min_open=True), metavar="R",
               help="connect mode: start R handshakes per second (at most -c at once).")
 @click.option("--ramp", type=click.FloatRange(0, min_open=True), metavar="R",
@@ -181,6 +184,8 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
         raise UsageError("--publish-url is for --mode broadcast")
     if mode == "broadcast" and raw["procs"] > 1:
         raise UsageError("--mode broadcast has one publisher: give no --procs")
+    if raw["slow_readers"] and mode != "echo":
+        raise UsageError("--slow-readers is for --mode echo")
     if raw["connect_rate"] is not None and mode != "connect":
         raise UsageError("--connect-rate is for --mode connect")
     thresholds = tuple(parse_threshold(text) for text in raw["fail_if"])
@@ -199,4 +204,5 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
         ramp_per_s=raw["ramp"],
         procs=raw["procs"],
         thresholds=thresholds,
+        slow_readers_percent=raw["slow_readers"],
     )
