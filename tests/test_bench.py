@@ -206,6 +206,7 @@ def test_unreachable_url_is_one_error() -> None:
     (["--publish-url", "ws://127.0.0.1:2/"], "--publish-url is for --mode broadcast"),
     (["--mode", "broadcast", "--procs", "2"], "one publisher"),
     (["--mode", "idle", "--slow-readers", "10"], "--slow-readers is for --mode echo"),
+    (["--mode", "idle", "--messages", "10"], "drop --messages"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")

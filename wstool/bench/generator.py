@@ -128,11 +128,6 @@ class Failures:
         self.close_code: Counter[int] = Counter()
         self.error: Counter[str] = Counter()
 
-    @property
-    def total(self) -> int:
-        return sum(self.http_status.values()) + sum(self.close_code.values()) + sum(
-            self.error.values())
-
     def add_open_error(self, session: Session, exc: WstoolError) -> None:
         status = session.handshake.status_code if session.handshake is not None else None
         if isinstance(exc, HandshakeRejected) and status is not None:
@@ -146,14 +141,6 @@ class Failures:
             "close_code": {str(k): v for k, v in sorted(self.close_code.items())},
             "error": dict(self.error.most_common()),
         }
-
-    def merge(self, data: dict[str, dict[str, int]]) -> None:
-        for key, n in data["http_status"].items():
-            self.http_status[int(key)] += n
-        for key, n in data["close_code"].items():
-            self.close_code[int(key)] += n
-        for key, n in data["error"].items():
-            self.error[key] += n
 
 
 class Snapshot(NamedTuple):
@@ -217,7 +204,6 @@ class BenchRun:
         self.generator_cpu_s = 0.0
         self._loads: list[_Load] = []
         self._done = asyncio.Event()
-        self._stop: asyncio.Event | None = None
         self.kept = 0  # connections still open at the end (idle mode: what the server kept)
         self._renderer: Renderer | None = None
         # broadcast mode
@@ -296,7 +282,6 @@ class BenchRun:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Open, load, close; returns at the end or when STOP is set (Ctrl-C)."""
-        self._stop = stop
         mode = self.cfg.mode
         if mode == "connect":
             await self._run_connect(stop)

@@ -132,6 +132,9 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
     if messages is None and warmup and duration <= warmup:
         raise UsageError(f"--duration {duration:g}s is not longer than --warmup {warmup:g}s "
                          "(the duration includes the warm-up)")
+    if messages is not None and mode == "idle":
+        raise UsageError("--mode idle holds the connections for --duration (it sends no "
+                         "messages): drop --messages")
     if messages is not None and warmup:
         raise UsageError("--warmup needs --duration (with --messages every reply counts)")
     sources = [name for name, given in (("--size", raw["size"] is not None),
