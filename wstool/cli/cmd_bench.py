@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from wstool.cli.app import _Command, _environment, fail, run_async
-from wstool.cli.options import SECONDS, connect_config, connect_options, tls_options
+from wstool.cli.options import SECONDS, Seconds, connect_config, connect_options, tls_options
 from wstool.config import BENCH_MODES, BenchConfig, parse_threshold
 from wstool.errors import UsageError, WstoolError
 
@@ -43,7 +43,7 @@ Examples:
 @click.option("--messages", type=click.IntRange(1), metavar="N",
               help="Instead of --duration: N messages per connection (connect mode: N "
                    "handshakes per -c slot); the report counts every reply.")
-@click.option("--warmup", type=SECONDS, default=0.0, show_default=True, metavar="SECONDS",
+@click.option("--warmup", type=Seconds(0), default=0.0, show_default=True, metavar="SECONDS",
               help="Load without measuring first (JIT, caches, TCP windows).")
 @click.option("--size", type=click.IntRange(0), metavar="BYTES",
               help="Message of BYTES bytes (default: 32).")
@@ -67,7 +67,7 @@ Examples:
               help="broadcast mode: where the publisher connects (default: URL); it sends "
                    "--rate messages per second (default 10) that every subscriber should get.")
 @click.option("--slow-readers", type=click.FloatRange(0, 100), default=0.0, metavar="P",
-              help="echo mode: P %% of the connections read one chunk every 0.1 s (a slow "
+              help="echo mode: P % of the connections read one chunk every 0.1 s (a slow "
                    "link: the server's backpressure); their round trips are reported apart.")
 @click.option("--connect-rate", type=click.FloatRange(0, min_open=True), metavar="R",
               help="connect mode: start R handshakes per second (at most -c at once).")
