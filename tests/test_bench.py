@@ -593,3 +593,43 @@ def test_slow_readers_are_reported_apart() -> None:
             report["messages"]["received"])
     finally:
         server.close()
+
+
+def test_html_report_is_self_contained(tmp_path: Any) -> None:
+    server = ServeEcho()
+    try:
+        page_path = tmp_path / "report.html"
+        proc, report = bench_json("-c", "2", "--duration", "1.2", "--window", "2",
+                                  "--html", str(page_path), server.url)
+        assert proc.returncode == 0, proc.stderr
+        page = page_path.read_text()
+        assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4
+        for fetch in ("<script", "src=", "href=", "http://", "https://", "@import"):
+            assert fetch not in page, fetch
+        assert f"{report['messages']['received']:,}" in page
+        assert "Round-trip latency by percentile" in page and "<polyline" in page
+        unwritable = run_wstool_inprocess("bench", "--messages", "3", "--html",
+                                          str(tmp_path / "no" / "such" / "dir.html"),
+                                          server.url, timeout=60)
+        assert unwritable.returncode == 1
+        assert "wstool: error: cannot write --html" in unwritable.stderr
+    finally:
+        server.close()
+
+
+def test_html_escapes_what_came_from_outside() -> None:
+    from wstool.bench.html import render_html
+
+    report = {
+        "mode": "echo", "url": "ws://h/<b>", "interrupted": False, "duration_s": 1.0,
+        "connections": {"requested": 1, "opened": 0, "failed": 1, "closed_by_server": 0,
+                        "failures": {"http_status": {}, "close_code": {},
+                                     "error": {"<script>alert(1)</script>": 1}}},
+        "messages": {"sent": 0, "received": 0, "sent_per_s": 0.0, "received_per_s": 0.0},
+        "latency": {"count": 0}, "handshake": {"count": 0}, "errors": 1,
+        "generator": {"cpu_s": 0.1, "cpu_share": 0.1, "procs": 1}, "thresholds": [],
+    }
+    page = render_html(report, [], [])
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "ws://h/&lt;b&gt;" in page
+    assert "nothing measured" in page

@@ -25,7 +25,7 @@ from wstool.bench.report import (
 from wstool.bench.stats import Histogram, percentile_of_counts
 from wstool.bench.workers import run_workers
 from wstool.config import BenchConfig, ConnectConfig
-from wstool.errors import ExitStatus
+from wstool.errors import ExitStatus, WstoolError
 from wstool.term.env import Environment
 from wstool.term.render import escape
 from wstool.term.signals import handle_signals
@@ -36,8 +36,42 @@ def loop_name() -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
+class _Series:
+    """--html: one point per progress tick (rates since the previous tick)."""
+
+    def __init__(self) -> None:
+        self.points: list[dict[str, float]] = []
+        self.last: Snapshot | None = None
+
+    def add(self, snap: Snapshot) -> None:
+        last, self.last = self.last, snap
+        if last is None or snap.phase not in ("warmup", "measuring"):
+            return
+        dt = max(snap.elapsed_s - last.elapsed_s, 1e-9)
+        point = {"elapsed_s": snap.elapsed_s,
+                 "sent_per_s": max(0, snap.sent - last.sent) / dt,
+                 "received_per_s": max(0, snap.received - last.received) / dt,
+                 "p50_s": percentile_of_counts(snap.interval, 50) / 1e6,
+                 "p99_s": percentile_of_counts(snap.interval, 99) / 1e6,
+                 "errors": float(snap.failed + snap.closed_early)}
+        self.points.append(point)
+
+
+def _both(*shows: Callable[[Snapshot], None] | None) -> Callable[[Snapshot], None] | None:
+    wanted = [show for show in shows if show is not None]
+    if not wanted:
+        return None
+
+    def show(snap: Snapshot) -> None:
+        for one in wanted:
+            one(snap)
+
+    return show
+
+
 async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig, *,
-                    json_output: bool, quiet: bool = False) -> int:
+                    json_output: bool, quiet: bool = False,
+                    html_path: str | None = None) -> int:
     stop = asyncio.Event()
     signals: list[signal.Signals] = []
 
@@ -49,17 +83,18 @@ async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig,
     progress: _Progress | None = None
     with handle_signals({signal.SIGINT: lambda: on_signal(signal.SIGINT),
                          signal.SIGTERM: lambda: on_signal(signal.SIGTERM)}):
+        series = _Series() if html_path is not None else None
+        if live:
+            progress = _Progress(env, cfg)
+        show = _both(progress.show if progress is not None else None,
+                     series.add if series is not None else None)
         if cfg.procs > 1:
-            if live:
-                progress = _Progress(env, cfg)
-            results = await run_workers(cfg, conn_cfg, stop,
-                                        progress.show if progress is not None else None)
+            results = await run_workers(cfg, conn_cfg, stop, show)
         else:
             run = BenchRun(cfg, conn_cfg)
             ticker = None
-            if live:
-                progress = _Progress(env, cfg)
-                ticker = asyncio.ensure_future(_tick(run.snapshot, progress.show, cfg))
+            if show is not None:
+                ticker = asyncio.ensure_future(_tick(run.snapshot, show, cfg))
             try:
                 await run.run(stop)
             finally:
@@ -86,6 +121,19 @@ async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig,
         if live:  # pictures on a terminal only: a pipe gets the table alone
             render_pictures(env, merged["latency"],
                             progress.history if progress is not None else [])
+    if html_path is not None:
+        from wstool.bench.html import CURVE_PERCENTILES, render_html
+
+        latency: Histogram = merged["latency"]
+        curve = ([(p, latency.percentile_us(p) / 1e6) for p in CURVE_PERCENTILES]
+                 if latency.count else [])
+        page = render_html(report, curve, series.points if series is not None else [])
+        try:
+            with open(html_path, "w", encoding="utf-8") as file:
+                file.write(page)
+        except OSError as exc:
+            raise WstoolError(f"cannot write --html {html_path}: "
+                              f"{exc.strerror or exc}") from exc
     note = histogram_note()
     if note and not quiet and not json_output:
         env.write_stderr_line(f"wstool: note: {note}")

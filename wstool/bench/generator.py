@@ -154,6 +154,7 @@ class Snapshot(NamedTuple):
     sent: int
     received: int
     interval: dict[int, int]  # latencies (µs) since the previous snapshot
+    closed_early: int = 0  # closed by the server so far
 
 
 class BenchRun:
@@ -262,7 +263,7 @@ class BenchRun:
     def snapshot(self) -> Snapshot:
         return Snapshot(time.perf_counter() - self.started, self.phase, self.opened,
                         self.failed, self.open_now, self.sent, self.received,
-                        self.latency.fold())
+                        self.latency.fold(), self.closed_early)
 
     def connection_closed(self, load: _Load, closed: Closed) -> None:
         self.open_now -= 1

@@ -102,7 +102,8 @@ def _merge_snapshots(snaps: list[Snapshot]) -> Snapshot:
     return Snapshot(
         max(s.elapsed_s for s in snaps), snaps[0].phase, sum(s.opened for s in snaps),
         sum(s.failed for s in snaps), sum(s.open_now for s in snaps),
-        sum(s.sent for s in snaps), sum(s.received for s in snaps), interval)
+        sum(s.sent for s in snaps), sum(s.received for s in snaps), interval,
+        sum(s.closed_early for s in snaps))
 
 
 def _worker_main(cfg: BenchConfig, conn_cfg: ConnectConfig, connections: int, index: int,

@@ -90,6 +90,9 @@ Examples:
                    "README).")
 @click.option("--color/--no-color", default=None,
               help="Force colour on or off (default: on for a terminal, off with NO_COLOR).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the report to FILE as one self-contained page (inline SVG "
+                   "charts: percentiles, latency, throughput and errors over time).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def bench_cmd(url: str, **raw: Any) -> None:
     """Load a WebSocket server and report throughput, latency and failures.
@@ -114,7 +117,7 @@ def bench_cmd(url: str, **raw: Any) -> None:
         from wstool.bench.frontend import run_bench
 
         return await run_bench(env, cfg, conn_cfg, json_output=raw["json_output"],
-                               quiet=raw["quiet"])
+                               quiet=raw["quiet"], html_path=raw["html_path"])
 
     run_async(main, debug=raw["debug"], env=env)
 
