@@ -633,3 +633,21 @@ def test_html_escapes_what_came_from_outside() -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "ws://h/&lt;b&gt;" in page
     assert "nothing measured" in page
+
+
+@pytest.mark.parametrize("size", [100, 5000])
+def test_compression_applies(size: int) -> None:
+    """permessage-deflate negotiated (connect's default): serve-echo compresses echoes of
+    1024 bytes and more; both kinds are counted, with their payload sizes."""
+    server = ServeEcho()
+    try:
+        proc = run_wstool_inprocess("bench", "--json", "-c", "2", "--messages", "20",
+                                    "--window", "3", "--size", str(size), server.url,
+                                    timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        msgs = json.loads(proc.stdout)["messages"]
+        assert msgs["received"] == 40 and msgs["bytes_received"] == 40 * size
+        _connections, messages_in = server_summary(server)
+        assert messages_in == 40
+    finally:
+        server.close()

@@ -658,7 +658,8 @@ class _Load:
         if run.cfg.mode == "broadcast":
             session.on_message = self._on_broadcast
             session.on_batch = None
-        if run.cfg.mode == "echo" and not session.extensions:
+        if run.cfg.mode == "echo" and all(name == "permessage-deflate"
+                                          for name in session.extensions):
             _FastReceiver(self)
         if run.cfg.mode == "echo" and self.index < run.slow_count:
             self.slow = True
@@ -875,13 +876,15 @@ async def _sleep_or_stop(delay_s: float, stop: asyncio.Event) -> None:
 class _FastReceiver(asyncio.Protocol):
     """echo mode's receive path: in front of the session's connection on the transport.
 
-    Whole, unmasked, unfragmented text/binary frames with RSV bits clear (every echo)
-    are counted here, one call per received chunk, without the session's layers (its
-    fast path, per-message delivery, UTF-8 decoding: a reply's text is not validated).
-    Any other frame (ping, pong, close, a fragment, over --max-size) is handed to the
-    connection once whole, as the library would have received it; the library then
-    sits at a frame boundary again. After a close frame, or once the connection is
-    no longer open, every byte goes to the connection: the transport is given back.
+    Whole, unmasked, unfragmented text/binary frames with RSV bits clear (every echo
+    under permessage-deflate's threshold too) are counted here, one call per received
+    chunk, without the session's layers (its fast path, per-message delivery, UTF-8
+    decoding: a reply's text is not validated). Any other frame (ping, pong, close, a
+    fragment, a compressed message) is handed to the connection once whole, as the
+    library would have received it: the session delivers it (counted through
+    ``on_batch``) and the library sits at a frame boundary again. A frame the library
+    must refuse (masked, over --max-size), a close frame, or the connection no longer
+    open: every byte from there goes to the connection, the transport given back.
     """
 
     def __init__(self, load: _Load) -> None:
@@ -926,8 +929,10 @@ class _FastReceiver(asyncio.Protocol):
             # FIN set, RSV1-3 clear, TEXT or BINARY, not masked, within --max-size.
             fast = (first & 0xF0 == 0x80 and not second & 0x80 and 1 <= first & 0x0F <= 2
                     and (max_size is None or length <= max_size))
-            if not fast and (first & 0x08 == 0 or length > 125):
-                # Not a control frame (or a bad one): the library from here on.
+            if not fast and (second & 0x80 or (max_size is not None and length > max_size)
+                             or (first & 0x08 and length > 125)):
+                # Masked, too big, an over-long control frame: the library fails the
+                # connection; it gets everything from here on.
                 self._count(count, payload_bytes)
                 self._give_back(buf[pos:])
                 return
