@@ -651,3 +651,32 @@ def test_compression_applies(size: int) -> None:
         assert messages_in == 40
     finally:
         server.close()
+
+
+def test_procs_unreachable_url_is_one_error() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    proc = run_wstool_inprocess("bench", "-c", "4", "--procs", "2", "--duration", "1", url)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [f"wstool: error: connection refused by {url}"]
+
+
+@pytest.mark.slow
+def test_procs_ctrl_c_merges_the_partial_results() -> None:
+    server = ServeEcho("-v")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
+             "--duration", "60", "--json", server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(2, 6):  # the probe, then the workers' four
+            server.wait_for(f"[{n}]")
+        time.sleep(0.5)  # let them measure something
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=scaled(30))
+        assert proc.returncode == 130, err
+        report = json.loads(out)
+        assert report["interrupted"] is True and report["generator"]["procs"] == 2
+        assert report["messages"]["received"] > 0
+        assert report["latency"]["count"] == report["messages"]["received"]
+    finally:
+        server.close()
