@@ -102,6 +102,10 @@ class PipeFrontEnd(ClientFrontEnd):
         # Escape remote text when our stdout is a terminal (STYLE.md "Output").
         self.escape_output = env.stdout_isatty
         self.stdout_closed = False
+        # Received text goes to stdout as it came (no escaping, no JSON): whole
+        # chunks of lines can be written in one go (issue 14, the hot path).
+        self.text_batches = not (output_config.json or self.escape_output
+                                 or stream_config.binary)
 
     # Output
 
@@ -191,6 +195,13 @@ class PipeFrontEnd(ClientFrontEnd):
             self.write_json(Message("received", data, ts=time.monotonic()))
         else:
             self.write_message(data)
+
+    def on_text_batch(self, payloads: list[bytes]) -> None:
+        """Received text lines of one chunk (UTF-8 checked), when text_batches: one
+        write of the joined lines (hence a separator after the last one too)."""
+        separator = self.separator
+        payloads.append(b"")
+        self.write(separator.join(payloads))
 
     def on_batch(self) -> None:
         self.flush()
