@@ -282,7 +282,8 @@ class ClientRun:
         # Set when the run is to end: -n reached, all replies in, stop(), close(),
         # Ctrl-C. A session in progress then closes with 1000 (or close()'s code).
         self._ending = asyncio.Event()
-        self._activity = asyncio.Event()  # a message or the close, after EOF
+        # When the latest message came, after EOF (_after_input's --wait).
+        self._last_activity_at = 0.0
         self._stop_error: WstoolError | None = None
         self._close_code = 1000  # 1001 after SIGTERM
         self._grace: asyncio.TimerHandle | None = None
@@ -638,21 +639,22 @@ class ClientRun:
             # They came before the end of input: within that time.
             self._start_grace(self._input_ended_at)
         wait_s = self.config.wait_s
+        # Received messages only note the time (_last_activity_at); this loop wakes
+        # when --wait seconds may have passed since. It used to wake (a task and an
+        # asyncio.wait) for every received chunk: piped in at once, most replies
+        # come after the end of input, and through the websockets library's echo
+        # (a few messages a read) that was most of the client's CPU (issue 14).
+        self._last_activity_at = time.monotonic()
         while True:
-            self._activity.clear()
-            activity: asyncio.Future[Any] = asyncio.ensure_future(self._activity.wait())
-            try:
-                finished, _ = await asyncio.wait(
-                    {closed, ending, activity},
-                    timeout=wait_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                activity.cancel()
-            if closed in finished or ending in finished:
+            timeout = None if wait_s is None else max(
+                self._last_activity_at + wait_s - time.monotonic(), 0.0)
+            finished, _ = await asyncio.wait(
+                {closed, ending}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if finished:
                 return
-            if not finished:  # --wait seconds without a message
-                self._warn_unanswered(session)
+            assert wait_s is not None
+            if time.monotonic() - self._last_activity_at >= wait_s:
+                self._warn_unanswered(session)  # --wait seconds without a message
                 return
 
     def _warn_unanswered(self, session: Session) -> None:
@@ -697,7 +699,6 @@ class ClientRun:
             self.state = OPEN
         elif kind is Closed:
             self.state = CLOSED
-            self._activity.set()
         self._front.on_event(event)
         for observer in self.observers:
             observer.on_event(event)
@@ -732,7 +733,7 @@ class ClientRun:
         for observer in self.observers:
             observer.on_message(data)
         if self.input_eof:
-            self._activity.set()  # only _after_input() waits on it
+            self._last_activity_at = time.monotonic()  # only _after_input() reads it
         if count is not None and self.received_total >= count:
             self._ending.set()  # -n: N messages received, then a clean close
         elif self.input_eof and self._replies_end_input:
@@ -764,7 +765,7 @@ class ClientRun:
         self.received_total += len(payloads)
         self._front.on_text_batch(payloads)
         if self.input_eof:
-            self._activity.set()  # only _after_input() waits on it
+            self._last_activity_at = time.monotonic()  # only _after_input() reads it
         if count is not None and self.received_total >= count:
             self._ending.set()  # -n: N messages received, then a clean close
         elif self.input_eof and self._replies_end_input:
