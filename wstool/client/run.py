@@ -48,6 +48,11 @@ A **front-end** (:class:`ClientFrontEnd`) renders; it holds no policy:
     session calls it directly when the run has nothing to do per message (no
     ``-n``, no observer, input not at its end), else through the run's
     ``_on_message``. Keep it cheap;
+``on_text_batch(payloads)`` / ``text_batches``
+    when the front-end sets ``text_batches`` (pipe mode writing plain lines), the
+    received text messages of one chunk as a list of UTF-8-checked bytes, in
+    order, instead of one ``on_message`` each (issue 14: the pipe's hot path);
+    not used with observers or --echo shown as sent;
 ``on_batch()``
     after each chunk of received data (flush output here), and once at the end
     of the run;
