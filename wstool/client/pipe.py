@@ -114,8 +114,11 @@ class PipeFrontEnd(ClientFrontEnd):
         self._held_close: Closed | None = None
         # Received text goes to stdout as it came (no escaping, no JSON): whole
         # chunks of lines can be written in one go (issue 14, the hot path).
+        # A subclass that handles messages itself (connect --exec's front-end writes
+        # them to a process) must see each one: the batch path would bypass it.
         self.text_batches = not (output_config.json or self.escape_output
-                                 or stream_config.binary)
+                                 or stream_config.binary) \
+            and type(self).on_message is PipeFrontEnd.on_message
 
     # Output
 
