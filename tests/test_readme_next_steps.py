@@ -71,6 +71,7 @@ def test_contents_links_resolve() -> None:
     links = re.findall(r"\]\(#([^)]+)\)", contents)
     assert len(links) >= 10
     assert [link for link in links if link not in anchors] == []
+    assert len(links) == len(set(links)), "a section is listed twice"
     # Every top-level section after the contents is listed.
     after = readme.split("\n## Contents\n", 1)[1]
     assert {_slug(h) for h in re.findall(r"^## (.+)$", after, re.M)} <= set(links)
