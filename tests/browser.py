@@ -81,16 +81,21 @@ def _usable(path: str) -> str | None:
 
 def _apt_install_chromium() -> str | None:
     """Install Debian's chromium; None on success, else why not."""
+    return apt_install("chromium")
+
+
+def apt_install(package: str) -> str | None:
+    """Install a Debian package for a test peer; None on success, else why not."""
     apt_get = shutil.which("apt-get")
     if apt_get is None:
         return "not installed, and there is no apt-get to install it"
     if os.geteuid() != 0:
-        return "not installed, and installing it needs root (apt-get install chromium)"
+        return f"not installed, and installing it needs root (apt-get install {package})"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     deadline = time.monotonic() + APT_TIMEOUT_S
     for args in (
         [apt_get, "update", "-qq"],
-        [apt_get, "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=60", "chromium"],
+        [apt_get, "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=60", package],
     ):
         remaining = deadline - time.monotonic()
         try:
