@@ -64,6 +64,10 @@ class UpgradeResult(NamedTuple):
     elapsed_s: float | None = None
 
 
+# The error of an attempt not made because TCP/TLS failed.
+NOT_TRIED = "not tried: "
+
+
 class H2Result(NamedTuple):
     """HTTP/2: the connection, its SETTINGS, the extended CONNECT."""
 
@@ -335,7 +339,7 @@ async def probe(config: ConnectConfig) -> ProbeReport:
     host, port = uri.host, uri.port
     transport = await probe_transport(config, host, port)
     if not transport.ok:
-        skipped = "not tried: " + (transport.error or "no connection")
+        skipped = NOT_TRIED + (transport.error or "no connection")
         http11 = UpgradeResult(False, error=skipped)
         h2 = H2Result(False, cleartext=not config.target.secure, error=skipped)
     else:
