@@ -151,6 +151,7 @@ def test_untrusted_certificate_is_reported(server_thread: ServerThread, ca: trus
     status, report = _probe_json(f"wss://127.0.0.1:{raw.port}/")
     assert status == 3
     assert "TLS certificate not trusted" in report["transport"]["error"]  # type: ignore[index]
+    assert "--cacert FILE" in report["verdict"][-1]  # type: ignore[index]
 
 
 def test_unix_url_is_a_usage_error() -> None:

@@ -294,6 +294,10 @@ def verdict(report_url: str, secure: bool, transport: TransportResult,
             http11: UpgradeResult, h2: H2Result) -> tuple[str, ...]:
     """What the results mean, in plain words (issue 12's examples)."""
     if not transport.ok:
+        if (transport.error or "").startswith("TLS certificate not trusted"):
+            # As connect says it: the two options that change it.
+            return (f"cannot connect: {transport.error}",
+                    "trust its CA with --cacert FILE, or skip the check with -k/--insecure")
         return (f"cannot connect: {transport.error}",)
     lines: list[str] = []
     h1_answer = ("works" if http11.ok else
