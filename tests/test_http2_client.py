@@ -72,6 +72,7 @@ def test_h2c_prior_knowledge_round_trip_with_hypercorn(h2c_port: int) -> None:
     assert "sec-websocket-key" not in proc.stderr.lower()  # RFC 8441 §5
     assert "< HTTP/2 200" in proc.stderr
     assert "falling back" not in proc.stderr
+    assert f"connected to ws://127.0.0.1:{h2c_port}/ over HTTP/2 (RFC 8441)" in proc.stderr
 
 
 def test_tls_alpn_h2_with_hypercorn_subprotocol_headers_and_compression(
