@@ -101,6 +101,8 @@ def test_json_and_trace_over_h2(h2c_port: int) -> None:
     received = [e for e in events if e.get("event") == "message"
                 and e.get("direction") == "received"]
     assert [e.get("data", e.get("text")) for e in received] == ["one"], events
+    opened = next(e for e in events if e.get("event") == "open")
+    assert opened["status"] == 200 and opened["http_version"] == "HTTP/2", opened
     # --trace: WebSocket frames; --trace-h2: HTTP/2 frames, both directions.
     assert "h2 > HEADERS stream 1" in proc.stderr or any(
         "h2 > HEADERS stream 1" in json.dumps(e) for e in events)

@@ -219,6 +219,7 @@ def event_json(event: Event) -> JsonObject | None:
             "subprotocol": event.subprotocol,
             "extensions": list(event.extensions),
             "status": event.handshake.status_code,
+            "http_version": event.handshake.http_version,  # "HTTP/2": RFC 8441
             **event_times(event.ts),
         }
     if isinstance(event, Redirected):
