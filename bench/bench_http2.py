@@ -13,8 +13,13 @@ medians of:
 * one-shot: ``echo hi | wstool connect -n 1``: wall time and client CPU.
 
 Ratio = h2 / HTTP/1.1 throughput (pipe) or h2 / HTTP/1.1 time (one-shot). Figures only.
-Hypercorn, not wstool's own serve-echo (``serve-echo --http2`` is another branch):
-``--url ws://127.0.0.1:PORT/`` measures against a server already running instead.
+
+``--server serve-echo`` measures against ``wstool serve-echo --http2`` instead (one
+process on cleartext: h2c prior knowledge and HTTP/1.1 upgrades on one port; with
+``--tls`` a second one with a trustme certificate, ALPN h2 / http/1.1), the server's
+CPU time per run read from /proc/PID/stat; ``--tls both`` runs cleartext and TLS
+side by side in the same loop. ``--url ws://127.0.0.1:PORT/`` measures against a
+server already running instead.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
@@ -73,6 +79,32 @@ def start_hypercorn(tls: tuple[str, str] | None = None) -> tuple[subprocess.Pope
     return proc, port
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a running process (0 for none)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def start_serve_echo(tls: tuple[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """`wstool serve-echo --http2` on 127.0.0.1, a free port; keepalive pings off."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "serve-echo", "--http2", "--port", "0",
+         "--ping-interval", "0", "--no-compress",
+         *(["--cert", tls[0], "--key", tls[1]] if tls else [])],
+        cwd=ROOT, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    match = re.search(r":(\d+)/", line)
+    assert match, line
+    proc.stderr.close()  # nothing else is written without -v
+    return proc, int(match.group(1))
+
+
 def _timed(args: list[str], data: bytes) -> tuple[float, float, int]:
     # Popen.communicate reaps the child itself: read its rusage with a wait4 of our own.
     start = time.perf_counter()
@@ -99,10 +131,14 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--url", help="a running server that speaks both (e.g. "
                         "`wstool serve-echo --http2`) instead of Hypercorn; loopback only")
-    parser.add_argument("--tls", action="store_true",
-                        help="wss:// to Hypercorn with a trustme certificate (ALPN h2 or "
-                        "http/1.1), as browsers connect")
+    parser.add_argument("--tls", nargs="?", const="only", choices=["only", "both"],
+                        help="wss:// with a trustme certificate (ALPN h2 or http/1.1), as "
+                        "browsers connect; `both`: cleartext and TLS in the same run")
+    parser.add_argument("--server", choices=["hypercorn", "serve-echo"], default="hypercorn")
     opts = parser.parse_args()
+    if opts.server == "serve-echo" and not opts.url:
+        serve_echo(opts)
+        return
     server = None
     tmp = tempfile.TemporaryDirectory()
     client_tls: list[str] = []
@@ -160,6 +196,71 @@ def main() -> None:
     print(f"\nh2 / HTTP/1.1: pipe throughput {med(h1, 0) / med(h2, 0):.2f}x, "
           f"pipe client CPU {med(h2, 1) / med(h1, 1):.2f}x, one-shot wall "
           f"{med(oneshot['HTTP/2'], 0) / med(oneshot['HTTP/1.1'], 0):.2f}x")
+
+
+def serve_echo(opts: argparse.Namespace) -> None:
+    """The same measures against `wstool serve-echo --http2`, with its CPU time."""
+    tmp = tempfile.TemporaryDirectory()
+    servers: dict[str, tuple[subprocess.Popen[bytes], str, list[str]]] = {}
+    if opts.tls != "only":
+        proc, port = start_serve_echo()
+        servers["ws"] = (proc, f"ws://127.0.0.1:{port}/", [])
+    if opts.tls:
+        cafile, certfile, keyfile = tls_files(Path(tmp.name))
+        proc, port = start_serve_echo((certfile, keyfile))
+        servers["wss"] = (proc, f"wss://127.0.0.1:{port}/", ["--cacert", cafile])
+    ways: dict[str, tuple[int | None, str, list[str]]] = {}
+    for scheme, (proc, url, tls_args) in servers.items():
+        label = "h2c" if scheme == "ws" else "h2 (TLS)"
+        ways[f"HTTP/1.1 {scheme}://"] = (proc.pid, url, tls_args)
+        ways[f"HTTP/2 {label}"] = (proc.pid, url, ["--http2=only", *tls_args])
+    lines = b"".join(b"%031d\n" % i for i in range(opts.lines))
+    pipe: dict[str, list[tuple[float, float, float]]] = {w: [] for w in ways}
+    oneshot: dict[str, list[tuple[float, float, float]]] = {w: [] for w in ways}
+    try:
+        for _ in range(opts.runs):
+            for way, (pid, url, extra) in ways.items():
+                before = cpu_seconds(pid)
+                wall, cpu, size = _timed([*extra, "--no-compress", url], lines)
+                server_cpu = cpu_seconds(pid) - before
+                if size != len(lines):
+                    print(f"warning: {way} pipe returned {size} of {len(lines)} bytes",
+                          file=sys.stderr)
+                pipe[way].append((wall, cpu, server_cpu))
+                # (the server's CPU for one message is below /proc's 10 ms tick)
+                wall, cpu, size = _timed([*extra, "--no-compress", "-n", "1", url], b"hi\n")
+                oneshot[way].append((wall, cpu, 0.0))
+    finally:
+        for proc, _url, _tls in servers.values():
+            proc.terminate()
+            proc.wait(10)
+
+    def med(values: list[tuple[float, float, float]], i: int) -> float:
+        return statistics.median(v[i] for v in values)
+
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python "
+          f"{platform.python_version()}, {opts.runs} runs interleaved, {opts.lines} lines, "
+          "wstool serve-echo --http2\n")
+    print("| way | pipe wall s | pipe msg/s | pipe client CPU s | pipe server CPU s | "
+          "one-shot wall ms | one-shot client CPU ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for way in ways:
+        wall = med(pipe[way], 0)
+        print(f"| {way} | {wall:.2f} | {opts.lines / wall:,.0f} | {med(pipe[way], 1):.2f} | "
+              f"{med(pipe[way], 2):.2f} | {med(oneshot[way], 0) * 1000:.0f} | "
+              f"{med(oneshot[way], 1) * 1000:.0f} |")
+    print()
+    for scheme in servers:
+        h1_name = f"HTTP/1.1 {scheme}://"
+        h2_name = next(w for w in ways if w.startswith("HTTP/2") and
+                       (scheme == "ws") == ("h2c" in w))
+        h1, h2 = pipe[h1_name], pipe[h2_name]
+        print(f"{h2_name} / {h1_name}: pipe throughput {med(h1, 0) / med(h2, 0):.2f}x, "
+              f"pipe client CPU {med(h2, 1) / med(h1, 1):.2f}x, pipe server CPU "
+              f"{med(h2, 2) / max(med(h1, 2), 0.01):.2f}x, one-shot wall "
+              f"{med(oneshot[h2_name], 0) / med(oneshot[h1_name], 0):.2f}x, one-shot client "
+              f"CPU {med(oneshot[h2_name], 1) / med(oneshot[h1_name], 1):.2f}x")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def test_h2c_prior_knowledge_round_trip_with_hypercorn(h2c_port: int) -> None:
     assert "sec-websocket-key" not in proc.stderr.lower()  # RFC 8441 §5
     assert "< HTTP/2 200" in proc.stderr
     assert "falling back" not in proc.stderr
+    assert f"connected to ws://127.0.0.1:{h2c_port}/ over HTTP/2 (RFC 8441)" in proc.stderr
 
 
 def test_tls_alpn_h2_with_hypercorn_subprotocol_headers_and_compression(
@@ -100,6 +101,8 @@ def test_json_and_trace_over_h2(h2c_port: int) -> None:
     received = [e for e in events if e.get("event") == "message"
                 and e.get("direction") == "received"]
     assert [e.get("data", e.get("text")) for e in received] == ["one"], events
+    opened = next(e for e in events if e.get("event") == "open")
+    assert opened["status"] == 200 and opened["http_version"] == "HTTP/2", opened
     # --trace: WebSocket frames; --trace-h2: HTTP/2 frames, both directions.
     assert "h2 > HEADERS stream 1" in proc.stderr or any(
         "h2 > HEADERS stream 1" in json.dumps(e) for e in events)

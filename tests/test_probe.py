@@ -139,7 +139,11 @@ def test_h2c_404_and_cleartext_verdict(server_thread: ServerThread) -> None:
 def test_cannot_connect_is_exit_3() -> None:
     proc = run_wstool_inprocess("probe", f"ws://127.0.0.1:{closed_port()}/")
     assert proc.returncode == 3
-    assert "cannot connect: connection refused" in proc.stdout.decode()
+    out = proc.stdout.decode()
+    assert "cannot connect: connection refused" in out
+    # The attempts not made say so, not "failed" or "not spoken".
+    assert "HTTP/1.1  not tried: connection refused" in out
+    assert "HTTP/2    not tried: connection refused" in out
 
 
 def test_untrusted_certificate_is_reported(server_thread: ServerThread, ca: trustme.CA) -> None:
@@ -147,6 +151,7 @@ def test_untrusted_certificate_is_reported(server_thread: ServerThread, ca: trus
     status, report = _probe_json(f"wss://127.0.0.1:{raw.port}/")
     assert status == 3
     assert "TLS certificate not trusted" in report["transport"]["error"]  # type: ignore[index]
+    assert "--cacert FILE" in report["verdict"][-1]  # type: ignore[index]
 
 
 def test_unix_url_is_a_usage_error() -> None:

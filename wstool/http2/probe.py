@@ -64,6 +64,10 @@ class UpgradeResult(NamedTuple):
     elapsed_s: float | None = None
 
 
+# The error of an attempt not made because TCP/TLS failed.
+NOT_TRIED = "not tried: "
+
+
 class H2Result(NamedTuple):
     """HTTP/2: the connection, its SETTINGS, the extended CONNECT."""
 
@@ -290,6 +294,10 @@ def verdict(report_url: str, secure: bool, transport: TransportResult,
             http11: UpgradeResult, h2: H2Result) -> tuple[str, ...]:
     """What the results mean, in plain words (issue 12's examples)."""
     if not transport.ok:
+        if (transport.error or "").startswith("TLS certificate not trusted"):
+            # As connect says it: the two options that change it.
+            return (f"cannot connect: {transport.error}",
+                    "trust its CA with --cacert FILE, or skip the check with -k/--insecure")
         return (f"cannot connect: {transport.error}",)
     lines: list[str] = []
     h1_answer = ("works" if http11.ok else
@@ -335,7 +343,7 @@ async def probe(config: ConnectConfig) -> ProbeReport:
     host, port = uri.host, uri.port
     transport = await probe_transport(config, host, port)
     if not transport.ok:
-        skipped = "not tried: " + (transport.error or "no connection")
+        skipped = NOT_TRIED + (transport.error or "no connection")
         http11 = UpgradeResult(False, error=skipped)
         h2 = H2Result(False, cleartext=not config.target.secure, error=skipped)
     else:

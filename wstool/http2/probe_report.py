@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wstool.http2.probe import H2Result, ProbeReport, TransportResult, UpgradeResult
+from wstool.http2.probe import NOT_TRIED, H2Result, ProbeReport, TransportResult, UpgradeResult
 from wstool.term.render import escape, milliseconds
 
 
@@ -29,6 +29,12 @@ def _transport_lines(result: TransportResult, secure: bool) -> list[str]:
     ]
 
 
+def _failure(error: str | None, prefix: str) -> str:
+    # An attempt skipped (no TCP/TLS) says "not tried: ...", not "failed".
+    text = escape(error or "?")
+    return text if text.startswith(NOT_TRIED) else f"{prefix}: {text}"
+
+
 def _upgrade_lines(result: UpgradeResult) -> list[str]:
     if result.ok:
         return [f"{result.status} {escape(result.reason)}{_ms(result.elapsed_s)}; "
@@ -38,13 +44,13 @@ def _upgrade_lines(result: UpgradeResult) -> list[str]:
         line = f"refused: HTTP {result.status} {escape(result.reason)}".rstrip()
         line += _ms(result.elapsed_s)
         return [line + (f": {escape(result.body)}" if result.body else "")]
-    return [f"failed: {escape(result.error or '?')}"]
+    return [_failure(result.error, "failed")]
 
 
 def _h2_lines(result: H2Result) -> list[str]:
     lines: list[str] = []
     if not result.h2:
-        return [f"not spoken: {escape(result.error or '?')}"]
+        return [_failure(result.error, "not spoken")]
     how = "h2c (prior knowledge)" if result.cleartext else "h2 chosen in ALPN"
     lines.append(f"{how}; SETTINGS " +
                  (" ".join(f"{name}={value}" for name, value in result.settings) or "(none)"))

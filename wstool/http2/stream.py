@@ -42,6 +42,9 @@ WRITE_HIGH_WATER_BYTES = 64 * 1024
 # waiting for a WINDOW_UPDATE round trip on loopback; the defaults (64 KiB) would
 # make a 100 MB transfer a thousand and more round trips.
 RECEIVE_WINDOW_BYTES = 8 * 1024 * 1024
+# The largest DATA frame the peer may send us (RFC 9113 §6.5.2; default 16 KiB):
+# h2's cost is per frame, and a server's echoes come in fewer, larger frames.
+MAX_FRAME_BYTES = 256 * 1024
 
 
 class StreamReset(ConnectionResetError):
@@ -347,12 +350,15 @@ class H2Endpoint(asyncio.Protocol):
         client_side = bool(self.h2.config.client_side)
         initial: dict[h2.settings.SettingCodes, int] = {
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW_BYTES,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
             **self.local_settings(),
         }
         if client_side:
             initial[h2.settings.SettingCodes.ENABLE_PUSH] = 0
         self.h2.local_settings = h2.settings.Settings(client=client_side,
                                                       initial_values=initial)
+        # Initial values are never reported as a change: tell h2 the frame limit.
+        self.h2.max_inbound_frame_size = self.h2.local_settings.max_frame_size
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(RECEIVE_WINDOW_BYTES - 65535)
         self.flush()

@@ -62,6 +62,10 @@ INSTALL_HINT = "pip install 'wstool[http2]'"
 _STREAM_WINDOW = 1 << 20
 _CONNECTION_WINDOW = 16 << 20
 _MAX_CONCURRENT_STREAMS = 128
+# The largest DATA frame a client may send (RFC 9113 §6.5.2; the default is 16 KiB).
+# h2's cost is per frame (parse, state machines, one data_received per frame): a
+# client that sends 16 KiB frames pays it 16 times per 256 KiB read.
+_MAX_FRAME_BYTES = 256 * 1024
 # Echoes waiting for the client's window: above this, stop acknowledging DATA.
 _HIGH_WATER = 1 << 20
 
@@ -263,8 +267,12 @@ class H2Session(asyncio.Protocol):
                 codes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441 §3
                 codes.MAX_CONCURRENT_STREAMS: _MAX_CONCURRENT_STREAMS,
                 codes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+                codes.MAX_FRAME_SIZE: _MAX_FRAME_BYTES,
             },
         )
+        # h2 read the frame limit from the settings it was built with: these are the
+        # initial values (no ACK will report them as a change), so tell it here.
+        self.h2.max_inbound_frame_size = _MAX_FRAME_BYTES
         self.streams: dict[int, StreamTransport] = {}
         self.stream_count = 0
         self.goaway_sent = False

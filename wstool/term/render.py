@@ -176,6 +176,9 @@ def redirect_line(event: Redirected) -> str:
 
 def opened_line(event: Opened) -> str:
     parts = [f"connected to {event.url}"]
+    if event.handshake.http_version == "HTTP/2":
+        # --http2 succeeded (it may also have fallen back): say which way it went.
+        parts[0] += " over HTTP/2 (RFC 8441)"
     if event.subprotocol:
         parts.append(f"subprotocol {escape(event.subprotocol)}")
     if event.extensions:
@@ -216,6 +219,7 @@ def event_json(event: Event) -> JsonObject | None:
             "subprotocol": event.subprotocol,
             "extensions": list(event.extensions),
             "status": event.handshake.status_code,
+            "http_version": event.handshake.http_version,  # "HTTP/2": RFC 8441
             **event_times(event.ts),
         }
     if isinstance(event, Redirected):
