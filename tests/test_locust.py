@@ -13,6 +13,7 @@ namespace cannot be made (not root, no unshare), the tests skip, saying why.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -35,13 +36,16 @@ LOCUSTFILE = ROOT / "examples" / "locustfile.py"
 MASTER_PORT = 5557  # Locust's default; the namespace is empty, so it is free
 
 
+def _need_locust() -> None:
+    # Looked up, not imported: importing locust monkey-patches this test process.
+    if importlib.util.find_spec("locust") is None:
+        pytest.skip("locust not installed: pip install -e '.[test]' (or 'wstool[locust]')")
+
+
 @pytest.fixture
 def netns() -> Iterator[tuple[str, ...]]:
     """A loopback-only network namespace; yields the command prefix that runs in it."""
-    try:
-        import locust  # noqa: F401
-    except ImportError:
-        pytest.skip("locust not installed: pip install -e '.[test]' (or 'wstool[locust]')")
+    _need_locust()
     if not (shutil.which("unshare") and shutil.which("nsenter") and shutil.which("ip")):
         pytest.skip("no loopback-only network namespace: unshare, nsenter or ip missing")
     holder = subprocess.Popen(
@@ -161,3 +165,81 @@ def test_unreachable_url_counts_failures_without_tracebacks(
     assert len(errors) == 1, report
     assert int(errors[0][0]) == failures
     assert "connection refused by ws://127.0.0.1:9/" in errors[0][1]
+
+
+SLOW_LOCUSTFILE = """
+from locust import constant, task
+from wstool.locust import WebSocketUser
+
+class Impatient(WebSocketUser):
+    reply_timeout_s = 0.2
+    wait_time = constant(0)
+
+    @task
+    def echo(self):
+        self.request("late")
+"""
+
+
+def test_a_reply_too_late_fails_and_the_next_request_reconnects(
+        netns: tuple[str, ...], tmp_path: Path) -> None:
+    """serve-echo --delay 1 answers after the 0.2 s reply timeout: each request is one
+    failure, and the late echo must not answer the next one (a new connection)."""
+    locustfile = tmp_path / "impatient.py"
+    locustfile.write_text(SLOW_LOCUSTFILE)
+    server = ServeEcho("--delay", "1", prefix=netns)
+    json_prefix = tmp_path / "stats"
+    try:
+        command = _locust(netns, "--host", server.url, "-u", "2", "-r", "2", "-t", "2s",
+                          "--stop-timeout", "5", "--json-file", str(json_prefix))
+        command[command.index(str(LOCUSTFILE))] = str(locustfile)
+        result = subprocess.run(command, env=_env(tmp_path), capture_output=True,
+                                timeout=scaled(60), stdin=subprocess.DEVNULL)
+        report = (result.stderr + result.stdout).decode(errors="replace")
+        assert result.returncode == 1, report
+        assert "Traceback" not in report, report
+        assert server.stop() == 0
+        connections, messages_in, _out = _summary(server)
+    finally:
+        server.close()
+    stats = _stats(json_prefix)
+    text, connect = stats["text"], stats["connect"]
+    assert text["num_failures"] == text["num_requests"] >= 4, stats
+    assert connect["num_failures"] == 0, stats
+    # One connection per request (on_start's, then one after each failure), and
+    # every request reached the server.
+    assert connect["num_requests"] == text["num_requests"] == connections == messages_in
+
+
+CONFIG_CHECK = """
+from wstool.errors import UsageError
+from wstool.locust import connect_config
+
+cfg = connect_config("user:pw@127.0.0.1:9001/chat", headers=["Host: svc.test", "X-A: 1"],
+                     subprotocols=["chat"], proxy="", open_timeout_s=0, max_size_bytes=0)
+print(cfg.target.url, cfg.auth, cfg.host_header, cfg.headers, cfg.subprotocols,
+      repr(cfg.proxy), cfg.open_timeout_s, cfg.max_size_bytes)
+for bad in ({"url": "9100 x"}, {"url": "ws://h/", "key": "k.pem"},
+            {"url": "ws://h/", "headers": ["Upgrade: x"]}):
+    try:
+        connect_config(**bad)
+    except UsageError as exc:
+        print("error:", exc)
+"""
+
+
+def test_connect_config_takes_the_connect_flags_with_their_rules(tmp_path: Path) -> None:
+    """connect_config() parses as ``wstool connect`` does (in a process of its own:
+    importing locust monkey-patches the standard library)."""
+    _need_locust()
+    result = subprocess.run([sys.executable, "-c", CONFIG_CHECK], env=_env(tmp_path),
+                            capture_output=True, text=True, timeout=scaled(60))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "ws://127.0.0.1:9001/chat ('user', 'pw') svc.test (('X-A', '1'),) ('chat',) '' "
+        "None None",
+        "error: invalid URL '9100 x': it contains a space or a control character "
+        "(percent-encode it, e.g. %20)",
+        "error: --key needs --cert (the client certificate it belongs to)",
+        "error: -H 'Upgrade': the WebSocket handshake sets Upgrade itself",
+    ]

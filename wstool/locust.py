@@ -241,6 +241,10 @@ class _Connection:
         self.session.flush()
         await self.session.drain()
 
+    async def drop(self) -> None:
+        """Close at once, without waiting for the server (after a failed round trip)."""
+        self.session.close_now(1000, "")
+
     async def close(self, timeout_s: float) -> None:
         if self.session.opened_at is None:
             return
@@ -320,8 +324,10 @@ class WebSocketUser(User):
 
     def _open_connection(self) -> _Connection:
         connection = self._connection
-        if connection is None or connection.closed is not None:
-            self.connect()  # after a failure or a close: a new connection
+        if connection is None or not connection.session.is_open:
+            # After a failure, or the server's close (a close frame already received
+            # counts: the reply to a request sent now could not come): a new one.
+            self.connect()
             connection = self._connection
             assert connection is not None
         return connection
@@ -331,7 +337,8 @@ class WebSocketUser(User):
         """Send MESSAGE and return the next message received: one round trip,
         reported under NAME (default "text" or "binary"). Reconnects first if the
         connection was lost. A failure (closed, no reply within ``timeout_s``,
-        default ``reply_timeout_s``) is reported, then ends the task."""
+        default ``reply_timeout_s``) is reported, drops the connection (the next
+        request opens a new one), then ends the task."""
         connection = self._open_connection()
         kind = name or ("text" if isinstance(message, str) else "binary")
         timeout = self.reply_timeout_s if timeout_s is None else timeout_s
@@ -340,6 +347,9 @@ class WebSocketUser(User):
             reply, elapsed = run_in_loop(connection.round_trip(message, timeout))
         except WstoolError as exc:
             self._fire(kind, time.perf_counter() - start, 0, exc)
+            # A late reply must not answer the next request: that one reconnects.
+            self._connection = None
+            run_in_loop(connection.drop())
             raise RescheduleTask() from exc
         self._fire(kind, elapsed, _payload_bytes(reply), None)
         return reply
