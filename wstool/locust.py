@@ -169,26 +169,39 @@ def run_in_loop(coro: Coroutine[Any, Any, T]) -> T:
     return future.result()
 
 
+def _nothing() -> None:
+    pass
+
+
 def _payload_bytes(message: str | bytes) -> int:
     return len(message.encode()) if isinstance(message, str) else len(message)
 
 
 class _Connection:
-    """A session and what the user greenlet waits for; its methods run in the loop."""
+    """A session and the reply a user greenlet waits for.
+
+    Opening, closing and ``send()`` run in the loop (coroutines); a round trip runs
+    in the user's greenlet: the session's send path is synchronous (``send`` +
+    ``flush``: frames built, one ``transport.write``), and the reply comes back to
+    a ``gevent.event.AsyncResult`` set from the loop's receive callback. Same
+    thread, so both are safe, and a round trip costs no task, no future and no
+    wake-up of the loop beyond the socket's own (a third of the CPU of going
+    through ``run_coroutine_threadsafe`` each time, bench/bench_locust.py).
+    """
 
     def __init__(self, config: ConnectConfig, pushed: deque[str | bytes]) -> None:
         self.session = Session(config, self._on_event, on_message=self._on_message,
                                report_sent=False)
         self.pushed = pushed
-        # The reply being waited for and when its request went out (perf_counter).
-        self._reply: asyncio.Future[tuple[str | bytes, float]] | None = None
+        # The reply being waited for: (message, perf_counter() when it came).
+        self._reply: gevent.event.AsyncResult | None = None
         self.closed: Closed | None = None
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Closed):
             self.closed = event
             reply = self._reply
-            if reply is not None and not reply.done():
+            if reply is not None and not reply.ready():
                 reply.set_exception(self._closed_error(event))
 
     @staticmethod
@@ -199,8 +212,8 @@ class _Connection:
 
     def _on_message(self, message: str | bytes) -> None:
         reply = self._reply
-        if reply is not None and not reply.done():
-            reply.set_result((message, time.perf_counter()))
+        if reply is not None and not reply.ready():
+            reply.set((message, time.perf_counter()))
         else:
             self.pushed.append(message)  # nothing asked for it: a server push
 
@@ -209,14 +222,14 @@ class _Connection:
         await self.session.open()
         return time.perf_counter() - start
 
-    async def round_trip(self, message: str | bytes,
-                         timeout_s: float | None) -> tuple[str | bytes, float]:
-        """Send MESSAGE, wait for the next message; (reply, seconds between them)."""
+    def round_trip(self, message: str | bytes,
+                   timeout_s: float | None) -> tuple[str | bytes, float]:
+        """Send MESSAGE, wait for the next message; (reply, seconds between them).
+        Runs in the user's greenlet (see the class doc)."""
         session = self.session
         if self.closed is not None:
             raise self._closed_error(self.closed)
-        reply: asyncio.Future[tuple[str | bytes, float]] = (
-            asyncio.get_running_loop().create_future())
+        reply = gevent.event.AsyncResult()
         self._reply = reply
         try:
             start = time.perf_counter()
@@ -225,9 +238,14 @@ class _Connection:
             except SessionClosed:
                 raise ClosedAbnormally("connection closed before the request") from None
             session.flush()
+            if session._require_conn().transport.get_write_buffer_size():
+                # The socket took only part of it: asyncio now waits to write the
+                # rest, a change of the loop's selector made from outside the loop,
+                # so wake the loop to wait with it (its next select sees the writer).
+                _the_loop().call_soon_threadsafe(_nothing)
             try:
-                received, end = await asyncio.wait_for(reply, timeout_s)
-            except TimeoutError:
+                received, end = reply.get(timeout=timeout_s)
+            except gevent.Timeout:
                 raise TimedOut(f"no reply within {timeout_s}s") from None
             return received, end - start
         finally:
@@ -306,14 +324,16 @@ class WebSocketUser(User):
 
     def _connect(self) -> WstoolError | None:
         self.close()
-        if self._config is None:
-            url = self.url or self.host
-            if not url:
-                raise UsageError("no URL: set url on the user class or give --host")
-            self._config = connect_config(url, **self.connect_options)
-        connection = _Connection(self._config, self.pushed)
         start = time.perf_counter()
         try:
+            if self._config is None:
+                # A bad URL or option is reported as a failed connect too: one row of
+                # Locust's error report with wstool's message, not a traceback per user.
+                url = self.url or self.host
+                if not url:
+                    raise UsageError("no URL: set url on the user class or give --host")
+                self._config = connect_config(url, **self.connect_options)
+            connection = _Connection(self._config, self.pushed)
             elapsed = run_in_loop(connection.open())
         except WstoolError as exc:
             self._fire(CONNECT_NAME, time.perf_counter() - start, 0, exc)
@@ -344,7 +364,7 @@ class WebSocketUser(User):
         timeout = self.reply_timeout_s if timeout_s is None else timeout_s
         start = time.perf_counter()
         try:
-            reply, elapsed = run_in_loop(connection.round_trip(message, timeout))
+            reply, elapsed = connection.round_trip(message, timeout)
         except WstoolError as exc:
             self._fire(kind, time.perf_counter() - start, 0, exc)
             # A late reply must not answer the next request: that one reconnects.
