@@ -509,3 +509,83 @@ class ExecConfig(NamedTuple):
         import shlex
 
         return shlex.join(self.argv)
+
+
+# wstool bench (issue 15)
+
+BENCH_MODES = ("echo", "request", "connect", "idle", "broadcast")
+
+# --fail-if METRIC OP VALUE: latency percentiles (a time: 50ms, 200us, 1.5s; a bare
+# number is milliseconds), "errors" (a count) and "rate" (messages received per second).
+BENCH_LATENCY_METRICS = ("min", "p50", "p90", "p99", "p99.9", "max", "mean")
+BENCH_METRICS = (*BENCH_LATENCY_METRICS, "errors", "rate")
+_THRESHOLD_RE = re.compile(
+    r"^\s*([a-z][a-z0-9.]*)\s*(<=|>=|<|>|==)\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]*)\s*$")
+_TIME_UNITS_S = {"": 1e-3, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+class Threshold(NamedTuple):
+    """One ``--fail-if``: crossed when ``METRIC OP VALUE`` holds for the report."""
+
+    source: str
+    metric: str
+    op: str
+    value: float  # seconds for a latency, a count for errors, per second for rate
+
+    def crossed(self, measured: float) -> bool:
+        value, op = self.value, self.op
+        if op == ">":
+            return measured > value
+        if op == ">=":
+            return measured >= value
+        if op == "<":
+            return measured < value
+        if op == "<=":
+            return measured <= value
+        return measured == value
+
+
+def parse_threshold(text: str) -> Threshold:
+    """``'p99>50ms'``, ``'errors>0'``, ``'rate<10000'`` -> a Threshold (UsageError else)."""
+    match = _THRESHOLD_RE.match(text.lower())
+    hint = (f"invalid --fail-if '{text}': METRIC OP VALUE with METRIC one of "
+            f"{', '.join(BENCH_METRICS)}, OP one of < <= > >= ==, e.g. 'p99>50ms'")
+    if match is None:
+        raise UsageError(hint)
+    metric, op, number, unit = match.groups()
+    if metric not in BENCH_METRICS:
+        raise UsageError(hint)
+    value = float(number)
+    if metric in BENCH_LATENCY_METRICS:
+        if unit not in _TIME_UNITS_S:
+            raise UsageError(f"invalid --fail-if '{text}': unit '{unit}' (use us, ms or s)")
+        value *= _TIME_UNITS_S[unit]
+    elif unit not in ("", "/s") and not (metric == "rate" and unit == "k"):
+        raise UsageError(f"invalid --fail-if '{text}': {metric} takes a plain number")
+    elif unit == "k":
+        value *= 1000
+    return Threshold(text, metric, op, value)
+
+
+class BenchConfig(NamedTuple):
+    """``wstool bench``: what load to make and how to report it (the connection itself
+    is a ConnectConfig, shared with ``connect``)."""
+
+    mode: str = "echo"
+    connections: int = 1
+    duration_s: float | None = 10.0  # total sending time, warm-up included
+    messages: int | None = None  # per connection, instead of --duration
+    warmup_s: float = 0.0
+    payloads: tuple[bytes, ...] = (b"x" * 32,)
+    binary: bool = False
+    window: int = 1  # messages in flight per connection (closed loop)
+    rate_per_s: float | None = None  # per connection (open loop), instead of window
+    match_id: str | None = None  # request mode: the reply's field that names the request
+    connect_rate_per_s: float | None = None  # connect mode: new handshakes per second
+    ramp_per_s: float | None = None  # how fast connections are opened (idle, echo)
+    procs: int = 1
+    thresholds: tuple[Threshold, ...] = ()
+    slow_readers_percent: float = 0.0  # echo mode: this share of connections read slowly
+    # broadcast mode: where the publisher connects (None: the subscribers' URL)
+    publish: ConnectConfig | None = None
+    progress_interval_s: float = 0.5

@@ -320,6 +320,7 @@ class _Command(click.Command):
 # (click's "Lazily Loading Subcommands"): --version, --help of one command and a
 # one-shot connect build only the click.Option objects they use (bench/README.md).
 LAZY_COMMANDS: dict[str, str] = {
+    "bench": "wstool.cli.cmd_bench:bench_cmd",
     "completion": "wstool.cli.cmd_misc:completion_cmd",
     "connect": "wstool.cli.cmd_connect:connect",
     "frame-dump": "wstool.cli.cmd_dump:frame_dump_cmd",

@@ -1207,6 +1207,43 @@ class Session:
                 self.sink(Message("sent", message, ts=ts))
         return count
 
+    def send_prebuilt(self, frames: bytes, count: int, payload_bytes: int) -> None:
+        """Queue COUNT whole data frames, already built and masked by the caller (``wstool
+        bench``'s generator: RFC 6455 §5.3 wants a fresh key per frame; a load generator
+        cycles through a pool of them), and write them: one ``transport.write`` when
+        nothing of the library's is queued (its queue first otherwise, in order). No
+        event is reported."""
+        conn = self._require_conn()
+        protocol = conn.protocol
+        if protocol.state is not State.OPEN:
+            raise SessionClosed
+        self.messages_sent += count
+        self.bytes_sent += payload_bytes
+        writes = internals.pending_writes(protocol)
+        if writes:
+            writes.append(frames)
+            self.flush()
+            return
+        try:
+            conn.transport.write(frames)
+        except Exception as exc:  # the transport is gone; connection_lost follows
+            internals.set_connection_error(conn, exc)
+
+    @property
+    def connection(self) -> Any:
+        """The open connection (websockets' ClientConnection, an asyncio.Protocol), for
+        ``wstool bench``'s receive path, which stands in front of it on the transport
+        (``transport.set_protocol``) and hands it every frame it does not parse."""
+        return self._require_conn()
+
+    @property
+    def write_buffer_bytes(self) -> int:
+        """Bytes written but not yet taken by the kernel (0 when not open)."""
+        conn = self._conn
+        if conn is None or conn.transport is None:
+            return 0
+        return int(conn.transport.get_write_buffer_size())
+
     def flush(self) -> None:
         conn = self._require_conn()
         try:

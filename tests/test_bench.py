@@ -1,0 +1,682 @@
+"""wstool bench (issue 15): against real servers on loopback, and its pure parts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    Proc,
+    ServerThread,
+    closed_port,
+    run_wstool_inprocess,
+    scaled,
+    start_websockets_server,
+)
+from tests.servers import ServeEcho
+from wstool.bench import stats
+from wstool.bench.stats import Histogram, percentile_of_counts
+from wstool.config import parse_threshold
+from wstool.errors import UsageError
+
+
+def bench_json(*args: str) -> tuple[Proc, dict[str, Any]]:
+    proc = run_wstool_inprocess("bench", "--json", "--no-compress", *args, timeout=60)
+    assert proc.stdout.count(b"\n") == 1, (proc.stdout, proc.stderr)
+    return proc, json.loads(proc.stdout)
+
+
+def server_summary(server: ServeEcho) -> tuple[int, int]:
+    """(connections, messages in) from serve-echo's summary line after SIGTERM."""
+    server.stop()
+    line = server.wait_for("summary: ")
+    match = re.search(r"summary: (\d+) connections?; messages (\d+) in", line)
+    assert match, line
+    return int(match.group(1)), int(match.group(2))
+
+
+# Against serve-echo and Node's ws: the counts the server saw.
+
+
+@pytest.mark.slow
+def test_echo_counts_match_what_serve_echo_saw() -> None:
+    server = ServeEcho()
+    try:
+        proc, report = bench_json("-c", "4", "--messages", "250", "--window", "5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        msgs = report["messages"]
+        assert msgs["sent"] == msgs["received"] == 1000
+        assert msgs["bytes_received"] == 1000 * 32
+        assert report["latency"]["count"] == 1000
+        assert report["connections"]["opened"] == 4
+        assert report["errors"] == 0
+        lat = report["latency"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        connections, messages_in = server_summary(server)
+        assert (connections, messages_in) == (4, 1000)
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_duration_and_warmup_against_node_ws(node_ws_echo_url: str) -> None:
+    proc, report = bench_json("-c", "3", "--duration", "1.5", "--warmup", "0.5",
+                              "--window", "4", "-b", "--size", "100", node_ws_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    msgs = report["messages"]
+    assert msgs["received"] > 0
+    assert msgs["bytes_received"] == msgs["received"] * 100
+    # The measured window is the duration less the warm-up.
+    assert 0.9 < report["duration_s"] < 1.3
+    assert msgs["sent"] - msgs["received"] <= 3 * 4 + 12  # in flight at the end
+    assert report["generator"]["histogram"] == "hdr"
+    assert report["latency_hdr"]
+
+
+# Servers that misbehave: counted by HTTP status, by close code; latency reflects a
+# slow server.
+
+
+def test_rejected_handshakes_are_counted_by_status(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    seen = [0]
+
+    def every_other_503(ws: ServerConnection, request: Request) -> Response | None:
+        seen[0] += 1
+        return ws.respond(503, "busy\n") if seen[0] % 2 == 0 else None
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo,
+                                           process_request=every_other_503)
+    proc, report = bench_json("-c", "6", "--messages", "10", url)
+    assert proc.returncode == 0, proc.stderr
+    conns = report["connections"]
+    assert conns["opened"] == 3 and conns["failed"] == 3
+    assert conns["failures"]["http_status"] == {"503": 3}
+    assert report["messages"]["received"] == 30
+    assert report["errors"] == 3
+
+
+def test_closes_are_counted_by_code(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+
+    count = [0]
+
+    async def echo_or_1011(ws: ServerConnection) -> None:
+        count[0] += 1
+        mine = count[0]
+        async for message in ws:
+            if mine % 2 == 0:
+                await ws.close(1011, "overloaded")
+                return
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo_or_1011)
+    proc, report = bench_json("-c", "4", "--messages", "20", url)
+    assert proc.returncode == 0, proc.stderr
+    conns = report["connections"]
+    assert conns["opened"] == 4
+    assert conns["closed_by_server"] == 2
+    assert conns["failures"]["close_code"] == {"1011": 2}
+    assert report["messages"]["received"] == 40  # the two that echo
+    assert report["messages"]["lost"] == 2  # one in flight on each closed connection
+    assert report["errors"] == 2
+    proc2 = run_wstool_inprocess("bench", "-c", "4", "--messages", "5", "--fail-if",
+                                 "errors>0", url, timeout=60)
+    assert proc2.returncode == 8, proc2.stderr
+    assert "--fail-if 'errors>0' crossed (measured: 2)" in proc2.stderr
+
+
+def test_latency_reflects_a_slow_server(server_thread: ServerThread) -> None:
+    """The independent measure: the server waits 50 ms (asyncio's timer, never early)
+    before each echo, so no round trip can be shorter."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def echo_after_50ms(ws: ServerConnection) -> None:
+        async for message in ws:
+            await asyncio.sleep(0.05)
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo_after_50ms)
+    proc, report = bench_json("-c", "2", "--messages", "10", url)
+    assert proc.returncode == 0, proc.stderr
+    lat = report["latency"]
+    assert lat["count"] == 20
+    assert lat["min"] >= 0.05
+    assert lat["p50"] < 0.05 + scaled(0.05)
+
+
+# Thresholds and the exit status.
+
+
+def test_fail_if_crossed_and_not() -> None:
+    server = ServeEcho()
+    try:
+        ok = run_wstool_inprocess("bench", "--messages", "20", "--fail-if", "errors>0",
+                                  "--fail-if", "p99>10s", server.url, timeout=60)
+        assert ok.returncode == 0, ok.stderr
+        assert re.search(rb"--fail-if +errors>0: ok \(0\)", ok.stdout), ok.stdout
+        crossed = run_wstool_inprocess("bench", "--messages", "20", "--fail-if",
+                                       "rate<1000000000", server.url, timeout=60)
+        assert crossed.returncode == 8
+        assert "wstool: error: --fail-if 'rate<1000000000' crossed" in crossed.stderr
+        _proc, report = bench_json("--messages", "5", "--fail-if", "p50>1us", server.url)
+        assert report["thresholds"][0]["crossed"] is True
+    finally:
+        server.close()
+
+
+# Bad input: one clear line, a documented status.
+
+
+def test_unreachable_url_is_one_error() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    proc = run_wstool_inprocess("bench", "-c", "50", "--duration", "1", url)
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wstool: error: connection refused"), lines
+    assert proc.stdout == b""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-c", "0"], "invalid --connections 0: at least 1"),
+    (["--fail-if", "p99>>5"], "invalid --fail-if 'p99>>5'"),
+    (["--fail-if", "latency>5ms"], "invalid --fail-if 'latency>5ms'"),
+    (["--fail-if", "p99>5parsecs"], "unit 'parsecs'"),
+    (["--duration", "1", "--warmup", "2"], "--duration 1s is not longer than --warmup 2s"),
+    (["--window", "4", "--rate", "10"], "not both"),
+    (["--mode", "request"], "request mode needs --match-id"),
+    (["--mode", "request", "--match-id", "id"], "invalid --match-id 'id'"),
+    (["--mode", "request", "--match-id", "json:.id", "--message", '{"id":1}'],
+     "must make a new id each time"),
+    (["--size", "3", "--message", "x"], "give one of --size, --message"),
+    (["--publish-url", "ws://127.0.0.1:2/"], "--publish-url is for --mode broadcast"),
+    (["--mode", "broadcast", "--procs", "2"], "one publisher"),
+    (["--mode", "idle", "--slow-readers", "10"], "--slow-readers is for --mode echo"),
+    (["--mode", "idle", "--messages", "10"], "drop --messages"),
+])
+def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
+    proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("wstool: error: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_the_partial_report() -> None:
+    server = ServeEcho("-v")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wstool", "bench", "-c", "2", "--duration", "60", "--json",
+             server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        server.wait_for("connect")
+        time.sleep(0.3)  # let it measure something: what a person waits before Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=scaled(20))
+        assert proc.returncode == 130, err
+        report = json.loads(out)
+        assert report["interrupted"] is True
+        assert report["messages"]["received"] > 0
+        assert report["duration_s"] < 30
+    finally:
+        server.close()
+
+
+# The other modes.
+
+
+def test_request_mode_matches_replies_by_id(server_thread: ServerThread) -> None:
+    """A JSON-RPC-like server: replies out of order, and pushes a notice unasked."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def rpc(ws: ServerConnection) -> None:
+        held: list[Any] = []
+        async for message in ws:
+            held.append(json.loads(message))
+            if len(held) == 2:  # answer pairs in reverse order
+                for request in reversed(held):
+                    await ws.send(json.dumps({"result": "ok", "id": request["id"]}))
+                await ws.send(json.dumps({"method": "notice"}))
+                held = []
+
+    _server, url = start_websockets_server(server_thread, rpc)
+    proc, report = bench_json("--mode", "request", "--match-id", "json:.id", "--message",
+                              '{"id": {{seq}}, "method": "ping"}', "--window", "2",
+                              "--messages", "20", url)
+    assert proc.returncode == 0, proc.stderr
+    msgs = report["messages"]
+    assert msgs["sent"] == 20
+    assert report["latency"]["count"] == 20
+    # One notice per pair; the last may come after the last reply ended the run.
+    assert msgs["unmatched"] in (9, 10)
+    assert msgs["received"] == 20 + msgs["unmatched"]
+
+
+def test_connect_mode_counts_handshakes() -> None:
+    server = ServeEcho()
+    try:
+        proc, report = bench_json("--mode", "connect", "-c", "2", "--messages", "5",
+                                  server.url)
+        assert proc.returncode == 0, proc.stderr
+        assert report["handshakes"]["count"] == 10
+        assert set(report["handshakes"]["phases"]) == {"tcp", "upgrade"}
+        assert report["connections"]["opened"] == 11  # and the first, alone
+        connections, _ = server_summary(server)
+        assert connections == 11
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_idle_mode_counts_kept_and_dropped(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+
+    count = [0]
+
+    async def hold_or_drop(ws: ServerConnection) -> None:
+        count[0] += 1
+        if count[0] % 2 == 0:
+            await asyncio.sleep(0.2)
+            await ws.close(1011, "shedding load")
+            return
+        await ws.wait_closed()
+
+    _server, url = start_websockets_server(server_thread, hold_or_drop)
+    proc, report = bench_json("--mode", "idle", "-c", "4", "--duration", "1.5",
+                              "--ping-interval", "0.2", url)
+    assert proc.returncode == 0, proc.stderr
+    conns = report["connections"]
+    assert conns["open_at_end"] == 2
+    assert conns["failures"]["close_code"] == {"1011": 2}
+    assert report["ping"]["count"] >= 4
+
+
+@pytest.mark.slow
+def test_procs_merge_exactly() -> None:
+    server = ServeEcho()
+    try:
+        proc, report = bench_json("-c", "4", "--procs", "2", "--messages", "100",
+                                  "--window", "3", server.url)
+        assert proc.returncode == 0, proc.stderr
+        assert report["generator"]["procs"] == 2
+        assert report["messages"]["received"] == 400
+        assert report["latency"]["count"] == 400
+        connections, messages_in = server_summary(server)
+        assert (connections, messages_in) == (5, 400)  # the parent's probe, then 4
+    finally:
+        server.close()
+
+
+# The pure parts.
+
+
+def test_thresholds_parse() -> None:
+    assert parse_threshold("p99>50ms")[1:3] == ("p99", ">")
+    assert parse_threshold("p99>50ms").value == pytest.approx(0.05)
+    assert parse_threshold("P99.9 <= 200us")[1:3] == ("p99.9", "<=")
+    assert parse_threshold("P99.9 <= 200us").value == pytest.approx(2e-4)
+    assert parse_threshold("errors>0")[1:] == ("errors", ">", 0.0)
+    assert parse_threshold("rate<10k")[1:] == ("rate", "<", 10000.0)
+    assert parse_threshold("max>2")[3] == pytest.approx(0.002)  # bare: milliseconds
+    assert parse_threshold("p50>1s").crossed(1.5) and not parse_threshold("p50>1s").crossed(1)
+    with pytest.raises(UsageError):
+        parse_threshold("errors>3ms")
+
+
+@pytest.mark.parametrize("use_hdr", [True, False])
+def test_histogram_percentiles_and_exact_merge(use_hdr: bool) -> None:
+    if use_hdr and not stats.hdr_available():
+        pytest.skip("hdrhistogram is not installed")
+    values = [(i * 7919) % 5000 + 1 for i in range(10_000)]
+    whole, parts = Histogram(use_hdr=use_hdr), [Histogram(use_hdr=use_hdr) for _ in range(3)]
+    for i, value in enumerate(values):
+        whole.record(value)
+        parts[i % 3].record(value)
+    merged = Histogram(use_hdr=use_hdr)
+    for part in parts:
+        merged.merge(part.encode())
+    for p in (50, 90, 99, 99.9, 100):
+        assert merged.percentile_us(p) == whole.percentile_us(p)
+    exact = sorted(values)
+    assert merged.count == 10_000 and merged.min_us == exact[0] and merged.max_us == exact[-1]
+    p99 = whole.percentile_us(99)
+    assert abs(p99 - exact[9899]) <= exact[9899] * 0.001 + 1  # 3 significant digits
+    assert whole.kind == ("hdr" if use_hdr else "exact-us")
+
+
+def test_percentile_of_counts() -> None:
+    assert percentile_of_counts({}, 50) == 0
+    assert percentile_of_counts({1: 1, 2: 1, 3: 1, 4: 1}, 50) == 2
+    assert percentile_of_counts({1: 99, 1000: 1}, 99) == 1
+    assert percentile_of_counts({1: 99, 1000: 1}, 99.9) == 1000
+
+
+def test_masked_frames_decode_to_the_payload() -> None:
+    from websockets.frames import Frame
+    from websockets.streams import StreamReader
+
+    from wstool.bench.generator import frame_pool
+
+    for size in (0, 5, 125, 126, 70000):
+        payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        frames = frame_pool([payload], binary=True)
+        assert len(frames) >= 64 and len({f[2:14] for f in frames}) > 1
+        reader = StreamReader()
+        reader.feed_data(frames[0])
+        parser = Frame.parse(reader.read_exact, mask=True)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frame = done.value
+        assert frame.data == payload and frame.fin
+
+
+
+# Every connection option of connect applies: TLS, headers, subprotocols.
+
+
+def test_tls_options_apply(server_thread: ServerThread, tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    from tests.conftest import lib_echo
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    _server, url = start_websockets_server(server_thread, lib_echo, ssl=context)
+    url = url.replace("ws://", "wss://")
+    untrusted = run_wstool_inprocess("bench", "-c", "5", "--messages", "3", url)
+    assert untrusted.returncode == 3
+    assert untrusted.stderr.count("wstool: error:") == 1
+    assert "not trusted" in untrusted.stderr and "--cacert" in untrusted.stderr
+    proc, report = bench_json("--cacert", str(ca_file), "--mode", "connect", "-c", "2",
+                              "--messages", "3", url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["handshakes"]["count"] == 6
+    assert set(report["handshakes"]["phases"]) == {"tcp", "tls", "upgrade"}
+    proc, report = bench_json("--cacert", str(ca_file), "-c", "2", "--messages", "5", url)
+    assert report["messages"]["received"] == 10
+
+
+def test_headers_and_subprotocols_apply(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    def need_token(ws: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Authorization") != "Bearer t0k3n":
+            return ws.respond(401, "who are you?\n")
+        return None
+
+    async def echo_if_chat(ws: ServerConnection) -> None:
+        if ws.subprotocol != "chat":
+            await ws.close(1002, "no subprotocol")
+            return
+        async for message in ws:
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo_if_chat,
+                                           process_request=need_token,
+                                           subprotocols=["chat"])
+    rejected = run_wstool_inprocess("bench", "-c", "3", "--messages", "2", url)
+    assert rejected.returncode == 4
+    assert rejected.stderr.strip().splitlines() == [
+        "wstool: error: server rejected the WebSocket handshake: HTTP 401 Unauthorized: "
+        "who are you?"]
+    proc, report = bench_json("-H", "Authorization: Bearer t0k3n", "-s", "chat", "-c", "3",
+                              "--messages", "4", url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["messages"]["received"] == 12
+    assert report["connections"]["failures"]["close_code"] == {}
+
+
+def test_pings_and_fragments_between_echoes(server_thread: ServerThread) -> None:
+    """echo mode's own receive path hands every other frame to the library: the
+    server's pings are answered (it waits for each pong before echoing) and a
+    fragmented echo still counts as one message."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def ping_then_echo(ws: ServerConnection) -> None:
+        n = 0
+        async for message in ws:
+            n += 1
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 5)
+            if n % 3 == 0:
+                text = str(message)
+                await ws.send([text[:10], text[10:]])  # two fragments
+            else:
+                await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, ping_then_echo)
+    proc, report = bench_json("-c", "2", "--messages", "30", "--window", "2", url)
+    assert proc.returncode == 0, proc.stderr
+    msgs = report["messages"]
+    assert msgs["received"] == 60 and msgs["bytes_received"] == 60 * 32
+    assert report["latency"]["count"] == 60
+    assert report["errors"] == 0
+
+
+# On a terminal: the live line, then the table and the pictures.
+
+
+@pytest.mark.slow
+def test_terminal_shows_live_progress_then_table_and_pictures() -> None:
+    import os
+
+    import pexpect
+
+    server = ServeEcho()
+    try:
+        child = pexpect.spawn(
+            sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "2",
+                             "--no-compress", server.url],
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "130", "LINES": "40"},
+            dimensions=(40, 130), encoding="utf-8", timeout=scaled(20))
+        child.expect(r"measuring +connections 2 open, 0 failed +sent [\d,]+/s")
+        child.expect("wstool bench echo")
+        child.expect(r"round trip[ \x1b\[0-9;m]*min")  # bold on a terminal
+        child.expect("round-trip latency")
+        child.expect(r"p99 over [\d.]+-[\d.]+ s")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        server.close()
+
+
+def test_pipe_gets_the_table_only() -> None:
+    server = ServeEcho()
+    try:
+        proc = run_wstool_inprocess("bench", "--messages", "50", server.url, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout.decode()
+        assert out.startswith("wstool bench echo ")
+        assert "round trip" in out and "round-trip latency" not in out
+        assert "\x1b[" not in out and "measuring" not in out
+    finally:
+        server.close()
+
+
+def test_latency_rows_and_sparkline() -> None:
+    from wstool.bench.frontend import latency_rows, sparkline
+
+    histogram = Histogram(use_hdr=False)
+    for value, n in ((100, 5), (300, 3), (5000, 2)):
+        histogram.record(value, n)
+    rows = latency_rows(histogram)
+    assert rows[0] == (64, 128, 5)
+    assert (256, 512, 3) in rows
+    assert rows[-1] == (4096, 8192, 2)
+    assert sum(n for *_, n in rows) == 10
+    wide = Histogram(use_hdr=False)
+    wide.record(1)
+    wide.record(3_000_000_000)
+    rows = latency_rows(wide)
+    assert len(rows) == 14 and sum(n for *_, n in rows) == 2
+    assert sparkline([0.0, 2.0, 4.0, 8.0]) == "▁▃▅█"
+    assert sparkline([]) == ""
+
+
+# broadcast mode: against serve-echo --broadcast, and a server that forgets one.
+
+
+@pytest.mark.slow
+def test_broadcast_against_serve_echo() -> None:
+    server = ServeEcho("--broadcast")
+    try:
+        proc, report = bench_json("--mode", "broadcast", "-c", "5", "--rate", "50",
+                                  "--messages", "20", server.url)
+        assert proc.returncode == 0, proc.stderr
+        b = report["broadcast"]
+        assert b["published"] == 20 and b["subscribers"] == 5
+        assert b["delivered"] == b["expected"] == 100 and b["missed"] == 0
+        assert report["latency"]["count"] == 100
+        _connections, messages_in = server_summary(server)
+        assert messages_in == 20
+    finally:
+        server.close()
+
+
+def test_broadcast_counts_what_a_subscriber_missed(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+
+    clients: list[ServerConnection] = []
+
+    async def forgetful_hub(ws: ServerConnection) -> None:
+        clients.append(ws)
+        async for message in ws:
+            for i, other in enumerate(list(clients)):
+                if i != 1:  # the second subscriber never gets anything
+                    await other.send(message)
+
+    _server, url = start_websockets_server(server_thread, forgetful_hub)
+    proc, report = bench_json("--mode", "broadcast", "-c", "3", "--rate", "100",
+                              "--messages", "10", url)
+    assert proc.returncode == 0, proc.stderr
+    b = report["broadcast"]
+    assert b["published"] == 10
+    assert b["delivered"] == 20 and b["missed"] == 10
+    assert b["subscribers_missing"] == 1 and b["max_missed"] == 10
+
+
+@pytest.mark.slow
+def test_slow_readers_are_reported_apart() -> None:
+    server = ServeEcho()
+    try:
+        proc, report = bench_json("-c", "4", "--slow-readers", "25", "--window", "4",
+                                  "--duration", "1.5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        slow = report["slow_readers"]
+        assert slow["connections"] == 1 and slow["received"] > 0
+        # One read every 0.1 s: an echo waits for the next read.
+        assert slow["latency"]["p50"] > report["latency"]["p50"]
+        assert slow["latency"]["max"] >= 0.05
+        assert report["latency"]["count"] + slow["latency"]["count"] == (
+            report["messages"]["received"])
+    finally:
+        server.close()
+
+
+def test_html_report_is_self_contained(tmp_path: Any) -> None:
+    server = ServeEcho()
+    try:
+        page_path = tmp_path / "report.html"
+        proc, report = bench_json("-c", "2", "--duration", "1.2", "--window", "2",
+                                  "--html", str(page_path), server.url)
+        assert proc.returncode == 0, proc.stderr
+        page = page_path.read_text()
+        assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4
+        for fetch in ("<script", "src=", "href=", "http://", "https://", "@import"):
+            assert fetch not in page, fetch
+        assert f"{report['messages']['received']:,}" in page
+        assert "Round-trip latency by percentile" in page and "<polyline" in page
+        unwritable = run_wstool_inprocess("bench", "--messages", "3", "--html",
+                                          str(tmp_path / "no" / "such" / "dir.html"),
+                                          server.url, timeout=60)
+        assert unwritable.returncode == 1
+        assert "wstool: error: cannot write --html" in unwritable.stderr
+    finally:
+        server.close()
+
+
+def test_html_escapes_what_came_from_outside() -> None:
+    from wstool.bench.html import render_html
+
+    report = {
+        "mode": "echo", "url": "ws://h/<b>", "interrupted": False, "duration_s": 1.0,
+        "connections": {"requested": 1, "opened": 0, "failed": 1, "closed_by_server": 0,
+                        "failures": {"http_status": {}, "close_code": {},
+                                     "error": {"<script>alert(1)</script>": 1}}},
+        "messages": {"sent": 0, "received": 0, "sent_per_s": 0.0, "received_per_s": 0.0},
+        "latency": {"count": 0}, "handshake": {"count": 0}, "errors": 1,
+        "generator": {"cpu_s": 0.1, "cpu_share": 0.1, "procs": 1}, "thresholds": [],
+    }
+    page = render_html(report, [], [])
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "ws://h/&lt;b&gt;" in page
+    assert "nothing measured" in page
+
+
+@pytest.mark.parametrize("size", [100, 5000])
+def test_compression_applies(size: int) -> None:
+    """permessage-deflate negotiated (connect's default): serve-echo compresses echoes of
+    1024 bytes and more; both kinds are counted, with their payload sizes."""
+    server = ServeEcho()
+    try:
+        proc = run_wstool_inprocess("bench", "--json", "-c", "2", "--messages", "20",
+                                    "--window", "3", "--size", str(size), server.url,
+                                    timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        msgs = json.loads(proc.stdout)["messages"]
+        assert msgs["received"] == 40 and msgs["bytes_received"] == 40 * size
+        _connections, messages_in = server_summary(server)
+        assert messages_in == 40
+    finally:
+        server.close()
+
+
+def test_procs_unreachable_url_is_one_error() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    proc = run_wstool_inprocess("bench", "-c", "4", "--procs", "2", "--duration", "1", url)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [f"wstool: error: connection refused by {url}"]
+
+
+@pytest.mark.slow
+def test_procs_ctrl_c_merges_the_partial_results() -> None:
+    server = ServeEcho("-v")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
+             "--duration", "60", "--json", server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(2, 6):  # the probe, then the workers' four
+            server.wait_for(f"[{n}]")
+        time.sleep(0.5)  # let them measure something
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=scaled(30))
+        assert proc.returncode == 130, err
+        report = json.loads(out)
+        assert report["interrupted"] is True and report["generator"]["procs"] == 2
+        assert report["messages"]["received"] > 0
+        assert report["latency"]["count"] == report["messages"]["received"]
+    finally:
+        server.close()

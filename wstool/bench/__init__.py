@@ -1,0 +1,1 @@
+"""wstool bench: load, latency and capacity of a WebSocket server (issue 15)."""

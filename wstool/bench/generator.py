@@ -1,0 +1,1013 @@
+"""The load generator of ``wstool bench`` (issue 15): connections, load, counts.
+
+Every connection is the client's own :class:`~wstool.client.session.Session`, so
+every option of ``connect`` applies (URL forms, TLS, headers, subprotocols,
+compression, proxies, timeouts); what changes is the load on top of it:
+
+* sends are pre-built: each payload is framed and masked once, with a pool of
+  masking keys (``FRAME_POOL`` frames, cycled), and a batch of N messages is one
+  ``b"".join`` of a slice of that pool and one ``transport.write``
+  (``Session.send_prebuilt``). Where permessage-deflate was negotiated and a
+  payload is at least ``COMPRESS_THRESHOLD_BYTES``, the session's own
+  ``send_many`` compresses it instead, as ``connect`` would;
+* receives go through the session's fast path with a no-op ``on_message``; the
+  generator reads the session's counters once per received chunk (``on_batch``)
+  and takes one timestamp for the whole chunk. There is no coroutine per message,
+  and none per connection once it is open: the window mode is driven by the
+  receive callbacks, the rate mode by one ticker for all connections.
+
+Latency (echo mode) is the time from a message's send to its echo, matched in
+order (an echo server answers in order). In window mode (closed loop) the send
+time is when it was written; in rate mode (open loop) it is when the message was
+*due*, so a server that stalls is charged for every message that waited behind it
+(no coordinated omission: Gil Tene's "How NOT to measure latency").
+
+Never prints; raises :class:`~wstool.errors.WstoolError` when the first
+connection cannot be opened (one clear error rather than N), and otherwise counts
+failures by HTTP status, close code and error kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import resource
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from wstool.bench.stats import Histogram
+from wstool.client.session import Session, SessionClosed
+from wstool.config import COMPRESS_THRESHOLD_BYTES, BenchConfig, ConnectConfig
+from wstool.errors import HandshakeRejected, UsageError, WstoolError
+from wstool.events import Closed, ConnectPhase, Pong
+from wstool.templates import Renderer, Template, compile_template
+
+try:  # the websockets library's C mask (a dependency); pure Python otherwise
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
+FRAME_POOL = 64  # masking keys per payload: frames are cycled through this pool
+# Rate mode: do not queue more while this much is still unwritten (the kernel's
+# buffer is full): those messages stay due, and their latency counts from then.
+MAX_WRITE_BUFFER_BYTES = 1 << 20
+# After the end (--messages, or --duration's end in request mode), how long to wait
+# for the replies still in flight.
+DRAIN_S = 5.0
+SLOW_READ_INTERVAL_S = 0.1  # --slow-readers: one read this often
+
+
+def masked_frame(payload: bytes, binary: bool, key: bytes) -> bytes:
+    """One whole client data frame (RFC 6455 §5.2: FIN, opcode, MASK, length, key)."""
+    first = 0x82 if binary else 0x81
+    length = len(payload)
+    if length < 126:
+        header = bytes((first, 0x80 | length))
+    elif length < 65536:
+        header = bytes((first, 0xFE)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((first, 0xFF)) + length.to_bytes(8, "big")
+    return header + key + apply_mask(payload, key)
+
+
+def frame_pool(payloads: Sequence[bytes], binary: bool) -> list[bytes]:
+    """Pre-built frames: the payloads in order, repeated to at least FRAME_POOL frames,
+    each with its own masking key."""
+    rounds = max(1, -(-FRAME_POOL // len(payloads)))
+    keys = os.urandom(4 * rounds * len(payloads))
+    frames = []
+    for i in range(rounds * len(payloads)):
+        frames.append(masked_frame(payloads[i % len(payloads)], binary, keys[4 * i: 4 * i + 4]))
+    return frames
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ignore(_data: str | bytes) -> None:
+    """The sessions' on_message: the counters are read once per chunk instead."""
+
+
+def json_path(spec: str) -> Callable[[str | bytes], object]:
+    """``json:.id`` / ``json:.params.requestId``: the value at a dotted path of a JSON
+    message (a missing key or a message that is not JSON gives None)."""
+    if not spec.startswith("json:.") or spec == "json:.":
+        raise UsageError(f"invalid --match-id '{spec}': use json:.FIELD (e.g. json:.id, "
+                         "json:.result.id)")
+    keys = spec[len("json:."):].split(".")
+    if not all(keys):
+        raise UsageError(f"invalid --match-id '{spec}': an empty field name")
+
+    def extract(message: str | bytes) -> object:
+        try:
+            value: Any = json.loads(message)
+        except ValueError:
+            return None
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+
+    return extract
+
+
+class Failures:
+    """Connections that failed or ended early, grouped the three ways the report shows."""
+
+    def __init__(self) -> None:
+        self.http_status: Counter[int] = Counter()
+        self.close_code: Counter[int] = Counter()
+        self.error: Counter[str] = Counter()
+
+    def add_open_error(self, session: Session, exc: WstoolError) -> None:
+        status = session.handshake.status_code if session.handshake is not None else None
+        if isinstance(exc, HandshakeRejected) and status is not None:
+            self.http_status[status] += 1
+        else:
+            self.error[exc.message] += 1
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {
+            "http_status": {str(k): v for k, v in sorted(self.http_status.items())},
+            "close_code": {str(k): v for k, v in sorted(self.close_code.items())},
+            "error": dict(self.error.most_common()),
+        }
+
+
+class Snapshot(NamedTuple):
+    """What the live display shows, every progress tick."""
+
+    elapsed_s: float
+    phase: str  # "opening", "warmup", "measuring", "draining", "done"
+    opened: int
+    failed: int
+    open_now: int
+    sent: int
+    received: int
+    interval: dict[int, int]  # latencies (µs) since the previous snapshot
+    closed_early: int = 0  # closed by the server so far
+
+
+class BenchRun:
+    """One generator (one process): CONNECTIONS connections to the URL, the load of
+    ``cfg.mode``, the counts. ``--procs`` runs one per worker process and merges."""
+
+    def __init__(self, cfg: BenchConfig, conn_cfg: ConnectConfig, *,
+                 connections: int | None = None, probe: bool = True) -> None:
+        self.cfg = cfg
+        self.conn_cfg = conn_cfg
+        self.connections = cfg.connections if connections is None else connections
+        self.probe = probe  # open the first connection alone: its error is the run's
+        self.binary = cfg.binary
+        self.frames = frame_pool(cfg.payloads, cfg.binary)
+        self.frames2 = self.frames * 2  # a slice of up to len(frames) never wraps
+        sizes = [len(cfg.payloads[i % len(cfg.payloads)]) for i in range(len(self.frames))]
+        self.sizes2 = sizes * 2
+        self.uniform_size = sizes[0] if len(set(sizes)) == 1 else None
+        self.messages: list[str | bytes] = [
+            p if cfg.binary else p.decode("utf-8", "replace") for p in cfg.payloads]
+        # What is counted (messages and latency: the measured window only; the
+        # connections: the whole run).
+        self.latency = Histogram()
+        self.slow_latency = Histogram()  # --slow-readers' own round trips
+        self.slow_received = 0
+        # The first connections are the slow readers (at least one when asked for).
+        self.slow_count = (max(1, round(self.connections * cfg.slow_readers_percent / 100))
+                           if cfg.slow_readers_percent else 0)
+        self.handshake = Histogram()
+        self.phases = {name: Histogram() for name in ("tcp", "tls", "upgrade")}
+        self.ping = Histogram()
+        self.failures = Failures()
+        self.opened = 0
+        self.failed = 0
+        self.open_now = 0
+        self.closed_early = 0
+        self.handshakes = 0  # connect mode: completed handshakes in the window
+        self.sent = self.received = self.bytes_sent = self.bytes_received = 0
+        self.unmatched = 0  # replies with no request waiting (pushed, or not an echo)
+        self.lost = 0  # in flight when their connection closed
+        self.phase = "opening"
+        self.sending = False
+        self.counting = True  # False once the measured window is over
+        self.started = time.perf_counter()
+        self.measure_start = self.measure_end = 0.0
+        self.cpu_start = self.cpu_end = 0.0
+        self.interrupted = False
+        self.generator_cpu_s = 0.0
+        self._loads: list[_Load] = []
+        self._done = asyncio.Event()
+        self.kept = 0  # connections still open at the end (idle mode: what the server kept)
+        self._renderer: Renderer | None = None
+        # broadcast mode
+        self.broadcast_first_seq = 0
+        self.broadcast_published = 0
+        self.broadcast_missed = 0
+        self.broadcast_missing = 0  # subscribers that missed at least one
+        self.broadcast_max_missed = 0
+        self._templates: list[Template] = []
+
+    def request_renderer(self) -> tuple[Renderer, list[Template]]:
+        """request mode: the messages as templates, one renderer ({{seq}}) per run."""
+        if self._renderer is None:
+            self._templates = [compile_template(p.decode("utf-8", "replace"),
+                                                where="--message")
+                               for p in self.cfg.payloads]
+            self._renderer = Renderer()
+        return self._renderer, self._templates
+
+    def result(self) -> dict[str, Any]:
+        """The raw counts of this generator, histograms encoded (merged by --procs)."""
+        wall, cpu = self.window()
+        return {
+            "wall_s": wall, "cpu_s": cpu, "requested": self.connections,
+            "opened": self.opened, "failed": self.failed, "closed_early": self.closed_early,
+            "kept": self.kept, "failures": self.failures.as_dict(),
+            "sent": self.sent, "received": self.received, "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received, "unmatched": self.unmatched,
+            "lost": self.lost, "handshakes": self.handshakes,
+            "interrupted": self.interrupted,
+            "latency": self.latency.encode(), "handshake": self.handshake.encode(),
+            "phases": {name: h.encode() for name, h in self.phases.items()},
+            "ping": self.ping.encode(),
+            "slow_readers": {"connections": min(self.slow_count, self.opened),
+                             "received": self.slow_received,
+                             "latency": self.slow_latency.encode()},
+            "broadcast": {"published": self.broadcast_published,
+                          "missed": self.broadcast_missed,
+                          "subscribers_missing": self.broadcast_missing,
+                          "max_missed": self.broadcast_max_missed},
+        }
+
+    # Counting
+
+    def _reset_counts(self) -> None:
+        """The end of the warm-up: what came before is not measured."""
+        self.latency = Histogram()
+        self.slow_latency = Histogram()
+        self.slow_received = 0
+        self.ping = Histogram()
+        self.sent = self.received = self.bytes_sent = self.bytes_received = 0
+        self.unmatched = self.lost = self.handshakes = 0
+        self.measure_start = time.perf_counter()
+        self.cpu_start = cpu_s()
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(time.perf_counter() - self.started, self.phase, self.opened,
+                        self.failed, self.open_now, self.sent, self.received,
+                        self.latency.fold(), self.closed_early)
+
+    def connection_closed(self, load: _Load, closed: Closed) -> None:
+        self.open_now -= 1
+        if not load.closing:  # not at our request: the server ended it
+            if self.counting:
+                self.lost += load.in_flight()
+            self.closed_early += 1
+            self.failures.close_code[closed.code] += 1
+        if self.open_now <= 0 and self.sending:
+            self._done.set()
+
+    def load_finished(self) -> None:
+        if all(load.finished for load in self._loads):
+            self._done.set()
+
+    # The run
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Open, load, close; returns at the end or when STOP is set (Ctrl-C)."""
+        mode = self.cfg.mode
+        if mode == "connect":
+            await self._run_connect(stop)
+            return
+        await self._open_all(stop)
+        if stop.is_set():
+            self.interrupted = True
+        elif self.open_now and mode == "broadcast":
+            await self._run_broadcast(stop)
+        elif self.open_now:
+            await self._load(stop)
+        self.phase = "done"
+        self.kept = self.open_now
+        self._close_all()
+
+    async def _open_one(self, index: int) -> _Load | None:
+        load = _Load(self, index)
+        start = time.perf_counter()
+        try:
+            await load.session.open()
+        except WstoolError as exc:
+            self.failed += 1
+            self.failures.add_open_error(load.session, exc)
+            if index == 0 and self.probe:
+                raise
+            return None
+        self.handshake.record(int((time.perf_counter() - start) * 1e6))
+        self.opened += 1
+        self.open_now += 1
+        load.after_open()
+        return load
+
+    async def _open_all(self, stop: asyncio.Event) -> None:
+        count = self.connections
+        first = 0
+        if self.probe and count:
+            load = await self._open_one(0)  # raises: the run's one error
+            if load is not None:
+                self._loads.append(load)
+            first = 1
+        ramp = self.cfg.ramp_per_s
+        tasks: list[asyncio.Task[_Load | None]] = []
+        # At most this many handshakes at once without --ramp (a listen backlog
+        # is often 128; more only queue in the kernel).
+        limit = asyncio.Semaphore(100)
+
+        async def open_limited(index: int) -> _Load | None:
+            async with limit:
+                return await self._open_one(index)
+
+        start = time.perf_counter()
+        for index in range(first, count):
+            if stop.is_set():
+                break
+            if ramp:
+                due = start + (index - first) / ramp
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await _sleep_or_stop(delay, stop)
+            tasks.append(asyncio.ensure_future(open_limited(index)))
+        if tasks:
+            done: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*tasks, return_exceptions=True))
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({done, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if not done.done():
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(done, return_exceptions=True)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    result = task.result()
+                    if result is not None:
+                        self._loads.append(result)
+
+    async def _load(self, stop: asyncio.Event) -> None:
+        cfg = self.cfg
+        self.sending = True
+        self.phase = "warmup" if cfg.warmup_s else "measuring"
+        self.measure_start = time.perf_counter()
+        self.cpu_start = cpu_s()
+        ticker: asyncio.Task[None] | None = None
+        if cfg.mode in ("echo", "request"):
+            if cfg.rate_per_s:
+                ticker = asyncio.ensure_future(self._tick_rate(cfg.rate_per_s))
+            else:
+                now = time.perf_counter()
+                for load in self._loads:
+                    load.send(cfg.window, now)
+        deadline = None if cfg.duration_s is None else self.measure_start + cfg.duration_s
+        try:
+            if cfg.warmup_s:
+                if await self._wait(stop, self.measure_start + cfg.warmup_s):
+                    return
+                self._reset_counts()
+                self.phase = "measuring"
+            stopped = await self._wait(stop, deadline)
+            self.sending = False
+            self.measure_end = time.perf_counter()
+            self.cpu_end = cpu_s()
+            if stopped:
+                self.counting = False
+                return
+            if cfg.messages is None:
+                self.counting = False  # what arrives after --duration is not counted
+            if cfg.messages is not None:
+                # --messages: every reply counts; the window ends with the last one.
+                self.phase = "draining"
+                self._done.clear()
+                for load in self._loads:
+                    load.check_finished()
+                self.load_finished()
+                await self._wait(stop, time.perf_counter() + DRAIN_S)
+                self.measure_end = time.perf_counter()
+                self.cpu_end = cpu_s()
+        finally:
+            self.sending = False
+            self.counting = False
+            if not self.measure_end:
+                self.measure_end = time.perf_counter()
+                self.cpu_end = cpu_s()
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _wait(self, stop: asyncio.Event, deadline: float | None) -> bool:
+        """Until DEADLINE, every load finished or every connection closed; True if
+        STOP (Ctrl-C) ended the wait."""
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._done.wait())}
+        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        if stop.is_set():
+            self.interrupted = True
+            return True
+        return False
+
+    async def _tick_rate(self, rate: float) -> None:
+        """Open loop: every connection sends what is due since the start, each message
+        timestamped with when it was due (see the module doc)."""
+        interval_s = min(0.05, max(0.001, 1 / rate))
+        loads = self._loads
+        start = time.perf_counter()
+        spread = 1 / rate / max(1, len(loads))  # connections out of phase
+        for i, load in enumerate(loads):
+            load.rate_start = start + i * spread
+        while self.sending:
+            now = time.perf_counter()
+            for load in loads:
+                load.send_due(rate, now)
+            await asyncio.sleep(interval_s)
+
+    def _close_all(self) -> None:
+        for load in self._loads:
+            load.close()
+
+    def window(self) -> tuple[float, float]:
+        """The measured window's wall and CPU seconds."""
+        end = self.measure_end or time.perf_counter()
+        cpu_end = self.cpu_end or cpu_s()
+        return max(end - self.measure_start, 1e-9), max(cpu_end - self.cpu_start, 0.0)
+
+    # broadcast mode
+
+    async def _run_broadcast(self, stop: asyncio.Event) -> None:
+        """One publisher sends timestamped messages at --rate; every subscriber should
+        receive each of them (serve-echo --broadcast, a chat room, a pub/sub topic).
+        Fan-out latency: from the publisher's send to a subscriber's receive (one
+        clock: the same process). Missed: published in the window, never received."""
+        cfg = self.cfg
+        publisher = Session(cfg.publish or self.conn_cfg, lambda _event: None,
+                            on_message=_ignore, report_sent=False)
+        try:
+            await publisher.open()
+        except WstoolError as exc:
+            self.failures.add_open_error(publisher, exc)
+            raise
+        rate = cfg.rate_per_s or 10.0
+        size = max(len(cfg.payloads[0]), 32)
+        self.sending = True
+        self.phase = "warmup" if cfg.warmup_s else "measuring"
+        self.measure_start = time.perf_counter()
+        self.cpu_start = cpu_s()
+        start = self.measure_start
+        first_seq = 0
+        published = 0
+        deadline = None if cfg.duration_s is None else start + cfg.duration_s
+        total = cfg.messages
+        try:
+            while not stop.is_set() and publisher.is_open:
+                now = time.perf_counter()
+                if self.phase == "warmup" and now >= start + cfg.warmup_s:
+                    self._reset_counts()
+                    self.phase = "measuring"
+                    first_seq = published
+                    self.broadcast_first_seq = first_seq
+                if (deadline is not None and now >= deadline) or (
+                        total is not None and published >= total):
+                    break
+                due = math.floor((now - start) * rate) + 1
+                if total is not None:
+                    due = min(due, total)
+                batch: list[str | bytes] = []
+                for seq in range(published, due):
+                    head = f"wstool-bench {seq} {start + seq / rate:.9f} "
+                    batch.append(head + "x" * max(0, size - len(head)))
+                if batch:
+                    publisher.send_many(batch)
+                    publisher.flush()
+                    self.sent += len(batch)
+                    self.bytes_sent += sum(len(m) for m in batch)
+                    published = due
+                await _sleep_or_stop(min(0.05, max(0.001, 1 / rate)), stop)
+            self.broadcast_published = published - first_seq
+            self.measure_end = time.perf_counter()
+            self.cpu_end = cpu_s()
+            if not stop.is_set():  # the last ones are still on their way
+                self.phase = "draining"
+                expected = self.broadcast_published
+                drain_until = time.perf_counter() + min(DRAIN_S, 1.0 + 10 / rate)
+                while time.perf_counter() < drain_until and any(
+                        load.broadcast_received < expected and load.session.is_open
+                        for load in self._loads):
+                    await _sleep_or_stop(0.01, stop)
+            if stop.is_set():
+                self.interrupted = True
+        finally:
+            self.sending = False
+            self.counting = False
+            publisher.close_now(1000)
+        expected = self.broadcast_published
+        missed = [max(0, expected - load.broadcast_received) for load in self._loads]
+        self.broadcast_missed = sum(missed)
+        self.broadcast_missing = sum(1 for m in missed if m)
+        self.broadcast_max_missed = max(missed, default=0)
+
+    # connect mode
+
+    async def _run_connect(self, stop: asyncio.Event) -> None:
+        """-c loops opening and closing connections back to back, or new ones at
+        --connect-rate (at most -c at once); until --duration or --messages each."""
+        cfg = self.cfg
+        if self.probe:
+            await self._connect_once(0)  # raises: the run's one error
+            self.handshakes = 0  # counted in the connections, not in the window
+        self.sending = True
+        self.phase = "warmup" if cfg.warmup_s else "measuring"
+        self.measure_start = time.perf_counter()
+        self.cpu_start = cpu_s()
+        slots = asyncio.Semaphore(self.connections)
+        tasks: set[asyncio.Task[None]] = set()
+        deadline = None if cfg.duration_s is None else self.measure_start + cfg.duration_s
+        warm_until = self.measure_start + cfg.warmup_s if cfg.warmup_s else None
+        total = None if cfg.messages is None else cfg.messages * self.connections
+        started = 0
+
+        async def one(index: int) -> None:
+            try:
+                await self._connect_once(index)
+            finally:
+                slots.release()
+
+        rate = cfg.connect_rate_per_s
+        try:
+            while not stop.is_set():
+                now = time.perf_counter()
+                if warm_until is not None and now >= warm_until:
+                    warm_until = None
+                    self._reset_counts()
+                    self.phase = "measuring"
+                if (deadline is not None and now >= deadline) or (
+                        total is not None and started >= total):
+                    break
+                if rate:
+                    due = self.measure_start + started / rate
+                    if due > now:
+                        await _sleep_or_stop(min(due - now, 0.05), stop)
+                        continue
+                await slots.acquire()
+                task = asyncio.ensure_future(one(started))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                started += 1
+            if total is not None:  # --messages: every handshake started counts
+                drain_until = time.perf_counter() + DRAIN_S + (
+                    self.conn_cfg.open_timeout_s or 10.0)
+                while tasks and not stop.is_set() and time.perf_counter() < drain_until:
+                    waiter = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait({*tasks, waiter}, timeout=drain_until
+                                       - time.perf_counter(),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+        finally:
+            if stop.is_set():
+                self.interrupted = True
+            self.sending = False
+            self.measure_end = time.perf_counter()
+            self.cpu_end = cpu_s()
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.phase = "done"
+
+    async def _connect_once(self, index: int) -> None:
+        phases: dict[str, float] = {}
+
+        def sink(event: Any) -> None:
+            if isinstance(event, ConnectPhase) and event.elapsed_s is not None:
+                if event.phase in ("connected", "connected-proxy", "connected-unix"):
+                    phases["tcp"] = event.elapsed_s
+                elif event.phase == "tls":
+                    phases["tls"] = event.elapsed_s
+
+        session = Session(self.conn_cfg, sink, on_message=_ignore, report_sent=False,
+                          report_phases=True)
+        start = time.perf_counter()
+        try:
+            await session.open()
+        except WstoolError as exc:
+            self.failed += 1
+            self.failures.add_open_error(session, exc)
+            if index == 0 and self.probe:
+                raise
+            return
+        self.handshake.record(int((time.perf_counter() - start) * 1e6))
+        handshake = session.handshake
+        if handshake is not None and handshake.elapsed_s is not None:
+            phases["upgrade"] = handshake.elapsed_s
+        for name, seconds in phases.items():
+            self.phases[name].record(int(seconds * 1e6))
+        self.opened += 1
+        self.handshakes += 1
+        session.close_now(1000)
+
+
+class _Load:
+    """One connection's load: its session, the send times of what is in flight."""
+
+    def __init__(self, run: BenchRun, index: int) -> None:
+        self.run = run
+        self.index = index
+        self.session = Session(run.conn_cfg, self._on_event, on_batch=self._on_batch,
+                               on_message=_ignore, report_sent=False)
+        # echo mode: what is in flight, as [send time, count] per batch written
+        self.sent_ts: deque[list[Any]] = deque()
+        self.in_flight_echoes = 0
+        self.seen_msgs = 0
+        self.seen_bytes = 0
+        self.frame_index = 0
+        self.remaining = run.cfg.messages  # None: until --duration ends
+        self.rate_start = 0.0
+        self.scheduled = 0  # rate mode: messages due so far
+        self.closing = False
+        self.finished = False
+        self.library_send = False
+        # request mode: request id -> send time, and how ids are read
+        self.match: Callable[[str | bytes], object] | None = None
+        self.pending: dict[object, float] = {}
+
+    def after_open(self) -> None:
+        run = self.run
+        session = self.session
+        if session.extensions and any(len(p) >= COMPRESS_THRESHOLD_BYTES
+                                      for p in run.cfg.payloads):
+            self.library_send = True  # compress as connect does
+        if run.cfg.mode == "request":
+            assert run.cfg.match_id is not None
+            self.match = json_path(run.cfg.match_id)
+            session.on_message = self._on_reply
+            session.on_batch = None
+        if run.cfg.mode == "idle":
+            session.on_batch = None
+        if run.cfg.mode == "broadcast":
+            session.on_message = self._on_broadcast
+            session.on_batch = None
+        if run.cfg.mode == "echo" and all(name == "permessage-deflate"
+                                          for name in session.extensions):
+            _FastReceiver(self)
+        if run.cfg.mode == "echo" and self.index < run.slow_count:
+            self.slow = True
+            self._slow_tick()
+
+    # --slow-readers: read one chunk every SLOW_READ_INTERVAL_S, like a slow link
+    slow = False
+    _slow_timer: asyncio.TimerHandle | None = None
+
+    def _slow_tick(self) -> None:
+        if self.closing or not self.session.is_open:
+            return
+        transport = self.session.connection.transport
+        transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.002, self._slow_pause)
+        self._slow_timer = loop.call_later(SLOW_READ_INTERVAL_S, self._slow_tick)
+
+    def _slow_pause(self) -> None:
+        if not self.closing and self.session.is_open:
+            self.session.connection.transport.pause_reading()
+
+    def in_flight(self) -> int:
+        return self.in_flight_echoes + len(self.pending)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, Closed):
+            self.run.connection_closed(self, event)
+            self.finished = True
+            self.run.load_finished()
+        elif isinstance(event, Pong) and event.direction == "received" and (
+                event.rtt_s is not None):  # 0.0 on a coarse loop clock (uvloop: 1 ms)
+            self.run.ping.record(int(event.rtt_s * 1e6))
+
+    def _on_batch(self) -> None:
+        session = self.session
+        n = session.messages_received - self.seen_msgs
+        if not n:
+            return
+        self.seen_msgs += n
+        nbytes = session.bytes_received - self.seen_bytes
+        self.seen_bytes = session.bytes_received
+        self.received(n, nbytes)
+
+    def received(self, n: int, nbytes: int) -> None:
+        """N whole replies of NBYTES payload bytes arrived in one chunk (echo mode)."""
+        run = self.run
+        if not run.counting:
+            return
+        run.received += n
+        run.bytes_received += nbytes
+        now = time.perf_counter()
+        if self.slow:
+            run.slow_received += n
+            counts = run.slow_latency.pending
+        else:
+            counts = run.latency.pending
+        # Echoes come back in order: take them from the oldest batch of sends on (one
+        # latency per batch: its messages were written together).
+        sent_ts = self.sent_ts
+        left = n
+        while left and sent_ts:
+            batch = sent_ts[0]
+            take = batch[1] if batch[1] <= left else left
+            us = int((now - batch[0]) * 1e6)
+            counts[us] = counts.get(us, 0) + take
+            left -= take
+            if take == batch[1]:
+                sent_ts.popleft()
+            else:
+                batch[1] -= take
+        self.in_flight_echoes -= n - left
+        if left:
+            run.unmatched += left
+        if run.sending and not run.cfg.rate_per_s:
+            self.send(n, now)
+        elif self.remaining is not None or not run.sending:
+            self.check_finished()
+
+    def _on_reply(self, message: str | bytes) -> None:
+        """request mode: one reply, matched to its request by --match-id."""
+        run = self.run
+        if not run.counting:
+            return
+        now = time.perf_counter()
+        run.received += 1
+        run.bytes_received += len(message)
+        assert self.match is not None
+        sent = self.pending.pop(self.match(message), None)
+        if sent is None:
+            run.unmatched += 1  # pushed by the server unasked (or a late duplicate)
+            return
+        us = int((now - sent) * 1e6)
+        counts = run.latency.pending
+        counts[us] = counts.get(us, 0) + 1
+        if run.sending and not run.cfg.rate_per_s:
+            self.send(1, now)
+        else:
+            self.check_finished()
+
+    broadcast_received = 0
+
+    def _on_broadcast(self, message: str | bytes) -> None:
+        """broadcast mode: one published message reached this subscriber."""
+        run = self.run
+        if not run.counting or not isinstance(message, str) or not message.startswith(
+                "wstool-bench "):
+            if run.counting:
+                run.unmatched += 1
+            return
+        now = time.perf_counter()
+        _tag, seq, sent, _rest = message.split(" ", 3)
+        if int(seq) < run.broadcast_first_seq:
+            return  # published during the warm-up
+        self.broadcast_received += 1
+        run.received += 1
+        run.bytes_received += len(message)
+        us = int((now - float(sent)) * 1e6)
+        counts = run.latency.pending
+        counts[us] = counts.get(us, 0) + 1
+
+    def check_finished(self) -> None:
+        if not self.finished and not self.sent_ts and not self.pending and (
+                self.remaining == 0 or not self.run.sending):
+            self.finished = True
+            self.run.load_finished()
+
+    def send(self, count: int, now: float, times: Sequence[float] | None = None) -> None:
+        if self.remaining is not None:
+            count = min(count, self.remaining)
+            self.remaining -= count
+            if count <= 0:
+                self.check_finished()
+                return
+        session = self.session
+        run = self.run
+        try:
+            if run.cfg.mode == "request":
+                self._send_requests(count, now, times)
+                return
+            if self.library_send:
+                messages = run.messages
+                batch = [messages[(self.frame_index + k) % len(messages)]
+                         for k in range(count)]
+                self.frame_index = (self.frame_index + count) % len(messages)
+                session.send_many(batch)
+                session.flush()
+                payload = sum(len(m) if isinstance(m, bytes) else len(m.encode())
+                              for m in batch)
+            else:
+                pool = len(run.frames)
+                i = self.frame_index
+                left = count
+                payload = 0
+                parts: list[bytes] = []
+                while left:
+                    take = min(left, pool)
+                    parts.extend(run.frames2[i:i + take])
+                    payload += (run.uniform_size * take if run.uniform_size is not None
+                                else sum(run.sizes2[i:i + take]))
+                    i = (i + take) % pool
+                    left -= take
+                self.frame_index = i
+                session.send_prebuilt(b"".join(parts), count, payload)
+        except SessionClosed:
+            return
+        if times is None:
+            self.sent_ts.append([now, count])
+        else:
+            self.sent_ts.extend([t, 1] for t in times)
+        self.in_flight_echoes += count
+        run.sent += count
+        run.bytes_sent += payload
+
+    def _send_requests(self, count: int, now: float, times: Sequence[float] | None) -> None:
+        """request mode: each message rendered from its template ({{seq}}, {{uuid}}...),
+        its id read back with --match-id, so replies can be matched in any order."""
+        run = self.run
+        renderer, templates = run.request_renderer()
+        assert self.match is not None
+        batch: list[str | bytes] = []
+        for k in range(count):
+            template = templates[(self.frame_index + k) % len(templates)]
+            text = renderer.render(template)
+            request_id = self.match(text)
+            self.pending[request_id] = now if times is None else times[k]
+            batch.append(text.encode() if run.binary else text)
+        self.frame_index = (self.frame_index + count) % len(templates)
+        self.session.send_many(batch)
+        self.session.flush()
+        run.sent += count
+        run.bytes_sent += sum(len(m) if isinstance(m, bytes) else len(m.encode())
+                              for m in batch)
+
+    def send_due(self, rate: float, now: float) -> None:
+        # Message k is due at rate_start + k / rate (floor: rate_start may be ahead).
+        due = math.floor((now - self.rate_start) * rate) + 1 - self.scheduled
+        if due <= 0 or self.closing or self.finished:
+            return
+        if self.session.write_buffer_bytes > MAX_WRITE_BUFFER_BYTES:
+            return  # still due: their latency counts from when they were due
+        start, first = self.rate_start, self.scheduled
+        if self.remaining is not None:
+            due = min(due, self.remaining)
+        times = [start + (first + k) / rate for k in range(due)]
+        self.scheduled += due
+        self.send(due, now, times)
+
+    def close(self) -> None:
+        self.closing = True
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            with contextlib.suppress(Exception):
+                self.session.connection.transport.resume_reading()
+        if self.session.is_open:
+            self.session.close_now(1000)
+
+
+async def _sleep_or_stop(delay_s: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay_s)
+
+
+class _FastReceiver(asyncio.Protocol):
+    """echo mode's receive path: in front of the session's connection on the transport.
+
+    Whole, unmasked, unfragmented text/binary frames with RSV bits clear (every echo
+    under permessage-deflate's threshold too) are counted here, one call per received
+    chunk, without the session's layers (its fast path, per-message delivery, UTF-8
+    decoding: a reply's text is not validated). Any other frame (ping, pong, close, a
+    fragment, a compressed message) is handed to the connection once whole, as the
+    library would have received it: the session delivers it (counted through
+    ``on_batch``) and the library sits at a frame boundary again. A frame the library
+    must refuse (masked, over --max-size), a close frame, or the connection no longer
+    open: every byte from there goes to the connection, the transport given back.
+    """
+
+    def __init__(self, load: _Load) -> None:
+        self.load = load
+        self.conn = load.session.connection
+        self.transport = self.conn.transport
+        self.max_size = self.conn.protocol.max_message_size
+        self.buf = b""
+        # Every echo of a fixed-size payload is the same header + SIZE bytes: a run of
+        # them is recognised by checking each header byte at every frame's offset in
+        # one bytes.count() (C speed), not frame by frame. The first frame that is
+        # not such an echo starts at a multiple of the frame length (all before it
+        # were that long), so its header fails the check and the loop below takes over.
+        run = load.run
+        size = run.uniform_size
+        self.echo_header: bytes | None = None
+        self.echo_len = 0
+        if size is not None and (self.max_size is None or size <= self.max_size):
+            self.echo_header = bytes((0x82 if run.binary else 0x81,)) + (
+                bytes((size,)) if size < 126 else
+                bytes((126,)) + size.to_bytes(2, "big") if size < 65536 else
+                bytes((127,)) + size.to_bytes(8, "big"))
+            self.echo_len = len(self.echo_header) + size
+        self.transport.set_protocol(self)
+
+    def _give_back(self, rest: bytes) -> None:
+        self.transport.set_protocol(self.conn)
+        if rest:
+            self.conn.data_received(rest)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        self.buf = b""
+        size = len(buf)
+        pos = 0
+        count = 0
+        payload_bytes = 0
+        max_size = self.max_size
+        header_bytes = self.echo_header
+        if header_bytes is not None:
+            frame_len = self.echo_len
+            n = size // frame_len
+            if n:
+                end = n * frame_len
+                if all(buf[j:end:frame_len].count(byte) == n
+                       for j, byte in enumerate(header_bytes)):
+                    count = n
+                    payload_bytes = n * (frame_len - len(header_bytes))
+                    pos = end
+        while size - pos >= 2:
+            first = buf[pos]
+            second = buf[pos + 1]
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                header = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2: pos + 10], "big")
+                header = 10
+            if second & 0x80:
+                header += 4  # masked: the library fails it (RFC 6455 §5.1)
+            end = pos + header + length
+            # FIN set, RSV1-3 clear, TEXT or BINARY, not masked, within --max-size.
+            fast = (first & 0xF0 == 0x80 and not second & 0x80 and 1 <= first & 0x0F <= 2
+                    and (max_size is None or length <= max_size))
+            if not fast and (second & 0x80 or (max_size is not None and length > max_size)
+                             or (first & 0x08 and length > 125)):
+                # Masked, too big, an over-long control frame: the library fails the
+                # connection; it gets everything from here on.
+                self._count(count, payload_bytes)
+                self._give_back(buf[pos:])
+                return
+            if end > size:
+                break
+            if fast:
+                count += 1
+                payload_bytes += length
+                pos = end
+                continue
+            self._count(count, payload_bytes)  # in wire order
+            count = payload_bytes = 0
+            self.conn.data_received(buf[pos:end])
+            pos = end
+            if not self.load.session.is_open:
+                self._give_back(buf[pos:])
+                return
+        self.buf = buf[pos:]
+        self._count(count, payload_bytes)
+
+    def _count(self, count: int, payload_bytes: int) -> None:
+        if count:
+            session = self.load.session
+            session.messages_received += count
+            session.bytes_received += payload_bytes
+            self.load.seen_msgs += count
+            self.load.seen_bytes += payload_bytes
+            self.load.received(count, payload_bytes)
+
+    def eof_received(self) -> bool | None:
+        self._give_back(self.buf)
+        return bool(self.conn.eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
