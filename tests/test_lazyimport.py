@@ -83,3 +83,18 @@ print(get_proxy(parse_uri("ws://example.test/")))
 def test_proxy_settings_possible(environ: dict[str, str], possible: bool) -> None:
     expected = True if sys.platform in ("darwin", "win32") else possible
     assert _proxy_settings_possible(environ) is expected
+
+
+
+def test_version_loads_neither_config_nor_the_connect_path() -> None:
+    # `wstool --version` (issue 14, start-up): config.py's records and urllib.parse are
+    # ~11 % of its instructions, and only commands need them. -X importtime names every
+    # module imported, whatever way the process exits.
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "wstool", "--version"],
+                            capture_output=True, text=True, timeout=scaled(30))
+    assert result.returncode == 0 and result.stdout.startswith("wstool, version")
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert "click" in loaded  # what the check reads is there
+    # (urllib.parse is not checked: an editable install's import hook loads it.)
+    assert not loaded & {"wstool.config", "asyncio", "websockets", "wstool.client"}

@@ -442,3 +442,51 @@ async def test_the_front_end_hears_the_end_and_may_say_the_error_itself() -> Non
     assert info.value.said and info.value.server_close and info.value.close_code == 4001
     assert isinstance(front.log[-2], Closed)
     assert front.log[-1] == Notice(f"end: {info.value!r}")
+
+
+class BatchRecorder(Recorder):
+    """A front-end that takes received text a chunk at a time (pipe mode's hot path)."""
+
+    text_batches = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text_batch_sizes: list[int] = []
+
+    def on_text_batch(self, payloads: list[bytes]) -> None:
+        self.text_batch_sizes.append(len(payloads))
+        self.log.extend(Received(payload.decode()) for payload in payloads)
+
+
+@async_test
+async def test_text_batches_keep_count_and_the_end_of_input_rules() -> None:
+    async def burst(ws: ServerConnection, n: int, received: list[str | bytes]) -> None:
+        async for message in ws:
+            received.append(message)
+            if message == "go":  # five at once: the client reads them in one chunk or more
+                ws.protocol.send_text(b"a")
+                for i in range(4):
+                    ws.protocol.send_text(f"m{i}".encode())
+                ws.send_data()
+        await ws.wait_closed()
+
+    async with server(burst) as (config, peer):
+        # No permessage-deflate: the library's server compresses even one byte, and
+        # compressed frames are the library's to parse.
+        run = ClientRun(config._replace(compress=False),
+                        ClientRunConfig(execute=("go",), message_count=3))
+        front = BatchRecorder()
+        assert await run.run(front) == ExitStatus.OK
+    assert front.received == ["a", "m0", "m1"]  # -n 3: exactly three, from a batch
+    assert front.text_batch_sizes and sum(front.text_batch_sizes) == 3
+    assert peer.close_codes == [1000]
+
+    async with server(echo) as (config, peer):
+        run = ClientRun(config._replace(compress=False), ClientRunConfig(wait_s=30),
+                        input_source=ListInput([f"line {i}" for i in range(500)]))
+        front = BatchRecorder()
+        started = time.monotonic()
+        assert await run.run(front) == ExitStatus.OK  # every reply in: ends long before -w
+        assert time.monotonic() - started < scaled(10)
+    assert front.received == [f"line {i}" for i in range(500)]
+    assert sum(front.text_batch_sizes) == 500

@@ -40,8 +40,12 @@ TEXT, BINARY, CONT, CLOSE, PING = 1, 2, 0, 8, 9
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def run_session(script: Script, **config: Any) -> tuple[Session, list[Event], Any]:
-    """Serve one connection with SCRIPT after the handshake; return what the client saw."""
+async def run_session(script: Script, batches: list[list[bytes]] | None = None,
+                      **config: Any) -> tuple[Session, list[Event], Any]:
+    """Serve one connection with SCRIPT after the handshake; return what the client saw.
+
+    With BATCHES, the session's text batch handler is on (pipe mode's hot path): each
+    batch is appended there, and its messages to the events as Message records."""
     client_bytes: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -71,8 +75,19 @@ async def run_session(script: Script, **config: Any) -> tuple[Session, list[Even
         ConnectConfig(target=parse_target(f"ws://127.0.0.1:{port}/"), **config),
         events.append, report_sent=False,
     )
+    if batches is not None:
+        def on_text_batch(payloads: list[bytes]) -> None:
+            batches.append(list(payloads))
+            events.extend(Message("received", p.decode(), ts=0.0) for p in payloads)
+
+        session.on_text_batch = on_text_batch
     async with server:
         await session.open()
+        if batches is not None:
+            # Tell the script that the handshake's read is over: what it sends next
+            # starts a read of its own, at a frame boundary (see READY).
+            session.send_text("go")
+            session.flush()
         await asyncio.wait_for(session.wait_closed(), scaled(10))
     return session, events, b"".join(client_bytes)
 
@@ -200,3 +215,64 @@ def test_compressed_and_plain_messages_mixed() -> None:
     session, events, _ = asyncio.run(run())
     assert session.extensions == ("permessage-deflate",)
     assert messages(events) == ["plain1", "squeezed " * 50, "plain2"]
+
+
+# The text batch handler (pipe mode's hot path, issue 14): the same streams, the same
+# messages in the same order, and whole runs of text frames come as one batch.
+
+READY = 8  # the client's masked "go" frame: 2 + 4 + 2 bytes
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100_000])
+def test_stream_cut_anywhere_with_text_batches(chunk: int) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for data in STREAM:
+            head, tail = data[:200], data[200:]
+            for i in range(0, len(head), chunk):
+                writer.write(head[i : i + chunk])
+                await writer.drain()
+                await asyncio.sleep(0)
+            writer.write(tail)
+            await writer.drain()
+
+    batches: list[list[bytes]] = []
+    session, events, from_client = asyncio.run(run_session(script, batches))
+    assert messages(events) == EXPECTED
+    # Which frames the library parses depends on where the reads cut (a frame that
+    # begins in the middle of a read after a frame of the library's is the library's);
+    # the first one is always ours.
+    assert batches[0] == [b"hello"]
+    assert session.messages_received == len(EXPECTED)
+    assert session.messages_sent == 1  # the go
+    assert session.outcome() is None
+    assert client_opcodes(from_client) == [0xA, 0xA, CLOSE]
+
+
+def test_text_batch_is_split_around_binary_in_order() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        writer.write(frame(TEXT, b"a") + frame(TEXT, "b✓".encode()) + frame(BINARY, b"\x00")
+                     + frame(TEXT, b"c") + frame(TEXT, b"d" * 300)
+                     + frame(CLOSE, struct.pack("!H", 1000)))
+
+    batches: list[list[bytes]] = []
+    session, events, _ = asyncio.run(run_session(script, batches))
+    assert messages(events) == ["a", "b✓", b"\x00", "c", "d" * 300]
+    assert batches == [[b"a", "b✓".encode()], [b"c", b"d" * 300]]
+    assert (session.messages_received, session.bytes_received) == (5, 1 + 4 + 1 + 1 + 300)
+
+
+def test_invalid_utf8_with_text_batches_delivers_the_lines_before() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        writer.write(frame(TEXT, b"ok") + frame(TEXT, "é".encode()) + frame(TEXT, b"\xc3\x28")
+                     + frame(TEXT, b"never"))
+
+    batches: list[list[bytes]] = []
+    session, events, _ = asyncio.run(run_session(script, batches))
+    assert batches == [[b"ok", "é".encode()]]
+    assert messages(events) == ["ok", "é"]
+    error = session.outcome()
+    assert isinstance(error, ProtocolFailure) and "invalid UTF-8" in str(error)
+    assert session.closed is not None and session.closed.code == 1007

@@ -10,7 +10,10 @@ turns raw option values into these records (raising
 the core and front-ends only read them; no click value crosses that edge.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here, on purpose (issue 14): typing.NamedTuple
+# turns every string annotation into a ForwardRef, which compiles it (~175 000
+# instructions a field); real annotations cost next to nothing. The few names that
+# exist only for type checkers are quoted.
 
 import os
 import re
@@ -153,7 +156,7 @@ class ReplConfig(NamedTuple):
     """The REPL's own options (``--vi``, ``--no-history``...), for connect and listen."""
 
     vi: bool = False
-    history_path: Path | None = None  # None: no history on disk (--no-history)
+    history_path: "Path | None" = None  # None: no history on disk (--no-history)
     timestamps: bool = False
     pretty_json: bool = True
     base64: bool = False
@@ -173,7 +176,7 @@ def config_path(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "wstool", "config.toml")
 
 
-def default_history_path(environ: Mapping[str, str]) -> Path:
+def default_history_path(environ: Mapping[str, str]) -> "Path":
     """``$XDG_STATE_HOME/wstool/history``, default ``~/.local/state/wstool/history``."""
     from pathlib import Path  # see the TYPE_CHECKING import above
 

@@ -11,7 +11,10 @@ relay's records are in ``server_events.py`` and ``relay_events.py``: a one-shot
 ``connect`` does not pay for defining them.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here, on purpose (issue 14): typing.NamedTuple
+# turns every string annotation into a ForwardRef, which compiles it (~175 000
+# instructions a field); real annotations cost next to nothing. The few names that
+# exist only for type checkers are quoted.
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias
@@ -111,7 +114,7 @@ class FrameSeen(NamedTuple):
     """One frame as it crossed the wire (``--trace``; ``frame-dump`` relay)."""
 
     direction: Direction
-    frame: Frame  # as the library parsed it (received) or is about to send it
+    frame: "Frame"  # as the library parsed it (received) or is about to send it
     conn: int = 0
     ts: float = 0.0
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from wstool import __version__
-from wstool.config import ConnectConfig, config_path
 from wstool.errors import (
     EXIT_STATUS_HELP,
     ExitStatus,
@@ -26,6 +25,7 @@ from wstool.errors import (
 )
 
 if TYPE_CHECKING:
+    from wstool.config import ConnectConfig
     from wstool.term.env import Environment
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -258,6 +258,10 @@ class _Command(click.Command):
 
     def _use_config(self, ctx: click.Context, args: list[str]) -> str | None:
         """Read the file, set ctx.default_map; the profile's URL if ``@NAME`` was given."""
+        # Imported here, not at the top: `--version` needs none of config.py's records
+        # (eleven NamedTuple classes and urllib.parse: ~11 % of its instructions).
+        from wstool.config import config_path
+
         environ = _environ()
         name = self._profile_name(ctx, args)
         if name is None and not os.path.exists(config_path(environ)):

@@ -112,6 +112,10 @@ class PipeFrontEnd(ClientFrontEnd):
         # waits for what comes next. The run's end with that very close: the error
         # line says it, once; anything else (a reconnect, another error): the line.
         self._held_close: Closed | None = None
+        # Received text goes to stdout as it came (no escaping, no JSON): whole
+        # chunks of lines can be written in one go (issue 14, the hot path).
+        self.text_batches = not (output_config.json or self.escape_output
+                                 or stream_config.binary)
 
     # Output
 
@@ -208,6 +212,13 @@ class PipeFrontEnd(ClientFrontEnd):
             self.write_json(Message("received", data, ts=time.monotonic()))
         else:
             self.write_message(data)
+
+    def on_text_batch(self, payloads: list[bytes]) -> None:
+        """Received text lines of one chunk (UTF-8 checked), when text_batches: one
+        write of the joined lines (hence a separator after the last one too)."""
+        separator = self.separator
+        payloads.append(b"")
+        self.write(separator.join(payloads))
 
     def on_batch(self) -> None:
         self.flush()

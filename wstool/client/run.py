@@ -48,6 +48,11 @@ A **front-end** (:class:`ClientFrontEnd`) renders; it holds no policy:
     session calls it directly when the run has nothing to do per message (no
     ``-n``, no observer, input not at its end), else through the run's
     ``_on_message``. Keep it cheap;
+``on_text_batch(payloads)`` / ``text_batches``
+    when the front-end sets ``text_batches`` (pipe mode writing plain lines), the
+    received text messages of one chunk as a list of UTF-8-checked bytes, in
+    order, instead of one ``on_message`` each (issue 14: the pipe's hot path);
+    not used with observers or --echo shown as sent;
 ``on_batch()``
     after each chunk of received data (flush output here), and once at the end
     of the run;
@@ -213,6 +218,16 @@ class ClientFrontEnd(RunObserver):
     # automatic pongs too (Ping/Pong events with direction "sent").
     report_pings: bool = False
 
+    # Whether on_text_batch() is worth calling (the run's receive fast path hands
+    # text messages over a chunk at a time then); the default renders one by one.
+    text_batches: bool = False
+
+    def on_text_batch(self, payloads: list[bytes]) -> None:
+        """Received text messages as UTF-8 bytes (checked), in order: the hot path
+        when ``text_batches`` is true and the run has no per-message work."""
+        for payload in payloads:
+            self.on_message(payload.decode())
+
     def on_open_failed(self, handshake: Handshake) -> None:
         """The opening handshake failed after a response came (``-v`` shows it)."""
 
@@ -297,7 +312,8 @@ class ClientRun:
         # Set when the run is to end: -n reached, all replies in, stop(), close(),
         # Ctrl-C. A session in progress then closes with 1000 (or close()'s code).
         self._ending = asyncio.Event()
-        self._activity = asyncio.Event()  # a message or the close, after EOF
+        # When the latest message came, after EOF (_after_input's --wait).
+        self._last_activity_at = 0.0
         self._stop_error: WstoolError | None = None
         self._close_code = 1000  # 1001 after SIGTERM
         self._grace: asyncio.TimerHandle | None = None
@@ -599,6 +615,8 @@ class ClientRun:
             report_pings=self._front.report_pings,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
+        if self._front.text_batches and not self.observers and not self._show_echo:
+            session.on_text_batch = self._on_text_batch
         if self.session is not None:
             self._add_to_past(self.session)
         self.session = session
@@ -722,21 +740,22 @@ class ClientRun:
             # They came before the end of input: within that time.
             self._start_grace(self._input_ended_at)
         wait_s = self.config.wait_s
+        # Received messages only note the time (_last_activity_at); this loop wakes
+        # when --wait seconds may have passed since. It used to wake (a task and an
+        # asyncio.wait) for every received chunk: piped in at once, most replies
+        # come after the end of input, and through the websockets library's echo
+        # (a few messages a read) that was most of the client's CPU (issue 14).
+        self._last_activity_at = time.monotonic()
         while True:
-            self._activity.clear()
-            activity: asyncio.Future[Any] = asyncio.ensure_future(self._activity.wait())
-            try:
-                finished, _ = await asyncio.wait(
-                    {closed, ending, activity},
-                    timeout=wait_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                activity.cancel()
-            if closed in finished or ending in finished:
+            timeout = None if wait_s is None else max(
+                self._last_activity_at + wait_s - time.monotonic(), 0.0)
+            finished, _ = await asyncio.wait(
+                {closed, ending}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if finished:
                 return
-            if not finished:  # --wait seconds without a message
-                self._warn_unanswered(session)
+            assert wait_s is not None
+            if time.monotonic() - self._last_activity_at >= wait_s:
+                self._warn_unanswered(session)  # --wait seconds without a message
                 return
 
     def _warn_unanswered(self, session: Session) -> None:
@@ -781,7 +800,6 @@ class ClientRun:
             self.state = OPEN
         elif kind is Closed:
             self.state = CLOSED
-            self._activity.set()
         self._front.on_event(event)
         for observer in self.observers:
             observer.on_event(event)
@@ -816,12 +834,47 @@ class ClientRun:
         for observer in self.observers:
             observer.on_message(data)
         if self.input_eof:
-            self._activity.set()  # only _after_input() waits on it
+            self._last_activity_at = time.monotonic()  # only _after_input() reads it
         if count is not None and self.received_total >= count:
             self._ending.set()  # -n: N messages received, then a clean close
         elif self.input_eof and self._replies_end_input:
             now = time.monotonic()
             previous, self._received_after_eof_at = self._received_after_eof_at, now
+            session = self.session
+            if (
+                session is not None
+                and session.messages_sent > 0
+                and session.messages_received >= session.messages_sent
+                and self._grace is None
+            ):
+                # Every message sent has had a reply: the run is over after the grace.
+                self._start_grace(now, None if previous is None else now - previous)
+
+    def _on_text_batch(self, payloads: list[bytes]) -> None:
+        """Text messages of one received chunk (the session's fast path): what
+        _on_message does, once for the lot (no observers, no echo to show here)."""
+        if not self.input_eof and self.config.message_count is None:
+            self._front.on_text_batch(payloads)  # nothing to count: the hot path
+            return
+        count = self.config.message_count
+        if count is not None:
+            room = count - self.received_total
+            if room <= 0:
+                return  # past -n: the user asked for exactly N
+            if len(payloads) > room:
+                payloads = payloads[:room]
+        self.received_total += len(payloads)
+        self._front.on_text_batch(payloads)
+        if self.input_eof:
+            self._last_activity_at = time.monotonic()  # only _after_input() reads it
+        if count is not None and self.received_total >= count:
+            self._ending.set()  # -n: N messages received, then a clean close
+        elif self.input_eof and self._replies_end_input:
+            now = time.monotonic()
+            previous, self._received_after_eof_at = self._received_after_eof_at, now
+            # Two or more replies in one chunk came together: their gap is ~0.
+            if len(payloads) > 1:
+                previous = now
             session = self.session
             if (
                 session is not None
