@@ -243,3 +243,48 @@ def test_connect_config_takes_the_connect_flags_with_their_rules(tmp_path: Path)
         "error: --key needs --cert (the client certificate it belongs to)",
         "error: -H 'Upgrade': the WebSocket handshake sets Upgrade itself",
     ]
+
+
+TLS_LOCUSTFILE = """
+from locust import constant, task
+from wstool.locust import WebSocketUser
+
+class Binary(WebSocketUser):
+    connect_options = {"insecure": True}  # serve-echo --self-signed
+    wait_time = constant(0.01)
+
+    @task
+    def echo(self):
+        assert self.request(b"\\x00\\xffbin") == b"\\x00\\xffbin"
+"""
+
+
+def test_wss_by_name_over_forked_processes(netns: tuple[str, ...], tmp_path: Path) -> None:
+    """What gevent's monkey-patching touches and asyncio uses: ssl (wss://), the name
+    lookup (localhost: the session's resolver thread is a greenlet here) and
+    Locust's --processes (forked after import: each child makes its own loop)."""
+    locustfile = tmp_path / "tls.py"
+    locustfile.write_text(TLS_LOCUSTFILE)
+    server = ServeEcho("--self-signed", prefix=netns)
+    json_prefix = tmp_path / "stats"
+    try:
+        url = server.url.replace("127.0.0.1", "localhost")
+        assert url.startswith("wss://localhost:"), url
+        command = _locust(netns, "--host", url, "-u", "4", "-r", "4", "-t", "2s",
+                          "--processes", "2", "--stop-timeout", "5",
+                          "--json-file", str(json_prefix))
+        command[command.index(str(LOCUSTFILE))] = str(locustfile)
+        result = subprocess.run(command, env=_env(tmp_path), capture_output=True,
+                                timeout=scaled(60), stdin=subprocess.DEVNULL)
+        report = (result.stderr + result.stdout).decode(errors="replace")
+        assert result.returncode == 0, report
+        assert "Traceback" not in report, report
+        assert server.stop() == 0
+        connections, messages_in, messages_out = _summary(server)
+    finally:
+        server.close()
+    stats = _stats(json_prefix)
+    assert set(stats) == {"connect", "binary"}, stats
+    assert all(entry["num_failures"] == 0 for entry in stats.values()), stats
+    assert stats["connect"]["num_requests"] == connections == 4
+    assert stats["binary"]["num_requests"] == messages_in == messages_out > 0
