@@ -173,6 +173,19 @@ def _nothing() -> None:
     pass
 
 
+def _wake_loop_if_needed(transport: Any) -> None:
+    """After a write made from a user's greenlet, outside the loop: what that write
+    left for the loop to do waits for the loop's next wake-up, so give it one when
+    there is something. A partial write registers a writer with the selector the
+    loop is waiting in; a failed one schedules ``connection_lost`` (asyncio's loops
+    keep such callbacks in ``_ready``; another loop: always wake)."""
+    loop = _the_loop()
+    buffered = getattr(transport, "get_write_buffer_size", None)  # not on every transport
+    if (buffered is None or buffered() or transport.is_closing()
+            or getattr(loop, "_ready", True)):
+        loop.call_soon_threadsafe(_nothing)
+
+
 def _payload_bytes(message: str | bytes) -> int:
     return len(message.encode()) if isinstance(message, str) else len(message)
 
@@ -239,11 +252,7 @@ class _Connection:
             except SessionClosed:
                 raise ClosedAbnormally("connection closed before the request") from None
             session.flush()
-            if session._require_conn().transport.get_write_buffer_size():
-                # The socket took only part of it: asyncio now waits to write the
-                # rest, a change of the loop's selector made from outside the loop,
-                # so wake the loop to wait with it (its next select sees the writer).
-                _the_loop().call_soon_threadsafe(_nothing)
+            _wake_loop_if_needed(session._require_conn().transport)
             try:
                 received, end = reply.get(timeout=timeout_s)
             except gevent.Timeout:
