@@ -157,12 +157,13 @@ class ServeEcho:
 
     def __init__(
         self, *args: str, env: dict[str, str] | None = None, command: str = "serve-echo",
-        stdin: Any = subprocess.DEVNULL,
+        stdin: Any = subprocess.DEVNULL, prefix: tuple[str, ...] = (),
     ) -> None:
+        # PREFIX runs it through another command (e.g. nsenter into a network namespace).
         # Its own $TMPDIR, so close() can check what it left behind (--self-signed).
         self.tmpdir = Path(tempfile.mkdtemp(prefix="wstool-test-server-"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", command, "--port", "0", *args],
+            [*prefix, sys.executable, "-m", "wstool", command, "--port", "0", *args],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
