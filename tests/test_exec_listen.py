@@ -415,6 +415,47 @@ def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> N
     assert s.proc.wait(scaled(15)) == 0
 
 
+def test_once_exits_1_when_the_process_fails(exec_server: Any) -> None:
+    """--once --exec: the process exiting 3 closes the client with 1011, and the exit
+    status is the process's failure (1, as connect --exec), not "the client closed"."""
+    s = exec_server("--once", "--sh", "--exec", "read x; echo got $x; exit 3")
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            await ws.send("only")
+            answer = await ws.recv()
+            await ws.wait_closed()
+            return answer, ws.close_code, ws.close_reason
+
+    assert run(client()) == ("got only", 1011, "exited with status 3")
+    assert s.proc.wait(scaled(15)) == ExitStatus.ERROR
+    s.wait_for_eof()
+    errors = [line for line in s.lines if "error" in line]
+    assert len(errors) == 1, s.stderr
+    assert re.fullmatch(r"wstool: error: /bin/sh -c 'read x; echo got \$x; exit 3' "
+                        r"\(pid \d+\) exited with status 3", errors[0]), s.stderr
+
+
+def test_once_exits_1_when_the_process_cannot_start(exec_server: Any, tmp_path: Path) -> None:
+    program = tmp_path / "prog.sh"
+    program.write_text("#!/bin/sh\necho hi\n")
+    program.chmod(0o755)
+    s = exec_server("--once", "--exec", str(program))
+    program.chmod(0o644)  # found at start-up, not executable when the client comes
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            await ws.wait_closed()
+            return ws.close_code, ws.close_reason
+
+    code, reason = run(client())
+    assert (code, reason.split(":")[0]) == (1011, f"cannot start {program}"), reason
+    assert s.proc.wait(scaled(15)) == ExitStatus.ERROR
+    s.wait_for_eof()
+    assert [line for line in s.lines if "cannot start" in line] == [
+        f"wstool: [1] cannot start {program}: Permission denied"], s.stderr
+
+
 def test_null_separated_lines_keep_their_carriage_returns(exec_server: Any) -> None:
     s = exec_server("-0", "--exec", "cat")
 

@@ -42,7 +42,7 @@ from websockets.protocol import OPEN
 from wstool import __version__
 from wstool.bridge.process import BridgeSide, ProcessBridge, ProcessOutcome, start_process
 from wstool.config import ExecConfig, ListenConfig, OutputConfig, ServerConfig
-from wstool.errors import ExitStatus
+from wstool.errors import ExitStatus, WstoolError
 from wstool.server.core import App, ServerConnection, ServerSideProtocol, WebSocketServer
 from wstool.server.events import ClientConnected, ClientDisconnected, ServerEvent
 from wstool.server.log import ServerLog, once_status, prepared_tls
@@ -487,6 +487,9 @@ class ExecListenFrontEnd:
         self.log = ServerLog(env, output_config)
         self.stop = asyncio.Event()
         self.once_result: ClientDisconnected | None = None
+        # --once: how its process ended (it decides the exit status when it failed).
+        self.once_outcome: ProcessOutcome | None = None
+        self.once_failure: str | None = None  # it could not be started
         self._server: WebSocketServer | None = None
 
     def on_event(self, event: ServerEvent) -> None:
@@ -499,6 +502,11 @@ class ExecListenFrontEnd:
                 self.stop.set()
 
     def on_bridge_event(self, event: BridgeEvent) -> None:
+        if self.cfg.once:
+            if isinstance(event, ProcessEnded):
+                self.once_outcome = event.outcome
+            elif isinstance(event, ProcessFailed):
+                self.once_failure = event.error
         if isinstance(event, ProcessStderr):
             # The process's own diagnostics: always shown, as websocketd does.
             if self.out_cfg.json:
@@ -539,4 +547,14 @@ class ExecListenFrontEnd:
                 # Each process: stdin closed, SIGTERM, SIGKILL, --kill-after apart.
                 await app.wait_all_gone(2 * self.exec_cfg.kill_after_s + 3.0)
                 self.log(server.summary())
+        if self.once_failure is not None:
+            error = WstoolError(self.once_failure)
+            error.said = True  # on_bridge_event's line said it
+            raise error
+        outcome = self.once_outcome
+        if outcome is not None and not outcome.ok and outcome.signalled is None:
+            # The process failed by itself (the client got 1011 for it): that is the
+            # error, as with connect --exec, not how the client answered the close.
+            raise WstoolError(f"{self.exec_cfg.display} (pid {outcome.pid}) "
+                              f"{outcome.describe()}")
         return once_status(self.once_result)
