@@ -118,6 +118,8 @@ def test_a_process_that_does_not_read_holds_the_socket_back(
     (("--exec", "no-such-command-here"), "--exec: no-such-command-here: command not found"),
     (("--exec", "cat", "--echo"), "--exec and --echo both answer the messages"),
     (("--stderr-to-client",), "--stderr-to-client goes with --exec CMD"),
+    (("--kill-after", "3"), "--kill-after goes with --exec CMD"),
+    (("--kill-after", "0"), "--kill-after goes with --exec CMD"),
 ])
 def test_bad_exec_input(args: tuple[str, ...], message: str) -> None:
     proc = run_wstool_inprocess("connect", *args, "ws://127.0.0.1:1/")

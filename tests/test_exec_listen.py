@@ -394,6 +394,8 @@ def test_json_logs_process_events(exec_server: Any) -> None:
     (("--exec", ""), "--exec: empty command"),
     (("--exec", "cat 'unbalanced"), "--exec: cannot split"),
     (("--sh",), "--sh goes with --exec CMD"),
+    (("--kill-after", "3"), "--kill-after goes with --exec CMD"),
+    (("--exec", "cat", "--kill-after", "-1"), "invalid value for '--kill-after'"),
     (("--exec", "cat", "--base64"), "--base64 does not apply to --exec"),
 ])
 def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message: str) -> None:
