@@ -56,7 +56,8 @@ def test_end_of_input_rules_wait_for_the_replies(server_thread: ServerThread) ->
 def test_non_zero_exit_of_the_process_is_exit_1(echo_url: str) -> None:
     proc = run_wstool_inprocess("connect", "--sh", "--exec", "echo hi; exit 4", echo_url)
     assert proc.returncode == ExitStatus.ERROR
-    assert proc.stderr.splitlines()[-1].startswith("wstool: error: /bin/sh (pid ")
+    assert proc.stderr.splitlines()[-1].startswith(
+        "wstool: error: /bin/sh -c 'echo hi; exit 4' (pid ")
     assert proc.stderr.splitlines()[-1].endswith("exited with status 4")
 
 
