@@ -31,7 +31,12 @@ from wstool.cli.options import (
     with_browser_request,
 )
 from wstool.config import ClientRunConfig, ConnectConfig
-from wstool.errors import EXIT_STATUS_HELP, UsageError, WstoolError
+from wstool.errors import (
+    CONNECT_BRIDGES_EXIT_STATUS_HELP,
+    EXIT_STATUS_HELP,
+    UsageError,
+    WstoolError,
+)
 
 if TYPE_CHECKING:
     from wstool.client.run import RunObserver
@@ -86,7 +91,8 @@ Examples:
   wstool connect -n 1 -x '{"subscribe":"ticks"}' localhost:8765   # send, first reply, exit"""
 
 
-@click.command(cls=_ConnectCommand, epilog=f"{EXIT_STATUS_HELP}\n\n{CONNECT_EXAMPLES}")
+@click.command(cls=_ConnectCommand, epilog=f"{EXIT_STATUS_HELP}\n\n"
+               f"{CONNECT_BRIDGES_EXIT_STATUS_HELP}\n\n{CONNECT_EXAMPLES}")
 @click.argument("url", required=False)
 @click.option("--demo", is_flag=True,
               help="Start a built-in echo server on a free loopback port and connect to it.")
