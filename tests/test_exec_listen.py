@@ -5,6 +5,7 @@ on 127.0.0.1 port 0, with real child processes and the websockets library's clie
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import ssl
@@ -384,6 +385,34 @@ def test_json_logs_process_events(exec_server: Any) -> None:
              for line in events]
     for kind in ("connect", "process", "stderr", "process_exit", "disconnect", "summary"):
         assert kind in kinds, (kind, events)
+    by_kind = {kind: json.loads(line) for kind, line in zip(kinds, events, strict=True)}
+    started, ended = by_kind["process"], by_kind["process_exit"]
+    assert started["client"] == ended["client"] == by_kind["connect"]["client"] == 1
+    assert started["pid"] == ended["pid"] > 0
+    assert started["command"] == "/bin/sh -c 'echo out; echo err >&2'"
+    assert (ended["status"], ended["signal"], ended["sent_signal"]) == (0, None, None)
+    # The two times every server event has (README "JSON events").
+    for kind in ("process", "stderr", "process_exit"):
+        assert isinstance(by_kind[kind]["ts"], float), by_kind[kind]
+        assert isinstance(by_kind[kind]["mono"], float), by_kind[kind]
+    assert by_kind["process"]["mono"] <= by_kind["process_exit"]["mono"]
+
+
+def test_json_says_which_signal_wstool_sent(exec_server: Any) -> None:
+    # The client leaves; the process ignores its stdin's end and is sent SIGTERM.
+    s = exec_server("--json", "--kill-after", "0.1", "--sh", "--exec", "echo up; exec sleep 60")
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            return await ws.recv()
+
+    assert run(client()) == "up"
+    assert s.stop() == 0  # shutdown waits for the process (its events come first)
+    exits = [json.loads(line) for line in s.stdout.decode().splitlines()
+             if '"process_exit"' in line]
+    assert len(exits) == 1, s.stdout
+    assert (exits[0]["status"], exits[0]["signal"], exits[0]["sent_signal"]) == (
+        None, 15, 15), exits
 
 
 # Bad input: at start-up, once, exit 2.

@@ -453,7 +453,9 @@ def _child_watcher() -> Iterator[None]:
 
 
 def bridge_event_json(event: BridgeEvent) -> dict[str, Any]:
-    ts = {"ts": time.time()}
+    # The two times of every server event (README "JSON events"): the wall clock now,
+    # and the monotonic time the event was made at.
+    ts = {"ts": time.time(), "mono": event.ts}
     if isinstance(event, ProcessStarted):
         return {"event": "process", "client": event.client_id, "pid": event.pid,
                 "command": event.command, **ts}
@@ -461,7 +463,9 @@ def bridge_event_json(event: BridgeEvent) -> dict[str, Any]:
         code = event.outcome.returncode
         return {"event": "process_exit", "client": event.client_id, "pid": event.outcome.pid,
                 "status": code if code >= 0 else None,
-                "signal": -code if code < 0 else None, **ts}
+                "signal": -code if code < 0 else None,
+                # The signal wstool sent last (its client had left), if any.
+                "sent_signal": event.outcome.signalled, **ts}
     if isinstance(event, ProcessFailed):
         return {"event": "process_error", "client": event.client_id, "error": event.error,
                 **ts}

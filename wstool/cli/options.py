@@ -222,7 +222,8 @@ upstream_tls_options = _tls_options("")
 CONNECT_JSON_EVENTS = "open, message, ping, pong, close, redirect, reconnecting, expect"
 REPLAY_JSON_EVENTS = CONNECT_JSON_EVENTS.replace(", expect", "") + " and a final replay"
 LISTEN_JSON_EVENTS = ("listening, connect, reject, message, disconnect, frame (-vv), summary, "
-                      "h2_connection, h2_stream (--http2)")
+                      "h2_connection, h2_stream (--http2)"
+                      "; process, process_exit, process_error, stderr (--exec)")
 SERVE_ECHO_JSON_EVENTS = ("listening, connect, reject, disconnect, frame (-vv), summary, "
                           "h2_connection, h2_stream (--http2)")
 FRAME_DUMP_JSON_EVENTS = ("one object per frame, and the events handshake, message, error; "
