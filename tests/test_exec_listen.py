@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import ssl
 import time
 from collections.abc import Iterator
@@ -301,6 +302,31 @@ def test_sigterm_ignored_and_forked_child_leave_no_orphan(exec_server: Any) -> N
 
     run(scenario())
     assert "killed by SIGKILL" in s.wait_for("killed by")
+
+
+def test_a_second_signal_at_shutdown_kills_the_processes_now(exec_server: Any) -> None:
+    """Ctrl-C with a long --kill-after and a process that ignores SIGTERM and its stdin's
+    end: the server says what it waits for, and a second Ctrl-C kills the processes at
+    once instead of making the user wait 2 x --kill-after."""
+    s = exec_server("--kill-after", "30", "--sh", "--exec",
+                    "trap '' TERM; echo $$; while :; do sleep 0.05; done")
+
+    async def client() -> int:
+        async with connect(s.url) as ws:
+            return int(await ws.recv())
+
+    pid = run(client())  # the client has left; its process lives on (--kill-after 30)
+    s.proc.send_signal(signal.SIGINT)
+    s.wait_for("waiting for 1 process to end")
+    assert not pid_gone(pid)
+    started = time.monotonic()
+    s.proc.send_signal(signal.SIGINT)
+    run(wait_gone(pid, timeout=5))
+    assert s.proc.wait(scaled(10)) == 0
+    assert time.monotonic() - started < scaled(5)
+    s.wait_for_eof()
+    assert "killing 1 process" in s.stderr, s.stderr
+    assert "Traceback" not in s.stderr
 
 
 def test_process_killed_when_its_client_disconnects_mid_stream(exec_server: Any) -> None:

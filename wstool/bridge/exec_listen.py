@@ -59,6 +59,9 @@ _MAX_REASON_BYTES = 123
 _DEFAULT_HIGH_WATER = 64 * 1024
 
 
+# At shutdown, how long processes may take to go before the server says it waits.
+_QUIET_WAIT_S = 0.5
+
 _HANGUP_POLL_S = 0.25
 _PROBE_TICKS = 4  # a probe ping every second while the socket is not read
 _HANGUP_EVENTS = (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
@@ -420,6 +423,13 @@ class ExecApp(App):
         await bridge.wait_gone()
         self.clients.discard(client)
 
+    def kill_all(self) -> int:
+        """SIGKILL every process group still there; how many there were."""
+        bridges = [c.bridge for c in self.clients if c.bridge is not None and not c.bridge.gone]
+        for bridge in bridges:
+            bridge.kill()
+        return len(bridges)
+
     async def wait_all_gone(self, timeout_s: float) -> None:
         """Until every process group is gone (shutdown), at most TIMEOUT_S."""
         deadline = time.monotonic() + timeout_s
@@ -495,6 +505,21 @@ class ExecListenFrontEnd:
         self.once_outcome: ProcessOutcome | None = None
         self.once_failure: str | None = None  # it could not be started
         self._server: WebSocketServer | None = None
+        self._app: ExecApp | None = None
+        self._killing = False  # a second signal came: the processes were killed
+
+    def _on_stop_signal(self) -> None:
+        """SIGINT/SIGTERM: stop; once stopping, kill the processes still there."""
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        app = self._app
+        if app is None or self._killing:
+            return
+        self._killing = True
+        count = app.kill_all()
+        if count:
+            self.log.diag(f"killing {count} process{'es' if count > 1 else ''} (SIGKILL)")
 
     def on_event(self, event: ServerEvent) -> None:
         self.log(event)
@@ -535,7 +560,9 @@ class ExecListenFrontEnd:
         cfg = self.server_cfg
         app = ExecApp(self.exec_cfg._replace(max_line_bytes=cfg.max_size_bytes),
                       self.env.environ, self.on_bridge_event)
-        stop_signals = {signal.SIGINT: self.stop.set, signal.SIGTERM: self.stop.set}
+        self._app = app
+        stop_signals = {signal.SIGINT: self._on_stop_signal,
+                        signal.SIGTERM: self._on_stop_signal}
         with (handle_signals(stop_signals), prepared_tls(cfg, self.log) as tls,
               _child_watcher()):
             server = self._server = WebSocketServer(
@@ -549,6 +576,14 @@ class ExecListenFrontEnd:
             finally:
                 await server.shutdown(1001, "going away")
                 # Each process: stdin closed, SIGTERM, SIGKILL, --kill-after apart.
+                # Most are gone at once (stdin's end); say what a longer wait is for.
+                await app.wait_all_gone(_QUIET_WAIT_S)
+                if app.clients and not self._killing:
+                    count = len(app.clients)
+                    self.log.diag(
+                        f"waiting for {count} process{'es' if count > 1 else ''} to end "
+                        f"(SIGTERM, then SIGKILL, --kill-after {self.exec_cfg.kill_after_s:g} "
+                        "s apart); Ctrl-C again kills them now")
                 await app.wait_all_gone(2 * self.exec_cfg.kill_after_s + 3.0)
                 self.log(server.summary())
         if self.once_failure is not None:

@@ -254,6 +254,12 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         if reaper is None or reaper.done():
             self._reaper = asyncio.ensure_future(self._reap_group(close_input=True))
 
+    def kill(self) -> None:
+        """SIGKILL the group now (a second Ctrl-C at shutdown), without the wait."""
+        self.stop()
+        if not self.gone:
+            self._signal_group(signal.SIGKILL)
+
     async def wait_gone(self) -> None:
         """Until the process and every process of its group are gone."""
         await self._gone.wait()
