@@ -329,6 +329,29 @@ def test_a_second_signal_at_shutdown_kills_the_processes_now(exec_server: Any) -
     assert "Traceback" not in s.stderr
 
 
+def test_sighup_stops_the_server_and_its_processes(exec_server: Any) -> None:
+    """The terminal closes (SIGHUP): the processes, in sessions of their own, get no
+    SIGHUP of theirs; the server must end them as it does for SIGTERM, not die and
+    leave them running."""
+    s = exec_server("--kill-after", "0.2", "--sh", "--exec",
+                    "trap '' TERM; echo $$; while :; do sleep 0.05; done")
+    pids: list[int] = []
+
+    async def client() -> None:
+        async with connect(s.url) as ws:
+            pids.append(int(await ws.recv()))
+            s.proc.send_signal(signal.SIGHUP)
+            await wait_gone(pids[0], timeout=10)
+
+    try:
+        run(client())
+        assert s.proc.wait(scaled(10)) == 0, s.stderr
+    finally:
+        for pid in pids:  # what a failure would leave behind (its group: it and sleep)
+            if not pid_gone(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
 def test_process_killed_when_its_client_disconnects_mid_stream(exec_server: Any) -> None:
     s = exec_server("--kill-after", "0.2", "--sh", "--exec", "echo $$; exec yes")
 

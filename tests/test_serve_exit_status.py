@@ -77,7 +77,7 @@ def test_help_shows_the_servers_exit_statuses_not_the_clients(command: str) -> N
 
 @pytest.mark.parametrize(("command", "fragments"), [
     # Issue 16: the bridges' own statuses, said where a user looks for them.
-    ("listen", ["--once --exec: the process exited with another status than 0",
+    ("listen", ["(--once --exec) the process exited with another status than 0",
                 "an --exec CMD that cannot be found",
                 "a --static DIR that is not a directory",
                 "a bad --to-tcp HOST:PORT"]),

@@ -53,14 +53,14 @@ Exit status: 0 stopped by SIGINT/SIGTERM (clients closed with 1001), 1 cannot li
 directory)."""
 
 LISTEN_EXIT_STATUS_HELP = """\
-Exit status: 0 stopped by SIGINT/SIGTERM or /quit, or with --once the client closed with
-1000/1001/1005; 1 cannot listen or read --cert/--key, or an invalid UTF-8 input line, or
-(--once --exec: the process exited with another status than 0, was killed by a signal
-wstool did not send, or could not start); 2 usage (also an --exec CMD that cannot be
-found, a --static DIR that is not a directory, a bad --to-tcp HOST:PORT); with --once,
-5 the client closed with another code or dropped (1006), 6 it broke the protocol.
---exec and --to-tcp: what happens to each client (a process that fails, a TCP port that
-refuses: close 1011) is logged, not an exit status."""
+Exit status: 0 stopped by SIGINT/SIGTERM (--exec: SIGHUP too) or /quit, or with --once
+the client closed with 1000/1001/1005; 1 cannot listen or read --cert/--key, or an
+invalid UTF-8 input line, or (--once --exec) the process exited with another status
+than 0, was killed by a signal wstool did not send, or could not start; 2 usage (also
+an --exec CMD that cannot be found, a --static DIR that is not a directory, a bad
+--to-tcp HOST:PORT); with --once, 5 the client closed with another code or dropped
+(1006), 6 it broke the protocol. --exec and --to-tcp: what happens to each client (a
+process that fails, a TCP port that refuses: close 1011) is logged, not an exit status."""
 
 # connect's bridges (issue 16), after EXIT_STATUS_HELP in connect --help.
 CONNECT_BRIDGES_EXIT_STATUS_HELP = """\

@@ -563,6 +563,11 @@ class ExecListenFrontEnd:
         self._app = app
         stop_signals = {signal.SIGINT: self._on_stop_signal,
                         signal.SIGTERM: self._on_stop_signal}
+        # The terminal closed: the processes, each in a session of its own, get no
+        # SIGHUP; wstool dying of it would leave them running. Not under nohup, whose
+        # SIG_IGN says the user wants wstool to outlive the terminal.
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            stop_signals[signal.SIGHUP] = self._on_stop_signal
         with (handle_signals(stop_signals), prepared_tls(cfg, self.log) as tls,
               _child_watcher()):
             server = self._server = WebSocketServer(
