@@ -263,7 +263,8 @@ def _check_from_tcp(raw: dict[str, Any]) -> None:
     for name, flag in (("echo", "--echo"), ("reconnect", "--reconnect"),
                        ("expect", "--expect"), ("capture", "--capture"),
                        ("template", "--template"), ("record", "--record"),
-                       ("json_output", "--json")):
+                       ("json_output", "--json"), ("null_separated", "-0/--null"),
+                       ("use_base64", "--base64")):
         if raw.get(name):
             raise UsageError(f"{flag} does not apply to --from-tcp (each connection is a "
                              "byte stream)")
