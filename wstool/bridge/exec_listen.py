@@ -20,8 +20,10 @@ environment (:func:`cgi_environment`, the variables websocketd sets), and an
 
 :class:`ExecListenFrontEnd` is the command's front-end: the server log
 (``server/log.py``: -v, --json, the summary), stderr lines of the processes
-prefixed with the client id, signals, and a shutdown that waits until every
-process group is gone.
+prefixed with the client id, signals (SIGINT, SIGTERM, and SIGHUP unless nohup
+ignores it: the processes must not outlive a closed terminal), and a shutdown that
+waits until every process group is gone (a second signal SIGKILLs them at once).
+With ``--once`` a process that failed by itself makes the exit status 1.
 """
 
 from __future__ import annotations
