@@ -469,6 +469,7 @@ def test_json_says_which_signal_wstool_sent(exec_server: Any) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("--exec", "no-such-command-here"), "--exec: no-such-command-here: command not found"),
     (("--exec", "/no/such/file"), "--exec: /no/such/file: no such file"),
+    (("--exec", "/"), "--exec: /: a directory, not a program"),
     (("--exec", ""), "--exec: empty command"),
     (("--exec", "cat 'unbalanced"), "--exec: cannot split"),
     (("--sh",), "--sh goes with --exec CMD"),
@@ -484,6 +485,20 @@ def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message:
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stderr.startswith(f"wstool: error: {message}"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_program_in_the_current_directory_is_named_with_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a shell, --exec looks a bare name up in PATH; the error shows the fix.
+    (tmp_path / "count.sh").write_text("#!/bin/sh\necho 1\n")
+    (tmp_path / "count.sh").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    proc = run_wstool_inprocess("listen", "-p", "0", "--exec", "count.sh")
+    assert proc.returncode == ExitStatus.USAGE
+    assert proc.stderr.splitlines()[0] == (
+        "wstool: error: --exec: count.sh: command not found in PATH "
+        "(it is in the current directory: --exec ./count.sh)"), proc.stderr
 
 
 def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> None:

@@ -75,13 +75,19 @@ def command_argv(command: str, *, shell: bool) -> tuple[str, ...]:
         raise UsageError("--exec: empty command")
     program = argv[0]
     if "/" in program:
+        if os.path.isdir(program):
+            raise UsageError(f"--exec: {program}: a directory, not a program")
         if not os.path.isfile(program):
             raise UsageError(f"--exec: {program}: no such file")
         if not os.access(program, os.X_OK):
             raise UsageError(f"--exec: {program}: not executable")
     elif shutil.which(program) is None:
-        raise UsageError(f"--exec: {program}: command not found in PATH "
-                         "(give a path, or --sh to run CMD through /bin/sh)")
+        # As in a shell, a bare name is looked up in PATH only: say so when the
+        # program is right here (websocketd users write `websocketd ./count.sh`).
+        hint = (f"it is in the current directory: --exec ./{program}"
+                if os.path.isfile(program) else
+                "give a path, or --sh to run CMD through /bin/sh")
+        raise UsageError(f"--exec: {program}: command not found in PATH ({hint})")
     return argv
 
 
