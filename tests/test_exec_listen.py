@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import ssl
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,6 +289,63 @@ def test_a_program_that_never_reads_pauses_its_client_only(exec_server: Any) -> 
     # Bounded: the pipe, the transports' buffers and the sockets' (a few MB), not all.
     assert sent < 32 * 1024 * 1024
     assert rss_kb < 100 * 1024
+
+
+def test_stderr_to_a_client_that_does_not_read_is_held_back(
+    exec_server: Any, tmp_path: Path
+) -> None:
+    """--stderr-to-client: stderr lines are messages, so a process that floods stderr
+    at a client that does not read must block as one flooding stdout does, not grow
+    wstool's write buffer without bound."""
+    import socket
+
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+
+    counter = tmp_path / "lines"
+    program = tmp_path / "flood.py"
+    program.write_text(
+        "import sys\n"
+        "n = 0\n"
+        "while True:\n"
+        "    sys.stderr.write('x' * 100 + '\\n')\n"
+        "    n += 1\n"
+        "    if n % 1000 == 0:\n"
+        f"        open({str(counter)!r}, 'w').write(str(n))\n")
+    s = exec_server("--no-compress", "--kill-after", "0.2", "--stderr-to-client",
+                    "--exec", f"{sys.executable} {program}")
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    protocol = ClientProtocol(parse_uri(s.url))
+    protocol.send_request(protocol.connect())
+    sock.sendall(b"".join(protocol.data_to_send()))
+    response = sock.recv(4096)  # the 101; then nothing more is read
+    assert response.startswith(b"HTTP/1.1 101"), response
+
+    def lines_written() -> int:
+        try:
+            return int(counter.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    try:
+        # Until the count stops moving for half a second: the process is blocked.
+        deadline = time.monotonic() + scaled(15)
+        last, still_since = -1, time.monotonic()
+        while True:
+            now_count = lines_written()
+            if now_count != last:
+                last, still_since = now_count, time.monotonic()
+            elif now_count and time.monotonic() - still_since > 0.5:
+                break
+            assert time.monotonic() < deadline, (
+                f"stderr never held back: {now_count} lines of 101 bytes and counting")
+            time.sleep(0.05)
+        # The pipe, the transport's buffer and the sockets': megabytes, not more.
+        assert last * 101 < 32 * 1024 * 1024, last
+        assert _rss_kb(s.proc.pid, "VmRSS") < 100 * 1024
+    finally:
+        sock.close()
 
 
 def test_sigterm_ignored_and_forked_child_leave_no_orphan(exec_server: Any) -> None:

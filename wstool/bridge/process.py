@@ -223,22 +223,31 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         assert isinstance(pipe, asyncio.WriteTransport)
         pipe.write(data)
 
+    def _output_fds(self) -> tuple[int, ...]:
+        # --stderr-to-client: stderr becomes messages too, so it waits with stdout
+        # (else a process flooding stderr at a client that does not read grows
+        # wstool's write buffer without bound).
+        return (1, 2) if self.spec.stderr_to_client else (1,)
+
     def pause_output(self) -> None:
         """Stop reading stdout (the side cannot send more now)."""
-        if not self._output_paused and not self._stdout_eof:
-            pipe = self.transport.get_pipe_transport(1)
+        if self._output_paused or (self._stdout_eof and not self.spec.stderr_to_client):
+            return
+        self._output_paused = True
+        for fd in self._output_fds():
+            pipe = self.transport.get_pipe_transport(fd)
             if pipe is not None and not pipe.is_closing():
                 assert isinstance(pipe, asyncio.ReadTransport)
-                self._output_paused = True
                 pipe.pause_reading()
 
     def resume_output(self) -> None:
         if self._output_paused:
             self._output_paused = False
-            pipe = self.transport.get_pipe_transport(1)
-            if pipe is not None and not pipe.is_closing():
-                assert isinstance(pipe, asyncio.ReadTransport)
-                pipe.resume_reading()
+            for fd in self._output_fds():
+                pipe = self.transport.get_pipe_transport(fd)
+                if pipe is not None and not pipe.is_closing():
+                    assert isinstance(pipe, asyncio.ReadTransport)
+                    pipe.resume_reading()
 
     def close_input(self) -> None:
         """End of the messages: close stdin once what is buffered is written."""
