@@ -607,6 +607,13 @@ def test_from_tcp_through_websockify(tcp_echo: TcpService) -> None:
     (["connect", "--from-tcp", "0", "--reconnect", "ws://127.0.0.1:1/"],
      "--reconnect does not apply to --from-tcp"),
     (["connect", "--text", "ws://127.0.0.1:1/"], "--text applies to --from-tcp only"),
+    # Stream options that would change the bytes are refused, not silently ignored.
+    (["listen", "--to-tcp", "127.0.0.1:1", "-0"], "-0/--null does not apply to --to-tcp"),
+    (["listen", "--to-tcp", "127.0.0.1:1", "--base64"], "--base64 does not apply to --to-tcp"),
+    (["connect", "--from-tcp", "0", "-0", "ws://127.0.0.1:1/"],
+     "-0/--null does not apply to --from-tcp"),
+    (["connect", "--from-tcp", "0", "--base64", "ws://127.0.0.1:1/"],
+     "--base64 does not apply to --from-tcp"),
 ])
 def test_usage_errors(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess(*args)

@@ -56,7 +56,8 @@ def test_end_of_input_rules_wait_for_the_replies(server_thread: ServerThread) ->
 def test_non_zero_exit_of_the_process_is_exit_1(echo_url: str) -> None:
     proc = run_wstool_inprocess("connect", "--sh", "--exec", "echo hi; exit 4", echo_url)
     assert proc.returncode == ExitStatus.ERROR
-    assert proc.stderr.splitlines()[-1].startswith("wstool: error: /bin/sh (pid ")
+    assert proc.stderr.splitlines()[-1].startswith(
+        "wstool: error: /bin/sh -c 'echo hi; exit 4' (pid ")
     assert proc.stderr.splitlines()[-1].endswith("exited with status 4")
 
 
@@ -118,6 +119,8 @@ def test_a_process_that_does_not_read_holds_the_socket_back(
     (("--exec", "no-such-command-here"), "--exec: no-such-command-here: command not found"),
     (("--exec", "cat", "--echo"), "--exec and --echo both answer the messages"),
     (("--stderr-to-client",), "--stderr-to-client goes with --exec CMD"),
+    (("--kill-after", "3"), "--kill-after goes with --exec CMD"),
+    (("--kill-after", "0"), "--kill-after goes with --exec CMD"),
 ])
 def test_bad_exec_input(args: tuple[str, ...], message: str) -> None:
     proc = run_wstool_inprocess("connect", *args, "ws://127.0.0.1:1/")

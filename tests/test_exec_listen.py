@@ -5,9 +5,12 @@ on 127.0.0.1 port 0, with real child processes and the websockets library's clie
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import signal
 import ssl
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,6 +291,63 @@ def test_a_program_that_never_reads_pauses_its_client_only(exec_server: Any) -> 
     assert rss_kb < 100 * 1024
 
 
+def test_stderr_to_a_client_that_does_not_read_is_held_back(
+    exec_server: Any, tmp_path: Path
+) -> None:
+    """--stderr-to-client: stderr lines are messages, so a process that floods stderr
+    at a client that does not read must block as one flooding stdout does, not grow
+    wstool's write buffer without bound."""
+    import socket
+
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+
+    counter = tmp_path / "lines"
+    program = tmp_path / "flood.py"
+    program.write_text(
+        "import sys\n"
+        "n = 0\n"
+        "while True:\n"
+        "    sys.stderr.write('x' * 100 + '\\n')\n"
+        "    n += 1\n"
+        "    if n % 1000 == 0:\n"
+        f"        open({str(counter)!r}, 'w').write(str(n))\n")
+    s = exec_server("--no-compress", "--kill-after", "0.2", "--stderr-to-client",
+                    "--exec", f"{sys.executable} {program}")
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    protocol = ClientProtocol(parse_uri(s.url))
+    protocol.send_request(protocol.connect())
+    sock.sendall(b"".join(protocol.data_to_send()))
+    response = sock.recv(4096)  # the 101; then nothing more is read
+    assert response.startswith(b"HTTP/1.1 101"), response
+
+    def lines_written() -> int:
+        try:
+            return int(counter.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    try:
+        # Until the count stops moving for half a second: the process is blocked.
+        deadline = time.monotonic() + scaled(15)
+        last, still_since = -1, time.monotonic()
+        while True:
+            now_count = lines_written()
+            if now_count != last:
+                last, still_since = now_count, time.monotonic()
+            elif now_count and time.monotonic() - still_since > 0.5:
+                break
+            assert time.monotonic() < deadline, (
+                f"stderr never held back: {now_count} lines of 101 bytes and counting")
+            time.sleep(0.05)
+        # The pipe, the transport's buffer and the sockets': megabytes, not more.
+        assert last * 101 < 32 * 1024 * 1024, last
+        assert _rss_kb(s.proc.pid, "VmRSS") < 100 * 1024
+    finally:
+        sock.close()
+
+
 def test_sigterm_ignored_and_forked_child_leave_no_orphan(exec_server: Any) -> None:
     s = exec_server("-v", "--kill-after", "0.2", "--sh", "--exec",
                     'trap "" TERM; sleep 600 & echo $$ $!; cat >/dev/null; sleep 600')
@@ -300,6 +360,54 @@ def test_sigterm_ignored_and_forked_child_leave_no_orphan(exec_server: Any) -> N
 
     run(scenario())
     assert "killed by SIGKILL" in s.wait_for("killed by")
+
+
+def test_a_second_signal_at_shutdown_kills_the_processes_now(exec_server: Any) -> None:
+    """Ctrl-C with a long --kill-after and a process that ignores SIGTERM and its stdin's
+    end: the server says what it waits for, and a second Ctrl-C kills the processes at
+    once instead of making the user wait 2 x --kill-after."""
+    s = exec_server("--kill-after", "30", "--sh", "--exec",
+                    "trap '' TERM; echo $$; while :; do sleep 0.05; done")
+
+    async def client() -> int:
+        async with connect(s.url) as ws:
+            return int(await ws.recv())
+
+    pid = run(client())  # the client has left; its process lives on (--kill-after 30)
+    s.proc.send_signal(signal.SIGINT)
+    s.wait_for("waiting for 1 process to end")
+    assert not pid_gone(pid)
+    started = time.monotonic()
+    s.proc.send_signal(signal.SIGINT)
+    run(wait_gone(pid, timeout=5))
+    assert s.proc.wait(scaled(10)) == 0
+    assert time.monotonic() - started < scaled(5)
+    s.wait_for_eof()
+    assert "killing 1 process" in s.stderr, s.stderr
+    assert "Traceback" not in s.stderr
+
+
+def test_sighup_stops_the_server_and_its_processes(exec_server: Any) -> None:
+    """The terminal closes (SIGHUP): the processes, in sessions of their own, get no
+    SIGHUP of theirs; the server must end them as it does for SIGTERM, not die and
+    leave them running."""
+    s = exec_server("--kill-after", "0.2", "--sh", "--exec",
+                    "trap '' TERM; echo $$; while :; do sleep 0.05; done")
+    pids: list[int] = []
+
+    async def client() -> None:
+        async with connect(s.url) as ws:
+            pids.append(int(await ws.recv()))
+            s.proc.send_signal(signal.SIGHUP)
+            await wait_gone(pids[0], timeout=10)
+
+    try:
+        run(client())
+        assert s.proc.wait(scaled(10)) == 0, s.stderr
+    finally:
+        for pid in pids:  # what a failure would leave behind (its group: it and sleep)
+            if not pid_gone(pid):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def test_process_killed_when_its_client_disconnects_mid_stream(exec_server: Any) -> None:
@@ -384,6 +492,34 @@ def test_json_logs_process_events(exec_server: Any) -> None:
              for line in events]
     for kind in ("connect", "process", "stderr", "process_exit", "disconnect", "summary"):
         assert kind in kinds, (kind, events)
+    by_kind = {kind: json.loads(line) for kind, line in zip(kinds, events, strict=True)}
+    started, ended = by_kind["process"], by_kind["process_exit"]
+    assert started["client"] == ended["client"] == by_kind["connect"]["client"] == 1
+    assert started["pid"] == ended["pid"] > 0
+    assert started["command"] == "/bin/sh -c 'echo out; echo err >&2'"
+    assert (ended["status"], ended["signal"], ended["sent_signal"]) == (0, None, None)
+    # The two times every server event has (README "JSON events").
+    for kind in ("process", "stderr", "process_exit"):
+        assert isinstance(by_kind[kind]["ts"], float), by_kind[kind]
+        assert isinstance(by_kind[kind]["mono"], float), by_kind[kind]
+    assert by_kind["process"]["mono"] <= by_kind["process_exit"]["mono"]
+
+
+def test_json_says_which_signal_wstool_sent(exec_server: Any) -> None:
+    # The client leaves; the process ignores its stdin's end and is sent SIGTERM.
+    s = exec_server("--json", "--kill-after", "0.1", "--sh", "--exec", "echo up; exec sleep 60")
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            return await ws.recv()
+
+    assert run(client()) == "up"
+    assert s.stop() == 0  # shutdown waits for the process (its events come first)
+    exits = [json.loads(line) for line in s.stdout.decode().splitlines()
+             if '"process_exit"' in line]
+    assert len(exits) == 1, s.stdout
+    assert (exits[0]["status"], exits[0]["signal"], exits[0]["sent_signal"]) == (
+        None, 15, 15), exits
 
 
 # Bad input: at start-up, once, exit 2.
@@ -391,9 +527,15 @@ def test_json_logs_process_events(exec_server: Any) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("--exec", "no-such-command-here"), "--exec: no-such-command-here: command not found"),
     (("--exec", "/no/such/file"), "--exec: /no/such/file: no such file"),
+    (("--exec", "/"), "--exec: /: a directory, not a program"),
     (("--exec", ""), "--exec: empty command"),
     (("--exec", "cat 'unbalanced"), "--exec: cannot split"),
     (("--sh",), "--sh goes with --exec CMD"),
+    (("--kill-after", "3"), "--kill-after goes with --exec CMD"),
+    (("--exec", "cat", "--kill-after", "-1"), "invalid value for '--kill-after'"),
+    # Not silently ignored: the bridges do not run over HTTP/2 streams (yet).
+    (("--exec", "cat", "--http2"), "--http2 does not apply to --exec"),
+    (("--to-tcp", "127.0.0.1:1", "--http2"), "--http2 does not apply to --to-tcp"),
     (("--exec", "cat", "--base64"), "--base64 does not apply to --exec"),
 ])
 def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message: str) -> None:
@@ -401,6 +543,20 @@ def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message:
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stderr.startswith(f"wstool: error: {message}"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_program_in_the_current_directory_is_named_with_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a shell, --exec looks a bare name up in PATH; the error shows the fix.
+    (tmp_path / "count.sh").write_text("#!/bin/sh\necho 1\n")
+    (tmp_path / "count.sh").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    proc = run_wstool_inprocess("listen", "-p", "0", "--exec", "count.sh")
+    assert proc.returncode == ExitStatus.USAGE
+    assert proc.stderr.splitlines()[0] == (
+        "wstool: error: --exec: count.sh: command not found in PATH "
+        "(it is in the current directory: --exec ./count.sh)"), proc.stderr
 
 
 def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> None:
@@ -413,6 +569,47 @@ def test_once_serves_one_client_and_exits_with_its_status(exec_server: Any) -> N
 
     assert run(client()) == "only"
     assert s.proc.wait(scaled(15)) == 0
+
+
+def test_once_exits_1_when_the_process_fails(exec_server: Any) -> None:
+    """--once --exec: the process exiting 3 closes the client with 1011, and the exit
+    status is the process's failure (1, as connect --exec), not "the client closed"."""
+    s = exec_server("--once", "--sh", "--exec", "read x; echo got $x; exit 3")
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            await ws.send("only")
+            answer = await ws.recv()
+            await ws.wait_closed()
+            return answer, ws.close_code, ws.close_reason
+
+    assert run(client()) == ("got only", 1011, "exited with status 3")
+    assert s.proc.wait(scaled(15)) == ExitStatus.ERROR
+    s.wait_for_eof()
+    errors = [line for line in s.lines if "error" in line]
+    assert len(errors) == 1, s.stderr
+    assert re.fullmatch(r"wstool: error: /bin/sh -c 'read x; echo got \$x; exit 3' "
+                        r"\(pid \d+\) exited with status 3", errors[0]), s.stderr
+
+
+def test_once_exits_1_when_the_process_cannot_start(exec_server: Any, tmp_path: Path) -> None:
+    program = tmp_path / "prog.sh"
+    program.write_text("#!/bin/sh\necho hi\n")
+    program.chmod(0o755)
+    s = exec_server("--once", "--exec", str(program))
+    program.chmod(0o644)  # found at start-up, not executable when the client comes
+
+    async def client() -> Any:
+        async with connect(s.url) as ws:
+            await ws.wait_closed()
+            return ws.close_code, ws.close_reason
+
+    code, reason = run(client())
+    assert (code, reason.split(":")[0]) == (1011, f"cannot start {program}"), reason
+    assert s.proc.wait(scaled(15)) == ExitStatus.ERROR
+    s.wait_for_eof()
+    assert [line for line in s.lines if "cannot start" in line] == [
+        f"wstool: [1] cannot start {program}: Permission denied"], s.stderr
 
 
 def test_null_separated_lines_keep_their_carriage_returns(exec_server: Any) -> None:

@@ -73,3 +73,22 @@ def test_help_shows_the_servers_exit_statuses_not_the_clients(command: str) -> N
     text = " ".join(proc.stdout.decode().split())
     assert "Exit status: 0 stopped by SIGINT/SIGTERM" in text
     assert "handshake rejected" not in text and "could not connect" not in text
+
+
+@pytest.mark.parametrize(("command", "fragments"), [
+    # Issue 16: the bridges' own statuses, said where a user looks for them.
+    ("listen", ["(--once --exec) the process exited with another status than 0",
+                "an --exec CMD that cannot be found",
+                "a --static DIR that is not a directory",
+                "a bad --to-tcp HOST:PORT"]),
+    ("serve-echo", ["a --static DIR that is not a directory"]),
+    ("connect", ["--exec: 1 also when the process exited with another status than 0",
+                 "2 for a CMD that cannot be found",
+                 "--from-tcp (a listener): 0 after SIGINT/SIGTERM, 1 cannot listen"]),
+])
+def test_help_says_the_bridges_exit_statuses(command: str, fragments: list[str]) -> None:
+    proc = run_wstool_inprocess(command, "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.decode().split())
+    for fragment in fragments:
+        assert fragment in text, (fragment, text[text.find("Exit status"):])

@@ -49,13 +49,25 @@ Exit status: 0 ok, 1 error, 2 usage, 3 could not connect (DNS/TCP/proxy/TLS),
 # The servers' own table: they never connect out, so 3/4/7 cannot happen.
 SERVE_ECHO_EXIT_STATUS_HELP = """\
 Exit status: 0 stopped by SIGINT/SIGTERM (clients closed with 1001), 1 cannot listen
-(port taken) or read --cert/--key, 2 usage."""
+(port taken) or read --cert/--key, 2 usage (also a --static DIR that is not a
+directory)."""
 
 LISTEN_EXIT_STATUS_HELP = """\
-Exit status: 0 stopped by SIGINT/SIGTERM or /quit, or with --once the client closed with
-1000/1001/1005; 1 cannot listen or read --cert/--key, or an invalid UTF-8 input line;
-2 usage; with --once, 5 the client closed with another code or dropped (1006), 6 it
-broke the protocol."""
+Exit status: 0 stopped by SIGINT/SIGTERM (--exec: SIGHUP too) or /quit, or with --once
+the client closed with 1000/1001/1005; 1 cannot listen or read --cert/--key, or an
+invalid UTF-8 input line, or (--once --exec) the process exited with another status
+than 0, was killed by a signal wstool did not send, or could not start; 2 usage (also
+an --exec CMD that cannot be found, a --static DIR that is not a directory, a bad
+--to-tcp HOST:PORT); with --once, 5 the client closed with another code or dropped
+(1006), 6 it broke the protocol. --exec and --to-tcp: what happens to each client (a
+process that fails, a TCP port that refuses: close 1011) is logged, not an exit status."""
+
+# connect's bridges (issue 16), after EXIT_STATUS_HELP in connect --help.
+CONNECT_BRIDGES_EXIT_STATUS_HELP = """\
+--exec: 1 also when the process exited with another status than 0 or was killed by a
+signal wstool did not send, 2 for a CMD that cannot be found. --from-tcp (a listener):
+0 after SIGINT/SIGTERM, 1 cannot listen on its port, 2 usage; what happens to each
+bridged connection is logged, not an exit status."""
 
 REPLAY_EXIT_STATUS_HELP = """\
 Exit status: 0 the replies matched the recording; 8 they differ (the diff is on

@@ -177,7 +177,7 @@ async def run_connect_exec(
     finally:
         outcome = await source.finish()
     if outcome is not None and not outcome.ok and outcome.signalled is None:
-        raise WstoolError(f"{exec_config.argv[0]} (pid {outcome.pid}) {outcome.describe()}")
+        raise WstoolError(f"{exec_config.display} (pid {outcome.pid}) {outcome.describe()}")
     if outcome is not None and output_config.verbose:
         front_end.on_event(Notice(f"process {outcome.pid} {outcome.describe()}",
                                   ts=time.monotonic()))

@@ -20,8 +20,10 @@ environment (:func:`cgi_environment`, the variables websocketd sets), and an
 
 :class:`ExecListenFrontEnd` is the command's front-end: the server log
 (``server/log.py``: -v, --json, the summary), stderr lines of the processes
-prefixed with the client id, signals, and a shutdown that waits until every
-process group is gone.
+prefixed with the client id, signals (SIGINT, SIGTERM, and SIGHUP unless nohup
+ignores it: the processes must not outlive a closed terminal), and a shutdown that
+waits until every process group is gone (a second signal SIGKILLs them at once).
+With ``--once`` a process that failed by itself makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from websockets.protocol import OPEN
 from wstool import __version__
 from wstool.bridge.process import BridgeSide, ProcessBridge, ProcessOutcome, start_process
 from wstool.config import ExecConfig, ListenConfig, OutputConfig, ServerConfig
-from wstool.errors import ExitStatus
+from wstool.errors import ExitStatus, WstoolError
 from wstool.server.core import App, ServerConnection, ServerSideProtocol, WebSocketServer
 from wstool.server.events import ClientConnected, ClientDisconnected, ServerEvent
 from wstool.server.log import ServerLog, once_status, prepared_tls
@@ -58,6 +60,9 @@ _MAX_REASON_BYTES = 123
 # The write buffer above which stdout is not read, when the transport does not say.
 _DEFAULT_HIGH_WATER = 64 * 1024
 
+
+# At shutdown, how long processes may take to go before the server says it waits.
+_QUIET_WAIT_S = 0.5
 
 _HANGUP_POLL_S = 0.25
 _PROBE_TICKS = 4  # a probe ping every second while the socket is not read
@@ -420,6 +425,13 @@ class ExecApp(App):
         await bridge.wait_gone()
         self.clients.discard(client)
 
+    def kill_all(self) -> int:
+        """SIGKILL every process group still there; how many there were."""
+        bridges = [c.bridge for c in self.clients if c.bridge is not None and not c.bridge.gone]
+        for bridge in bridges:
+            bridge.kill()
+        return len(bridges)
+
     async def wait_all_gone(self, timeout_s: float) -> None:
         """Until every process group is gone (shutdown), at most TIMEOUT_S."""
         deadline = time.monotonic() + timeout_s
@@ -453,7 +465,9 @@ def _child_watcher() -> Iterator[None]:
 
 
 def bridge_event_json(event: BridgeEvent) -> dict[str, Any]:
-    ts = {"ts": time.time()}
+    # The two times of every server event (README "JSON events"): the wall clock now,
+    # and the monotonic time the event was made at.
+    ts = {"ts": time.time(), "mono": event.ts}
     if isinstance(event, ProcessStarted):
         return {"event": "process", "client": event.client_id, "pid": event.pid,
                 "command": event.command, **ts}
@@ -461,7 +475,9 @@ def bridge_event_json(event: BridgeEvent) -> dict[str, Any]:
         code = event.outcome.returncode
         return {"event": "process_exit", "client": event.client_id, "pid": event.outcome.pid,
                 "status": code if code >= 0 else None,
-                "signal": -code if code < 0 else None, **ts}
+                "signal": -code if code < 0 else None,
+                # The signal wstool sent last (its client had left), if any.
+                "sent_signal": event.outcome.signalled, **ts}
     if isinstance(event, ProcessFailed):
         return {"event": "process_error", "client": event.client_id, "error": event.error,
                 **ts}
@@ -487,7 +503,25 @@ class ExecListenFrontEnd:
         self.log = ServerLog(env, output_config)
         self.stop = asyncio.Event()
         self.once_result: ClientDisconnected | None = None
+        # --once: how its process ended (it decides the exit status when it failed).
+        self.once_outcome: ProcessOutcome | None = None
+        self.once_failure: str | None = None  # it could not be started
         self._server: WebSocketServer | None = None
+        self._app: ExecApp | None = None
+        self._killing = False  # a second signal came: the processes were killed
+
+    def _on_stop_signal(self) -> None:
+        """SIGINT/SIGTERM: stop; once stopping, kill the processes still there."""
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        app = self._app
+        if app is None or self._killing:
+            return
+        self._killing = True
+        count = app.kill_all()
+        if count:
+            self.log.diag(f"killing {count} process{'es' if count > 1 else ''} (SIGKILL)")
 
     def on_event(self, event: ServerEvent) -> None:
         self.log(event)
@@ -499,6 +533,11 @@ class ExecListenFrontEnd:
                 self.stop.set()
 
     def on_bridge_event(self, event: BridgeEvent) -> None:
+        if self.cfg.once:
+            if isinstance(event, ProcessEnded):
+                self.once_outcome = event.outcome
+            elif isinstance(event, ProcessFailed):
+                self.once_failure = event.error
         if isinstance(event, ProcessStderr):
             # The process's own diagnostics: always shown, as websocketd does.
             if self.out_cfg.json:
@@ -523,7 +562,14 @@ class ExecListenFrontEnd:
         cfg = self.server_cfg
         app = ExecApp(self.exec_cfg._replace(max_line_bytes=cfg.max_size_bytes),
                       self.env.environ, self.on_bridge_event)
-        stop_signals = {signal.SIGINT: self.stop.set, signal.SIGTERM: self.stop.set}
+        self._app = app
+        stop_signals = {signal.SIGINT: self._on_stop_signal,
+                        signal.SIGTERM: self._on_stop_signal}
+        # The terminal closed: the processes, each in a session of its own, get no
+        # SIGHUP; wstool dying of it would leave them running. Not under nohup, whose
+        # SIG_IGN says the user wants wstool to outlive the terminal.
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            stop_signals[signal.SIGHUP] = self._on_stop_signal
         with (handle_signals(stop_signals), prepared_tls(cfg, self.log) as tls,
               _child_watcher()):
             server = self._server = WebSocketServer(
@@ -537,6 +583,24 @@ class ExecListenFrontEnd:
             finally:
                 await server.shutdown(1001, "going away")
                 # Each process: stdin closed, SIGTERM, SIGKILL, --kill-after apart.
+                # Most are gone at once (stdin's end); say what a longer wait is for.
+                await app.wait_all_gone(_QUIET_WAIT_S)
+                if app.clients and not self._killing:
+                    count = len(app.clients)
+                    self.log.diag(
+                        f"waiting for {count} process{'es' if count > 1 else ''} to end "
+                        f"(SIGTERM, then SIGKILL, --kill-after {self.exec_cfg.kill_after_s:g} "
+                        "s apart); Ctrl-C again kills them now")
                 await app.wait_all_gone(2 * self.exec_cfg.kill_after_s + 3.0)
                 self.log(server.summary())
+        if self.once_failure is not None:
+            error = WstoolError(self.once_failure)
+            error.said = True  # on_bridge_event's line said it
+            raise error
+        outcome = self.once_outcome
+        if outcome is not None and not outcome.ok and outcome.signalled is None:
+            # The process failed by itself (the client got 1011 for it): that is the
+            # error, as with connect --exec, not how the client answered the close.
+            raise WstoolError(f"{self.exec_cfg.display} (pid {outcome.pid}) "
+                              f"{outcome.describe()}")
         return once_status(self.once_result)

@@ -75,13 +75,19 @@ def command_argv(command: str, *, shell: bool) -> tuple[str, ...]:
         raise UsageError("--exec: empty command")
     program = argv[0]
     if "/" in program:
+        if os.path.isdir(program):
+            raise UsageError(f"--exec: {program}: a directory, not a program")
         if not os.path.isfile(program):
             raise UsageError(f"--exec: {program}: no such file")
         if not os.access(program, os.X_OK):
             raise UsageError(f"--exec: {program}: not executable")
     elif shutil.which(program) is None:
-        raise UsageError(f"--exec: {program}: command not found in PATH "
-                         "(give a path, or --sh to run CMD through /bin/sh)")
+        # As in a shell, a bare name is looked up in PATH only: say so when the
+        # program is right here (websocketd users write `websocketd ./count.sh`).
+        hint = (f"it is in the current directory: --exec ./{program}"
+                if os.path.isfile(program) else
+                "give a path, or --sh to run CMD through /bin/sh")
+        raise UsageError(f"--exec: {program}: command not found in PATH ({hint})")
     return argv
 
 
@@ -217,22 +223,31 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         assert isinstance(pipe, asyncio.WriteTransport)
         pipe.write(data)
 
+    def _output_fds(self) -> tuple[int, ...]:
+        # --stderr-to-client: stderr becomes messages too, so it waits with stdout
+        # (else a process flooding stderr at a client that does not read grows
+        # wstool's write buffer without bound).
+        return (1, 2) if self.spec.stderr_to_client else (1,)
+
     def pause_output(self) -> None:
         """Stop reading stdout (the side cannot send more now)."""
-        if not self._output_paused and not self._stdout_eof:
-            pipe = self.transport.get_pipe_transport(1)
+        if self._output_paused or (self._stdout_eof and not self.spec.stderr_to_client):
+            return
+        self._output_paused = True
+        for fd in self._output_fds():
+            pipe = self.transport.get_pipe_transport(fd)
             if pipe is not None and not pipe.is_closing():
                 assert isinstance(pipe, asyncio.ReadTransport)
-                self._output_paused = True
                 pipe.pause_reading()
 
     def resume_output(self) -> None:
         if self._output_paused:
             self._output_paused = False
-            pipe = self.transport.get_pipe_transport(1)
-            if pipe is not None and not pipe.is_closing():
-                assert isinstance(pipe, asyncio.ReadTransport)
-                pipe.resume_reading()
+            for fd in self._output_fds():
+                pipe = self.transport.get_pipe_transport(fd)
+                if pipe is not None and not pipe.is_closing():
+                    assert isinstance(pipe, asyncio.ReadTransport)
+                    pipe.resume_reading()
 
     def close_input(self) -> None:
         """End of the messages: close stdin once what is buffered is written."""
@@ -253,6 +268,12 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         reaper = self._reaper
         if reaper is None or reaper.done():
             self._reaper = asyncio.ensure_future(self._reap_group(close_input=True))
+
+    def kill(self) -> None:
+        """SIGKILL the group now (a second Ctrl-C at shutdown), without the wait."""
+        self.stop()
+        if not self.gone:
+            self._signal_group(signal.SIGKILL)
 
     async def wait_gone(self) -> None:
         """Until the process and every process of its group are gone."""

@@ -31,7 +31,12 @@ from wstool.cli.options import (
     with_browser_request,
 )
 from wstool.config import ClientRunConfig, ConnectConfig
-from wstool.errors import EXIT_STATUS_HELP, UsageError, WstoolError
+from wstool.errors import (
+    CONNECT_BRIDGES_EXIT_STATUS_HELP,
+    EXIT_STATUS_HELP,
+    UsageError,
+    WstoolError,
+)
 
 if TYPE_CHECKING:
     from wstool.client.run import RunObserver
@@ -86,7 +91,8 @@ Examples:
   wstool connect -n 1 -x '{"subscribe":"ticks"}' localhost:8765   # send, first reply, exit"""
 
 
-@click.command(cls=_ConnectCommand, epilog=f"{EXIT_STATUS_HELP}\n\n{CONNECT_EXAMPLES}")
+@click.command(cls=_ConnectCommand, epilog=f"{EXIT_STATUS_HELP}\n\n"
+               f"{CONNECT_BRIDGES_EXIT_STATUS_HELP}\n\n{CONNECT_EXAMPLES}")
 @click.argument("url", required=False)
 @click.option("--demo", is_flag=True,
               help="Start a built-in echo server on a free loopback port and connect to it.")
@@ -257,7 +263,8 @@ def _check_from_tcp(raw: dict[str, Any]) -> None:
     for name, flag in (("echo", "--echo"), ("reconnect", "--reconnect"),
                        ("expect", "--expect"), ("capture", "--capture"),
                        ("template", "--template"), ("record", "--record"),
-                       ("json_output", "--json")):
+                       ("json_output", "--json"), ("null_separated", "-0/--null"),
+                       ("use_base64", "--base64")):
         if raw.get(name):
             raise UsageError(f"{flag} does not apply to --from-tcp (each connection is a "
                              "byte stream)")

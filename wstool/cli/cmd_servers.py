@@ -77,8 +77,19 @@ def listen_cmd(**raw: Any) -> None:
         to_tcp = tcp_bridge_config(raw, "--to-tcp")
         if to_tcp is not None and raw["once"]:
             raise UsageError("--once does not apply to --to-tcp (every client is bridged)")
+        if to_tcp is not None:
+            for name, flag in (("null_separated", "-0/--null"), ("use_base64", "--base64")):
+                if raw.get(name):
+                    raise UsageError(f"{flag} does not apply to --to-tcp (each client is "
+                                     "a byte stream; --text for lines)")
         if to_tcp is not None and exec_cfg is not None:
             raise UsageError("--exec and --to-tcp are two bridges: give one of them")
+        if server_cfg.http2 and (to_tcp is not None or exec_cfg is not None):
+            # The bridges pause and measure their socket (backpressure); an HTTP/2
+            # stream's transport (server/http2.py) has no such calls yet.
+            bridge = "--to-tcp" if to_tcp is not None else "--exec"
+            raise UsageError(f"--http2 does not apply to {bridge} (its clients come over "
+                             "HTTP/1.1 only)")
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])

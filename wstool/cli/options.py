@@ -222,7 +222,8 @@ upstream_tls_options = _tls_options("")
 CONNECT_JSON_EVENTS = "open, message, ping, pong, close, redirect, reconnecting, expect"
 REPLAY_JSON_EVENTS = CONNECT_JSON_EVENTS.replace(", expect", "") + " and a final replay"
 LISTEN_JSON_EVENTS = ("listening, connect, reject, message, disconnect, frame (-vv), summary, "
-                      "h2_connection, h2_stream (--http2)")
+                      "h2_connection, h2_stream (--http2)"
+                      "; process, process_exit, process_error, stderr (--exec)")
 SERVE_ECHO_JSON_EVENTS = ("listening, connect, reject, disconnect, frame (-vv), summary, "
                           "h2_connection, h2_stream (--http2)")
 FRAME_DUMP_JSON_EVENTS = ("one object per frame, and the events handshake, message, error; "
@@ -861,6 +862,9 @@ if TYPE_CHECKING:
     from wstool.config import ExecConfig
 
 
+_DEFAULT_KILL_AFTER_S = 1.0
+
+
 def exec_options(f: F) -> F:
     """``--exec CMD`` and what goes with it (listen and connect)."""
     return _apply([
@@ -870,10 +874,12 @@ def exec_options(f: F) -> F:
                           "lines are messages (-b: bytes as they come)."),
         click.option("--sh", "exec_shell", is_flag=True,
                      help="With --exec: run CMD through /bin/sh -c (pipes, $VARS)."),
-        click.option("--kill-after", type=Seconds(0), default=1.0, show_default=True,
+        # No click default: given without --exec, it is an error (as --sh is).
+        click.option("--kill-after", type=Seconds(0), default=None,
                      metavar="SECONDS",
                      help="With --exec, once the connection is gone: stdin is closed, "
-                          "SIGTERM after SECONDS, SIGKILL after as long again."),
+                          "SIGTERM after SECONDS, SIGKILL after as long again "
+                          f"(default: {_DEFAULT_KILL_AFTER_S:g})."),
         click.option("--stderr-to-client", is_flag=True,
                      help="With --exec: send the process's stderr lines over the "
                           "connection as text messages (default: wstool's stderr, with "
@@ -885,8 +891,9 @@ def exec_config(raw: Mapping[str, Any]) -> ExecConfig | None:
     """@exec_options (and -b, -0, --chunk-size) -> ``ExecConfig``; None without --exec."""
     command = raw.get("exec_command")
     if command is None:
-        for flag, name in (("exec_shell", "--sh"), ("stderr_to_client", "--stderr-to-client")):
-            if raw.get(flag):
+        for flag, name in (("exec_shell", "--sh"), ("stderr_to_client", "--stderr-to-client"),
+                           ("kill_after", "--kill-after")):
+            if raw.get(flag) is not None and raw.get(flag) is not False:  # 0 is given
                 raise UsageError(f"{name} goes with --exec CMD")
         return None
     from wstool.bridge.process import command_argv
@@ -902,6 +909,7 @@ def exec_config(raw: Mapping[str, Any]) -> ExecConfig | None:
         binary=bool(raw.get("binary")),
         separator=b"\0" if raw.get("null_separated") else b"\n",
         chunk_size=raw.get("chunk_size", DEFAULT_CHUNK_SIZE_BYTES),
-        kill_after_s=float(raw.get("kill_after", 1.0)),
+        kill_after_s=float(_DEFAULT_KILL_AFTER_S if raw.get("kill_after") is None
+                           else raw["kill_after"]),
         stderr_to_client=bool(raw.get("stderr_to_client")),
     )
