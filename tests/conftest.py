@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 TIME_SCALE = float(os.environ.get("WSTOOL_TEST_TIME_SCALE", "1"))
 
@@ -231,3 +232,17 @@ def node_ws_client(node_ws: NodeWs) -> NodeWsClient:
     returns a NodeClientResult with the messages it received and the close code.
     """
     return NodeWsClient(node_ws)
+
+
+# A test CA (trustme) per module, and its certificate as a file: TLS tests of the
+# client, --http2 and probe.
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)

@@ -19,18 +19,6 @@ from tests.conftest import (
 )
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 def _tls_server(
     st: ServerThread, ca: trustme.CA, *, require_client_cert: bool = False,
     names: tuple[str, ...] = ("localhost", "127.0.0.1"),

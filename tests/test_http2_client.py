@@ -26,18 +26,6 @@ from tests.conftest import (
 from tests.h2_peers import RawH2Server, start_hypercorn
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 @pytest.fixture
 def h2c_port(server_thread: ServerThread) -> int:
     return start_hypercorn(server_thread)

@@ -12,7 +12,6 @@ import json
 import ssl
 from pathlib import Path
 
-import pytest
 import trustme
 
 from tests.conftest import (
@@ -23,18 +22,6 @@ from tests.conftest import (
     start_websockets_server,
 )
 from tests.h2_peers import RawH2Server, start_hypercorn
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 def _server_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -43,7 +43,7 @@ from wstool.events import Message
 from wstool.term.commands import KEPT_MESSAGES, RESUME_SHOW_MAX
 from wstool.term.palette import PALETTE
 from wstool.term.render import escape, hex_dump, human_size
-from wstool.term.render_rich import PRETTY_JSON_MAX_BYTES, ViewOptions, wall_clock
+from wstool.term.render_rich import PRETTY_JSON_MAX_BYTES, ViewOptions, cut_to_rows, wall_clock
 
 JsonMode = Literal["compact", "pretty", "off"]
 JSON_MODES: tuple[JsonMode, ...] = ("compact", "pretty", "off")
@@ -185,7 +185,7 @@ def message_text(kept: Kept, view: ViewOptions, mode: JsonMode, *, whole: bool =
         lines = body.split("\n")
         folded = False
     else:
-        lines, folded = _cut(body, view, columns=max(20, view.width - len(indent)))
+        lines, folded = cut_to_rows(body, view, max(20, view.width - len(indent)))
     for i, line in enumerate(lines):
         if i:
             out.append("\n" + indent)
@@ -199,25 +199,6 @@ def message_text(kept: Kept, view: ViewOptions, mode: JsonMode, *, whole: bool =
         out.append_text(_fold_note(kept, f"the first {shown_chars} characters "
                                          f"({len(lines)} line{'' if len(lines) == 1 else 's'})"))
     return out
-
-
-def _cut(body: str, view: ViewOptions, columns: int) -> tuple[list[str], bool]:
-    """The lines that fit ``max_chars`` and ``max_lines`` terminal rows; cut first
-    (bounded work for a 1 MiB message), then split."""
-    cut = body[: view.max_chars]
-    folded = len(cut) < len(body)
-    rows_left = view.max_lines
-    lines: list[str] = []
-    for line in cut.split("\n"):
-        rows = max(1, -(-len(line) // columns))
-        if rows > rows_left:
-            if rows_left > 0:
-                lines.append(line[: rows_left * columns])
-            folded = True
-            break
-        lines.append(line)
-        rows_left -= rows
-    return lines, folded
 
 
 def _binary_text(out: Text, kept: Kept, indent: str, view: ViewOptions, whole: bool) -> Text:

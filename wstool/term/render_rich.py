@@ -107,6 +107,26 @@ def _fold_note(size_bytes: int, shown: str) -> Text:
                 style=STYLE_DIM + " italic")
 
 
+def cut_to_rows(body: str, view: ViewOptions, columns: int) -> tuple[list[str], bool]:
+    """The lines of BODY that fit ``view.max_chars`` and ``view.max_lines`` terminal
+    rows of COLUMNS (a long line costs the rows it wraps to), and whether any was cut.
+    Cut first, then split: bounded work for a 1 MiB message."""
+    cut = body[: view.max_chars]
+    folded = len(cut) < len(body)
+    rows_left = view.max_lines
+    lines: list[str] = []
+    for line in cut.split("\n"):
+        rows = max(1, -(-len(line) // columns))
+        if rows > rows_left:
+            if rows_left > 0:
+                lines.append(line[: rows_left * columns])
+            folded = True
+            break
+        lines.append(line)
+        rows_left -= rows
+    return lines, folded
+
+
 def message_text(event: Message, view: ViewOptions) -> Text:
     sent = event.direction == "sent"
     out = _prefix(">" if sent else "<", STYLE_SENT if sent else STYLE_RECEIVED, event.ts, view)
@@ -120,21 +140,7 @@ def message_text(event: Message, view: ViewOptions) -> Text:
     pretty = _pretty_json(data) if view.pretty_json else None
     body = pretty if pretty is not None else data
     # Cut first (bounded work for a 1 MiB message), then split and escape.
-    cut = body[: view.max_chars]
-    folded = len(cut) < len(body)
-    # The budget is in terminal rows: a long line costs the rows it wraps to.
-    columns = max(20, view.width - len(indent))
-    rows_left = view.max_lines
-    lines: list[str] = []
-    for line in cut.split("\n"):
-        rows = max(1, -(-len(line) // columns))
-        if rows > rows_left:
-            if rows_left > 0:
-                lines.append(line[: rows_left * columns])
-            folded = True
-            break
-        lines.append(line)
-        rows_left -= rows
+    lines, folded = cut_to_rows(body, view, max(20, view.width - len(indent)))
     for i, line in enumerate(lines):
         if i:
             out.append("\n" + indent)
