@@ -119,6 +119,10 @@ class StrictEcho(Protocol):
     # uncompressed (config.COMPRESS_THRESHOLD_BYTES); None compresses all.
     raw_below_bytes: int | None = None
     _deferred_close: bytes | None = None
+    # Nonzero while the frame loop is parked at a frame boundary with no message
+    # in progress and echo_fast() may run: the largest payload it may take (see
+    # echo_fast). Zero otherwise.
+    fast_echo_limit: int = 0
     messages_in: int = 0
     bytes_in: int = 0
     messages_out: int = 0
@@ -169,6 +173,67 @@ class StrictEcho(Protocol):
         self.writes.append(b"".join(parts))
         return len(messages)
 
+    def echo_fast(self, data: bytes) -> tuple[int, bytes]:
+        """Echo the whole, simple frames at the start of ``data`` without the frame loop.
+
+        For the server's request/response hot path (issue 14): a read that holds
+        one small message costs one call here instead of ``receive_data()``, the
+        generator step, ``on_message``, ``send_message`` and the writes list.
+        Only valid while ``fast_echo_limit`` is nonzero (the frame loop sets it
+        when parked between messages and nothing but a plain echo is wanted).
+
+        A frame is taken only if it is final, text or binary, RSV bits clear,
+        masked, with a 7- or 16-bit length of at most ``fast_echo_limit`` (which
+        already includes ``max_size``), complete in ``data`` and, for text, valid
+        UTF-8. Anything else -- a control frame, a fragment, a cut frame, bad
+        UTF-8 -- stops the scan; the caller hands the rest to ``receive_data()``,
+        where the frame loop, parked at the same boundary, applies every rule
+        (and fails with 1002/1007/1009 at the same byte as without this path).
+
+        Returns the bytes consumed and the echo frames to write (b"" for none).
+        """
+        limit = self.fast_echo_limit
+        end = len(data)
+        pos = 0
+        parts: list[bytes] = []
+        size = 0
+        while end - pos >= 6:
+            b0 = data[pos]
+            if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV, text or binary
+                break
+            # The mask bit must be set (§5.1): without it this is 128 or more.
+            length = data[pos + 1] ^ 0x80
+            if length < 126:
+                start = pos + 6
+                header = bytes((b0, length))
+            elif length == 126 and end - pos >= 8:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+                header = _PACK_16(b0, 126, length)
+            else:
+                break
+            stop = start + length
+            if length > limit or stop > end:
+                break
+            payload = apply_mask(data[start:stop], data[start - 4 : start])
+            if b0 == 0x81 and not payload.isascii():
+                try:
+                    payload.decode()
+                except UnicodeDecodeError:
+                    break  # the frame loop fails it with 1007
+            parts.append(header)
+            parts.append(payload)
+            size += length
+            pos = stop
+        if not parts:
+            return 0, b""
+        count = len(parts) >> 1
+        self.messages_in += count
+        self.bytes_in += size
+        self.messages_out += count
+        self.bytes_out += size
+        return pos, b"".join(parts)
+
     # The frame loop.
 
     def parse(self) -> Generator[None]:
@@ -198,6 +263,23 @@ class StrictEcho(Protocol):
             max_message_size = self.max_message_size
             max_fragment_size = self.max_fragment_size
 
+            # echo_fast() may take whole messages while this loop waits between
+            # them, if a plain raw echo is all that is wanted (the server's hot path).
+            fast_limit = 0
+            if (
+                server
+                and self.raw_echo
+                and self.echo_messages
+                and not extensions
+                and not self.emit_data_frames
+                and type(self).on_message is StrictEcho.on_message
+            ):
+                fast_limit = 65535
+                if max_message_size is not None:
+                    fast_limit = min(fast_limit, max_message_size)
+                if max_fragment_size is not None:
+                    fast_limit = min(fast_limit, max_fragment_size)
+
             msg_opcode = 0  # opcode of the fragmented message in progress, 0: none
             msg_parts: list[bytes] = []
             msg_size = 0
@@ -208,7 +290,14 @@ class StrictEcho(Protocol):
                 while len(buf) < 2:
                     if reader.eof:
                         raise EOFError("unexpected end of stream")
-                    yield
+                    if fast_limit and not buf and not msg_opcode:
+                        # At a message boundary: echo_fast() may run until the
+                        # next step (it never touches buf or this loop's state).
+                        self.fast_echo_limit = fast_limit
+                        yield
+                        self.fast_echo_limit = 0
+                    else:
+                        yield
                 b0 = buf[0]
                 b1 = buf[1]
                 fin = b0 & 0x80 != 0
