@@ -98,6 +98,24 @@ def test_the_fast_path_leaves_anything_else_to_the_frame_loop(wire: bytes) -> No
     assert protocol.messages_in == 0
 
 
+def test_an_unmasked_header_is_never_read_as_a_masked_length() -> None:
+    # 0x05 without the mask bit reads as 133 after the XOR: a read of exactly
+    # 133 + 6 bytes must not pass for one masked 133-byte frame.
+    wire = frame(TEXT, b"hello", masked=False) + b"x" * 132
+    assert len(wire) == 133 + 6
+    protocol = fast_protocol()
+    assert protocol.echo_fast(wire) == (0, b"")
+    frames = parse_server_frames(drive(protocol, wire))
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1002
+
+
+@pytest.mark.parametrize("payload", [b"", b"x" * 125, "ünï".encode()])
+def test_a_read_of_exactly_one_frame(payload: bytes) -> None:
+    protocol = fast_protocol()
+    wire = frame(TEXT, payload)
+    assert protocol.echo_fast(wire) == (len(wire), bytes((0x81, len(payload))) + payload)
+
+
 def test_the_fast_path_respects_max_size() -> None:
     protocol = fast_protocol(max_size=10)
     assert protocol.fast_echo_limit == 10

@@ -214,7 +214,9 @@ class ServerConnection(asyncio.Protocol):
             # Whole small messages echoed without the frame loop (echo.py,
             # echo_fast; issue 14); anything else goes on to it below.
             used, echo = protocol.echo_fast(data)
-            if echo and not self.transport.is_closing():
+            if echo:
+                # No is_closing() check as in flush(): nothing ran since the
+                # transport delivered this read, and a closed one delivers none.
                 self.transport.write(echo)
             if used == len(data):
                 return
