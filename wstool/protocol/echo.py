@@ -34,6 +34,13 @@ echo frame built from the header bytes and the unmasked payload (no ``Frame``
 object), is what makes serve-echo 3.6x Node's ``ws`` per server CPU-second
 pipelined and 1.25x in request/response (bench/README.md, "serve-echo").
 
+In front of the loop, :meth:`StrictEcho.echo_fast` (issue 14): while the loop
+waits between messages, the server hands it each read first; it echoes the
+read's leading frames that need no rule beyond the ones it checks (final,
+text/binary, RSV clear, masked, short, complete, valid UTF-8) and leaves the
+rest to the loop, parked at the same boundary. A read of one small message --
+request/response -- then costs one call instead of the generator's step.
+
 Being a replacement of the library's frame loop, this class reads the protocol's
 private state (``reader.buffer``, ``events``, ``writes``, ``_state``, ...) inline,
 per frame; each such use is a fenced assumption listed and tested with
