@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from websockets.protocol import State
 
 from tests.conftest import ServerThread
-from tests.test_echo import open_protocol
+from tests.test_echo import deflate, open_deflate_protocol, open_protocol
 from tests.test_echo_strict import (
     BINARY,
     CLOSE,
@@ -180,6 +180,55 @@ def test_fast_path_and_frame_loop_send_the_same_bytes(items: list[bytes], cuts: 
         assert fast.close_sent.code == reference.close_sent.code
 
 
+def deflate_fast_protocol() -> EchoServerProtocol:
+    protocol = open_deflate_protocol()
+    protocol.raw_below_bytes = 1024  # as the server sets it (COMPRESS_THRESHOLD_BYTES)
+    protocol.receive_data(b"")
+    return protocol
+
+
+def test_with_deflate_only_short_uncompressed_messages_take_the_fast_path() -> None:
+    protocol = deflate_fast_protocol()
+    assert protocol.fast_echo_limit == 1023
+    short = frame(TEXT, b"x" * 1023)
+    assert protocol.echo_fast(short)[0] == len(short)
+    assert protocol.echo_fast(frame(TEXT, b"x" * 1024)) == (0, b"")  # echoed compressed
+    assert protocol.echo_fast(frame(TEXT, deflate(b"abc"), rsv=4)) == (0, b"")
+
+
+_deflated = st.sampled_from([
+    frame(TEXT, deflate(b"compressed text"), rsv=4),
+    frame(BINARY, deflate(b"\x00" * 2000), rsv=4),
+    frame(TEXT, deflate(b"two "), rsv=4, fin=False) + frame(CONT, deflate(b"parts")),
+    frame(TEXT, b"x" * 1500),  # uncompressed but over the threshold: echoed compressed
+    frame(TEXT, deflate(b"\xff"), rsv=4),  # 1007 after inflating
+])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.lists(
+        st.one_of(_simple.map(lambda m: frame(*m)), _valid_text.map(lambda m: frame(*m)),
+                  _odd, _deflated),
+        max_size=10,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=6),
+)
+def test_with_deflate_fast_path_and_frame_loop_send_the_same_bytes(
+    items: list[bytes], cuts: list[int]
+) -> None:
+    wire = b"".join(items)
+    points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    pieces = [wire[a:b] for a, b in itertools.pairwise(points)]
+    fast, reference = deflate_fast_protocol(), deflate_fast_protocol()
+    got = b"".join(drive(fast, p) for p in pieces)
+    want = b"".join(slow(reference, p) for p in pieces)
+    assert got == want
+    assert fast.state is reference.state
+    assert (fast.messages_in, fast.messages_out) == (reference.messages_in,
+                                                     reference.messages_out)
+
+
 # Through a real server (core.ServerConnection.data_received).
 
 
@@ -283,3 +332,21 @@ def test_a_close_after_fast_echoes_is_answered_after_them(server: WebSocketServe
         assert len(frames) == 21
     finally:
         c.close()
+
+
+def test_a_compressing_client_gets_the_fast_path_for_short_messages(
+    server_thread: ServerThread,
+) -> None:
+    from websockets.sync.client import connect
+
+    config = ServerConfig(port=0, ping_interval_s=None)  # compression on (the default)
+    for srv in _start(server_thread, config):
+        with connect(srv.urls[0], max_size=None) as ws:  # offers permessage-deflate
+            big = "y" * 5000
+            messages: list[str | bytes] = ["short", b"\x01\x02", big, "ünï", b""]
+            for message in messages:
+                ws.send(message)
+                assert ws.recv() == message
+            [conn] = list(srv.open_connections)
+            assert [str(e.name) for e in conn.protocol.extensions] == ["permessage-deflate"]
+            assert conn.protocol.fast_echo_limit == 1023

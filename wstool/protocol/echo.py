@@ -56,6 +56,7 @@ from typing import cast
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import CONNECTING, OPEN, SERVER, Protocol, State
 from websockets.server import ServerProtocol
@@ -202,7 +203,8 @@ class StrictEcho(Protocol):
         one small message costs one call here instead of ``receive_data()``, the
         generator step, ``on_message``, ``send_message`` and the writes list.
         Only valid while ``fast_echo_limit`` is nonzero (the frame loop sets it
-        when parked between messages and nothing but a plain echo is wanted).
+        when parked between messages and nothing but a plain echo is wanted; with
+        permessage-deflate, for uncompressed messages below ``raw_below_bytes``).
 
         A frame is taken only if it is final, text or binary, RSV bits clear,
         masked, with a 7- or 16-bit length of at most ``fast_echo_limit`` (which
@@ -309,13 +311,20 @@ class StrictEcho(Protocol):
             fast_limit = 0
             if (
                 server
-                and self.raw_echo
                 and self.echo_messages
-                and not extensions
                 and not self.emit_data_frames
                 and type(self).on_message is StrictEcho.on_message
             ):
-                fast_limit = 65535
+                if self.raw_echo and not extensions:
+                    fast_limit = 65535
+                elif self.raw_below_bytes is not None and all(
+                    isinstance(e, PerMessageDeflate) for e in extensions
+                ):
+                    # permessage-deflate: a message with RSV1 clear is uncompressed
+                    # (RFC 7692 §6.1; echo_fast takes no RSV1 frame), and one
+                    # shorter than raw_below_bytes is echoed uncompressed, as the
+                    # loop below does for it.
+                    fast_limit = max(0, min(65535, self.raw_below_bytes - 1))
                 if max_message_size is not None:
                     fast_limit = min(fast_limit, max_message_size)
                 if max_fragment_size is not None:
