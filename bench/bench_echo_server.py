@@ -38,7 +38,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,6 +246,7 @@ class Server:
     name: str
     argv: Callable[[int], list[str]]
     env: dict[str, str] | None = None
+    cwd: str | None = None
 
 
 def node_ws_modules() -> Path | None:
@@ -264,7 +265,7 @@ def node_ws_modules() -> Path | None:
     return modules if result.returncode == 0 else None
 
 
-def servers(only: list[str]) -> list[Server]:
+def servers(only: list[str], trees: Sequence[tuple[str, str]] = ()) -> list[Server]:
     wstool = [sys.executable, "-m", "wstool", "serve-echo", "--ping-interval", "0",
               "--max-size", "0", "--open-timeout", "0"]
     found = [
@@ -292,16 +293,29 @@ def servers(only: list[str]) -> list[Server]:
                                                           f"ws-l:127.0.0.1:{p}", "mirror:"]))
     else:
         print("(websocat not found: skipping)", file=sys.stderr)
+    for label, tree in trees:
+        # Another checkout of wstool (e.g. `git archive BASE wstool | tar -x -C DIR`),
+        # for A/B runs interleaved with this one (run from DIR: `-m` puts the
+        # working directory first on sys.path).
+        env = {**os.environ, "PYTHONPATH": tree}
+        for loop in ("asyncio", "uvloop"):
+            found.append(Server(f"wstool {label} ({loop})",
+                                functools.partial(_tree_argv, wstool, loop), env=env,
+                                cwd=tree))
     if only:
         found = [s for s in found if any(o.lower() in s.name.lower() for o in only)]
     return found
+
+
+def _tree_argv(wstool: list[str], loop: str, port: int) -> list[str]:
+    return [*wstool, "--loop", loop, "--port", str(port)]
 
 
 def start(server: Server) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(server.argv(port), stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=server.env)
+                            env=server.env, cwd=server.cwd)
     wait_port(port, proc)
     return proc, port
 
@@ -385,16 +399,38 @@ def main() -> None:
     parser.add_argument("--memory-only", action="store_true", help="skip the throughput runs")
     parser.add_argument("--repeat", type=int, default=3,
                         help="throughput runs per server and mode; the median is shown")
+    parser.add_argument("--modes", nargs="*", default=["pipe", "rr"], choices=["pipe", "rr"],
+                        help="throughput modes to run (default both)")
+    parser.add_argument("--tree", action="append", default=[], metavar="LABEL=DIR",
+                        help="also run wstool from another checkout DIR, labelled LABEL")
+    parser.add_argument("--no-memory", action="store_true", help="skip the RSS runs")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     rows: list[tuple[str, list[str]]] = []
-    sizes = [1000] if args.quick else [1000, 10000]
-    for server in servers(args.only):
-        print(f"... {server.name}", file=sys.stderr)
+    sizes = [] if args.no_memory else [1000] if args.quick else [1000, 10000]
+    trees = [tuple(t.split("=", 1)) for t in args.tree]
+    chosen = servers(args.only, trees)
+    # Throughput runs interleaved: round after round over every server, so that
+    # the machine's load drifts over all of them alike; the median run is shown.
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    if not args.memory_only:
+        for i in range(args.repeat):
+            for server in chosen:
+                for mode in args.modes:
+                    print(f"... {server.name} {mode} run {i + 1}", file=sys.stderr)
+                    runs.setdefault((server.name, mode), []).append(
+                        measure_throughput(server, mode, args.duration))
+    for server in chosen:
         pipe_raw = pipe_cpu = rr_raw = rr_cpu = float("nan")
-        if not args.memory_only:
-            pipe_raw, pipe_cpu = median_run(server, "pipe", args.duration, args.repeat)
-            rr_raw, rr_cpu = median_run(server, "rr", args.duration, args.repeat)
+        for mode in args.modes if not args.memory_only else []:
+            measured = sorted(runs[(server.name, mode)], key=lambda r: r[1])
+            print(f"# {server.name} {mode} msg/CPU-s runs: "
+                  + ", ".join(f"{r[1]:,.0f}" for r in measured), file=sys.stderr)
+            raw, cpu = measured[len(measured) // 2]
+            if mode == "pipe":
+                pipe_raw, pipe_cpu = raw, cpu
+            else:
+                rr_raw, rr_cpu = raw, cpu
         mems = [idle_memory_per_connection(server, n) for n in sizes]
         rows.append((server.name, [
             f"{pipe_cpu:,.0f}", f"{pipe_raw:,.0f}", f"{rr_cpu:,.0f}", f"{rr_raw:,.0f}",

@@ -34,6 +34,13 @@ echo frame built from the header bytes and the unmasked payload (no ``Frame``
 object), is what makes serve-echo 3.6x Node's ``ws`` per server CPU-second
 pipelined and 1.25x in request/response (bench/README.md, "serve-echo").
 
+In front of the loop, :meth:`StrictEcho.echo_fast` (issue 14): while the loop
+waits between messages, the server hands it each read first; it echoes the
+read's leading frames that need no rule beyond the ones it checks (final,
+text/binary, RSV clear, masked, short, complete, valid UTF-8) and leaves the
+rest to the loop, parked at the same boundary. A read of one small message --
+request/response -- then costs one call instead of the generator's step.
+
 Being a replacement of the library's frame loop, this class reads the protocol's
 private state (``reader.buffer``, ``events``, ``writes``, ``_state``, ...) inline,
 per frame; each such use is a fenced assumption listed and tested with
@@ -49,6 +56,7 @@ from typing import cast
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import CONNECTING, OPEN, SERVER, Protocol, State
 from websockets.server import ServerProtocol
@@ -68,6 +76,13 @@ _CONTROL_OPCODES = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PACK_16 = struct.Struct("!BBH").pack
 _PACK_64 = struct.Struct("!BBQ").pack
+
+
+# Echo headers of final text and binary frames with a 7-bit length, built once:
+# a table lookup costs a fraction of bytes((b0, length)) per echo (echo_fast).
+_SHORT_HEADERS = {
+    b0: tuple(bytes((b0, n)) for n in range(126)) for b0 in (0x80 | OP_TEXT, 0x80 | OP_BINARY)
+}
 
 
 def _check_utf8_tail(decoder: codecs.IncrementalDecoder) -> None:
@@ -96,6 +111,14 @@ def frame_header(opcode: int, length: int) -> bytes:
     return _PACK_64(0x80 | opcode, 127, length)
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class StrictEcho(Protocol):
     """The frame loop (see module doc). Mix in before ``Protocol``.
 
@@ -119,6 +142,10 @@ class StrictEcho(Protocol):
     # uncompressed (config.COMPRESS_THRESHOLD_BYTES); None compresses all.
     raw_below_bytes: int | None = None
     _deferred_close: bytes | None = None
+    # Nonzero while the frame loop is parked at a frame boundary with no message
+    # in progress and echo_fast() may run: the largest payload it may take (see
+    # echo_fast). Zero otherwise.
+    fast_echo_limit: int = 0
     messages_in: int = 0
     bytes_in: int = 0
     messages_out: int = 0
@@ -169,6 +196,87 @@ class StrictEcho(Protocol):
         self.writes.append(b"".join(parts))
         return len(messages)
 
+    def echo_fast(self, data: bytes) -> tuple[int, bytes]:
+        """Echo the whole, simple frames at the start of ``data`` without the frame loop.
+
+        For the server's request/response hot path (issue 14): a read that holds
+        one small message costs one call here instead of ``receive_data()``, the
+        generator step, ``on_message``, ``send_message`` and the writes list.
+        Only valid while ``fast_echo_limit`` is nonzero (the frame loop sets it
+        when parked between messages and nothing but a plain echo is wanted; with
+        permessage-deflate, for uncompressed messages below ``raw_below_bytes``).
+
+        A frame is taken only if it is final, text or binary, RSV bits clear,
+        masked, with a 7- or 16-bit length of at most ``fast_echo_limit`` (which
+        already includes ``max_size``), complete in ``data`` and, for text, valid
+        UTF-8. Anything else -- a control frame, a fragment, a cut frame, bad
+        UTF-8 -- stops the scan; the caller hands the rest to ``receive_data()``,
+        where the frame loop, parked at the same boundary, applies every rule
+        (and fails with 1002/1007/1009 at the same byte as without this path).
+
+        Returns the bytes consumed and the echo frames to write (b"" for none).
+        """
+        limit = self.fast_echo_limit
+        end = len(data)
+        if end > 1:
+            b0 = data[0]
+            length = data[1] ^ 0x80
+            if (
+                length < 126
+                and end == length + 6
+                and length <= limit
+                and (b0 == 0x81 or b0 == 0x82)
+            ):
+                # The request/response case: the read is one short frame (the
+                # same checks as the loop below, without its list and join).
+                payload = apply_mask(data[6:], data[2:6])
+                if b0 == 0x82 or payload.isascii() or _is_utf8(payload):
+                    self.messages_in += 1
+                    self.bytes_in += length
+                    self.messages_out += 1
+                    self.bytes_out += length
+                    return end, _SHORT_HEADERS[b0][length] + payload
+                return 0, b""  # the frame loop fails it with 1007
+        pos = 0
+        parts: list[bytes] = []
+        size = 0
+        while end - pos >= 6:
+            b0 = data[pos]
+            if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV, text or binary
+                break
+            # The mask bit must be set (§5.1): without it this is 128 or more.
+            length = data[pos + 1] ^ 0x80
+            if length < 126:
+                start = pos + 6
+                header = _SHORT_HEADERS[b0][length]
+            elif length == 126 and end - pos >= 8:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+                header = _PACK_16(b0, 126, length)
+            else:
+                break
+            stop = start + length
+            if length > limit or stop > end:
+                break
+            payload = apply_mask(data[start:stop], data[start - 4 : start])
+            if b0 == 0x81 and not payload.isascii():
+                try:
+                    payload.decode()
+                except UnicodeDecodeError:
+                    break  # the frame loop fails it with 1007
+            parts.append(header)
+            parts.append(payload)
+            size += length
+            pos = stop
+        if not parts:
+            return 0, b""
+        count = len(parts) >> 1
+        self.messages_in += count
+        self.bytes_in += size
+        self.messages_out += count
+        self.bytes_out += size
+        return pos, b"".join(parts)
+
     # The frame loop.
 
     def parse(self) -> Generator[None]:
@@ -198,6 +306,30 @@ class StrictEcho(Protocol):
             max_message_size = self.max_message_size
             max_fragment_size = self.max_fragment_size
 
+            # echo_fast() may take whole messages while this loop waits between
+            # them, if a plain raw echo is all that is wanted (the server's hot path).
+            fast_limit = 0
+            if (
+                server
+                and self.echo_messages
+                and not self.emit_data_frames
+                and type(self).on_message is StrictEcho.on_message
+            ):
+                if self.raw_echo and not extensions:
+                    fast_limit = 65535
+                elif self.raw_below_bytes is not None and all(
+                    isinstance(e, PerMessageDeflate) for e in extensions
+                ):
+                    # permessage-deflate: a message with RSV1 clear is uncompressed
+                    # (RFC 7692 §6.1; echo_fast takes no RSV1 frame), and one
+                    # shorter than raw_below_bytes is echoed uncompressed, as the
+                    # loop below does for it.
+                    fast_limit = max(0, min(65535, self.raw_below_bytes - 1))
+                if max_message_size is not None:
+                    fast_limit = min(fast_limit, max_message_size)
+                if max_fragment_size is not None:
+                    fast_limit = min(fast_limit, max_fragment_size)
+
             msg_opcode = 0  # opcode of the fragmented message in progress, 0: none
             msg_parts: list[bytes] = []
             msg_size = 0
@@ -208,7 +340,14 @@ class StrictEcho(Protocol):
                 while len(buf) < 2:
                     if reader.eof:
                         raise EOFError("unexpected end of stream")
-                    yield
+                    if fast_limit and not buf and not msg_opcode:
+                        # At a message boundary: echo_fast() may run until the
+                        # next step (it never touches buf or this loop's state).
+                        self.fast_echo_limit = fast_limit
+                        yield
+                        self.fast_echo_limit = 0
+                    else:
+                        yield
                 b0 = buf[0]
                 b1 = buf[1]
                 fin = b0 & 0x80 != 0

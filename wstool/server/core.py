@@ -210,6 +210,17 @@ class ServerConnection(asyncio.Protocol):
                 self._hand_over(data, "h2c")
                 return
         protocol = self.protocol
+        if protocol.fast_echo_limit and protocol._state is OPEN:
+            # Whole small messages echoed without the frame loop (echo.py,
+            # echo_fast; issue 14); anything else goes on to it below.
+            used, echo = protocol.echo_fast(data)
+            if echo:
+                # No is_closing() check as in flush(): nothing ran since the
+                # transport delivered this read, and a closed one delivers none.
+                self.transport.write(echo)
+            if used == len(data):
+                return
+            data = data[used:]
         protocol.receive_data(data)
         if not self.opened:
             self._handshake_step()
