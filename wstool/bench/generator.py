@@ -38,6 +38,7 @@ import resource
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from wstool.bench.stats import Histogram
@@ -171,10 +172,12 @@ class BenchRun:
         self.binary = cfg.binary
         self.frames = frame_pool(cfg.payloads, cfg.binary)
         self.frames2 = self.frames * 2  # a slice of up to len(frames) never wraps
+        self.rate_mode = bool(cfg.rate_per_s)
         sizes = [len(cfg.payloads[i % len(cfg.payloads)]) for i in range(len(self.frames))]
         self.sizes2 = sizes * 2
         self.uniform_size = sizes[0] if len(set(sizes)) == 1 else None
         self.echo_run: bytes | None = None  # echo mode's expected echoes (_FastReceiver)
+        self.echo_payload = self.uniform_size or 0
         self.messages: list[str | bytes] = [
             p if cfg.binary else p.decode("utf-8", "replace") for p in cfg.payloads]
         # What is counted (messages and latency: the measured window only; the
@@ -642,6 +645,7 @@ class _Load:
         self.closing = False
         self.finished = False
         self.library_send = False
+        self.prebuilt = False  # echo mode, one payload size, not compressed: send()'s short way
         # request mode: request id -> send time, and how ids are read
         self.match: Callable[[str | bytes], object] | None = None
         self.pending: dict[object, float] = {}
@@ -652,6 +656,8 @@ class _Load:
         if session.extensions and any(len(p) >= COMPRESS_THRESHOLD_BYTES
                                       for p in run.cfg.payloads):
             self.library_send = True  # compress as connect does
+        self.prebuilt = (run.cfg.mode == "echo" and not self.library_send
+                         and run.uniform_size is not None)
         if run.cfg.mode == "request":
             assert run.cfg.match_id is not None
             self.match = json_path(run.cfg.match_id)
@@ -715,7 +721,7 @@ class _Load:
             return
         run.received += n
         run.bytes_received += nbytes
-        now = time.perf_counter()
+        now = perf_counter()
         if self.slow:
             run.slow_received += n
             counts = run.slow_latency.pending
@@ -724,21 +730,27 @@ class _Load:
         # Echoes come back in order: take them from the oldest batch of sends on (one
         # latency per batch: its messages were written together).
         sent_ts = self.sent_ts
-        left = n
-        while left and sent_ts:
-            batch = sent_ts[0]
-            take = batch[1] if batch[1] <= left else left
+        if sent_ts and sent_ts[0][1] == n:  # one batch's echoes (--window 1: always)
+            batch = sent_ts.popleft()
             us = int((now - batch[0]) * 1e6)
-            counts[us] = counts.get(us, 0) + take
-            left -= take
-            if take == batch[1]:
-                sent_ts.popleft()
-            else:
-                batch[1] -= take
-        self.in_flight_echoes -= n - left
-        if left:
-            run.unmatched += left
-        if run.sending and not run.cfg.rate_per_s:
+            counts[us] = counts.get(us, 0) + n
+            self.in_flight_echoes -= n
+        else:
+            left = n
+            while left and sent_ts:
+                batch = sent_ts[0]
+                take = batch[1] if batch[1] <= left else left
+                us = int((now - batch[0]) * 1e6)
+                counts[us] = counts.get(us, 0) + take
+                left -= take
+                if take == batch[1]:
+                    sent_ts.popleft()
+                else:
+                    batch[1] -= take
+            self.in_flight_echoes -= n - left
+            if left:
+                run.unmatched += left
+        if run.sending and not run.rate_mode:
             self.send(n, now)
         elif self.remaining is not None or not run.sending:
             self.check_finished()
@@ -800,6 +812,21 @@ class _Load:
                 return
         session = self.session
         run = self.run
+        if self.prebuilt and times is None and count <= len(run.frames):
+            # Echo mode's window (closed loop): COUNT pre-built frames, one write.
+            i = self.frame_index
+            frames = run.frames2[i] if count == 1 else b"".join(run.frames2[i:i + count])
+            payload = run.echo_payload * count
+            try:
+                session.send_prebuilt(frames, count, payload)
+            except SessionClosed:
+                return
+            self.frame_index = (i + count) % len(run.frames)
+            self.sent_ts.append([now, count])
+            self.in_flight_echoes += count
+            run.sent += count
+            run.bytes_sent += payload
+            return
         try:
             if run.cfg.mode == "request":
                 self._send_requests(count, now, times)
