@@ -38,6 +38,7 @@ import resource
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from wstool.bench.stats import Histogram
@@ -60,6 +61,8 @@ MAX_WRITE_BUFFER_BYTES = 1 << 20
 # for the replies still in flight.
 DRAIN_S = 5.0
 SLOW_READ_INTERVAL_S = 0.1  # --slow-readers: one read this often
+# echo mode: a chunk of up to this many bytes of echoes is recognised at once.
+RUNS_MAX_BYTES = 1 << 20
 
 
 def masked_frame(payload: bytes, binary: bool, key: bytes) -> bytes:
@@ -169,9 +172,12 @@ class BenchRun:
         self.binary = cfg.binary
         self.frames = frame_pool(cfg.payloads, cfg.binary)
         self.frames2 = self.frames * 2  # a slice of up to len(frames) never wraps
+        self.rate_mode = bool(cfg.rate_per_s)
         sizes = [len(cfg.payloads[i % len(cfg.payloads)]) for i in range(len(self.frames))]
         self.sizes2 = sizes * 2
         self.uniform_size = sizes[0] if len(set(sizes)) == 1 else None
+        self.echo_run: bytes | None = None  # echo mode's expected echoes (_FastReceiver)
+        self.echo_payload = self.uniform_size or 0
         self.messages: list[str | bytes] = [
             p if cfg.binary else p.decode("utf-8", "replace") for p in cfg.payloads]
         # What is counted (messages and latency: the measured window only; the
@@ -639,6 +645,7 @@ class _Load:
         self.closing = False
         self.finished = False
         self.library_send = False
+        self.prebuilt = False  # echo mode, one payload size, not compressed: send()'s short way
         # request mode: request id -> send time, and how ids are read
         self.match: Callable[[str | bytes], object] | None = None
         self.pending: dict[object, float] = {}
@@ -649,6 +656,8 @@ class _Load:
         if session.extensions and any(len(p) >= COMPRESS_THRESHOLD_BYTES
                                       for p in run.cfg.payloads):
             self.library_send = True  # compress as connect does
+        self.prebuilt = (run.cfg.mode == "echo" and not self.library_send
+                         and run.uniform_size is not None)
         if run.cfg.mode == "request":
             assert run.cfg.match_id is not None
             self.match = json_path(run.cfg.match_id)
@@ -712,7 +721,7 @@ class _Load:
             return
         run.received += n
         run.bytes_received += nbytes
-        now = time.perf_counter()
+        now = perf_counter()
         if self.slow:
             run.slow_received += n
             counts = run.slow_latency.pending
@@ -721,21 +730,27 @@ class _Load:
         # Echoes come back in order: take them from the oldest batch of sends on (one
         # latency per batch: its messages were written together).
         sent_ts = self.sent_ts
-        left = n
-        while left and sent_ts:
-            batch = sent_ts[0]
-            take = batch[1] if batch[1] <= left else left
+        if sent_ts and sent_ts[0][1] == n:  # one batch's echoes (--window 1: always)
+            batch = sent_ts.popleft()
             us = int((now - batch[0]) * 1e6)
-            counts[us] = counts.get(us, 0) + take
-            left -= take
-            if take == batch[1]:
-                sent_ts.popleft()
-            else:
-                batch[1] -= take
-        self.in_flight_echoes -= n - left
-        if left:
-            run.unmatched += left
-        if run.sending and not run.cfg.rate_per_s:
+            counts[us] = counts.get(us, 0) + n
+            self.in_flight_echoes -= n
+        else:
+            left = n
+            while left and sent_ts:
+                batch = sent_ts[0]
+                take = batch[1] if batch[1] <= left else left
+                us = int((now - batch[0]) * 1e6)
+                counts[us] = counts.get(us, 0) + take
+                left -= take
+                if take == batch[1]:
+                    sent_ts.popleft()
+                else:
+                    batch[1] -= take
+            self.in_flight_echoes -= n - left
+            if left:
+                run.unmatched += left
+        if run.sending and not run.rate_mode:
             self.send(n, now)
         elif self.remaining is not None or not run.sending:
             self.check_finished()
@@ -797,6 +812,21 @@ class _Load:
                 return
         session = self.session
         run = self.run
+        if self.prebuilt and times is None and count <= len(run.frames):
+            # Echo mode's window (closed loop): COUNT pre-built frames, one write.
+            i = self.frame_index
+            frames = run.frames2[i] if count == 1 else b"".join(run.frames2[i:i + count])
+            payload = run.echo_payload * count
+            try:
+                session.send_prebuilt(frames, count, payload)
+            except SessionClosed:
+                return
+            self.frame_index = (i + count) % len(run.frames)
+            self.sent_ts.append([now, count])
+            self.in_flight_echoes += count
+            run.sent += count
+            run.bytes_sent += payload
+            return
         try:
             if run.cfg.mode == "request":
                 self._send_requests(count, now, times)
@@ -919,6 +949,15 @@ class _FastReceiver(asyncio.Protocol):
                 bytes((126,)) + size.to_bytes(2, "big") if size < 65536 else
                 bytes((127,)) + size.to_bytes(8, "big"))
             self.echo_len = len(self.echo_header) + size
+        # One payload (the common case): echoes back to back, up to RUNS_MAX_BYTES
+        # (built once per run, shared by its connections).
+        self.echo_run: bytes | None = None
+        self.echo_payload = size or 0
+        if self.echo_header is not None and len(run.cfg.payloads) == 1:
+            if run.echo_run is None:
+                echo = self.echo_header + run.cfg.payloads[0]
+                run.echo_run = echo * max(1, RUNS_MAX_BYTES // len(echo))
+            self.echo_run = run.echo_run
         self.transport.set_protocol(self)
 
     def _give_back(self, rest: bytes) -> None:
@@ -927,6 +966,21 @@ class _FastReceiver(asyncio.Protocol):
             self.conn.data_received(rest)
 
     def data_received(self, data: bytes) -> None:
+        run_bytes = self.echo_run
+        if run_bytes is not None and not self.buf and run_bytes.startswith(data):
+            # One payload: every echo is the same bytes, so a chunk of N whole echoes
+            # (and the start of one more) is a prefix of N + 1 of them: one memcmp,
+            # which checks the echoes' content too.
+            n = len(data) // self.echo_len
+            tail = len(data) - n * self.echo_len
+            if tail:
+                self.buf = data[-tail:]
+            if n:
+                self.load.received(n, n * self.echo_payload)
+            return
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         self.buf = b""
         size = len(buf)
