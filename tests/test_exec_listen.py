@@ -678,3 +678,24 @@ def test_keepalive_does_not_fail_a_client_held_back_by_its_process(exec_server: 
             return got
 
     assert run(client()) == payload
+
+
+def test_line_echo_through_cat_on_uvloop() -> None:
+    """`--loop auto` runs on uvloop when `wstool[fast]` is installed, and uvloop's pipe
+    transports are not asyncio's classes: the bridge asserted they were, and every
+    message to the process failed (1006) on uvloop."""
+    from tests.uvloop_peer import uvloop_path
+
+    pythonpath = os.pathsep.join(filter(None, [uvloop_path(), os.environ.get("PYTHONPATH")]))
+    s = ServeEcho("--loop", "uvloop", "--exec", "cat", command="listen",
+                  env={"PYTHONPATH": pythonpath})
+    try:
+        async def client() -> list[Any]:
+            async with connect(s.url) as ws:
+                await ws.send("hello")
+                await ws.send("wörld")
+                return [await ws.recv(), await ws.recv()]
+
+        assert run(client()) == ["hello", "wörld"]
+    finally:
+        s.close()

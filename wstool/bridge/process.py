@@ -45,7 +45,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from wstool.config import ExecConfig
 from wstool.errors import UsageError
@@ -220,8 +220,9 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         else:
             sep = self.spec.separator
             data = sep.join(payloads) + sep
-        assert isinstance(pipe, asyncio.WriteTransport)
-        pipe.write(data)
+        # cast, not isinstance: uvloop's pipe transports (--loop uvloop, the default
+        # when it is installed) do not subclass asyncio's transport classes.
+        cast(asyncio.WriteTransport, pipe).write(data)
 
     def _output_fds(self) -> tuple[int, ...]:
         # --stderr-to-client: stderr becomes messages too, so it waits with stdout
@@ -237,8 +238,7 @@ class ProcessBridge(asyncio.SubprocessProtocol):
         for fd in self._output_fds():
             pipe = self.transport.get_pipe_transport(fd)
             if pipe is not None and not pipe.is_closing():
-                assert isinstance(pipe, asyncio.ReadTransport)
-                pipe.pause_reading()
+                cast(asyncio.ReadTransport, pipe).pause_reading()  # uvloop: write_input
 
     def resume_output(self) -> None:
         if self._output_paused:
@@ -246,8 +246,7 @@ class ProcessBridge(asyncio.SubprocessProtocol):
             for fd in self._output_fds():
                 pipe = self.transport.get_pipe_transport(fd)
                 if pipe is not None and not pipe.is_closing():
-                    assert isinstance(pipe, asyncio.ReadTransport)
-                    pipe.resume_reading()
+                    cast(asyncio.ReadTransport, pipe).resume_reading()
 
     def close_input(self) -> None:
         """End of the messages: close stdin once what is buffered is written."""

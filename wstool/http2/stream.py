@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -343,8 +343,8 @@ class H2Endpoint(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # cast, not isinstance: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
         # Initial values, not update(): h2 sends only acknowledged values in the
         # first SETTINGS frame, and an update() is pending until the peer's ACK.
         client_side = bool(self.h2.config.client_side)
