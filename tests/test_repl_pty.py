@@ -4,6 +4,7 @@ server on 127.0.0.1; and pipe mode, which must not load prompt_toolkit or rich."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -185,6 +186,48 @@ def test_sigterm_closes_with_1001_and_exits_143_while_ctrl_c_still_clears_the_li
     while not record.closes and time.monotonic() < deadline:
         time.sleep(0.01)
     assert record.closes == [(1001, "")]
+
+
+def flood_handler(record: Record) -> Any:
+    """Push 20 KB messages back to back until the client goes, counting them."""
+
+    async def handler(ws: Any) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await ws.send(f"tick {record.ticks + 1} " + "x" * 20_000)
+                record.ticks += 1
+                await asyncio.sleep(0.002)
+
+    return handler
+
+
+def test_ctrl_c_and_ctrl_d_are_keys_while_messages_are_printed(
+    server_thread: ServerThread, home: Path
+) -> None:
+    """The terminal stays in raw mode while a message is written above the prompt:
+    in cooked mode (prompt_toolkit's run_in_terminal) Ctrl-C typed then was a SIGINT
+    that killed the REPL (exit 130) and Ctrl-D was the line discipline's end-of-file,
+    lost (the REPL did not quit)."""
+    record = Record()
+    _server, url = start_websockets_server(server_thread, flood_handler(record))
+    child = spawn_repl(url, home, "--no-history")
+
+    def while_printing() -> None:
+        # Read nothing until 100 more messages (~280 KB shown) are sent: the pty fills
+        # and the REPL is blocked writing one when the key comes.
+        child.expect(r"< tick \d+ x")
+        target = record.ticks + 100
+        deadline = time.monotonic() + scaled(10)
+        while record.ticks < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    for _ in range(3):
+        while_printing()
+        child.sendcontrol("c")
+        child.expect("Ctrl-D or /quit to close and exit")  # Ctrl-C on an empty line
+    while_printing()
+    child.sendcontrol("d")
+    assert wait_exit(child) == 0
 
 
 def test_server_close_exits_with_documented_status(

@@ -489,6 +489,9 @@ class ClientRun:
                     if not cfg.reconnect or not is_retryable(exc):
                         raise
                     error = exc
+                    if self.reconnects and self._ending.is_set():
+                        error = None  # closed (/quit, Ctrl-D) during a reconnect attempt
+                        break
                 if self._ended_by_us():
                     break
                 if (

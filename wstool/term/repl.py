@@ -2,8 +2,10 @@
 
 A prompt_toolkit input line with a status bar, over a *target* that does the
 networking. Incoming messages are printed above the input line as they
-arrive (coalesced per event-loop turn and written with ``run_in_terminal``,
-so the line being typed survives any burst); everything remote is rendered
+arrive (coalesced per event-loop turn and written by ``_write_above``, which
+erases and redraws the prompt as ``run_in_terminal`` does but keeps the terminal
+in raw mode, so the line being typed, and the keys typed meanwhile, survive any
+burst); everything remote is rendered
 by ``render_rich.py``, escaped.
 
 The target interface
@@ -57,7 +59,7 @@ from pathlib import Path
 from typing import Generic, Protocol, assert_never
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import run_in_terminal
+from prompt_toolkit.application import Application, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
@@ -453,7 +455,7 @@ class Repl(Generic[ExtraT]):
 
         # Erases the prompt and status bar, writes, redraws them below; the
         # buffer being edited is untouched. Calls are chained, so in order.
-        self._last_write = run_in_terminal(write, in_executor=False)
+        self._last_write = asyncio.ensure_future(_write_above(self.prompt.app, write))
 
     def _flush_now(self) -> None:
         text = "".join(self._pending)
@@ -514,29 +516,34 @@ class Repl(Generic[ExtraT]):
         self.show_state("type a message and Enter to send; /help for commands, Ctrl-D to quit")
         target_task = asyncio.ensure_future(self.target.run(self.on_event))
         target_task.add_done_callback(lambda _t: self._stop_prompt())
-        try:
-            while not target_task.done() and not self._quitting:
-                try:
-                    line = await self.prompt.prompt_async(pre_run=self._pre_run)
-                except EOFError:  # Ctrl-D on an empty line
-                    await self._quit(1000, "")
-                    break
-                except _TargetEnded:
-                    break
-                try:
-                    await self.handle_line(line)
-                except Exception as exc:  # a bug: say so, keep the connection
-                    self.show_error(f"internal error: {type(exc).__name__}: "
-                                    f"{escape(str(exc))}")
-            await asyncio.wait({target_task})
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-            if not target_task.done():
-                target_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await target_task
-            await self._drain_output()
+        # The terminal stays in raw mode between two prompts too (prompt_toolkit
+        # restores cooked mode when each prompt ends): a key typed while a line is
+        # handled waits for the next prompt, not for the line discipline, where
+        # Ctrl-D (VEOF) vanished, Ctrl-C (ISIG) was a SIGINT and keys were echoed.
+        with self.prompt.app.input.raw_mode():
+            try:
+                while not target_task.done() and not self._quitting:
+                    try:
+                        line = await self.prompt.prompt_async(pre_run=self._pre_run)
+                    except EOFError:  # Ctrl-D on an empty line
+                        await self._quit(1000, "")
+                        break
+                    except _TargetEnded:
+                        break
+                    try:
+                        await self.handle_line(line)
+                    except Exception as exc:  # a bug: say so, keep the connection
+                        self.show_error(f"internal error: {type(exc).__name__}: "
+                                        f"{escape(str(exc))}")
+                await asyncio.wait({target_task})
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+                if not target_task.done():
+                    target_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await target_task
+                await self._drain_output()
         return target_task.result()
 
     def _pre_run(self) -> None:
@@ -802,3 +809,35 @@ class Repl(Generic[ExtraT]):
 
 class _TargetEnded(Exception):
     """Ends the pending prompt when the target is over."""
+
+
+async def _write_above(app: Application[str], write: Callable[[], None]) -> None:
+    """Run WRITE (output only) above APP's prompt: ``prompt_toolkit``'s ``in_terminal``
+    (erase the prompt, write, redraw it; chained with other ``run_in_terminal`` calls,
+    e.g. /pager's) without detaching the input or switching the terminal to cooked
+    mode around the write. In cooked mode a key typed during the write belonged to
+    the line discipline: Ctrl-D was taken as end-of-file and lost (the REPL did not
+    quit), Ctrl-C was a SIGINT that killed it (exit 130)."""
+    if not app.is_running:
+        write()
+        return
+    previous = app._running_in_terminal_f
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    app._running_in_terminal_f = done
+    try:
+        if previous is not None:
+            await previous
+        if app.output.responds_to_cpr:
+            await app.renderer.wait_for_cpr_responses()
+        app.renderer.erase()
+        app._running_in_terminal = True
+        try:
+            write()
+        finally:
+            app._running_in_terminal = False
+            app.renderer.reset()
+            app._request_absolute_cursor_position()
+            app._redraw()
+    finally:
+        if not done.done():
+            done.set_result(None)
