@@ -45,6 +45,23 @@ def run(coro: Any, timeout: float = 30) -> Any:
     return asyncio.run(asyncio.wait_for(coro, scaled(timeout)))
 
 
+async def bytes_round_trip(url: str, payload: bytes, chunk: int, **options: Any) -> bytes:
+    """PAYLOAD sent as binary messages of CHUNK bytes while the echoes are read back."""
+    async with connect(url, max_size=None, **options) as ws:
+        async def send() -> None:
+            for i in range(0, len(payload), chunk):
+                await ws.send(payload[i:i + chunk])
+
+        sender = asyncio.ensure_future(send())
+        got = b""
+        while len(got) < len(payload):
+            message = await ws.recv()
+            assert isinstance(message, bytes)
+            got += message
+        await sender
+        return got
+
+
 def pid_gone(pid: int) -> bool:
     """Dead: no such process, or a zombie nobody reaps (PID 1 here may not)."""
     try:
@@ -162,22 +179,7 @@ def test_binary_integrity(exec_server: Any) -> None:
     s = exec_server("-b", "--exec", "cat")
     payload = bytes(range(256)) * 512 + os.urandom(300_000)
 
-    async def client() -> bytes:
-        async with connect(s.url, max_size=None) as ws:
-            async def send() -> None:
-                for i in range(0, len(payload), 50_000):
-                    await ws.send(payload[i:i + 50_000])
-
-            sender = asyncio.ensure_future(send())
-            got = b""
-            while len(got) < len(payload):
-                message = await ws.recv()
-                assert isinstance(message, bytes)
-                got += message
-            await sender
-            return got
-
-    assert run(client()) == payload
+    assert run(bytes_round_trip(s.url, payload, 50_000)) == payload
 
 
 def test_deadlock_of_websocketd_100000_messages_before_reading(exec_server: Any) -> None:
@@ -661,23 +663,8 @@ def test_keepalive_does_not_fail_a_client_held_back_by_its_process(exec_server: 
                     "--sh", "--exec", "sleep 1.5; exec cat")
     payload = os.urandom(2_000_000)
 
-    async def client() -> bytes:
-        async with connect(s.url, compression=None, max_size=None,
-                           ping_interval=None) as ws:
-            async def send() -> None:
-                for i in range(0, len(payload), 65536):
-                    await ws.send(payload[i:i + 65536])
-
-            sender = asyncio.ensure_future(send())
-            got = b""
-            while len(got) < len(payload):
-                message = await ws.recv()
-                assert isinstance(message, bytes)
-                got += message
-            await sender
-            return got
-
-    assert run(client()) == payload
+    assert run(bytes_round_trip(s.url, payload, 65536, compression=None,
+                                ping_interval=None)) == payload
 
 
 def test_line_echo_through_cat_on_uvloop() -> None:

@@ -36,14 +36,20 @@ from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 from rich.cells import cell_len
-from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 from wstool.events import Message
 from wstool.term.commands import KEPT_MESSAGES, RESUME_SHOW_MAX
 from wstool.term.palette import PALETTE
 from wstool.term.render import escape, hex_dump, human_size
-from wstool.term.render_rich import PRETTY_JSON_MAX_BYTES, ViewOptions, cut_to_rows, wall_clock
+from wstool.term.render_rich import (
+    PRETTY_JSON_MAX_BYTES,
+    ViewOptions,
+    append_lines,
+    cut_to_rows,
+    shown_text,
+    wall_clock,
+)
 
 JsonMode = Literal["compact", "pretty", "off"]
 JSON_MODES: tuple[JsonMode, ...] = ("compact", "pretty", "off")
@@ -55,7 +61,6 @@ JSON_MODES: tuple[JsonMode, ...] = ("compact", "pretty", "off")
 FIND_SHOW_MAX = 50
 
 STYLE_MATCH = "bold black on yellow"
-_json_highlighter = JSONHighlighter()
 
 # A message filter: True for a message to show.
 MessageMatch = Callable[[str | bytes], bool]
@@ -186,18 +191,10 @@ def message_text(kept: Kept, view: ViewOptions, mode: JsonMode, *, whole: bool =
         folded = False
     else:
         lines, folded = cut_to_rows(body, view, max(20, view.width - len(indent)))
-    for i, line in enumerate(lines):
-        if i:
-            out.append("\n" + indent)
-        piece = Text(escape(line))
-        if value is not None:
-            _json_highlighter.highlight(piece)
-        out.append_text(piece)
+    append_lines(out, lines, indent, highlight=value is not None)
     if folded:
-        shown_chars = sum(len(line) for line in lines) + len(lines) - 1
         out.append("\n" + indent)
-        out.append_text(_fold_note(kept, f"the first {shown_chars} characters "
-                                         f"({len(lines)} line{'' if len(lines) == 1 else 's'})"))
+        out.append_text(_fold_note(kept, shown_text(lines)))
     return out
 
 

@@ -127,6 +127,23 @@ def cut_to_rows(body: str, view: ViewOptions, columns: int) -> tuple[list[str], 
     return lines, folded
 
 
+def append_lines(out: Text, lines: list[str], indent: str, *, highlight: bool) -> None:
+    """LINES onto OUT, escaped, continuation lines indented; JSON colours when HIGHLIGHT."""
+    for i, line in enumerate(lines):
+        if i:
+            out.append("\n" + indent)
+        piece = Text(escape(line))
+        if highlight:
+            _json_highlighter.highlight(piece)
+        out.append_text(piece)
+
+
+def shown_text(lines: list[str]) -> str:
+    """What a fold notice says was shown: ``the first 343 characters (30 lines)``."""
+    shown_chars = sum(len(line) for line in lines) + len(lines) - 1
+    return f"the first {shown_chars} characters ({len(lines)} line{'' if len(lines) == 1 else 's'})"
+
+
 def message_text(event: Message, view: ViewOptions) -> Text:
     sent = event.direction == "sent"
     out = _prefix(">" if sent else "<", STYLE_SENT if sent else STYLE_RECEIVED, event.ts, view)
@@ -141,19 +158,10 @@ def message_text(event: Message, view: ViewOptions) -> Text:
     body = pretty if pretty is not None else data
     # Cut first (bounded work for a 1 MiB message), then split and escape.
     lines, folded = cut_to_rows(body, view, max(20, view.width - len(indent)))
-    for i, line in enumerate(lines):
-        if i:
-            out.append("\n" + indent)
-        piece = Text(escape(line))
-        if pretty is not None:
-            _json_highlighter.highlight(piece)
-        out.append_text(piece)
+    append_lines(out, lines, indent, highlight=pretty is not None)
     if folded:
-        shown_chars = sum(len(line) for line in lines) + len(lines) - 1
         out.append("\n" + indent)
-        out.append_text(_fold_note(event.size_bytes,
-                                   f"the first {shown_chars} characters "
-                                   f"({len(lines)} line{'' if len(lines) == 1 else 's'})"))
+        out.append_text(_fold_note(event.size_bytes, shown_text(lines)))
     return out
 
 
