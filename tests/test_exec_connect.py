@@ -4,9 +4,13 @@ against wstool serve-echo, the websockets library's server and listen --exec."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +152,65 @@ def test_two_bridges_at_once_is_a_usage_error(argv: list[str]) -> None:
     proc = run_wstool_inprocess(*argv)
     assert proc.returncode == 2
     assert "are two bridges: give one of them" in proc.stderr
+
+
+def _exec_with_pid_file(url: str, pid_file: Any, *, ignore_sighup: bool) -> Any:
+    """wstool connect --exec as a real process whose program writes its pid to PID_FILE,
+    ignores SIGTERM and its stdin's end, and never exits by itself; returns the Popen
+    once the program runs."""
+
+    def preexec() -> None:
+        if ignore_sighup:  # as nohup does
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "connect", "-v", "--kill-after", "0.2", "--sh",
+         "--exec", f"trap '' TERM; echo $$ > {pid_file}; while :; do sleep 0.05; done", url],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"}, preexec_fn=preexec)
+    deadline = time.monotonic() + scaled(10)
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    return proc
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ignore_sighup", [False, True], ids=["sighup", "nohup"])
+def test_sighup_closes_and_stops_the_process(
+    echo_url: str, tmp_path: Any, ignore_sighup: bool
+) -> None:
+    """The terminal closes (SIGHUP): the process, in a session of its own, gets none;
+    wstool must close with 1001 and stop it, as for SIGTERM, and exit 129 — not die and
+    leave it running. Under nohup (SIGHUP ignored) wstool goes on; SIGTERM ends it."""
+    pid_file = tmp_path / "pid"
+    proc = _exec_with_pid_file(echo_url, pid_file, ignore_sighup=ignore_sighup)
+    pid = int(pid_file.read_text())
+    try:
+        proc.send_signal(signal.SIGHUP)
+        if ignore_sighup:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=scaled(15))
+        expected = ExitStatus.TERMINATED if ignore_sighup else ExitStatus.HUNG_UP
+        assert proc.returncode == expected, err
+        stderr = err.decode()
+        assert ("terminated (SIGTERM)" if ignore_sighup else "terminated (SIGHUP)") in stderr
+        assert "closed by us: 1001" in stderr, stderr
+        deadline = time.monotonic() + scaled(10)
+        while not _gone(pid):
+            assert time.monotonic() < deadline, f"process {pid} left running"
+            time.sleep(0.02)
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if not _gone(pid):
+            os.killpg(pid, signal.SIGKILL)

@@ -35,6 +35,7 @@ class ExitStatus(IntEnum):
     PROTOCOL_ERROR = 6
     TIMEOUT = 7
     EXPECTATION_NOT_MET = 8
+    HUNG_UP = 129  # SIGHUP (128 + 1), connect --exec only: closed with 1001
     INTERRUPTED = 130
     TERMINATED = 143  # SIGTERM (128 + 15, the shell's figure): closed with 1001
 
@@ -42,8 +43,9 @@ class ExitStatus(IntEnum):
 EXIT_STATUS_HELP = """\
 Exit status: 0 ok, 1 error, 2 usage, 3 could not connect (DNS/TCP/proxy/TLS),
 4 handshake rejected, 5 closed abnormally, 6 protocol or decode error (incl.
---max-size), 7 timeout (incl. --max-time), 8 expectation not met, 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM: closed with 1001)."""
+--max-size), 7 timeout (incl. --max-time), 8 expectation not met, 129 hung up
+(SIGHUP, --exec only: closed with 1001), 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM: closed with 1001)."""
 
 
 # The servers' own table: they never connect out, so 3/4/7 cannot happen.

@@ -169,6 +169,7 @@ async def run_connect_exec(
         trace=output_config.trace,
         interrupt_on_sigint=True,
         close_on_sigterm=True,
+        close_on_sighup=True,
     )
     source.run = run
     front_end = ExecFrontEnd(env, stream_config, output_config, run, source)

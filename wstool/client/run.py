@@ -277,6 +277,7 @@ class ClientRun:
         trace: bool = False,
         interrupt_on_sigint: bool = False,
         close_on_sigterm: bool = False,
+        close_on_sighup: bool = False,
     ) -> None:
         self.connect_config = connect_config
         self.config = run_config
@@ -285,6 +286,7 @@ class ClientRun:
         self.trace = trace
         self.interrupt_on_sigint = interrupt_on_sigint
         self.close_on_sigterm = close_on_sigterm
+        self.close_on_sighup = close_on_sighup
         self.session: Session | None = None
         self.state = CONNECTING
         self.started_at = time.monotonic()
@@ -292,7 +294,8 @@ class ClientRun:
         self.reconnect_attempt = 0  # the current one's number in a row (Reconnecting)
         self.received_total = 0  # within -n, across reconnects (counted with -n only)
         self.interrupted = False
-        self.terminated = False  # SIGTERM
+        self.terminated = False  # SIGTERM (or SIGHUP with close_on_sighup)
+        self.hung_up = False  # it was SIGHUP
         self.timed_out = False  # --max-time
         # We closed TCP without waiting for the server's close frame (Ctrl-C,
         # --max-time): the Closed event's code is only the one we sent.
@@ -471,6 +474,11 @@ class ClientRun:
             handlers[signal.SIGINT] = self._interrupt
         if self.close_on_sigterm:
             handlers[signal.SIGTERM] = self._terminate
+        # connect --exec: the terminal closed. The process runs in a session of its
+        # own and gets no SIGHUP; wstool dying of it would leave it running. Not under
+        # nohup, whose SIG_IGN says the user wants wstool to outlive the terminal.
+        if self.close_on_sighup and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            handlers[signal.SIGHUP] = self._hang_up
         if handlers:
             signals.enter_context(handle_signals(handlers))
         cfg = self.config
@@ -556,7 +564,7 @@ class ClientRun:
         if self.terminated:
             if error is not None:  # e.g. no answer to our close 1001 in --close-timeout
                 self._on_event(Notice(f"warning: {error}", ts=time.monotonic()))
-            return ExitStatus.TERMINATED
+            return ExitStatus.HUNG_UP if self.hung_up else ExitStatus.TERMINATED
         if self._stop_error is not None:
             raise self._stop_error
         if error is not None:
@@ -582,7 +590,13 @@ class ClientRun:
             self._on_event(Notice("interrupted", ts=time.monotonic()))
         self._cut_short()
 
-    def _terminate(self) -> None:
+    def _hang_up(self) -> None:
+        """SIGHUP (``close_on_sighup``): as SIGTERM, exit 129."""
+        if not self.terminated:
+            self.hung_up = True
+        self._terminate("SIGHUP")
+
+    def _terminate(self, name: str = "SIGTERM") -> None:
         """SIGTERM: close with 1001 (going away), as the servers do; a second one,
         or one during the close wait, stops at once."""
         if self.terminated:
@@ -592,7 +606,7 @@ class ClientRun:
         self._close_code = 1001
         session = self.session
         is_open = session is not None and session.is_open
-        self._on_event(Notice("terminated (SIGTERM)" + (": closing with 1001" if is_open else ""),
+        self._on_event(Notice(f"terminated ({name})" + (": closing with 1001" if is_open else ""),
                               ts=time.monotonic()))
         if session is not None and session.opened_at is not None and not is_open:
             self._cut_short()  # already closing: SIGTERM's senders will not wait long
