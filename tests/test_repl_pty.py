@@ -84,6 +84,10 @@ def spawn_repl(url: str, home: Path, *args: str) -> pexpect.spawn:
         dimensions=(30, 100),
         encoding="utf-8",
         timeout=scaled(10),
+        # Without a window pexpect searches all it has read since the last match on
+        # every read: under the flood tests' MBs that is quadratic, and pexpect, not
+        # the REPL, was what fell behind (a Ctrl-C's hint seconds late, and later).
+        searchwindowsize=10_000,
     )
     child.expect("connected to ")
     return child
