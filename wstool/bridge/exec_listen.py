@@ -559,7 +559,10 @@ class ExecListenFrontEnd:
                           f"{event.outcome.describe()}")
 
     async def run(self) -> ExitStatus:
+        from wstool.server.http2 import http2_setup
+
         cfg = self.server_cfg
+        setup = http2_setup(cfg)  # --http2: h2 missing is a usage error before anything
         app = ExecApp(self.exec_cfg._replace(max_line_bytes=cfg.max_size_bytes),
                       self.env.environ, self.on_bridge_event)
         self._app = app
@@ -575,6 +578,8 @@ class ExecListenFrontEnd:
             server = self._server = WebSocketServer(
                 cfg, app, self.on_event, trace=self.out_cfg.verbose >= 2,
                 ssl_context=tls.context)
+            if setup is not None:
+                setup(server)
             await server.start()
             for notice in tls.trust_notices(server.urls):
                 self.log(notice)
