@@ -143,6 +143,26 @@ def test_a_process_that_does_not_read_holds_back_only_its_stream(listen: Any) ->
     s.wait_for("stream reset by the client (RST_STREAM CANCEL)")
 
 
+def test_end_stream_behind_unread_data_stops_the_process(listen: Any) -> None:
+    """The client ends its side while its process reads nothing: END_STREAM waits
+    behind the DATA not read (as a FIN behind unread bytes), and the hang-up watch
+    sees it, as it sees a TCP client's FIN."""
+    s = listen("-b", "--no-compress", "--kill-after", "0.2", "--sh", "--exec",
+               "echo $$; exec sleep 600")
+    client = H2Client(s.port)
+    try:
+        ws = client.open_websocket("/")
+        pid = int(ws.recv_message().data)
+        client.default_wait_s = 2
+        with pytest.raises(TimeoutError):
+            for _ in range(1024):
+                ws.send_binary(b"z" * 65536)  # until the window is held
+        ws.end_stream()  # an empty DATA frame: needs no window
+        wait_gone(pid)
+    finally:
+        client.close()
+
+
 def test_a_client_reset_mid_output_stops_its_process_only(listen: Any) -> None:
     s = listen("--kill-after", "0.2", "--sh", "--exec", "echo $$; exec yes")
     client = H2Client(s.port)

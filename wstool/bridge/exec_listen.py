@@ -71,6 +71,10 @@ _HANGUP_EVENTS = (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLL
 
 
 def _client_hung_up(transport: asyncio.BaseTransport) -> bool:
+    if transport.get_extra_info("h2_peer_ended"):
+        # An HTTP/2 stream (--http2): its END_STREAM is TCP's FIN (RFC 8441 §5.1),
+        # kept behind the DATA not read; the TCP socket is the connection's.
+        return True
     sock = transport.get_extra_info("socket")
     if sock is None or not _HANGUP_EVENTS:
         return False

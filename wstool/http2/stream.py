@@ -286,6 +286,8 @@ class H2StreamTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "h2_stream_id":
             return self.stream_id
+        if name == "h2_peer_ended":  # its END_STREAM came, read or still kept
+            return self._end_received or self._held_end
         transport = self.endpoint.transport
         return default if transport is None else transport.get_extra_info(name, default)
 
