@@ -23,6 +23,7 @@ from tests.conftest import run_wstool, scaled
 from tests.h2_client import H2Client
 from tests.servers import ServeEcho
 from tests.test_bridge_tcp import TcpService, echo_handler
+from tests.test_exec_listen import pid_gone
 
 pytest.importorskip("h2", reason="h2 (pip install 'wstool[http2]') is not installed")
 
@@ -46,14 +47,6 @@ def tcp_echo() -> Iterator[TcpService]:
     service = TcpService(echo_handler)
     yield service
     service.close()
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] == "Z"
 
 
 def wait_gone(pid: int, timeout: float = 10) -> None:
