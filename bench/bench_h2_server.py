@@ -17,6 +17,11 @@ Figures are messages per second of *server* CPU time (utime+stime from
 server, so this is the fair figure) and per second of wall time. Runs are
 interleaved (h1, h2, h1, h2...) for --rounds rounds; medians are printed.
 Loopback only.
+
+``--instructions [--vs DIR] [--echoes N]`` counts instead the server's instructions
+per echo under callgrind (valgrind): a fixed number of echoes a run, a run with none
+subtracted; with ``--vs``, the wstool of checkout DIR too, runs interleaved (this,
+DIR, this, DIR...). Deterministic where CPU seconds on a shared machine are not.
 """
 
 from __future__ import annotations
@@ -262,13 +267,87 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{name:45} {cpu:>12,.0f} /cpu-s {wall:>12,.0f} /s {ratio}")
 
 
+# --instructions: the server under callgrind, a fixed number of echoes per run.
+
+
+async def collected_instructions(repo: Path, proto: str, sockets: int, window: int,
+                                 echoes: int) -> int:
+    """Instructions the server (REPO's wstool) executes in a run that ends once
+    ECHOES echoes are back (0: open the sockets, then close them): h2, one
+    connection with SOCKETS streams, or h1, SOCKETS connections."""
+    proc = await asyncio.create_subprocess_exec(
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, "-m", "wstool", "serve-echo", "--http2", "--port", "0",
+        "--ping-interval", "0", "--loop", "asyncio",
+        stderr=subprocess.PIPE, cwd=repo)
+    assert proc.stderr is not None
+    port = 0
+    while not port:
+        line = (await proc.stderr.readline()).decode()
+        assert line, "the server exited before listening"
+        match = re.search(r"listening on \S+:(\d+)/", line)
+        port = int(match.group(1)) if match else 0
+    loop = asyncio.get_running_loop()
+    shared = Sockets(window)
+    protocols: list[asyncio.Protocol] = (
+        [H2Load(shared, port, sockets)] if proto == "h2"
+        else [H1Load(shared, port) for _ in range(sockets)])
+    transports = []
+    for protocol in protocols:
+        transport, _ = await loop.create_connection(functools.partial(_same, protocol),
+                                                    "127.0.0.1", port)
+        transports.append(transport)
+    await asyncio.wait_for(shared.ready, 120)
+    while shared.echoes < echoes:
+        await asyncio.sleep(0.01)
+    for transport in transports:
+        transport.abort()
+    await asyncio.sleep(0.5)
+    proc.terminate()
+    rest = (await proc.stderr.read()).decode()
+    await proc.wait()
+    match = re.search(r"Collected : (\d+)", rest)
+    assert match, rest[-2000:]
+    return int(match.group(1))
+
+
+async def instructions(args: argparse.Namespace) -> None:
+    """Instructions per echo: this checkout's server, and --vs DIR's interleaved."""
+    sides = [("this", REPO)] + ([("vs", Path(args.vs).resolve())] if args.vs else [])
+    print(f"# {platform.node()} {platform.machine()}, Python {platform.python_version()}, "
+          f"h2 {h2.__version__}, {args.echoes} echoes a run; server instructions per echo "
+          f"(callgrind; a run of 0 echoes subtracted), median of {args.rounds}")
+    for mode, proto, sockets in (("pipelined", "h2", 1), ("pipelined", "h2", 10),
+                                 ("request/response", "h2", 1), ("pipelined", "h1", 1)):
+        window = max((WINDOW if mode == "pipelined" else 1) // sockets, 1)
+        figures: dict[str, list[float]] = {name: [] for name, _ in sides}
+        for _ in range(args.rounds):
+            for name, repo in sides:
+                empty = await collected_instructions(repo, proto, sockets, window, 0)
+                full = await collected_instructions(repo, proto, sockets, window, args.echoes)
+                figures[name].append((full - empty) / args.echoes)
+        medians = {name: statistics.median(values) for name, values in figures.items()}
+        cells = "  ".join(f"{name} {value:,.0f}" for name, value in medians.items())
+        ratio = f"  this/vs {medians['this'] / medians['vs']:.3f}" if args.vs else ""
+        what = "stream" if proto == "h2" else "connection"
+        print(f"{mode}, {proto}, {sockets} {what}{'s' if sockets > 1 else ''}: "
+              f"{cells}{ratio}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--markdown", action="store_true")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the server's instructions per echo under callgrind")
+    parser.add_argument("--echoes", type=int, default=20000,
+                        help="--instructions: echoes per run")
+    parser.add_argument("--vs", metavar="DIR",
+                        help="--instructions: also the wstool of this checkout, interleaved")
+    args = parser.parse_args()
+    asyncio.run(instructions(args) if args.instructions else run(args))
 
 
 if __name__ == "__main__":

@@ -535,9 +535,6 @@ def test_json_says_which_signal_wstool_sent(exec_server: Any) -> None:
     (("--sh",), "--sh goes with --exec CMD"),
     (("--kill-after", "3"), "--kill-after goes with --exec CMD"),
     (("--exec", "cat", "--kill-after", "-1"), "invalid value for '--kill-after'"),
-    # Not silently ignored: the bridges do not run over HTTP/2 streams (yet).
-    (("--exec", "cat", "--http2"), "--http2 does not apply to --exec"),
-    (("--to-tcp", "127.0.0.1:1", "--http2"), "--http2 does not apply to --to-tcp"),
     (("--exec", "cat", "--base64"), "--base64 does not apply to --exec"),
 ])
 def test_bad_exec_input_is_one_error_at_start_up(args: tuple[str, ...], message: str) -> None:

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import ServerThread, async_test
+from tests.conftest import ServerThread, async_test, until
 from tests.h2_peers import start_hypercorn
 
 
@@ -68,5 +68,40 @@ def test_three_websockets_on_one_h2_connection(h2c_port: int) -> None:
         await asyncio.gather(*(conn.close() for conn in others))
         assert [conn.close_code for conn in others] == [1000, 1000]
         await asyncio.wait_for(endpoint.lost, 5)  # last stream gone: GOAWAY and close
+
+    main()
+
+
+def test_pause_reading_keeps_data_unread_until_resumed(h2c_port: int) -> None:
+    """As a socket's: while paused, the protocol gets nothing (the DATA waits in the
+    transport, unacknowledged); resumed, it gets it all, in order (the bridges'
+    backpressure over a stream)."""
+    from websockets.asyncio.client import ClientConnection
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+
+    from wstool.http2.client import open_endpoint, websocket_handshake
+
+    @async_test
+    async def main() -> None:
+        endpoint = await open_endpoint("127.0.0.1", h2c_port, ssl_context=None)
+        stream = endpoint.open_stream()
+        conn = ClientConnection(ClientProtocol(parse_uri(f"ws://127.0.0.1:{h2c_port}/")),
+                                close_timeout=0.2)
+        stream.set_protocol(conn)
+        conn.connection_made(stream)
+        await websocket_handshake(conn, stream, scheme="http", authority=None,
+                                  additional_headers=None, user_agent_header="test",
+                                  exchange_ready=lambda _exchange: None)
+        stream.pause_reading()
+        assert not stream.is_reading()
+        for i in range(3):
+            await conn.send(f"m{i}")
+        # Three echoes of 4 bytes each (2 of header): all kept, none handed over.
+        await until(lambda: stream.get_read_buffer_size() == 12, "the echoes kept")
+        stream.resume_reading()
+        assert [await conn.recv() for _ in range(3)] == ["m0", "m1", "m2"]
+        assert stream.get_read_buffer_size() == 0
+        await conn.close()
 
     main()

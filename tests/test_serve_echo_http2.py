@@ -180,6 +180,20 @@ def test_bad_extended_connect_gets_an_error_status(
     s.wait_for(f"HTTP {status} for")
 
 
+def test_a_refusal_is_whole_then_rst_stream_no_error(h2c_server: ServeEcho) -> None:
+    """RFC 9113 §8.1: the response is complete before the request (the client has not
+    ended its side): its body and END_STREAM, then RST_STREAM NO_ERROR."""
+    client = H2Client(h2c_server.port)
+    try:
+        ws = client.open_websocket("/x", version=None)
+        assert ws.status == 400
+        client.wait(lambda: ws.reset_code is not None)
+        assert (ws.ended, ws.reset_code) == (True, 0)  # NO_ERROR
+        assert b"missing sec-websocket-version" in bytes(ws.body)
+    finally:
+        client.close()
+
+
 def test_plain_requests_take_the_http11_path(h2c_server: ServeEcho) -> None:
     client = H2Client(h2c_server.port)
     try:

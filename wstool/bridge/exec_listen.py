@@ -71,6 +71,10 @@ _HANGUP_EVENTS = (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLL
 
 
 def _client_hung_up(transport: asyncio.BaseTransport) -> bool:
+    if transport.get_extra_info("h2_peer_ended"):
+        # An HTTP/2 stream (--http2): its END_STREAM is TCP's FIN (RFC 8441 §5.1),
+        # kept behind the DATA not read; the TCP socket is the connection's.
+        return True
     sock = transport.get_extra_info("socket")
     if sock is None or not _HANGUP_EVENTS:
         return False
@@ -559,7 +563,10 @@ class ExecListenFrontEnd:
                           f"{event.outcome.describe()}")
 
     async def run(self) -> ExitStatus:
+        from wstool.server.http2 import http2_setup
+
         cfg = self.server_cfg
+        setup = http2_setup(cfg)  # --http2: h2 missing is a usage error before anything
         app = ExecApp(self.exec_cfg._replace(max_line_bytes=cfg.max_size_bytes),
                       self.env.environ, self.on_bridge_event)
         self._app = app
@@ -575,6 +582,8 @@ class ExecListenFrontEnd:
             server = self._server = WebSocketServer(
                 cfg, app, self.on_event, trace=self.out_cfg.verbose >= 2,
                 ssl_context=tls.context)
+            if setup is not None:
+                setup(server)
             await server.start()
             for notice in tls.trust_notices(server.urls):
                 self.log(notice)

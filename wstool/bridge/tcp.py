@@ -322,6 +322,9 @@ async def run_to_tcp(
     out_cfg: OutputConfig,
 ) -> ExitStatus:
     """``wstool listen --to-tcp``: run until SIGINT/SIGTERM, then close all with 1001."""
+    from wstool.server.http2 import http2_setup
+
+    setup = http2_setup(server_cfg)  # --http2: h2 missing is a usage error before anything
     log = ServerLog(env, out_cfg)
     stop = asyncio.Event()
     app = TcpBridgeApp(bridge_cfg)
@@ -331,6 +334,8 @@ async def run_to_tcp(
     ):
         server = WebSocketServer(server_cfg, app, log, trace=out_cfg.verbose >= 2,
                                  ssl_context=tls.context)
+        if setup is not None:
+            setup(server)
         await server.start()
         for notice in tls.trust_notices(server.urls):
             log(notice)

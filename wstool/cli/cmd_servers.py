@@ -84,12 +84,6 @@ def listen_cmd(**raw: Any) -> None:
                                      "a byte stream; --text for lines)")
         if to_tcp is not None and exec_cfg is not None:
             raise UsageError("--exec and --to-tcp are two bridges: give one of them")
-        if server_cfg.http2 and (to_tcp is not None or exec_cfg is not None):
-            # The bridges pause and measure their socket (backpressure); an HTTP/2
-            # stream's transport (server/http2.py) has no such calls yet.
-            bridge = "--to-tcp" if to_tcp is not None else "--exec"
-            raise UsageError(f"--http2 does not apply to {bridge} (its clients come over "
-                             "HTTP/1.1 only)")
     except WstoolError as exc:
         fail(exc)
     _use_loop(raw["loop_name"])
