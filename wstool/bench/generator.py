@@ -670,6 +670,7 @@ class _Load:
         self.seen_msgs = 0
         self.seen_bytes = 0
         self.frame_index = 0
+        self.owed = 0  # --refill: replies received, their replacements not sent yet
         self.remaining = run.cfg.messages  # None: until --duration ends
         self.rate_start = 0.0
         self.scheduled = 0  # rate mode: messages due so far
@@ -784,7 +785,7 @@ class _Load:
             if left:
                 run.unmatched += left
         if run.sending and not run.rate_mode:
-            self.send(n, now)
+            self.replace(n, now)
         elif self.remaining is not None or not run.sending:
             self.check_finished()
 
@@ -805,7 +806,7 @@ class _Load:
         counts = run.latency.pending
         counts[us] = counts.get(us, 0) + 1
         if run.sending and not run.cfg.rate_per_s:
-            self.send(1, now)
+            self.replace(1, now)
         else:
             self.check_finished()
 
@@ -835,6 +836,20 @@ class _Load:
                 self.remaining == 0 or not self.run.sending):
             self.finished = True
             self.run.load_finished()
+
+    def replace(self, count: int, now: float) -> None:
+        """The closed loop: COUNT replies came, so COUNT more may go; with --refill N
+        they go once N are owed (fewer at the end of --messages), N or more at once."""
+        owed = self.owed + count
+        want = self.run.cfg.refill
+        if self.remaining is not None and self.remaining < want:
+            want = max(1, self.remaining)
+        if owed < want:
+            self.owed = owed
+            self.check_finished()
+            return
+        self.owed = 0
+        self.send(owed, now)
 
     def send(self, count: int, now: float, times: Sequence[float] | None = None) -> None:
         if self.remaining is not None:
@@ -1003,6 +1018,7 @@ class _FastReceiver(asyncio.Protocol):
         self.protocol = self.conn.protocol
         self.run = run
         self.sent_ts = load.sent_ts
+        self.refill = run.cfg.refill
         self.pool = len(run.frames)
         self.closed_loop = (self.echo_run is not None and load.prebuilt and not load.slow
                             and not run.rate_mode and load.remaining is None)
@@ -1064,6 +1080,13 @@ class _FastReceiver(asyncio.Protocol):
             self._received_only(n)
             return
         send = n
+        if self.refill > 1:  # --refill: N more once N are owed
+            send += self.load.owed
+            if send < self.refill:
+                self.load.owed = send
+                self._received_only(n)
+                return
+            self.load.owed = 0
         protocol = self.protocol
         if send > run.prejoined_max or protocol.writes or protocol._state is not State.OPEN:
             self._received_only(n)
@@ -1081,6 +1104,10 @@ class _FastReceiver(asyncio.Protocol):
         self.load.frame_index = i if i < self.pool else i % self.pool
         sent_ts.append([now, send])
         run.round_trips += n
+        if send > n:  # the owed ones: sent, in flight again
+            run.sent += send - n
+            run.bytes_sent += (send - n) * self.echo_payload
+            self.load.in_flight_echoes += send - n
 
     def _match_batches(self, n: int, now: float) -> int:
         """N echoes that are not one whole batch: their latencies, oldest batch first;
