@@ -983,6 +983,10 @@ class _FastReceiver(asyncio.Protocol):
     open: every byte from there goes to the connection, the transport given back.
     """
 
+    __slots__ = ("buf", "closed_loop", "conn", "echo_header", "echo_len", "echo_payload",
+                 "echo_run", "frame_len", "frames", "frames_run", "load", "max_send",
+                 "max_size", "pool", "protocol", "refill", "run", "sent_ts", "transport")
+
     def __init__(self, load: _Load) -> None:
         self.load = load
         self.conn = load.session.connection
@@ -1019,6 +1023,10 @@ class _FastReceiver(asyncio.Protocol):
         self.run = run
         self.sent_ts = load.sent_ts
         self.refill = run.cfg.refill
+        self.frames = run.frames
+        self.frames_run = run.frames_run
+        self.frame_len = run.frame_len
+        self.max_send = run.prejoined_max
         self.pool = len(run.frames)
         self.closed_loop = (self.echo_run is not None and load.prebuilt and not load.slow
                             and not run.rate_mode and load.remaining is None)
@@ -1062,23 +1070,23 @@ class _FastReceiver(asyncio.Protocol):
         # (bench/README.md). N echoes' latencies from their batches' send times, then
         # N more pre-built frames in one write; one counter for both ways.
         run = self.run
-        if not run.counting:
+        if not run.sending:  # the end (in the closed loop, also the end of counting)
+            self.load.received(n, n * self.echo_payload)
             return
         now = perf_counter()
         sent_ts = self.sent_ts
-        batch = sent_ts[0] if sent_ts else None
+        batch = sent_ts.popleft() if sent_ts else None
         if batch is not None and batch[1] == n:  # one batch's echoes (--window 1: always)
-            sent_ts.popleft()
             us = int((now - batch[0]) * 1e6)
             counts = run.latency.pending
             counts[us] = counts.get(us, 0) + n
         else:
+            if batch is not None:
+                sent_ts.appendleft(batch)
+                batch = None
             n = self._match_batches(n, now)
             if not n:
                 return
-        if not run.sending:
-            self._received_only(n)
-            return
         send = n
         if self.refill > 1:  # --refill: N more once N are owed
             send += self.load.owed
@@ -1088,26 +1096,32 @@ class _FastReceiver(asyncio.Protocol):
                 return
             self.load.owed = 0
         protocol = self.protocol
-        if send > run.prejoined_max or protocol.writes or protocol._state is not State.OPEN:
+        if send > self.max_send or protocol.writes or protocol._state is not State.OPEN:
             self._received_only(n)
             self.load.send(send, now)  # the library's queue first, or SessionClosed
             return
-        i = self.load.frame_index
+        load = self.load
+        i = load.frame_index
         try:
-            self.transport.write(run.frames[i] if send == 1 else
-                                 run.frames_run[i * run.frame_len:(i + send) * run.frame_len])
+            self.transport.write(self.frames[i] if send == 1 else
+                                 self.frames_run[i * self.frame_len:(i + send) * self.frame_len])
         except Exception as exc:  # the transport is gone; connection_lost follows
             self._received_only(n)
             internals.set_connection_error(self.conn, exc)
             return
         i += send
-        self.load.frame_index = i if i < self.pool else i % self.pool
-        sent_ts.append([now, send])
+        load.frame_index = i if i < self.pool else i % self.pool
+        if batch is None:
+            sent_ts.append([now, send])
+        else:  # reused: no allocation per round trip
+            batch[0] = now
+            batch[1] = send
+            sent_ts.append(batch)
         run.round_trips += n
         if send > n:  # the owed ones: sent, in flight again
             run.sent += send - n
             run.bytes_sent += (send - n) * self.echo_payload
-            self.load.in_flight_echoes += send - n
+            load.in_flight_echoes += send - n
 
     def _match_batches(self, n: int, now: float) -> int:
         """N echoes that are not one whole batch: their latencies, oldest batch first;
@@ -1133,14 +1147,12 @@ class _FastReceiver(asyncio.Protocol):
         return n - left
 
     def _received_only(self, n: int) -> None:
-        """N matched echoes that are not replaced by the inline path (the end of the
-        run, or send() takes them): counted one way, out of flight."""
+        """N matched echoes that the inline path does not replace now (--refill owes
+        them, or send() takes them): counted one way, out of flight."""
         run = self.run
         run.received += n
         run.bytes_received += n * self.echo_payload
         self.load.in_flight_echoes -= n
-        if not run.sending:
-            self.load.check_finished()
 
     def _parse(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
