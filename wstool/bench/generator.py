@@ -1017,19 +1017,20 @@ class _FastReceiver(asyncio.Protocol):
                 echo = self.echo_header + run.cfg.payloads[0]
                 run.echo_run = echo * max(1, RUNS_MAX_BYTES // len(echo))
             self.echo_run = run.echo_run
-        # --window (closed loop) with pre-built frames of the one payload, until the
-        # --duration ends: data_received's inline path (the rest: load.received).
+        # --window (closed loop) with pre-built frames of the one payload:
+        # data_received's inline path (the rest: load.received).
         self.protocol = self.conn.protocol
         self.run = run
         self.sent_ts = load.sent_ts
-        self.refill = run.cfg.refill
+        # (0: --messages, whose count down is the generic replace()'s)
+        self.refill = run.cfg.refill if load.remaining is None else 0
         self.frames = run.frames
         self.frames_run = run.frames_run
         self.frame_len = run.frame_len
         self.max_send = run.prejoined_max
         self.pool = len(run.frames)
         self.closed_loop = (self.echo_run is not None and load.prebuilt and not load.slow
-                            and not run.rate_mode and load.remaining is None)
+                            and not run.rate_mode)
         self.transport.set_protocol(self)
 
     def _give_back(self, rest: bytes) -> None:
@@ -1088,9 +1089,14 @@ class _FastReceiver(asyncio.Protocol):
             if not n:
                 return
         send = n
-        if self.refill > 1:  # --refill: N more once N are owed
-            send += self.load.owed
-            if send < self.refill:
+        refill = self.refill
+        if refill != 1:
+            if not refill:  # --messages: replace() counts them down
+                self._received_only(n)
+                self.load.replace(n, now)
+                return
+            send += self.load.owed  # --refill: N more once N are owed
+            if send < refill:
                 self.load.owed = send
                 self._received_only(n)
                 return
