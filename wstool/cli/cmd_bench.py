@@ -57,9 +57,9 @@ Examples:
               help="Closed loop: W messages in flight per connection (1 = request/response, "
                    "more = pipelined): measures throughput and latency under that load.")
 @click.option("--refill", type=click.IntRange(1), default=1, show_default=True, metavar="N",
-              help="Closed loop: send once N replies are owed, N at a time (1: each reply "
-                   "is replaced at once, W always in flight; more: between W-N+1 and W in "
-                   "flight, in fewer, larger writes). At most --window.")
+              help="Closed loop: send the replacements once N replies are owed, all in one "
+                   "write (1: each reply is replaced at once, W always in flight; more: "
+                   "between W-N+1 and W in flight, fewer writes). At most --window.")
 @click.option("--rate", type=click.FloatRange(0, min_open=True), metavar="R",
               help="Open loop: R messages per second per connection, whatever the server "
                    "does; latency counts from when a message was due (no coordinated "
