@@ -1,6 +1,7 @@
 """wstool bench's generator vs bench_echo_server.py's own (issue 15).
 
 Usage:  python bench/bench_generator.py [--duration 5] [--rounds 3] [--only NAME...]
+        [--modes rr pipe pipe/2]
 
 The figure is messages per second of *generator* CPU time (user+sys of the
 generator's process over the load window): on a 2-core machine the generator and
@@ -16,9 +17,12 @@ same fresh server per measurement, interleaved round by round (median of rounds)
   parsed, every round trip timed into the histogram); its own report gives the
   CPU seconds and the messages of its measured window.
 
-Modes: ``rr`` (request/response: --window 1) and ``pipe`` (--window 100; the
-project generator keeps 100 in flight the same way). Servers: wstool serve-echo
-(uvloop when installed) and Node's ws echo (bench/node_ws_echo.js).
+Modes: ``rr`` (request/response: --window 1), ``pipe`` (--window 100: every echo
+replaced at once, 100 always in flight) and ``pipe/2`` (--window 100 --refill 50: the
+project generator's own load, which writes 100 at first and then 50 each time 50
+echoes are owed; the project generator runs the same in ``pipe`` and ``pipe/2``).
+Servers: wstool serve-echo (uvloop when installed) and Node's ws echo
+(bench/node_ws_echo.js).
 
 Loopback only. Prints a Markdown table.
 """
@@ -40,7 +44,9 @@ sys.path.insert(0, str(BENCH_DIR))
 import bench_echo_server as project  # noqa: E402
 
 CONNECTIONS = project.CONNECTIONS
-WINDOWS = {"rr": 1, "pipe": project.WINDOW}
+WINDOWS = {"rr": 1, "pipe": project.WINDOW, "pipe/2": project.WINDOW}
+REFILLS = {"rr": 1, "pipe": 1, "pipe/2": project.WINDOW // 2}
+PROJECT_MODES = {"rr": "rr", "pipe": "pipe", "pipe/2": "pipe"}
 
 
 def run_project(port: int, mode: str, duration_s: float) -> tuple[int, float]:
@@ -65,6 +71,7 @@ def run_project(port: int, mode: str, duration_s: float) -> tuple[int, float]:
 def run_wstool(port: int, mode: str, duration_s: float) -> tuple[int, float, dict[str, float]]:
     argv = [sys.executable, "-m", "wstool", "bench", "--json", "--no-compress",
             "--ping-interval", "0", "-c", str(CONNECTIONS), "--window", str(WINDOWS[mode]),
+            "--refill", str(REFILLS[mode]),
             "--duration", str(duration_s), f"ws://127.0.0.1:{port}/"]
     result = subprocess.run(argv, capture_output=True, timeout=duration_s + 120)
     if result.returncode != 0:
@@ -80,12 +87,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=[])
+    parser.add_argument("--modes", nargs="*", default=list(WINDOWS), choices=list(WINDOWS))
     args = parser.parse_args()
     servers = [s for s in project.servers(args.only or ["uvloop", "node"])
                if "asyncio" not in s.name]
     rows = []
     for server in servers:
-        for mode in ("rr", "pipe"):
+        for mode in args.modes:
             figures: dict[str, list[float]] = {"project": [], "wstool bench": []}
             latencies: list[dict[str, float]] = []
             for _ in range(args.rounds):
@@ -93,7 +101,7 @@ def main() -> None:
                     proc, port = project.start(server)
                     try:
                         if name == "project":
-                            total, cpu = run_project(port, mode, args.duration)
+                            total, cpu = run_project(port, PROJECT_MODES[mode], args.duration)
                         else:
                             total, cpu, latency = run_wstool(port, mode, args.duration)
                             latencies.append(latency)

@@ -20,6 +20,7 @@ from tests.conftest import (
     run_wstool_inprocess,
     scaled,
     start_websockets_server,
+    until,
 )
 from tests.servers import ServeEcho
 from wstool.bench import stats
@@ -198,6 +199,8 @@ def test_unreachable_url_is_one_error() -> None:
     (["--fail-if", "p99>5parsecs"], "unit 'parsecs'"),
     (["--duration", "1", "--warmup", "2"], "--duration 1s is not longer than --warmup 2s"),
     (["--window", "4", "--rate", "10"], "not both"),
+    (["--window", "4", "--refill", "5"], "invalid --refill 5: at most --window (4)"),
+    (["--rate", "10", "--refill", "2"], "--refill is for --window (closed loop)"),
     (["--mode", "request"], "request mode needs --match-id"),
     (["--mode", "request", "--match-id", "id"], "invalid --match-id 'id'"),
     (["--mode", "request", "--match-id", "json:.id", "--message", '{"id":1}'],
@@ -445,6 +448,55 @@ def test_headers_and_subprotocols_apply(server_thread: ServerThread) -> None:
     assert proc.returncode == 0, proc.stderr
     assert report["messages"]["received"] == 12
     assert report["connections"]["failures"]["close_code"] == {}
+
+
+@pytest.mark.parametrize(("refill", "sent", "echoed"), [(1, 14, 4), (3, 13, 4), (5, 10, 3)])
+def test_refill_sends_once_n_replies_are_owed(server_thread: ServerThread, refill: int,
+                                              sent: int, echoed: int) -> None:
+    """--window 10 against a server that echoes the first 3 messages, a 4th echo once
+    the 11th message came, and nothing else: by default each echo is replaced at once
+    (14 sent); --refill 3 sends 3 after the third echo and holds the 4th (13);
+    --refill 5 sends nothing more (10). Never more than --window in flight."""
+    from websockets.asyncio.server import ServerConnection
+
+    received: list[int] = []
+
+    async def echo_three_then_hold(ws: ServerConnection) -> None:
+        n = 0
+        try:
+            async for message in ws:
+                n += 1
+                if n <= 3 or n == 11:
+                    await ws.send(message)
+        finally:
+            received.append(n)
+
+    _server, url = start_websockets_server(server_thread, echo_three_then_hold)
+    proc, report = bench_json("-c", "1", "--window", "10", "--refill", str(refill),
+                              "--duration", "1", url)
+    assert proc.returncode == 0, proc.stderr
+    server_thread.run(until(lambda: bool(received), "the server's count"))
+    assert received == [sent]
+    msgs = report["messages"]
+    assert (msgs["sent"], msgs["received"]) == (sent, echoed)
+    assert report["latency"]["count"] == echoed
+
+
+@pytest.mark.slow
+def test_refill_with_messages_sends_every_one() -> None:
+    """--messages with --refill: the last ones go even when fewer than N are left."""
+    server = ServeEcho()
+    try:
+        proc, report = bench_json("-c", "2", "--messages", "23", "--window", "10",
+                                  "--refill", "4", server.url)
+        assert proc.returncode == 0, proc.stderr
+        msgs = report["messages"]
+        assert msgs["sent"] == msgs["received"] == 46
+        assert msgs["bytes_sent"] == msgs["bytes_received"] == 46 * 32
+        assert report["latency"]["count"] == 46
+        assert server_summary(server) == (2, 46)
+    finally:
+        server.close()
 
 
 def test_pings_and_fragments_between_echoes(server_thread: ServerThread) -> None:

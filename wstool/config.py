@@ -582,6 +582,7 @@ class BenchConfig(NamedTuple):
     payloads: tuple[bytes, ...] = (b"x" * 32,)
     binary: bool = False
     window: int = 1  # messages in flight per connection (closed loop)
+    refill: int = 1  # closed loop: send once this many replies are owed, that many at once
     rate_per_s: float | None = None  # per connection (open loop), instead of window
     match_id: str | None = None  # request mode: the reply's field that names the request
     connect_rate_per_s: float | None = None  # connect mode: new handshakes per second

@@ -6,8 +6,9 @@ compression, proxies, timeouts); what changes is the load on top of it:
 
 * sends are pre-built: each payload is framed and masked once, with a pool of
   masking keys (``FRAME_POOL`` frames, cycled), and a batch of N messages is one
-  ``b"".join`` of a slice of that pool and one ``transport.write``
-  (``Session.send_prebuilt``). Where permessage-deflate was negotiated and a
+  slice of that pool's frames joined back to back (one payload size) or one
+  ``b"".join`` of them, and one ``transport.write`` (``Session.send_prebuilt``, or
+  echo mode's receiver itself in the closed loop). Where permessage-deflate was negotiated and a
   payload is at least ``COMPRESS_THRESHOLD_BYTES``, the session's own
   ``send_many`` compresses it instead, as ``connect`` would;
 * receives go through the session's fast path with a no-op ``on_message``; the
@@ -46,12 +47,14 @@ from wstool.client.session import Session, SessionClosed
 from wstool.config import COMPRESS_THRESHOLD_BYTES, BenchConfig, ConnectConfig
 from wstool.errors import HandshakeRejected, UsageError, WstoolError
 from wstool.events import Closed, ConnectPhase, Pong
+from wstool.protocol import internals
 from wstool.templates import Renderer, Template, compile_template
 
 try:  # the websockets library's C mask (a dependency); pure Python otherwise
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
+from websockets.protocol import State
 
 FRAME_POOL = 64  # masking keys per payload: frames are cycled through this pool
 # Rate mode: do not queue more while this much is still unwritten (the kernel's
@@ -63,6 +66,8 @@ DRAIN_S = 5.0
 SLOW_READ_INTERVAL_S = 0.1  # --slow-readers: one read this often
 # echo mode: a chunk of up to this many bytes of echoes is recognised at once.
 RUNS_MAX_BYTES = 1 << 20
+# echo mode: the pre-built frames joined back to back, sliced per send (at most this).
+PREJOINED_MAX_BYTES = 4 << 20
 
 
 def masked_frame(payload: bytes, binary: bool, key: bytes) -> bytes:
@@ -178,6 +183,17 @@ class BenchRun:
         self.uniform_size = sizes[0] if len(set(sizes)) == 1 else None
         self.echo_run: bytes | None = None  # echo mode's expected echoes (_FastReceiver)
         self.echo_payload = self.uniform_size or 0
+        # One payload size: every frame is as long, so COUNT frames from pool index I
+        # are one slice of the pool's frames joined back to back (no join per send),
+        # for up to ``prejoined_max`` frames at once (echo mode's window refills).
+        self.frame_len = len(self.frames[0]) if self.uniform_size is not None else 0
+        self.prejoined_max = 0
+        self.frames_run = b""
+        pool = len(self.frames)
+        room = PREJOINED_MAX_BYTES // self.frame_len - pool if self.frame_len else 0
+        if room >= pool:  # small frames only: at most PREJOINED_MAX_BYTES + 2 pools
+            self.prejoined_max = min(max(cfg.window, pool), room)
+            self.frames_run = b"".join(self.frames * -(-(pool + self.prejoined_max) // pool))
         self.messages: list[str | bytes] = [
             p if cfg.binary else p.decode("utf-8", "replace") for p in cfg.payloads]
         # What is counted (messages and latency: the measured window only; the
@@ -198,6 +214,9 @@ class BenchRun:
         self.closed_early = 0
         self.handshakes = 0  # connect mode: completed handshakes in the window
         self.sent = self.received = self.bytes_sent = self.bytes_received = 0
+        # echo mode's inline closed loop counts one echo received and its replacement
+        # sent as one round trip; added to the four counts above when they are read.
+        self.round_trips = 0
         self.unmatched = 0  # replies with no request waiting (pushed, or not an echo)
         self.lost = 0  # in flight when their connection closed
         self.phase = "opening"
@@ -229,8 +248,18 @@ class BenchRun:
             self._renderer = Renderer()
         return self._renderer, self._templates
 
+    def _fold_round_trips(self) -> None:
+        n = self.round_trips
+        if n:
+            self.round_trips = 0
+            self.sent += n
+            self.received += n
+            self.bytes_sent += n * self.echo_payload
+            self.bytes_received += n * self.echo_payload
+
     def result(self) -> dict[str, Any]:
         """The raw counts of this generator, histograms encoded (merged by --procs)."""
+        self._fold_round_trips()
         wall, cpu = self.window()
         return {
             "wall_s": wall, "cpu_s": cpu, "requested": self.connections,
@@ -261,11 +290,13 @@ class BenchRun:
         self.slow_received = 0
         self.ping = Histogram()
         self.sent = self.received = self.bytes_sent = self.bytes_received = 0
+        self.round_trips = 0
         self.unmatched = self.lost = self.handshakes = 0
         self.measure_start = time.perf_counter()
         self.cpu_start = cpu_s()
 
     def snapshot(self) -> Snapshot:
+        self._fold_round_trips()
         return Snapshot(time.perf_counter() - self.started, self.phase, self.opened,
                         self.failed, self.open_now, self.sent, self.received,
                         self.latency.fold(), self.closed_early)
@@ -639,6 +670,7 @@ class _Load:
         self.seen_msgs = 0
         self.seen_bytes = 0
         self.frame_index = 0
+        self.owed = 0  # --refill: replies received, their replacements not sent yet
         self.remaining = run.cfg.messages  # None: until --duration ends
         self.rate_start = 0.0
         self.scheduled = 0  # rate mode: messages due so far
@@ -668,11 +700,13 @@ class _Load:
         if run.cfg.mode == "broadcast":
             session.on_message = self._on_broadcast
             session.on_batch = None
+        slow = run.cfg.mode == "echo" and self.index < run.slow_count
+        if slow:
+            self.slow = True
         if run.cfg.mode == "echo" and all(name == "permessage-deflate"
                                           for name in session.extensions):
             _FastReceiver(self)
-        if run.cfg.mode == "echo" and self.index < run.slow_count:
-            self.slow = True
+        if slow:
             self._slow_tick()
 
     # --slow-readers: read one chunk every SLOW_READ_INTERVAL_S, like a slow link
@@ -751,7 +785,7 @@ class _Load:
             if left:
                 run.unmatched += left
         if run.sending and not run.rate_mode:
-            self.send(n, now)
+            self.replace(n, now)
         elif self.remaining is not None or not run.sending:
             self.check_finished()
 
@@ -772,7 +806,7 @@ class _Load:
         counts = run.latency.pending
         counts[us] = counts.get(us, 0) + 1
         if run.sending and not run.cfg.rate_per_s:
-            self.send(1, now)
+            self.replace(1, now)
         else:
             self.check_finished()
 
@@ -803,6 +837,20 @@ class _Load:
             self.finished = True
             self.run.load_finished()
 
+    def replace(self, count: int, now: float) -> None:
+        """The closed loop: COUNT replies came, so COUNT more may go; with --refill N
+        they go once N are owed (fewer at the end of --messages), N or more at once."""
+        owed = self.owed + count
+        want = self.run.cfg.refill
+        if self.remaining is not None and self.remaining < want:
+            want = max(1, self.remaining)
+        if owed < want:
+            self.owed = owed
+            self.check_finished()
+            return
+        self.owed = 0
+        self.send(owed, now)
+
     def send(self, count: int, now: float, times: Sequence[float] | None = None) -> None:
         if self.remaining is not None:
             count = min(count, self.remaining)
@@ -812,10 +860,17 @@ class _Load:
                 return
         session = self.session
         run = self.run
-        if self.prebuilt and times is None and count <= len(run.frames):
+        if self.prebuilt and times is None and (count <= run.prejoined_max
+                                                 or count <= len(run.frames)):
             # Echo mode's window (closed loop): COUNT pre-built frames, one write.
             i = self.frame_index
-            frames = run.frames2[i] if count == 1 else b"".join(run.frames2[i:i + count])
+            if count == 1:
+                frames = run.frames[i]
+            elif count <= run.prejoined_max:
+                flen = run.frame_len
+                frames = run.frames_run[i * flen:(i + count) * flen]
+            else:
+                frames = b"".join(run.frames2[i:i + count])
             payload = run.echo_payload * count
             try:
                 session.send_prebuilt(frames, count, payload)
@@ -928,6 +983,10 @@ class _FastReceiver(asyncio.Protocol):
     open: every byte from there goes to the connection, the transport given back.
     """
 
+    __slots__ = ("buf", "closed_loop", "conn", "echo_header", "echo_len", "echo_payload",
+                 "echo_run", "frame_len", "frames", "frames_run", "load", "max_send",
+                 "max_size", "pool", "protocol", "refill", "run", "sent_ts", "transport")
+
     def __init__(self, load: _Load) -> None:
         self.load = load
         self.conn = load.session.connection
@@ -958,6 +1017,20 @@ class _FastReceiver(asyncio.Protocol):
                 echo = self.echo_header + run.cfg.payloads[0]
                 run.echo_run = echo * max(1, RUNS_MAX_BYTES // len(echo))
             self.echo_run = run.echo_run
+        # --window (closed loop) with pre-built frames of the one payload:
+        # data_received's inline path (the rest: load.received).
+        self.protocol = self.conn.protocol
+        self.run = run
+        self.sent_ts = load.sent_ts
+        # (0: --messages, whose count down is the generic replace()'s)
+        self.refill = run.cfg.refill if load.remaining is None else 0
+        self.frames = run.frames
+        self.frames_run = run.frames_run
+        self.frame_len = run.frame_len
+        self.max_send = run.prejoined_max
+        self.pool = len(run.frames)
+        self.closed_loop = (self.echo_run is not None and load.prebuilt and not load.slow
+                            and not run.rate_mode)
         self.transport.set_protocol(self)
 
     def _give_back(self, rest: bytes) -> None:
@@ -967,18 +1040,125 @@ class _FastReceiver(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         run_bytes = self.echo_run
-        if run_bytes is not None and not self.buf and run_bytes.startswith(data):
-            # One payload: every echo is the same bytes, so a chunk of N whole echoes
-            # (and the start of one more) is a prefix of N + 1 of them: one memcmp,
-            # which checks the echoes' content too.
-            n = len(data) // self.echo_len
-            tail = len(data) - n * self.echo_len
+        if run_bytes is None:
+            self._parse(data)
+            return
+        if self.buf:  # the start of an echo, left by the previous chunk
+            data = self.buf + data
+            self.buf = b""
+        if not run_bytes.startswith(data):
+            self._parse(data)
+            return
+        # One payload: every echo is the same bytes, so a chunk of N whole echoes (and
+        # the start of one more) is a prefix of N + 1 of them: one memcmp, which
+        # checks the echoes' content too.
+        size = len(data)
+        echo_len = self.echo_len
+        if size == echo_len:  # request/response: one echo per chunk
+            n = 1
+        else:
+            n = size // echo_len
+            tail = size - n * echo_len
             if tail:
                 self.buf = data[-tail:]
-            if n:
-                self.load.received(n, n * self.echo_payload)
+            if not n:
+                return
+        if not self.closed_loop:
+            self.load.received(n, n * self.echo_payload)
             return
-        self._parse(data)
+        # --window's closed loop, inline: request/response is one chunk per round
+        # trip, and what the generator costs per round trip is mostly this method
+        # (bench/README.md). N echoes' latencies from their batches' send times, then
+        # N more pre-built frames in one write; one counter for both ways.
+        run = self.run
+        if not run.sending:  # the end (in the closed loop, also the end of counting)
+            self.load.received(n, n * self.echo_payload)
+            return
+        now = perf_counter()
+        sent_ts = self.sent_ts
+        batch = sent_ts.popleft() if sent_ts else None
+        if batch is not None and batch[1] == n:  # one batch's echoes (--window 1: always)
+            us = int((now - batch[0]) * 1e6)
+            counts = run.latency.pending
+            counts[us] = counts.get(us, 0) + n
+        else:
+            if batch is not None:
+                sent_ts.appendleft(batch)
+                batch = None
+            n = self._match_batches(n, now)
+            if not n:
+                return
+        send = n
+        refill = self.refill
+        if refill != 1:
+            if not refill:  # --messages: replace() counts them down
+                self._received_only(n)
+                self.load.replace(n, now)
+                return
+            send += self.load.owed  # --refill: N more once N are owed
+            if send < refill:
+                self.load.owed = send
+                self._received_only(n)
+                return
+            self.load.owed = 0
+        protocol = self.protocol
+        if send > self.max_send or protocol.writes or protocol._state is not State.OPEN:
+            self._received_only(n)
+            self.load.send(send, now)  # the library's queue first, or SessionClosed
+            return
+        load = self.load
+        i = load.frame_index
+        try:
+            self.transport.write(self.frames[i] if send == 1 else
+                                 self.frames_run[i * self.frame_len:(i + send) * self.frame_len])
+        except Exception as exc:  # the transport is gone; connection_lost follows
+            self._received_only(n)
+            internals.set_connection_error(self.conn, exc)
+            return
+        i += send
+        load.frame_index = i if i < self.pool else i % self.pool
+        if batch is None:
+            sent_ts.append([now, send])
+        else:  # reused: no allocation per round trip
+            batch[0] = now
+            batch[1] = send
+            sent_ts.append(batch)
+        run.round_trips += n
+        if send > n:  # the owed ones: sent, in flight again
+            run.sent += send - n
+            run.bytes_sent += (send - n) * self.echo_payload
+            load.in_flight_echoes += send - n
+
+    def _match_batches(self, n: int, now: float) -> int:
+        """N echoes that are not one whole batch: their latencies, oldest batch first;
+        returns how many matched something in flight (the rest are ``unmatched``)."""
+        run = self.run
+        counts = run.latency.pending
+        sent_ts = self.sent_ts
+        left = n
+        while left and sent_ts:
+            batch = sent_ts[0]
+            take = batch[1] if batch[1] <= left else left
+            us = int((now - batch[0]) * 1e6)
+            counts[us] = counts.get(us, 0) + take
+            left -= take
+            if take == batch[1]:
+                sent_ts.popleft()
+            else:
+                batch[1] -= take
+        if left:  # echoes of nothing in flight: counted, not replaced
+            run.received += left
+            run.bytes_received += left * self.echo_payload
+            run.unmatched += left
+        return n - left
+
+    def _received_only(self, n: int) -> None:
+        """N matched echoes that the inline path does not replace now (--refill owes
+        them, or send() takes them): counted one way, out of flight."""
+        run = self.run
+        run.received += n
+        run.bytes_received += n * self.echo_payload
+        self.load.in_flight_echoes -= n
 
     def _parse(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data

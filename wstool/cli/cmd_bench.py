@@ -56,6 +56,10 @@ Examples:
 @click.option("--window", type=click.IntRange(1), default=1, show_default=True, metavar="W",
               help="Closed loop: W messages in flight per connection (1 = request/response, "
                    "more = pipelined): measures throughput and latency under that load.")
+@click.option("--refill", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Closed loop: send the replacements once N replies are owed, all in one "
+                   "write (1: each reply is replaced at once, W always in flight; more: "
+                   "between W-N+1 and W in flight, fewer writes). At most --window.")
 @click.option("--rate", type=click.FloatRange(0, min_open=True), metavar="R",
               help="Open loop: R messages per second per connection, whatever the server "
                    "does; latency counts from when a message was due (no coordinated "
@@ -148,6 +152,11 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
         raise UsageError(f"give one of {', '.join(sources)}")
     if raw["rate"] is not None and raw["window"] != 1:
         raise UsageError("give --window (closed loop) or --rate (open loop), not both")
+    if raw["rate"] is not None and raw["refill"] != 1:
+        raise UsageError("--refill is for --window (closed loop), not --rate")
+    if raw["refill"] > raw["window"]:
+        raise UsageError(f"invalid --refill {raw['refill']}: at most --window "
+                         f"({raw['window']})")
     payloads: tuple[bytes, ...] = (b"x" * 32,)
     if raw["size"] is not None:
         payloads = (b"x" * raw["size"],)
@@ -204,6 +213,7 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
         payloads=payloads,
         binary=raw["binary"],
         window=raw["window"],
+        refill=raw["refill"],
         rate_per_s=raw["rate"],
         match_id=match_id,
         connect_rate_per_s=raw["connect_rate"],

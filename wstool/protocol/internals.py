@@ -35,7 +35,9 @@ per message); each is still a fenced assumption with its test:
 
 * ``Protocol.writes`` — the list ``data_to_send()`` drains; bytes appended to it go
   out as they are. ``StrictEcho.send_message`` appends each raw echo;
-  ``server/core.py`` ``ServerConnection.flush`` swaps it for ``[]`` per chunk.
+  ``server/core.py`` ``ServerConnection.flush`` swaps it for ``[]`` per chunk;
+  ``bench/generator.py``'s echo receiver writes its pre-built frames straight to the
+  transport only while it is empty (per chunk).
 * ``Protocol.eof_sent`` — True once ``send_eof()`` queued the half-close
   (``ServerConnection.flush``, per chunk).
 * ``Protocol.reader`` — a ``StreamReader`` whose ``buffer`` is a ``bytearray`` that
@@ -44,8 +46,9 @@ per message); each is still a fenced assumption with its test:
 * ``Protocol.events`` — the list ``events_received()`` drains; ``StrictEcho`` appends
   frames to it (per frame).
 * ``Protocol._state`` — the storage behind the ``state`` property, read without the
-  property's call (``StrictEcho``, per frame); ``side``, ``extensions`` (the negotiated
-  ``Extension`` objects), ``max_message_size``, ``max_fragment_size``,
+  property's call (``StrictEcho``, per frame; ``bench/generator.py``, per chunk);
+  ``side``, ``extensions`` (the negotiated ``Extension`` objects), ``max_message_size``,
+  ``max_fragment_size``,
   ``current_size`` (the size of the fragmented message in progress, ``None``
   outside one), ``close_rcvd``/``close_sent``/``close_rcvd_then_sent`` (set by
   ``StrictEcho`` as ``Protocol.recv_frame`` would), ``send_frame()``, ``send_eof()``,
