@@ -251,6 +251,10 @@ class StrictEcho(Protocol):
                 header = _SHORT_HEADERS[b0][length]
             elif length == 126 and end - pos >= 8:
                 length = (data[pos + 2] << 8) | data[pos + 3]
+                if length < 126:
+                    # Not minimal (§5.2); the loop takes it, and its echo has
+                    # the minimal header: this one would repeat the long form.
+                    break
                 start = pos + 8
                 header = _PACK_16(b0, 126, length)
             else:
