@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 PAYLOAD = b"0123456789abcdef0123456789abcdef"  # 32 bytes
@@ -210,9 +211,14 @@ def run_load(port: int, total_conns: int, mode: str, duration_s: float,
 # Servers.
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of PID (utime, stime from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -330,18 +336,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def measure_throughput(server: Server, mode: str, duration_s: float) -> tuple[float, float]:
+@dataclass
+class Run:
+    msg_per_s: float  # wall clock
+    msg_per_cpu_s: float  # per second of server CPU time (user + sys)
+    user_us: float  # server user CPU microseconds per message
+    sys_us: float  # server system CPU microseconds per message
+
+
+def measure_throughput(server: Server, mode: str, duration_s: float) -> Run:
     proc, port = start(server)
     try:
         pid = proc.pid
         total, wall, cpu0, cpu1 = run_load(
             port, CONNECTIONS, mode, duration_s, workers=2,
-            on_ready=lambda: cpu_seconds(pid), on_done=lambda: cpu_seconds(pid),
+            on_ready=lambda: cpu_split(pid), on_done=lambda: cpu_split(pid),
         )
     finally:
         stop(proc)
-    cpu = max(cpu1 - cpu0, 1e-9)
-    return total / wall, total / cpu
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    cpu = max(user + system, 1e-9)
+    total = max(total, 1)
+    return Run(total / wall, total / cpu, user / total * 1e6, system / total * 1e6)
 
 
 def idle_memory_per_connection(server: Server, n: int) -> float:
@@ -358,10 +374,10 @@ def idle_memory_per_connection(server: Server, n: int) -> float:
     return float(after - base) / n
 
 
-def median_run(server: Server, mode: str, duration_s: float, repeat: int) -> tuple[float, float]:
+def median_run(server: Server, mode: str, duration_s: float, repeat: int) -> Run:
     """The run with the median messages per server CPU-second (runs vary on 2 cores)."""
     runs = sorted((measure_throughput(server, mode, duration_s) for _ in range(repeat)),
-                  key=lambda r: r[1])
+                  key=lambda r: r.msg_per_cpu_s)
     return runs[len(runs) // 2]
 
 
@@ -404,6 +420,8 @@ def main() -> None:
     parser.add_argument("--tree", action="append", default=[], metavar="LABEL=DIR",
                         help="also run wstool from another checkout DIR, labelled LABEL")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS runs")
+    parser.add_argument("--cpu-split", action="store_true",
+                        help="add columns: median user and sys CPU microseconds per message")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     rows: list[tuple[str, list[str]]] = []
@@ -412,7 +430,7 @@ def main() -> None:
     chosen = servers(args.only, trees)
     # Throughput runs interleaved: round after round over every server, so that
     # the machine's load drifts over all of them alike; the median run is shown.
-    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    runs: dict[tuple[str, str], list[Run]] = {}
     if not args.memory_only:
         for i in range(args.repeat):
             for server in chosen:
@@ -420,24 +438,30 @@ def main() -> None:
                     print(f"... {server.name} {mode} run {i + 1}", file=sys.stderr)
                     runs.setdefault((server.name, mode), []).append(
                         measure_throughput(server, mode, args.duration))
+    nan = Run(*[float("nan")] * 4)
     for server in chosen:
-        pipe_raw = pipe_cpu = rr_raw = rr_cpu = float("nan")
+        medians = {"pipe": nan, "rr": nan}
         for mode in args.modes if not args.memory_only else []:
-            measured = sorted(runs[(server.name, mode)], key=lambda r: r[1])
+            measured = sorted(runs[(server.name, mode)], key=lambda r: r.msg_per_cpu_s)
             print(f"# {server.name} {mode} msg/CPU-s runs: "
-                  + ", ".join(f"{r[1]:,.0f}" for r in measured), file=sys.stderr)
-            raw, cpu = measured[len(measured) // 2]
-            if mode == "pipe":
-                pipe_raw, pipe_cpu = raw, cpu
-            else:
-                rr_raw, rr_cpu = raw, cpu
+                  + ", ".join(f"{r.msg_per_cpu_s:,.0f} (user {r.user_us:.2f} + sys "
+                              f"{r.sys_us:.2f} us/msg)" for r in measured), file=sys.stderr)
+            medians[mode] = measured[len(measured) // 2]
         mems = [idle_memory_per_connection(server, n) for n in sizes]
+        pipe, rr = medians["pipe"], medians["rr"]
+        split = [f"{median(r.user_us for r in runs.get((server.name, m), [nan])):.2f} / "
+                 f"{median(r.sys_us for r in runs.get((server.name, m), [nan])):.2f}"
+                 for m in ("pipe", "rr")] if args.cpu_split else []
         rows.append((server.name, [
-            f"{pipe_cpu:,.0f}", f"{pipe_raw:,.0f}", f"{rr_cpu:,.0f}", f"{rr_raw:,.0f}",
+            f"{pipe.msg_per_cpu_s:,.0f}", f"{pipe.msg_per_s:,.0f}",
+            f"{rr.msg_per_cpu_s:,.0f}", f"{rr.msg_per_s:,.0f}", *split,
             *[f"{m / 1024:.1f} KB" for m in mems],
         ]))
     header = ["server", "pipelined msg/CPU-s", "pipelined msg/s", "req/resp msg/CPU-s",
-              "req/resp msg/s", *[f"RSS/idle conn @{n}" for n in sizes]]
+              "req/resp msg/s",
+              *(["pipelined user/sys us/msg", "req/resp user/sys us/msg"]
+                if args.cpu_split else []),
+              *[f"RSS/idle conn @{n}" for n in sizes]]
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}")
     print(f"# {CONNECTIONS} connections, 32-byte text messages, window {WINDOW} (pipelined), "
           f"{args.duration:g} s per run, median of {args.repeat}")

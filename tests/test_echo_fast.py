@@ -1,18 +1,23 @@
-"""The echo engine's fast path (``StrictEcho.echo_fast``, issue 14) and its edge cases.
+"""The echo engine's fast paths (``StrictEcho.echo_fast`` and the server's inline
+one-frame path in ``ServerConnection.data_received``, issue 14) and their edge cases.
 
-The server hands each read to ``echo_fast`` first while the frame loop waits
-between messages; whatever it does not take goes on to the frame loop. Two
-angles: sans-I/O, the bytes out must be exactly those of the frame loop alone
-for any frames cut anywhere (Hypothesis); and through a real server on
-loopback, the cases where the two paths meet (a frame split across reads, two
-frames in one read, bad UTF-8, a control frame or a fragment in between,
-max-size).
+While the frame loop waits between messages, the server echoes a read of
+exactly one short frame itself and hands any other read to ``echo_fast``;
+whatever that does not take goes on to the frame loop. Two angles: the bytes
+out must be exactly those of the frame loop alone for any frames cut anywhere
+(Hypothesis: sans-I/O for ``echo_fast``, through a real connection's
+``data_received`` for all three); and through a real server on loopback, the
+cases where the paths meet (a frame split across reads, two frames in one read,
+bad UTF-8, a control frame or a fragment in between, max-size).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
+import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.protocol import State
 
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, scaled, until
 from tests.test_echo import deflate, open_deflate_protocol, open_protocol
 from tests.test_echo_strict import (
     BINARY,
@@ -37,7 +42,7 @@ from tests.test_echo_strict import (
 )
 from wstool.config import EchoConfig, ServerConfig
 from wstool.protocol.echo import EchoServerProtocol
-from wstool.server.core import WebSocketServer, run_echo_server
+from wstool.server.core import ServerConnection, WebSocketServer, run_echo_server
 
 
 def fast_protocol(max_size: int | None = None) -> EchoServerProtocol:
@@ -49,7 +54,8 @@ def fast_protocol(max_size: int | None = None) -> EchoServerProtocol:
 
 
 def drive(protocol: EchoServerProtocol, piece: bytes) -> bytes:
-    """What ServerConnection.data_received does with one read."""
+    """What ServerConnection.data_received does with one read, but for its inline
+    one-frame path (tested through a real connection below)."""
     out = b""
     if protocol.fast_echo_limit and protocol.state is State.OPEN:
         used, echo = protocol.echo_fast(piece)
@@ -89,8 +95,11 @@ def test_the_fast_path_takes_whole_simple_frames() -> None:
         frame(BINARY, b"x" * 70000),  # a 64-bit length
         frame(TEXT, b"hello")[:-1],  # cut
         frame(0x3, b"x"),  # reserved opcode
+        # a 16-bit length under 126: the loop's echo has the minimal header (§5.2)
+        bytes((0x81, 0x80 | 126)) + struct.pack("!H", 2) + frame(TEXT, b"hi")[2:],
     ],
-    ids=["fragment", "ping", "rsv1", "unmasked", "bad-utf8", "64-bit", "cut", "opcode-3"],
+    ids=["fragment", "ping", "rsv1", "unmasked", "bad-utf8", "64-bit", "cut", "opcode-3",
+         "16-bit-short"],
 )
 def test_the_fast_path_leaves_anything_else_to_the_frame_loop(wire: bytes) -> None:
     protocol = fast_protocol()
@@ -153,6 +162,9 @@ _odd = st.sampled_from([
     frame(TEXT, b"x", rsv=2),  # 1002
     frame(CLOSE, close_payload(1000)),
     frame(BINARY, b"", masked=False),  # 1002
+    # A 16-bit length under 126 (not minimal, §5.2, but the loop takes it): the
+    # echo's header is the minimal one either way.
+    bytes((0x82, 0x80 | 126)) + struct.pack("!H", 124) + frame(BINARY, b"y" * 124)[2:],
 ])
 
 
@@ -350,3 +362,176 @@ def test_a_compressing_client_gets_the_fast_path_for_short_messages(
             [conn] = list(srv.open_connections)
             assert [str(e.name) for e in conn.protocol.extensions] == ["permessage-deflate"]
             assert conn.protocol.fast_echo_limit == 1023
+
+
+# The server's inline fast path (core.ServerConnection.data_received takes a read
+# of exactly one short frame itself) against the frame loop alone, any cuts: a
+# real connection on loopback gets the reads through data_received, as its
+# transport would deliver them; a second connection of the same server, set up
+# alike, is the reference, its protocol fed the same reads directly (the frame
+# loop only). What the first wrote is read from its client socket until EOF.
+
+
+def _raw_handshake(port: int, offer_deflate: bool) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+    key = base64.b64encode(os.urandom(16)).decode()
+    extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if offer_deflate else ""
+    sock.sendall(
+        (
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{extension}"
+            f"Sec-WebSocket-Key: {key}\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, "server closed during the handshake"
+        response += chunk
+    head, _, extra = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    assert extra == b""
+    return sock, head
+
+
+def _open_connection(
+    server_thread: ServerThread, server: WebSocketServer, offer_deflate: bool
+) -> tuple[socket.socket, ServerConnection]:
+    async def known() -> set[ServerConnection]:
+        return set(server.open_connections)
+
+    async def new(before: set[ServerConnection]) -> ServerConnection:
+        await until(lambda: len(server.open_connections - before) == 1, "the new connection")
+        [conn] = server.open_connections - before
+        return conn
+
+    before = server_thread.run(known())
+    sock, _head = _raw_handshake(int(server.urls[0].rsplit(":", 1)[1].strip("/")), offer_deflate)
+    return sock, server_thread.run(new(before))
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+# Around max-size 50: payloads of 40..130 bytes, most over it, all 7-bit lengths.
+_near_50 = st.tuples(st.sampled_from([TEXT, BINARY]), st.integers(40, 130)).map(
+    lambda m: frame(m[0], b"z" * m[1]))
+# A read that is (header byte 1 ^ 0x80) + 6 bytes without being one short masked
+# frame: an unmasked frame and 4 more bytes (1002).
+_lookalikes = st.just(frame(TEXT, b"hello", masked=False) + b"abcd")
+_INLINE_CASES = {
+    "plain": (
+        ServerConfig(port=0, compress=False, ping_interval_s=None), False,
+        st.one_of(_odd, _lookalikes)),
+    # The inline path's own max-size check (1009 either way).
+    "max-size-50": (
+        ServerConfig(port=0, compress=False, ping_interval_s=None, max_size_bytes=50), False,
+        st.one_of(_odd, _near_50, _lookalikes)),
+    "deflate": (ServerConfig(port=0, ping_interval_s=None), True, st.one_of(_odd, _deflated)),
+}
+
+
+@pytest.mark.parametrize("case", list(_INLINE_CASES))
+def test_the_server_inline_path_and_frame_loop_send_the_same_bytes(
+    server_thread: ServerThread, case: str
+) -> None:
+    config, offer_deflate, odd = _INLINE_CASES[case]
+    starter = _start(server_thread, config)
+    srv = next(starter)
+
+    async def feed(
+        conn: ServerConnection, reference: EchoServerProtocol, pieces: list[bytes]
+    ) -> tuple[bytes, tuple[int, ...], tuple[int, ...]]:
+        want = b""
+        for piece in pieces:
+            conn.data_received(piece)
+            reference.receive_data(piece)
+            want += b"".join(reference.data_to_send())
+        fast, ref = conn.protocol, reference
+        counts = (fast.messages_in, fast.bytes_in, fast.messages_out, fast.bytes_out)
+        ref_counts = (ref.messages_in, ref.bytes_in, ref.messages_out, ref.bytes_out)
+        conn.transport.close()  # after what it wrote: EOF
+        return want, counts, ref_counts
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        items=st.lists(
+            st.one_of(_simple.map(lambda m: frame(*m)),
+                      _valid_text.map(lambda m: frame(*m)), odd),
+            max_size=8,
+        ),
+        cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=6),
+        per_item=st.booleans(),
+    )
+    def check(items: list[bytes], cuts: list[int], per_item: bool) -> None:
+        wire = b"".join(items)
+        cut_at = {c % (len(wire) + 1) for c in cuts} | {0, len(wire)}
+        if per_item:  # also a read per item: one frame per read, request/response
+            cut_at |= set(itertools.accumulate(len(item) for item in items))
+        pieces = [wire[a:b] for a, b in itertools.pairwise(sorted(cut_at))]
+        fast_sock, conn = _open_connection(server_thread, srv, offer_deflate)
+        ref_sock, ref_conn = _open_connection(server_thread, srv, offer_deflate)
+        try:
+            want, counts, ref_counts = server_thread.run(
+                feed(conn, ref_conn.protocol, pieces))
+            assert _read_to_eof(fast_sock) == want
+            assert counts == ref_counts
+        finally:
+            fast_sock.close()
+            ref_sock.close()
+
+    try:
+        check()
+    finally:
+        next(starter, None)  # shutdown
+
+
+def test_one_short_frame_per_read_takes_the_inline_path(server: WebSocketServer) -> None:
+    c = _client(server)
+    try:
+        for payload in (b"abc", "ünï".encode(), b"x" * 125):
+            c.send(frame(TEXT, payload))
+            assert [f.payload for f in c.read_frames(1)] == [payload]
+            c.extra = b""
+        [conn] = list(server.open_connections)
+        # The inline path counts each message once, as echoed.
+        size = 3 + len("ünï".encode()) + 125
+        assert (conn.protocol.echoed, conn.protocol.echoed_bytes) == (3, size)
+        assert (conn.protocol.messages_in, conn.protocol.bytes_out) == (3, size)
+    finally:
+        c.close()
+
+
+def test_no_inline_echo_after_the_server_sent_its_close(
+    server_thread: ServerThread, server: WebSocketServer
+) -> None:
+    # §5.5.1: no data frame after a Close; the frame loop stays parked (its
+    # fast_echo_limit still set) when the server closes, so the state decides.
+    c = _client(server)
+    try:
+        c.send(frame(TEXT, b"before"))
+        assert [f.payload for f in c.read_frames(1)] == [b"before"]
+        c.extra = b""
+        [conn] = list(server.open_connections)
+
+        async def close() -> int:
+            conn.close(1000, "bye")
+            return conn.protocol.fast_echo_limit
+
+        assert server_thread.run(close()) != 0
+        c.send(frame(TEXT, b"late"), frame(CLOSE, close_payload(1000)))
+        frames = c.read_until_closed()
+        assert [f.opcode for f in frames] == [CLOSE]
+        assert frames[0].close_code == 1000
+    finally:
+        c.close()

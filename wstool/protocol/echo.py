@@ -38,8 +38,9 @@ In front of the loop, :meth:`StrictEcho.echo_fast` (issue 14): while the loop
 waits between messages, the server hands it each read first; it echoes the
 read's leading frames that need no rule beyond the ones it checks (final,
 text/binary, RSV clear, masked, short, complete, valid UTF-8) and leaves the
-rest to the loop, parked at the same boundary. A read of one small message --
-request/response -- then costs one call instead of the generator's step.
+rest to the loop, parked at the same boundary. A read of exactly one short
+message -- request/response -- the server's ``data_received`` echoes inline
+with the same checks (server/core.py), without even this call.
 
 Being a replacement of the library's frame loop, this class reads the protocol's
 private state (``reader.buffer``, ``events``, ``writes``, ``_state``, ...) inline,
@@ -68,6 +69,9 @@ try:
 except ImportError:  # pragma: no cover - the pure-Python fallback
     from websockets.utils import apply_mask
 
+# For the server's inline fast path (server/core.py, data_received).
+unmask = apply_mask
+
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _DATA_OPCODES = frozenset({OP_CONT, OP_TEXT, OP_BINARY})
@@ -79,8 +83,9 @@ _PACK_64 = struct.Struct("!BBQ").pack
 
 
 # Echo headers of final text and binary frames with a 7-bit length, built once:
-# a table lookup costs a fraction of bytes((b0, length)) per echo (echo_fast).
-_SHORT_HEADERS = {
+# a table lookup costs a fraction of bytes((b0, length)) per echo (echo_fast and
+# the server's inline fast path): SHORT_ECHO_HEADERS[first byte][length].
+SHORT_ECHO_HEADERS = {
     b0: tuple(bytes((b0, n)) for n in range(126)) for b0 in (0x80 | OP_TEXT, 0x80 | OP_BINARY)
 }
 
@@ -111,7 +116,7 @@ def frame_header(opcode: int, length: int) -> bytes:
     return _PACK_64(0x80 | opcode, 127, length)
 
 
-def _is_utf8(data: bytes) -> bool:
+def is_utf8(data: bytes) -> bool:
     try:
         data.decode()
     except UnicodeDecodeError:
@@ -132,7 +137,10 @@ class StrictEcho(Protocol):
       side without extensions, and it bypasses anything wrapping ``send_frame``.
 
     Counters (payload bytes, before compression): ``messages_in``, ``bytes_in``,
-    ``messages_out``, ``bytes_out``.
+    ``messages_out``, ``bytes_out``. A message echoed as is by a fast path
+    (``echo_fast``, the server's inline one) is counted once, in ``echoed`` and
+    ``echoed_bytes`` -- two updates per message instead of four -- and the four
+    add those in.
     """
 
     echo_messages: bool = True
@@ -146,10 +154,28 @@ class StrictEcho(Protocol):
     # in progress and echo_fast() may run: the largest payload it may take (see
     # echo_fast). Zero otherwise.
     fast_echo_limit: int = 0
-    messages_in: int = 0
-    bytes_in: int = 0
-    messages_out: int = 0
-    bytes_out: int = 0
+    _messages_in: int = 0
+    _bytes_in: int = 0
+    _messages_out: int = 0
+    _bytes_out: int = 0
+    echoed: int = 0
+    echoed_bytes: int = 0
+
+    @property
+    def messages_in(self) -> int:
+        return self._messages_in + self.echoed
+
+    @property
+    def bytes_in(self) -> int:
+        return self._bytes_in + self.echoed_bytes
+
+    @property
+    def messages_out(self) -> int:
+        return self._messages_out + self.echoed
+
+    @property
+    def bytes_out(self) -> int:
+        return self._bytes_out + self.echoed_bytes
 
     # What to do with a message: override in a subclass, or set echo_messages.
 
@@ -163,8 +189,8 @@ class StrictEcho(Protocol):
         if self._state is not OPEN:
             # §5.5.1: after sending a Close frame, no more data frames.
             return False
-        self.messages_out += 1
-        self.bytes_out += len(payload)
+        self._messages_out += 1
+        self._bytes_out += len(payload)
         if self.raw_echo or (
             self.raw_below_bytes is not None and len(payload) < self.raw_below_bytes
         ):
@@ -191,20 +217,22 @@ class StrictEcho(Protocol):
             parts.append(frame_header(opcode, len(payload)))
             parts.append(payload)
             size += len(payload)
-        self.messages_out += len(messages)
-        self.bytes_out += size
+        self._messages_out += len(messages)
+        self._bytes_out += size
         self.writes.append(b"".join(parts))
         return len(messages)
 
     def echo_fast(self, data: bytes) -> tuple[int, bytes]:
         """Echo the whole, simple frames at the start of ``data`` without the frame loop.
 
-        For the server's request/response hot path (issue 14): a read that holds
-        one small message costs one call here instead of ``receive_data()``, the
-        generator step, ``on_message``, ``send_message`` and the writes list.
-        Only valid while ``fast_echo_limit`` is nonzero (the frame loop sets it
-        when parked between messages and nothing but a plain echo is wanted; with
-        permessage-deflate, for uncompressed messages below ``raw_below_bytes``).
+        For the server's hot path (issue 14): the whole frames of a read cost one
+        call here instead of ``receive_data()``, the generator step,
+        ``on_message``, ``send_message`` and the writes list per message (a read
+        of exactly one short frame, request/response, the server's
+        ``data_received`` echoes inline with the same checks). Only valid while
+        ``fast_echo_limit`` is nonzero (the frame loop sets it when parked between
+        messages and nothing but a plain echo is wanted; with permessage-deflate,
+        for uncompressed messages below ``raw_below_bytes``).
 
         A frame is taken only if it is final, text or binary, RSV bits clear,
         masked, with a 7- or 16-bit length of at most ``fast_echo_limit`` (which
@@ -218,25 +246,6 @@ class StrictEcho(Protocol):
         """
         limit = self.fast_echo_limit
         end = len(data)
-        if end > 1:
-            b0 = data[0]
-            length = data[1] ^ 0x80
-            if (
-                length < 126
-                and end == length + 6
-                and length <= limit
-                and (b0 == 0x81 or b0 == 0x82)
-            ):
-                # The request/response case: the read is one short frame (the
-                # same checks as the loop below, without its list and join).
-                payload = apply_mask(data[6:], data[2:6])
-                if b0 == 0x82 or payload.isascii() or _is_utf8(payload):
-                    self.messages_in += 1
-                    self.bytes_in += length
-                    self.messages_out += 1
-                    self.bytes_out += length
-                    return end, _SHORT_HEADERS[b0][length] + payload
-                return 0, b""  # the frame loop fails it with 1007
         pos = 0
         parts: list[bytes] = []
         size = 0
@@ -248,9 +257,13 @@ class StrictEcho(Protocol):
             length = data[pos + 1] ^ 0x80
             if length < 126:
                 start = pos + 6
-                header = _SHORT_HEADERS[b0][length]
+                header = SHORT_ECHO_HEADERS[b0][length]
             elif length == 126 and end - pos >= 8:
                 length = (data[pos + 2] << 8) | data[pos + 3]
+                if length < 126:
+                    # Not minimal (§5.2); the loop takes it, and its echo has
+                    # the minimal header: this one would repeat the long form.
+                    break
                 start = pos + 8
                 header = _PACK_16(b0, 126, length)
             else:
@@ -270,11 +283,8 @@ class StrictEcho(Protocol):
             pos = stop
         if not parts:
             return 0, b""
-        count = len(parts) >> 1
-        self.messages_in += count
-        self.bytes_in += size
-        self.messages_out += count
-        self.bytes_out += size
+        self.echoed += len(parts) >> 1
+        self.echoed_bytes += size
         return pos, b"".join(parts)
 
     # The frame loop.
@@ -523,8 +533,8 @@ class StrictEcho(Protocol):
                     if decoder is not None:
                         decoder.decode(b"", True)  # a truncated sequence at the end
                         decoder = None
-                    self.messages_in += 1
-                    self.bytes_in += len(payload)
+                    self._messages_in += 1
+                    self._bytes_in += len(payload)
                     self.on_message(opcode, payload)
                 else:
                     if not msg_opcode:
