@@ -190,7 +190,9 @@ def test_a_reply_too_late_fails_and_the_next_request_reconnects(
     server = ServeEcho("--delay", "1", prefix=netns)
     json_prefix = tmp_path / "stats"
     try:
-        command = _locust(netns, "--host", server.url, "-u", "2", "-r", "2", "-t", "2s",
+        # -t counts from Locust's start, not from the users': under load (5-9 on this
+        # 2-core machine) spawning took the whole of a 2 s run and no request was made.
+        command = _locust(netns, "--host", server.url, "-u", "2", "-r", "2", "-t", "4s",
                           "--stop-timeout", "5", "--json-file", str(json_prefix))
         command[command.index(str(LOCUSTFILE))] = str(locustfile)
         result = subprocess.run(command, env=_env(tmp_path), capture_output=True,
