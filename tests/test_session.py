@@ -41,11 +41,13 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def run_session(script: Script, batches: list[list[bytes]] | None = None,
+                      setup: Callable[[Session], None] | None = None,
                       **config: Any) -> tuple[Session, list[Event], Any]:
     """Serve one connection with SCRIPT after the handshake; return what the client saw.
 
     With BATCHES, the session's text batch handler is on (pipe mode's hot path): each
-    batch is appended there, and its messages to the events as Message records."""
+    batch is appended there, and its messages to the events as Message records.
+    SETUP is called with the session before it opens."""
     client_bytes: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -81,6 +83,8 @@ async def run_session(script: Script, batches: list[list[bytes]] | None = None,
             events.extend(Message("received", p.decode(), ts=0.0) for p in payloads)
 
         session.on_text_batch = on_text_batch
+    if setup is not None:
+        setup(session)
     async with server:
         await session.open()
         if batches is not None:
@@ -276,3 +280,116 @@ def test_invalid_utf8_with_text_batches_delivers_the_lines_before() -> None:
     error = session.outcome()
     assert isinstance(error, ProtocolFailure) and "invalid UTF-8" in str(error)
     assert session.closed is not None and session.closed.code == 1007
+
+
+# Read pacing (issue 14, session._Connection._pace): a server that writes each message
+# with its own send() (Node's ws, the websockets library) is read at most once a
+# millisecond while its small writes come fast, and at once after a quiet spell.
+
+BURST = 300
+
+
+async def _burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readexactly(READY)
+    for i in range(BURST):  # one write (one TCP segment) per message, as Node's ws
+        writer.write(frame(TEXT, b"%05d" % i))
+        await writer.drain()
+        await asyncio.sleep(0)
+    writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+
+def _pacing(on: bool) -> Callable[[Session], None]:
+    def setup(session: Session) -> None:
+        session.pace_reads = on
+    return setup
+
+
+def test_pacing_reads_a_burst_of_small_writes_in_few_reads() -> None:
+    expected = [b"%05d" % i for i in range(BURST)]
+    paced: list[list[bytes]] = []
+    asyncio.run(run_session(_burst, paced, _pacing(True)))
+    unpaced: list[list[bytes]] = []
+    asyncio.run(run_session(_burst, unpaced, _pacing(False)))
+    # Nothing lost or reordered either way; unpaced, the client (in the server's loop
+    # here) reads every write or two on its own; paced, a read takes a millisecond's.
+    assert [p for batch in paced for p in batch] == expected
+    assert [p for batch in unpaced for p in batch] == expected
+    assert len(unpaced) > BURST // 3
+    assert len(paced) < BURST // 10
+
+
+def _reading_after_each_read(session: Session, states: list[bool]) -> None:
+    """Record, right after each read (and its pacing decision), whether the
+    transport still reads."""
+    loop = asyncio.get_running_loop()
+    deliver = session.on_text_batch
+    assert deliver is not None
+
+    def on_text_batch(payloads: list[bytes]) -> None:
+        deliver(payloads)
+        conn = session.connection
+        loop.call_soon(lambda: states.append(conn.transport.is_reading()))
+
+    session.on_text_batch = on_text_batch
+
+
+def test_pacing_never_delays_a_message_after_a_quiet_spell() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for word in (b"one", b"two", b"three"):
+            await asyncio.sleep(0.02)  # far more than twice the pause
+            writer.write(frame(TEXT, word))
+            await writer.drain()
+        writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+    states: list[bool] = []
+    batches: list[list[bytes]] = []
+
+    def setup(session: Session) -> None:
+        session.pace_reads = True
+        _reading_after_each_read(session, states)
+
+    asyncio.run(run_session(script, batches, setup))
+    assert batches == [[b"one"], [b"two"], [b"three"]]
+    assert states == [True, True, True]  # no read was followed by a pause
+
+
+def test_pause_reading_holds_over_a_pacing_pause() -> None:
+    # A bridge's backpressure (Session.pause_reading) while a pacing pause runs: the
+    # pause's end must not resume reading; resume_reading() does.
+    held: list[bool] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _burst(reader, writer)
+
+    def setup(session: Session) -> None:
+        session.pace_reads = True
+        loop = asyncio.get_running_loop()
+        deliver = session.on_text_batch
+        assert deliver is not None
+
+        def check() -> None:
+            transport = session.connection.transport
+            if held or transport.is_reading():
+                return
+            # Paced: hold reading, and look again well after the pause's end.
+            session.pause_reading()
+            held.append(True)
+
+            def look() -> None:
+                held.append(transport.is_reading())
+                session.resume_reading()
+                held.append(transport.is_reading())
+
+            loop.call_later(0.02, look)
+
+        def on_text_batch(payloads: list[bytes]) -> None:
+            deliver(payloads)
+            loop.call_soon(check)
+
+        session.on_text_batch = on_text_batch
+
+    batches: list[list[bytes]] = []
+    asyncio.run(run_session(script, batches, setup))
+    assert held == [True, False, True]
+    assert [p for batch in batches for p in batch] == [b"%05d" % i for i in range(BURST)]

@@ -98,6 +98,11 @@ from wstool.tls import certificate_summary, client_context, tls_summary
 # -v shows what the server answered to a failed upgrade: keep its first bytes.
 HANDSHAKE_RECORD_BYTES = 64 * 1024
 
+# Read pacing (_Connection._pace, issue 14): how long to pause after a small read
+# that came soon after the one before, and what counts as small.
+READ_PACE_S = 0.001
+READ_PACE_BELOW_BYTES = 64 * 1024
+
 DEFAULT_USER_AGENT = f"wstool/{__version__}"
 
 
@@ -219,6 +224,55 @@ class _Connection(ClientConnection):
     # The receive fast path (see _receive_fast); switched on by Session.open().
     fast_receive = False
     _rx_pending = b""
+    # Read pacing (see _pace): the pause, 0 for none; switched on by Session.open().
+    pace_s = 0.0
+    _last_read_at = 0.0
+    _pace_timer: asyncio.TimerHandle | None = None
+    # Session.pause_reading() (a bridge's backpressure): pacing must not resume.
+    _reading_held = False
+
+    def _pace(self, size: int) -> None:
+        """Read pacing (issue 14): when small reads come in quick succession, pause
+        reading for ``pace_s`` after each one, so that the next read takes what has
+        arrived meanwhile in one go.
+
+        A server that writes each message with its own ``send()`` (Node's ``ws``, the
+        websockets library) makes one TCP segment per message, and a client that keeps
+        up wakes for every one of them: an ``epoll_wait``, a ``recv``, a parse, a
+        ``write`` to stdout and a context switch per message or two. 100 000 32-byte
+        lines through Node's ``ws`` took ~20 000 such reads (websocat, busy sending,
+        reads 8 KiB at a time); paced, ~1 000, and half the CPU time
+        (bench/README.md, "Read pacing"). A read of READ_PACE_BELOW_BYTES or more is
+        bulk data (more is waiting): it is never followed by a pause; neither is a
+        read after a quiet spell (2 * pace_s), so a lone reply is not delayed. A
+        message in a fast stream of small ones waits at most ``pace_s``."""
+        now = self.loop.time()
+        last, self._last_read_at = self._last_read_at, now
+        if size >= READ_PACE_BELOW_BYTES or now - last >= 2 * self.pace_s:
+            return
+        transport = self.transport
+        if self._reading_held or self._pace_timer is not None or transport.is_closing():
+            return
+        transport.pause_reading()
+        self._pace_timer = self.loop.call_at(now + self.pace_s, self._end_pace)
+
+    def _end_pace(self) -> None:
+        self._pace_timer = None
+        if not self._reading_held and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (True) or restart (False) reading from the socket, over any pacing."""
+        self._reading_held = held
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
+        transport = self.transport
+        if not transport.is_closing():
+            if held:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _receive_fast(self, data: bytes) -> bytes:
         """Parse the frames of the common case here; return the rest, from the
@@ -325,6 +379,8 @@ class _Connection(ClientConnection):
                     session.sink(event)
             return
         self._data_received(data)
+        if self.pace_s:
+            self._pace(len(data))
 
     def _data_received(self, data: bytes) -> None:
         if self.fast_receive and (
@@ -370,6 +426,9 @@ class _Connection(ClientConnection):
         self.session._batch_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
         if self._close_timer is not None:
             self._close_timer.cancel()
         super().connection_lost(exc)
@@ -580,6 +639,9 @@ class Session:
     # message with serve-echo's strict engine (wstool/protocol/echo.py), inside the
     # receive call itself; the session still sees every frame.
     echo_engine: bool = False
+    # Set before open() to pace reads (_Connection._pace): pipe mode, whose output
+    # is a stream, where waiting a millisecond for more data costs nothing seen.
+    pace_reads: bool = False
 
     def __init__(
         self,
@@ -922,6 +984,8 @@ class Session:
         # --trace must see the library's Frame objects; --echo runs the echo
         # engine's own frame loop instead of the library's parser.
         conn.fast_receive = not self.trace and not self.echo_engine
+        if self.pace_reads and conn.fast_receive and conn.h2_stream is None:
+            conn.pace_s = READ_PACE_S
         for extension in conn.protocol.extensions:
             if isinstance(extension, PerMessageDeflate):
                 deflate.skip_incompressible_binary(extension)
@@ -1308,13 +1372,13 @@ class Session:
     def pause_reading(self) -> None:
         """Stop reading from the socket: a bridge whose other side is full (issue 16)."""
         conn = self._conn
-        if conn is not None and not conn.transport.is_closing():
-            conn.transport.pause_reading()
+        if conn is not None:
+            conn.hold_reading(True)
 
     def resume_reading(self) -> None:
         conn = self._conn
-        if conn is not None and not conn.transport.is_closing():
-            conn.transport.resume_reading()
+        if conn is not None:
+            conn.hold_reading(False)
 
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round-trip time."""
