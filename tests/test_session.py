@@ -393,3 +393,45 @@ def test_pause_reading_holds_over_a_pacing_pause() -> None:
     asyncio.run(run_session(script, batches, setup))
     assert held == [True, False, True]
     assert [p for batch in batches for p in batch] == [b"%05d" % i for i in range(BURST)]
+
+
+# The batch's tight loop for runs of short text frames (issue 14): a run's payloads
+# are checked as UTF-8 together; a sequence cut between two frames is still invalid.
+
+@pytest.mark.parametrize("chunk", [1, 5, 100_000])
+def test_a_utf8_sequence_split_across_two_short_frames_fails_with_1007(chunk: int) -> None:
+    data = (frame(TEXT, b"ok") + frame(TEXT, b"\xc3") + frame(TEXT, b"\xa9")
+            + frame(TEXT, b"never"))
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for i in range(0, len(data), chunk):
+            writer.write(data[i : i + chunk])
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    batches: list[list[bytes]] = []
+    session, events, _ = asyncio.run(run_session(script, batches))
+    assert messages(events) == ["ok"]
+    assert (session.messages_received, session.bytes_received) == (1, 2)
+    error = session.outcome()
+    assert isinstance(error, ProtocolFailure) and "invalid UTF-8" in str(error)
+    assert session.closed is not None and session.closed.code == 1007
+
+
+def test_runs_of_short_text_frames_count_bytes_and_keep_order_around_longer_frames() -> None:
+    long_text = "ü" * 100  # 200 bytes: a 16-bit length, the general path
+    data = b"".join([frame(TEXT, b"a" * 125), frame(TEXT, "é".encode()), frame(TEXT, b""),
+                     frame(TEXT, long_text.encode()), frame(TEXT, b"z"),
+                     frame(CLOSE, struct.pack("!H", 1000))])
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        writer.write(data)
+
+    batches: list[list[bytes]] = []
+    session, events, _ = asyncio.run(run_session(script, batches))
+    assert messages(events) == ["a" * 125, "é", "", long_text, "z"]
+    assert session.messages_received == 5
+    assert session.bytes_received == 125 + 2 + 0 + 200 + 1
+    assert session.outcome() is None
