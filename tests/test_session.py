@@ -20,6 +20,7 @@ from wstool.client.session import Session
 from wstool.config import ConnectConfig, parse_target
 from wstool.errors import ProtocolFailure
 from wstool.events import Event, Message, Ping
+from wstool.term.stdin import text_lines
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
@@ -435,3 +436,107 @@ def test_runs_of_short_text_frames_count_bytes_and_keep_order_around_longer_fram
     assert session.messages_received == 5
     assert session.bytes_received == 125 + 2 + 0 + 200 + 1
     assert session.outcome() is None
+
+
+# Session.send_many with TextLines blocks (issue 14): what goes on the wire is what the
+# per-message path writes, a fresh masking key per frame, in order among other messages.
+
+def unmask_client_frames(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(opcode, masking key, payload) of each complete masked client frame in DATA."""
+    frames = []
+    pos = 0
+    while pos < len(data):
+        first, second = data[pos], data[pos + 1]
+        assert first & 0xF0 == 0x80 and second & 0x80, "FIN set, RSV clear, masked"
+        length, pos = second & 0x7F, pos + 2
+        if length == 126:
+            length, pos = struct.unpack("!H", data[pos : pos + 2])[0], pos + 2
+            assert length >= 126  # the shortest encoding, as the library writes
+        elif length == 127:
+            length, pos = struct.unpack("!Q", data[pos : pos + 8])[0], pos + 8
+            assert length >= 65536
+        key, pos = data[pos : pos + 4], pos + 4
+        masked = data[pos : pos + length]
+        pos += length
+        frames.append((first & 0x0F, key,
+                       bytes(b ^ key[i % 4] for i, b in enumerate(masked))))
+    return frames
+
+
+def complete_frames_end(data: bytes) -> tuple[int, int]:
+    """Where the complete client frames at the start of DATA end, and where the last
+    one of them starts."""
+    pos = last = 0
+    while pos + 2 <= len(data):
+        length, head = data[pos + 1] & 0x7F, 2
+        if length == 126:
+            length, head = struct.unpack("!H", data[pos + 2 : pos + 4])[0], 4
+        elif length == 127:
+            length, head = struct.unpack("!Q", data[pos + 2 : pos + 10])[0], 10
+        if pos + head + 4 + length > len(data):
+            break
+        last, pos = pos, pos + head + 4 + length
+    return pos, last
+
+
+async def send_and_capture(messages: list[str | bytes], *, report_sent: bool = False
+                           ) -> tuple[Session, list[Event], bytes]:
+    """Send MESSAGES and "END" in one send_many() to a raw server: the session, its
+    events and the bytes the server received."""
+    got: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = b""
+        while True:
+            chunk = await reader.read(65536)
+            assert chunk
+            data += chunk
+            end, last = complete_frames_end(data)
+            if end and unmask_client_frames(data[last:end])[0][2] == b"END":
+                break
+        got.append(data)
+        writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+    def setup(session: Session) -> None:
+        session.report_sent = report_sent  # pipe mode's --json, connect --record
+        loop = asyncio.get_running_loop()
+
+        def send_when_open() -> None:
+            if session.opened_at is None:
+                loop.call_later(0.001, send_when_open)
+                return
+            session.send_many([*messages, "END"])
+            session.flush()
+
+        loop.call_soon(send_when_open)
+
+    session, events, _ = await run_session(script, None, setup)
+    return session, events, got[0]
+
+
+def test_text_lines_blocks_go_on_the_wire_as_text_frames_with_fresh_keys() -> None:
+    lines = [f"line {i} é" for i in range(300)]
+    short = text_lines("".join(line + "\n" for line in lines).encode(), b"\n")
+    long_lines = ["x" * 125, "y" * 126, "", "z" * 70_000]
+    mixed = text_lines("".join(line + "\n" for line in long_lines).encode(), b"\n")
+    session, _, wire = asyncio.run(send_and_capture([short, b"\x00bin", "one", mixed]))
+    frames = unmask_client_frames(wire)
+    expected: list[str | bytes] = [*lines, b"\x00bin", "one", *long_lines, "END"]
+    assert [payload if opcode == BINARY else payload.decode()
+            for opcode, _, payload in frames] == expected
+    assert [opcode for opcode, _, _ in frames] == [
+        BINARY if isinstance(m, bytes) else TEXT for m in expected]
+    keys = [key for _, key, _ in frames]
+    assert len(set(keys)) == len(keys)  # a fresh key per frame (RFC 6455 §5.3)
+    assert session.messages_sent == len(expected)
+    assert session.bytes_sent == sum(
+        len(m if isinstance(m, bytes) else m.encode()) for m in expected)
+
+
+def test_text_lines_are_reported_one_by_one_when_sent_messages_are_reported() -> None:
+    block = text_lines(b"a\nb\n", b"\n")
+    session, events, wire = asyncio.run(send_and_capture([block], report_sent=True))
+    sent = [e.data for e in events if isinstance(e, Message) and e.direction == "sent"]
+    assert sent == ["a", "b", "END"]
+    assert [payload for _, _, payload in unmask_client_frames(wire)] == [b"a", b"b", b"END"]
+    assert session.messages_sent == 3

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -93,6 +94,7 @@ from wstool.events import (
 )
 from wstool.protocol import deflate
 from wstool.term.render import escape
+from wstool.term.stdin import TextLines
 from wstool.tls import certificate_summary, client_context, tls_summary
 
 # -v shows what the server answered to a failed upgrade: keep its first bytes.
@@ -1306,6 +1308,10 @@ class Session:
         library_only = self.trace or any(
             not isinstance(ext, PerMessageDeflate) for ext in extensions
         )
+        if library_only or self.report_sent:
+            # Each line of a TextLines block as the str message it is (events, --trace).
+            messages = _expand_text_lines(messages)
+            count = len(messages)
         threshold = COMPRESS_THRESHOLD_BYTES if extensions else None
         writes = internals.pending_writes(protocol)
         keys = os.urandom(4 * count)
@@ -1322,6 +1328,17 @@ class Session:
             if message.__class__ is str:
                 data = message.encode()
                 headers = _TEXT_HEADERS
+            elif message.__class__ is TextLines:
+                # Pipe mode's stdin chunk (issue 14): its lines framed together.
+                assert isinstance(message, TextLines)
+                count += message.n_lines - 1
+                payload_bytes += len(message) - message.n_lines * len(message.separator)
+                frames = _short_text_frames(message)
+                if frames is not None:
+                    append(frames)
+                else:  # a line of 126 bytes or more: one by one
+                    self._append_text_payloads(message.payloads(), raw, writes, threshold)
+                continue
             else:
                 data = message  # type: ignore[assignment]
                 headers = _BINARY_HEADERS
@@ -1358,6 +1375,34 @@ class Session:
             for message in messages:
                 self.sink(Message("sent", message, ts=ts))
         return count
+
+    def _append_text_payloads(self, payloads: list[bytes], raw: list[bytes],
+                              writes: list[bytes], threshold: int | None) -> None:
+        """send_many()'s framing of text messages (UTF-8 bytes, checked) one by one,
+        for a TextLines block with a line too long for _short_text_frames."""
+        protocol = self._require_conn().protocol
+        keys = os.urandom(4 * len(payloads))
+        append = raw.append
+        pos = 0
+        for data in payloads:
+            length = len(data)
+            key = keys[pos : pos + 4]
+            pos += 4
+            if length < 126:
+                append(_TEXT_HEADERS[length])
+                append(key)
+                append(apply_mask(data, key))
+            elif threshold is not None and length >= threshold:
+                if raw:
+                    writes.append(b"".join(raw))
+                    raw.clear()
+                protocol.send_text(data)  # permessage-deflate: the library's extension
+            else:
+                if length < 65536:
+                    header = _HEADER_16.pack(0x81, 0xFE, length)
+                else:
+                    header = _HEADER_64.pack(0x81, 0xFF, length)
+                append(header + key + apply_mask(data, key))
 
     def send_prebuilt(self, frames: bytes, count: int, payload_bytes: int) -> None:
         """Queue COUNT whole data frames, already built and masked by the caller (``wstool
@@ -1560,6 +1605,57 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _expand_text_lines(messages: Sequence[str | bytes]) -> list[str | bytes]:
+    out: list[str | bytes] = []
+    for message in messages:
+        if message.__class__ is TextLines:
+            assert isinstance(message, TextLines)
+            out.extend(message.lines())
+        else:
+            out.append(message)
+    return out
+
+
+# The second byte of a masked frame by payload length (under 128): MASK + length.
+_MASKED_LENGTHS = bytes((0x80 | n) & 0xFF for n in range(256))
+
+
+@functools.lru_cache(maxsize=8)
+def _splitter(count: int, width: int) -> struct.Struct:
+    """Cuts COUNT * WIDTH bytes into COUNT bytes objects, in C."""
+    return struct.Struct(f"{width}s" * count)
+
+
+def _short_text_frames(block: TextLines) -> bytes | None:
+    """The masked text frames of BLOCK's lines when each is under 126 bytes (else
+    None): built a whole block at a time, by slicing and C calls over all of it
+    rather than Python steps per line (issue 14: ~4 600 -> ~2 400 instructions a
+    line). The wire is what the per-message path writes: a fresh random key per
+    frame (RFC 6455 §5.3), FIN + TEXT, MASK + the 7-bit length.
+    """
+    payloads = block.payloads()
+    count = len(payloads)
+    try:
+        lengths = bytes(map(len, payloads))
+    except ValueError:  # a length over 255
+        return None
+    if max(lengths) > 125:
+        return None
+    keys = os.urandom(4 * count)
+    # Each frame's header: 0x81, MASK + length, the key (6 bytes), laid out for all.
+    heads = bytearray(6 * count)
+    heads[0::6] = b"\x81" * count
+    heads[1::6] = lengths.translate(_MASKED_LENGTHS)
+    heads[2::6] = keys[0::4]
+    heads[3::6] = keys[1::4]
+    heads[4::6] = keys[2::4]
+    heads[5::6] = keys[3::4]
+    frames: list[bytes] = [b""] * (2 * count)
+    frames[0::2] = _splitter(count, 6).unpack(heads)
+    frames[1::2] = map(apply_mask, payloads, _splitter(count, 4).unpack(keys))
+    return b"".join(frames)
 
 
 _HEADER_16 = struct.Struct("!BBH")
