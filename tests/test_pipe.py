@@ -60,9 +60,8 @@ def test_text_blocks_hold_a_chunks_complete_lines() -> None:
     splitter.finish(out)
     first, second, last = out
     assert isinstance(first, TextLines) and isinstance(second, TextLines)
-    assert (first.n_lines, first.lines(), first.payloads()) == (
-        3, ["a", "é", ""], [b"a", "é".encode(), b""])
-    assert (second.n_lines, second.lines()) == (1, ["bc"])
+    assert (first.lines(), first.payloads) == (["a", "é", ""], [b"a", "é".encode(), b""])
+    assert (second.lines(), second.payloads) == (["bc"], [b"bc"])
     assert last == "d" and not isinstance(last, TextLines)  # the partial last line: a str
     assert splitter.line_no == 5
 
@@ -76,3 +75,15 @@ def test_text_blocks_with_invalid_utf8_keep_the_lines_before_it() -> None:
     block, c = out
     assert isinstance(block, TextLines) and block.lines() == ["a", "b"]
     assert c == "c"
+
+
+@pytest.mark.parametrize("first", [1, 1023, 1024, 70_000])
+def test_text_blocks_cut_short_and_long_lines_alike(first: int) -> None:
+    # Long first lines take the find() loop, short ones split() (LONG_LINE_BYTES).
+    lines = [b"a" * first, b"", b"b", b"c" * 2000, b"", "é".encode() * 700]
+    block = b"".join(line + b"\n" for line in lines)
+    out: collections.deque[str | bytes] = collections.deque()
+    InputSplitter(binary=False, separator=b"\n", text_blocks=True).feed(block, out)
+    (whole,) = out
+    assert isinstance(whole, TextLines) and whole.payloads == lines
+    assert whole.lines() == [line.decode() for line in lines]
