@@ -540,3 +540,41 @@ def test_text_lines_are_reported_one_by_one_when_sent_messages_are_reported() ->
     assert sent == ["a", "b", "END"]
     assert [payload for _, _, payload in unmask_client_frames(wire)] == [b"a", b"b", b"END"]
     assert session.messages_sent == 3
+
+
+def test_pacing_never_pauses_after_a_read_of_bulk_data() -> None:
+    # Reads of READ_PACE_BELOW_BYTES or more: more is coming, read on at once (a pause
+    # there could fill the receive window and hold the sender up).
+    from wstool.client.session import READ_PACE_BELOW_BYTES
+
+    payload = b"x" * 40_000
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for _ in range(40):
+            writer.write(frame(TEXT, payload))
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+    seen: list[tuple[int, bool]] = []  # payload bytes of each read, reading after it
+
+    def setup(session: Session) -> None:
+        session.pace_reads = True
+        loop = asyncio.get_running_loop()
+        deliver = session.on_text_batch
+        assert deliver is not None
+
+        def on_text_batch(payloads: list[bytes]) -> None:
+            deliver(payloads)
+            conn = session.connection
+            size = sum(map(len, payloads))
+            loop.call_soon(lambda: seen.append((size, conn.transport.is_reading())))
+
+        session.on_text_batch = on_text_batch
+
+    batches: list[list[bytes]] = []
+    session, _, _ = asyncio.run(run_session(script, batches, setup))
+    assert session.messages_received == 40
+    bulk = [reading for size, reading in seen if size >= READ_PACE_BELOW_BYTES]
+    assert bulk and all(bulk)
