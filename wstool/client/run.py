@@ -60,7 +60,10 @@ A **front-end** (:class:`ClientFrontEnd`) renders; it holds no policy:
     the opening handshake was rejected (``-v`` shows it);
 ``report_sent`` / ``echo_as_sent``
     class attributes: whether the session reports sent messages as events
-    (costs a record per message), and whether ``--echo`` copies are shown as sent.
+    (costs a record per message), and whether ``--echo`` copies are shown as sent;
+``pace_reads``
+    whether the session paces its reads (a fast stream of small reads is read at
+    most once a millisecond; pipe mode, issue 14).
 
 An **input source** (:class:`InputSource`) is what the run *pulls* messages
 from (pipe mode: :class:`wstool.client.pipe.StdinInput`); with none, a
@@ -217,6 +220,11 @@ class ClientFrontEnd(RunObserver):
     # -P/--show-ping-pong: have the session report the pings we send and the
     # automatic pongs too (Ping/Pong events with direction "sent").
     report_pings: bool = False
+
+    # Have the session pace its reads (session.py, _Connection._pace): when small
+    # reads come fast, read at most once a millisecond (a stream's output, where
+    # that delay is not seen; issue 14). Pipe mode asks.
+    pace_reads: bool = False
 
     # Whether on_text_batch() is worth calling (the run's receive fast path hands
     # text messages over a chunk at a time then); the default renders one by one.
@@ -632,6 +640,7 @@ class ClientRun:
             report_pings=self._front.report_pings,
         )
         session.echo_engine = cfg.echo  # issue 4: the session echoes, inside its receive
+        session.pace_reads = self._front.pace_reads
         if self._front.text_batches and not self.observers and not self._show_echo:
             session.on_text_batch = self._on_text_batch
         if self.session is not None:

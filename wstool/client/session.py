@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -93,10 +94,16 @@ from wstool.events import (
 )
 from wstool.protocol import deflate
 from wstool.term.render import escape
+from wstool.term.stdin import TextLines
 from wstool.tls import certificate_summary, client_context, tls_summary
 
 # -v shows what the server answered to a failed upgrade: keep its first bytes.
 HANDSHAKE_RECORD_BYTES = 64 * 1024
+
+# Read pacing (_Connection._pace, issue 14): how long to pause after a small read
+# that came soon after the one before, and what counts as small.
+READ_PACE_S = 0.001
+READ_PACE_BELOW_BYTES = 64 * 1024
 
 DEFAULT_USER_AGENT = f"wstool/{__version__}"
 
@@ -219,6 +226,55 @@ class _Connection(ClientConnection):
     # The receive fast path (see _receive_fast); switched on by Session.open().
     fast_receive = False
     _rx_pending = b""
+    # Read pacing (see _pace): the pause, 0 for none; switched on by Session.open().
+    pace_s = 0.0
+    _last_read_at = 0.0
+    _pace_timer: asyncio.TimerHandle | None = None
+    # Session.pause_reading() (a bridge's backpressure): pacing must not resume.
+    _reading_held = False
+
+    def _pace(self, size: int) -> None:
+        """Read pacing (issue 14): when small reads come in quick succession, pause
+        reading for ``pace_s`` after each one, so that the next read takes what has
+        arrived meanwhile in one go.
+
+        A server that writes each message with its own ``send()`` (Node's ``ws``, the
+        websockets library) makes one TCP segment per message, and a client that keeps
+        up wakes for every one of them: an ``epoll_wait``, a ``recv``, a parse, a
+        ``write`` to stdout and a context switch per message or two. 100 000 32-byte
+        lines through Node's ``ws`` took ~20 000 such reads (websocat, busy sending,
+        reads 8 KiB at a time); paced, ~1 000, and half the CPU time
+        (bench/README.md, "Read pacing"). A read of READ_PACE_BELOW_BYTES or more is
+        bulk data (more is waiting): it is never followed by a pause; neither is a
+        read after a quiet spell (2 * pace_s), so a lone reply is not delayed. A
+        message in a fast stream of small ones waits at most ``pace_s``."""
+        now = self.loop.time()
+        last, self._last_read_at = self._last_read_at, now
+        if size >= READ_PACE_BELOW_BYTES or now - last >= 2 * self.pace_s:
+            return
+        transport = self.transport
+        if self._reading_held or self._pace_timer is not None or transport.is_closing():
+            return
+        transport.pause_reading()
+        self._pace_timer = self.loop.call_at(now + self.pace_s, self._end_pace)
+
+    def _end_pace(self) -> None:
+        self._pace_timer = None
+        if not self._reading_held and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (True) or restart (False) reading from the socket, over any pacing."""
+        self._reading_held = held
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
+        transport = self.transport
+        if not transport.is_closing():
+            if held:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _receive_fast(self, data: bytes) -> bytes:
         """Parse the frames of the common case here; return the rest, from the
@@ -253,8 +309,45 @@ class _Connection(ClientConnection):
         # CPU (bench/README.md, "Pipe mode's CPU per message").
         batch: list[bytes] | None = [] if session.on_text_batch is not None else None
         batch_bytes = 0
+        # With a batch, runs of short text frames (under 126 bytes, FIN set, RSV and
+        # MASK clear: a first byte of 0x81, a second under 126) take the tight loop
+        # below: no size check is needed (the limit is at least 125), and the run's
+        # payloads are checked as UTF-8 together, joined. That halves the receive
+        # loop's instructions per line (5 500 -> 2 600; issue 14, bench/README.md).
+        runs = batch is not None and (max_size is None or max_size >= 125)
         try:
             while size - pos >= 2:
+                if runs and buf[pos] == 0x81 and buf[pos + 1] < 126:
+                    assert batch is not None
+                    run_start = pos
+                    first_index = len(batch)
+                    append = batch.append
+                    limit = size - 2
+                    start = pos
+                    while pos <= limit:
+                        length = buf[pos + 1]
+                        if buf[pos] != 0x81 or length > 125:
+                            break
+                        start = pos + 2
+                        pos = start + length
+                        append(buf[start:pos])
+                    if pos > size:  # the last frame is cut: it waits for the next read
+                        batch.pop()
+                        pos = start - 2
+                        if pos == run_start:
+                            break
+                    run = batch[first_index:] if first_index else batch
+                    # Joined by a byte that cannot continue a UTF-8 sequence, the
+                    # run is valid if and only if each payload is.
+                    joined = b"\n".join(run)
+                    if not joined.isascii() and not _is_utf8(joined):
+                        bad = next(i for i, p in enumerate(run) if not _is_utf8(p))
+                        offset = run_start + 2 * bad + sum(map(len, run[:bad]))
+                        del batch[first_index + bad :]
+                        batch_bytes += offset - run_start - 2 * bad
+                        return buf[offset:]  # the library path fails it with 1007
+                    batch_bytes += len(joined) - len(run) + 1
+                    continue
                 first = buf[pos]
                 second = buf[pos + 1]
                 opcode = first & 0x0F
@@ -325,6 +418,8 @@ class _Connection(ClientConnection):
                     session.sink(event)
             return
         self._data_received(data)
+        if self.pace_s:
+            self._pace(len(data))
 
     def _data_received(self, data: bytes) -> None:
         if self.fast_receive and (
@@ -370,6 +465,9 @@ class _Connection(ClientConnection):
         self.session._batch_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
         if self._close_timer is not None:
             self._close_timer.cancel()
         super().connection_lost(exc)
@@ -580,6 +678,9 @@ class Session:
     # message with serve-echo's strict engine (wstool/protocol/echo.py), inside the
     # receive call itself; the session still sees every frame.
     echo_engine: bool = False
+    # Set before open() to pace reads (_Connection._pace): pipe mode, whose output
+    # is a stream, where waiting a millisecond for more data costs nothing seen.
+    pace_reads: bool = False
 
     def __init__(
         self,
@@ -922,6 +1023,8 @@ class Session:
         # --trace must see the library's Frame objects; --echo runs the echo
         # engine's own frame loop instead of the library's parser.
         conn.fast_receive = not self.trace and not self.echo_engine
+        if self.pace_reads and conn.fast_receive and conn.h2_stream is None:
+            conn.pace_s = READ_PACE_S
         for extension in conn.protocol.extensions:
             if isinstance(extension, PerMessageDeflate):
                 deflate.skip_incompressible_binary(extension)
@@ -1205,6 +1308,10 @@ class Session:
         library_only = self.trace or any(
             not isinstance(ext, PerMessageDeflate) for ext in extensions
         )
+        if library_only or self.report_sent:
+            # Each line of a TextLines block as the str message it is (events, --trace).
+            messages = _expand_text_lines(messages)
+            count = len(messages)
         threshold = COMPRESS_THRESHOLD_BYTES if extensions else None
         writes = internals.pending_writes(protocol)
         keys = os.urandom(4 * count)
@@ -1221,6 +1328,18 @@ class Session:
             if message.__class__ is str:
                 data = message.encode()
                 headers = _TEXT_HEADERS
+            elif message.__class__ is TextLines:
+                # Pipe mode's stdin chunk (issue 14): its lines framed together.
+                assert isinstance(message, TextLines)
+                lines = message.payloads
+                count += len(lines) - 1
+                payload_bytes += len(message) - len(lines) * len(message.separator)
+                frames = _short_text_frames(lines)
+                if frames is not None:
+                    append(frames)
+                else:  # a line of 126 bytes or more: one by one
+                    self._append_text_payloads(lines, raw, writes, threshold)
+                continue
             else:
                 data = message  # type: ignore[assignment]
                 headers = _BINARY_HEADERS
@@ -1257,6 +1376,34 @@ class Session:
             for message in messages:
                 self.sink(Message("sent", message, ts=ts))
         return count
+
+    def _append_text_payloads(self, payloads: list[bytes], raw: list[bytes],
+                              writes: list[bytes], threshold: int | None) -> None:
+        """send_many()'s framing of text messages (UTF-8 bytes, checked) one by one,
+        for a TextLines block with a line too long for _short_text_frames."""
+        protocol = self._require_conn().protocol
+        keys = os.urandom(4 * len(payloads))
+        append = raw.append
+        pos = 0
+        for data in payloads:
+            length = len(data)
+            key = keys[pos : pos + 4]
+            pos += 4
+            if length < 126:
+                append(_TEXT_HEADERS[length])
+                append(key)
+                append(apply_mask(data, key))
+            elif threshold is not None and length >= threshold:
+                if raw:
+                    writes.append(b"".join(raw))
+                    raw.clear()
+                protocol.send_text(data)  # permessage-deflate: the library's extension
+            else:
+                if length < 65536:
+                    header = _HEADER_16.pack(0x81, 0xFE, length)
+                else:
+                    header = _HEADER_64.pack(0x81, 0xFF, length)
+                append(header + key + apply_mask(data, key))
 
     def send_prebuilt(self, frames: bytes, count: int, payload_bytes: int) -> None:
         """Queue COUNT whole data frames, already built and masked by the caller (``wstool
@@ -1308,13 +1455,13 @@ class Session:
     def pause_reading(self) -> None:
         """Stop reading from the socket: a bridge whose other side is full (issue 16)."""
         conn = self._conn
-        if conn is not None and not conn.transport.is_closing():
-            conn.transport.pause_reading()
+        if conn is not None:
+            conn.hold_reading(True)
 
     def resume_reading(self) -> None:
         conn = self._conn
-        if conn is not None and not conn.transport.is_closing():
-            conn.transport.resume_reading()
+        if conn is not None:
+            conn.hold_reading(False)
 
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round-trip time."""
@@ -1451,6 +1598,64 @@ class Session:
             close_code=rcvd.code,
             server_close=True,
         )
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _expand_text_lines(messages: Sequence[str | bytes]) -> list[str | bytes]:
+    out: list[str | bytes] = []
+    for message in messages:
+        if message.__class__ is TextLines:
+            assert isinstance(message, TextLines)
+            out.extend(message.lines())
+        else:
+            out.append(message)
+    return out
+
+
+# The second byte of a masked frame by payload length (under 128): MASK + length.
+_MASKED_LENGTHS = bytes((0x80 | n) & 0xFF for n in range(256))
+
+
+@functools.lru_cache(maxsize=8)
+def _splitter(count: int, width: int) -> struct.Struct:
+    """Cuts COUNT * WIDTH bytes into COUNT bytes objects, in C."""
+    return struct.Struct(f"{width}s" * count)
+
+
+def _short_text_frames(payloads: list[bytes]) -> bytes | None:
+    """The masked text frames of PAYLOADS (UTF-8) when each is under 126 bytes (else
+    None): built a whole block at a time, by slicing and C calls over all of it
+    rather than Python steps per line (issue 14: ~4 600 -> ~2 400 instructions a
+    line). The wire is what the per-message path writes: a fresh random key per
+    frame (RFC 6455 §5.3), FIN + TEXT, MASK + the 7-bit length.
+    """
+    count = len(payloads)
+    try:
+        lengths = bytes(map(len, payloads))
+    except ValueError:  # a length over 255
+        return None
+    if max(lengths) > 125:
+        return None
+    keys = os.urandom(4 * count)
+    # Each frame's header: 0x81, MASK + length, the key (6 bytes), laid out for all.
+    heads = bytearray(6 * count)
+    heads[0::6] = b"\x81" * count
+    heads[1::6] = lengths.translate(_MASKED_LENGTHS)
+    heads[2::6] = keys[0::4]
+    heads[3::6] = keys[1::4]
+    heads[4::6] = keys[2::4]
+    heads[5::6] = keys[3::4]
+    frames: list[bytes] = [b""] * (2 * count)
+    frames[0::2] = _splitter(count, 6).unpack(heads)
+    frames[1::2] = map(apply_mask, payloads, _splitter(count, 4).unpack(keys))
+    return b"".join(frames)
 
 
 _HEADER_16 = struct.Struct("!BBH")
