@@ -106,6 +106,15 @@ def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
     return wrapper
 
 
+def pid_gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie nobody reaps (PID 1 here may not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no such file, or the process went while we read it
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
 async def until(predicate: Callable[[], bool], what: str, timeout: float = 5) -> None:
     """Wait for PREDICATE in a running loop, polling; fail naming WHAT."""
     deadline = time.monotonic() + scaled(timeout)

@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_wstool, scaled
+from tests.conftest import pid_gone, run_wstool, scaled
 from tests.h2_client import H2Client
 from tests.servers import ServeEcho
 from tests.test_bridge_tcp import TcpService, echo_handler
-from tests.test_exec_listen import pid_gone
 
 pytest.importorskip("h2", reason="h2 (pip install 'wstool[http2]') is not installed")
 

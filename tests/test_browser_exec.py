@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.browser import APT_TIMEOUT_S, Chromium, ensure_chromium
-from tests.conftest import scaled
+from tests.conftest import pid_gone, scaled
 from tests.servers import ServeEcho
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(APT_TIMEOUT_S + 120)]
@@ -98,14 +98,6 @@ def _process_pids(stderr: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"process (\d+) started", stderr)]
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] == "Z"
-
-
 def test_a_static_page_talks_to_an_exec_backend(site: Path) -> None:
     binary = ensure_chromium()
     server = ServeEcho("--static", str(site / "site"), "-v",
@@ -146,7 +138,7 @@ def _talk(binary: str, server: ServeEcho) -> None:
     pids = _process_pids(server.stderr)
     assert len(pids) == 2, server.stderr
     deadline = time.monotonic() + scaled(10)
-    while not all(_gone(pid) for pid in pids):
+    while not all(pid_gone(pid) for pid in pids):
         assert time.monotonic() < deadline, f"processes {pids} left: {server.stderr}"
         time.sleep(0.05)
     assert server.stop() == 0, server.stderr

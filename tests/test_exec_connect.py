@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import (
     ServerThread,
+    pid_gone,
     run_wstool,
     run_wstool_inprocess,
     scaled,
@@ -175,14 +175,6 @@ def _exec_with_pid_file(url: str, pid_file: Any, *, ignore_sighup: bool) -> Any:
     return proc
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] == "Z"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("ignore_sighup", [False, True], ids=["sighup", "nohup"])
 def test_sighup_closes_and_stops_the_process(
@@ -205,12 +197,12 @@ def test_sighup_closes_and_stops_the_process(
         assert ("terminated (SIGTERM)" if ignore_sighup else "terminated (SIGHUP)") in stderr
         assert "closed by us: 1001" in stderr, stderr
         deadline = time.monotonic() + scaled(10)
-        while not _gone(pid):
+        while not pid_gone(pid):
             assert time.monotonic() < deadline, f"process {pid} left running"
             time.sleep(0.02)
         assert "Traceback" not in stderr
     finally:
         if proc.poll() is None:
             proc.kill()
-        if not _gone(pid):
+        if not pid_gone(pid):
             os.killpg(pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from tests.conftest import run_wstool_inprocess, scaled
+from tests.conftest import pid_gone, run_wstool_inprocess, scaled
 from tests.node_peers import NodeWsClient
 from tests.servers import ServeEcho
 from wstool.errors import ExitStatus
@@ -60,15 +60,6 @@ async def bytes_round_trip(url: str, payload: bytes, chunk: int, **options: Any)
             got += message
         await sender
         return got
-
-
-def pid_gone(pid: int) -> bool:
-    """Dead: no such process, or a zombie nobody reaps (PID 1 here may not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no such file, or the process went while we read it
-        return True
-    return stat[stat.rfind(")") + 2] == "Z"
 
 
 async def wait_gone(pid: int, timeout: float = 10) -> None:

@@ -656,6 +656,25 @@ class BenchRun:
         session.close_now(1000)
 
 
+def _record_batches(sent_ts: deque[list[Any]], counts: dict[int, int], n: int,
+                    now: float) -> int:
+    """N echoes, in order, against the batches of sends in flight (``[sent time,
+    count]``, oldest first): one latency count per batch they finish or cut into,
+    the batches taken; returns how many echoes matched nothing in flight."""
+    left = n
+    while left and sent_ts:
+        batch = sent_ts[0]
+        take = batch[1] if batch[1] <= left else left
+        us = int((now - batch[0]) * 1e6)
+        counts[us] = counts.get(us, 0) + take
+        left -= take
+        if take == batch[1]:
+            sent_ts.popleft()
+        else:
+            batch[1] -= take
+    return left
+
+
 class _Load:
     """One connection's load: its session, the send times of what is in flight."""
 
@@ -770,17 +789,7 @@ class _Load:
             counts[us] = counts.get(us, 0) + n
             self.in_flight_echoes -= n
         else:
-            left = n
-            while left and sent_ts:
-                batch = sent_ts[0]
-                take = batch[1] if batch[1] <= left else left
-                us = int((now - batch[0]) * 1e6)
-                counts[us] = counts.get(us, 0) + take
-                left -= take
-                if take == batch[1]:
-                    sent_ts.popleft()
-                else:
-                    batch[1] -= take
+            left = _record_batches(sent_ts, counts, n, now)
             self.in_flight_echoes -= n - left
             if left:
                 run.unmatched += left
@@ -1135,17 +1144,7 @@ class _FastReceiver(asyncio.Protocol):
         run = self.run
         counts = run.latency.pending
         sent_ts = self.sent_ts
-        left = n
-        while left and sent_ts:
-            batch = sent_ts[0]
-            take = batch[1] if batch[1] <= left else left
-            us = int((now - batch[0]) * 1e6)
-            counts[us] = counts.get(us, 0) + take
-            left -= take
-            if take == batch[1]:
-                sent_ts.popleft()
-            else:
-                batch[1] -= take
+        left = _record_batches(sent_ts, counts, n, now)
         if left:  # echoes of nothing in flight: counted, not replaced
             run.received += left
             run.bytes_received += left * self.echo_payload

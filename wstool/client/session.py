@@ -94,7 +94,7 @@ from wstool.events import (
 )
 from wstool.protocol import deflate
 from wstool.term.render import escape
-from wstool.term.stdin import TextLines
+from wstool.term.stdin import TextLines, is_utf8
 from wstool.tls import certificate_summary, client_context, tls_summary
 
 # -v shows what the server answered to a failed upgrade: keep its first bytes.
@@ -340,8 +340,8 @@ class _Connection(ClientConnection):
                     # Joined by a byte that cannot continue a UTF-8 sequence, the
                     # run is valid if and only if each payload is.
                     joined = b"\n".join(run)
-                    if not joined.isascii() and not _is_utf8(joined):
-                        bad = next(i for i, p in enumerate(run) if not _is_utf8(p))
+                    if not joined.isascii() and not is_utf8(joined):
+                        bad = next(i for i, p in enumerate(run) if not is_utf8(p))
                         offset = run_start + 2 * bad + sum(map(len, run[:bad]))
                         del batch[first_index + bad :]
                         batch_bytes += offset - run_start - 2 * bad
@@ -1598,14 +1598,6 @@ class Session:
             close_code=rcvd.code,
             server_close=True,
         )
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _expand_text_lines(messages: Sequence[str | bytes]) -> list[str | bytes]:

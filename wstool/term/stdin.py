@@ -139,7 +139,7 @@ class InputSplitter:
         self.partial = data[cut:]
         if self.text_blocks:
             block = data[:cut]
-            if block.isascii() or _is_utf8(block):  # isascii(): a fast C scan
+            if block.isascii() or is_utf8(block):  # isascii(): a fast C scan
                 whole = text_lines(block, self.separator)
                 self.line_no += len(whole.payloads)
                 out.append(whole)
@@ -179,7 +179,8 @@ class InputSplitter:
             ) from None
 
 
-def _is_utf8(data: bytes) -> bool:
+def is_utf8(data: bytes) -> bool:
+    """DATA is valid UTF-8 (shared with the client's receive fast path)."""
     try:
         data.decode()
     except UnicodeDecodeError:
