@@ -242,3 +242,28 @@ def test_the_records_of_a_one_shot_are_clicks() -> None:
     assert plan is not None
     assert _click_records(args) == (plan.connect, plan.run, plan.stream, plan.output, [],
                                     None)
+
+
+def test_the_collector_is_off_for_start_up_only() -> None:
+    # cli/fast.py turns cyclic GC off while the modules load, then freezes what they
+    # made and turns it on before the run; on click's path it is on again too.
+    code = """
+import gc, sys
+import wstool.client.pipe
+
+async def run_connect_pipe(*args, **kwargs):
+    print("run", gc.isenabled(), gc.get_freeze_count() > 0, flush=True)
+    return 0
+
+wstool.client.pipe.run_connect_pipe = run_connect_pipe
+from wstool.cli.fast import run_fast
+print("before", gc.isenabled())
+run_fast(["connect", "--", "ws://127.0.0.1:9/"], {"HOME": "/nonexistent"})
+print("click's path", gc.isenabled(), flush=True)
+run_fast(["connect", "-n", "1", "ws://127.0.0.1:9/"], {"HOME": "/nonexistent"})
+"""
+    result = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True,
+                            timeout=scaled(30))
+    assert result.stdout.decode().split("\n") == [
+        "before True", "click's path True", "run True True", ""], result.stderr
+    assert result.returncode == 0
