@@ -133,15 +133,9 @@ def connect_plan(args: Sequence[str], environ: Mapping[str, str]) -> ConnectPlan
     """The records of ``wstool connect ARGS`` when they are a plain pipe run's; None
     when click must run the command."""
     from wstool.cli.connect_table import DEFAULTS, ENVVARS
-    from wstool.cli.records import (
-        client_run_config,
-        connect_config,
-        output_config,
-        stream_config,
-    )
-    from wstool.config import config_path
-    from wstool.errors import WstoolError
 
+    # What goes to click is told first, before the builders are imported, so that
+    # `connect -h`, a REPL's options ... pay next to nothing for this attempt.
     if any(word.startswith("@") for word in args):  # @PROFILE: the config file's
         return None
     if any(name in environ for name in ENVVARS):
@@ -155,9 +149,19 @@ def connect_plan(args: Sequence[str], environ: Mapping[str, str]) -> ConnectPlan
     url = raw["url"]
     if not url:
         return None
+    from wstool.config import config_path
+
     # The config file's [defaults] change what click gives (cli/app.py, _Command).
     if os.path.exists(config_path(environ)):
         return None
+    from wstool.cli.records import (
+        client_run_config,
+        connect_config,
+        output_config,
+        stream_config,
+    )
+    from wstool.errors import WstoolError
+
     try:
         run = client_run_config(raw)
         stream = stream_config(raw)
