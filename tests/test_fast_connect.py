@@ -34,7 +34,8 @@ NO_CONFIG = {"HOME": "/nonexistent-wstool-test", "XDG_CONFIG_HOME": "/nonexisten
 
 def test_committed_table_matches_generator() -> None:
     # After an option change: python -m wstool.cli.fast_table
-    assert TABLE_PATH.read_text(encoding="utf-8") == table_source()
+    assert TABLE_PATH.read_text(encoding="utf-8") == table_source(), (
+        "connect's options changed: run python -m wstool.cli.fast_table")
 
 
 def _loaded_modules(*args: str, input: bytes = b"") -> tuple[subprocess.CompletedProcess[str],
