@@ -95,6 +95,28 @@ def test_version_loads_neither_config_nor_the_connect_path() -> None:
     assert result.returncode == 0 and result.stdout.startswith("wstool, version")
     loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
               if line.startswith("import time:")}
-    assert "click" in loaded  # what the check reads is there
+    assert "wstool.cli.fast" in loaded  # what the check reads is there
     # (urllib.parse is not checked: an editable install's import hook loads it.)
-    assert not loaded & {"wstool.config", "asyncio", "websockets", "wstool.client"}
+    # Nor click since cli/fast.py (tests/test_fast_connect.py).
+    assert not loaded & {"wstool.config", "asyncio", "websockets", "wstool.client", "click"}
+
+
+def test_patterns_off_the_one_shot_path_are_compiled_on_first_use() -> None:
+    # Issue 14: re compiles in Python (~1M instructions a pattern); a one-shot connect
+    # checks no header name and escapes no control character.
+    out = run_python("""
+import re
+def compiled():
+    keys = [*getattr(re, "_cache", {}), *getattr(re, "_cache2", {})]
+    return {k[1] for k in keys if isinstance(k, tuple) and len(k) > 1}
+import wstool.config as config, wstool.term.render as render
+patterns = {config._TOKEN_PATTERN, config._THRESHOLD_PATTERN, render._CONTROL_PATTERN,
+            render._CONTROL_WITH_TAB_PATTERN}
+print(sorted(patterns & compiled()))
+print(render.escape("plain ascii"), render.escape("tab\\there"), render.escape("\\x1b[31m"),
+      render.escape("a\\tb", keep_tab=False), render.escape("\\u202e") == "\\\\u202e")
+config.parse_header("X-A: b")
+config.parse_threshold("p99>50ms")
+print(len(patterns & compiled()))
+""")
+    assert out.split("\n") == ["[]", "plain ascii tab\there \\e[31m a\\tb True", "4", ""]

@@ -74,6 +74,7 @@ def test_16_mib_is_written_once() -> None:
     spelled = [
         f"{path.relative_to(WSTOOL)}:{n}"
         for path in sorted(WSTOOL.rglob("*.py"))
+        if path.name != "connect_table.py"  # generated from the click options (issue 14)
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if "16 * 1024 * 1024" in line or "16777216" in line or "1 << 24" in line
     ]

@@ -1,3 +1,3 @@
-from wstool.cli.app import main
+from wstool.cli import main
 
 main()

@@ -49,7 +49,9 @@ DEFLATE_SETTINGS = {"level": 1, "memLevel": 5}
 KEY_PASSWORD_ENV = "WSTOOL_KEY_PASSWORD"
 
 # RFC 9110 §5.6.2 token: what a header name may be made of.
-_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# The patterns are compiled on first use, not at import (issue 14): re's compiler is
+# pure Python, ~1M instructions a pattern, and a one-shot connect uses neither.
+_TOKEN_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
 
 class TLSConfig(NamedTuple):
@@ -303,7 +305,7 @@ def parse_header(text: str) -> tuple[str, str]:
     name = name.strip()
     if not sep or not name:
         raise UsageError(f"invalid header '{text}': expected \"Name: value\"")
-    if not _TOKEN_RE.match(name):
+    if not re.match(_TOKEN_PATTERN, name):  # re caches the compiled pattern
         raise UsageError(f"invalid header name '{name}': not an HTTP token")
     value = value.strip()
     if any(c in value for c in "\r\n\0"):
@@ -522,7 +524,7 @@ BENCH_MODES = ("echo", "request", "connect", "idle", "broadcast")
 # number is milliseconds), "errors" (a count) and "rate" (messages received per second).
 BENCH_LATENCY_METRICS = ("min", "p50", "p90", "p99", "p99.9", "max", "mean")
 BENCH_METRICS = (*BENCH_LATENCY_METRICS, "errors", "rate")
-_THRESHOLD_RE = re.compile(
+_THRESHOLD_PATTERN = (
     r"^\s*([a-z][a-z0-9.]*)\s*(<=|>=|<|>|==)\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]*)\s*$")
 _TIME_UNITS_S = {"": 1e-3, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -550,7 +552,7 @@ class Threshold(NamedTuple):
 
 def parse_threshold(text: str) -> Threshold:
     """``'p99>50ms'``, ``'errors>0'``, ``'rate<10000'`` -> a Threshold (UsageError else)."""
-    match = _THRESHOLD_RE.match(text.lower())
+    match = re.match(_THRESHOLD_PATTERN, text.lower())  # compiled once, cached by re
     hint = (f"invalid --fail-if '{text}': METRIC OP VALUE with METRIC one of "
             f"{', '.join(BENCH_METRICS)}, OP one of < <= > >= ==, e.g. 'p99>50ms'")
     if match is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from wstool import __version__
+from wstool.cli.running import flush_process_streams, run_to_status
 from wstool.errors import (
     EXIT_STATUS_HELP,
     ExitStatus,
@@ -29,26 +30,6 @@ if TYPE_CHECKING:
     from wstool.term.env import Environment
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _silence_stdout() -> None:
-    # After a closed stdout (`| head -1`), Python would complain when it
-    # flushes sys.stdout at exit; point fd 1 at /dev/null instead.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def _print_traceback() -> None:
-    import traceback  # ~10 ms of imports (linecache, tokenize): only for --debug
-
-    traceback.print_exc()
-
-
-async def _as_coroutine(factory: Callable[[], Awaitable[int]]) -> int:
-    return await factory()
 
 
 # Set by main(), the process entry point: once a command has run and every
@@ -95,7 +76,7 @@ def _exit(status: int, env: Environment | None) -> NoReturn:
     if _in_process() is not None:
         # In-process: flush what the command wrote, then end the command the way
         # click ends one (main() turns click.exceptions.Exit into its return value).
-        # Never _silence_stdout() here: fd 1 belongs to the caller.
+        # Never silence_stdout() here: fd 1 belongs to the caller.
         for stream in (env.stdout if env is not None else None, sys.stdout, sys.stderr):
             try:
                 if stream is not None:
@@ -103,15 +84,7 @@ def _exit(status: int, env: Environment | None) -> NoReturn:
             except (ValueError, OSError):
                 pass
         raise click.exceptions.Exit(status)
-    streams: list[Any] = [sys.stdout, sys.stderr]
-    if env is not None:
-        streams.insert(0, env.stdout)
-    for stream in streams:
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            if stream is not sys.stderr:
-                _silence_stdout()
+    flush_process_streams(env)
     if _fast_exit:
         os._exit(status)
     sys.exit(status)
@@ -123,32 +96,8 @@ def run_async(
     """Run a front-end coroutine; the one place errors become exit statuses.
 
     ENV's stdout (our buffered writer over fd 1) is flushed before exiting."""
-    # Imported here, not at the top: asyncio costs ~30 ms that --version, --help and
-    # completion never need (bench/README.md, start-up).
-    import asyncio
-
-    try:
-        status: int = asyncio.run(_as_coroutine(factory))
-    except WstoolError as exc:
-        if debug:
-            _print_traceback()
-        if not exc.said:  # a front-end said it already (a server's close line)
-            click.echo(f"wstool: error: {exc}", err=True)
-        status = exc.exit_status
-    except KeyboardInterrupt:
-        status = ExitStatus.INTERRUPTED
-    except BrokenPipeError:
-        status = ExitStatus.OK
-    except Exception as exc:  # a bug: say so in one line, traceback with --debug
-        if debug:
-            _print_traceback()
-        click.echo(
-            f"wstool: error: internal error: {type(exc).__name__}: {exc} "
-            "(run with --debug for a traceback)",
-            err=True,
-        )
-        status = ExitStatus.ERROR
-    _exit(int(status), env)
+    status = run_to_status(factory, debug=debug, say=lambda line: click.echo(line, err=True))
+    _exit(status, env)
 
 
 def _help_hint(ctx: click.Context | None) -> str:

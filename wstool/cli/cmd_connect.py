@@ -30,7 +30,8 @@ from wstool.cli.options import (
     tls_options,
     with_browser_request,
 )
-from wstool.config import ClientRunConfig, ConnectConfig
+from wstool.cli.records import client_run_config
+from wstool.config import ConnectConfig
 from wstool.errors import (
     CONNECT_BRIDGES_EXIT_STATUS_HELP,
     EXIT_STATUS_HELP,
@@ -157,28 +158,11 @@ def connect(url: str | None, demo: bool, **raw: Any) -> None:
             raise UsageError("give a URL or --demo, not both")
         if not demo and not url:
             raise UsageError("missing URL (or use --demo for a built-in echo server)")
-        if raw["wait"] < 0 and raw["wait"] != -1:
-            raise UsageError("invalid --wait: seconds, or -1 to wait for the server to close")
-        max_time = raw["max_time"]
-        if max_time is not None and not 0 < max_time < float("inf"):
-            raise UsageError("invalid --max-time: seconds, more than 0")
-        if raw["trace_h2"] and not (raw["http2"] or raw["http2_only"]):
-            raise UsageError("--trace-h2 shows HTTP/2 frames: give it with --http2")
-        if raw["echo"] and raw["binary"]:
-            raise UsageError("--echo already mirrors binary as binary; drop -b/--binary")
+        run_cfg = client_run_config(raw)  # -x, -n, -w, --max-time, --echo ...
         stream_cfg = stream_config(raw)
         exec_cfg = exec_config(raw)  # --exec (issue 16): messages to and from a process
         if exec_cfg is not None and raw["echo"]:
             raise UsageError("--exec and --echo both answer the messages: give one")
-        run_cfg = ClientRunConfig(
-            execute=tuple(raw["execute"]),
-            message_count=raw["count"],
-            wait_s=None if raw["wait"] == -1 else raw["wait"],
-            echo=raw["echo"],
-            reconnect=raw["reconnect"] or raw["reconnect_limit"] > 0,
-            reconnect_limit=raw["reconnect_limit"],
-            max_time_s=max_time,
-        )
         out_cfg = output_config(raw, trace=raw["trace"])
         # Validate the URL and options before anything starts.
         conn_cfg = connect_config(url or "ws://127.0.0.1:1/", raw)

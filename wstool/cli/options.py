@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from wstool.cli.records import _open_timeout_s
+from wstool.cli.records import connect_config as connect_config
+from wstool.cli.records import output_config as output_config
+from wstool.cli.records import stream_config as stream_config
+from wstool.cli.records import tls_config as tls_config
 from wstool.config import (
     DEFAULT_CHUNK_SIZE_BYTES,
     DEFAULT_MAX_BUFFER_BYTES,
@@ -24,11 +29,8 @@ from wstool.config import (
     ConnectConfig,
     OutputConfig,
     ReplConfig,
-    StreamConfig,
     TcpBridgeConfig,
-    TLSConfig,
     default_history_path,
-    handshake_headers,
     parse_auth,
     parse_header,
     parse_listen_address,
@@ -102,20 +104,6 @@ def stream_options(f: F) -> F:
                      show_default=True, metavar="BYTES",
                      help="Largest binary message read from stdin."),
     ])(f)
-
-
-def stream_config(raw: dict[str, Any]) -> StreamConfig:
-    """The values of @stream_options as a record (connect and listen)."""
-    if raw["binary"] and raw["null_separated"]:
-        # -b sends stdin as it arrives and writes payloads raw: nothing is separated.
-        raise UsageError("-0/--null separates text messages; -b/--binary has no "
-                         "separator: give one of them")
-    return StreamConfig(
-        null_separated=raw["null_separated"],
-        binary=raw["binary"],
-        base64=raw["use_base64"],
-        chunk_size_bytes=raw["chunk_size"],
-    )
 
 
 def repl_options(f: F) -> F:
@@ -283,82 +271,6 @@ def dump_output_options(f: F) -> F:
                           "requests and responses shown."),
         *_common_output_options(FRAME_DUMP_JSON_EVENTS),
     ])(f)
-
-
-def tls_config(raw: Mapping[str, Any]) -> TLSConfig:
-    """``tls_options`` -> ``TLSConfig`` (connect, and frame-dump's relay upstream)."""
-    if raw.get("key") and not raw.get("cert"):
-        raise UsageError("--key needs --cert (the client certificate it belongs to)")
-    return TLSConfig(
-        cafile=raw.get("cacert"),
-        certfile=raw.get("cert"),
-        keyfile=raw.get("key"),
-        key_password=raw.get("key_password"),
-        insecure=bool(raw.get("insecure")),
-        server_name=raw.get("server_name"),
-        keylog_file=raw.get("keylog"),
-    )
-
-
-def _open_timeout_s(value: float) -> float | None:
-    if value < 0:
-        raise UsageError("invalid --open-timeout: must be 0 (none) or more")
-    return seconds_or_none(value)
-
-
-def connect_config(url: str, raw: Mapping[str, Any]) -> ConnectConfig:
-    target, url_auth = split_userinfo(parse_target(url))
-    auth = parse_auth(raw["auth"]) if raw.get("auth") else url_auth
-    tls = tls_config(raw)
-    open_timeout_s = _open_timeout_s(raw["open_timeout"])
-    close_timeout = raw.get("close_timeout", 5.0)
-    if close_timeout < 0:
-        raise UsageError("invalid --close-timeout: must be 0 (do not wait) or more")
-    proxy = "" if raw.get("no_proxy") else raw.get("proxy")
-    if proxy and proxy.split("://", 1)[0] not in ("http", "https", "socks5", "socks5h",
-                                                   "socks4", "socks4a"):
-        raise UsageError(f"invalid --proxy '{proxy}': use http://, https:// or socks5://")
-    headers = handshake_headers(
-        tuple(parse_header(h) for h in raw.get("headers", ())),
-        user_agent=raw.get("user_agent"), origin=raw.get("origin"),
-    )
-    return ConnectConfig(
-        target=target,
-        headers=headers.extra,
-        subprotocols=tuple(raw.get("subprotocols", ())),
-        origin=headers.origin,
-        auth=auth,
-        user_agent=headers.user_agent,
-        host_header=headers.host,
-        tls=tls,
-        proxy=proxy,
-        compress=raw.get("compress", True),
-        max_size_bytes=size_or_none(raw["max_size"]),
-        open_timeout_s=open_timeout_s,
-        ping_interval_s=seconds_or_none(raw["ping_interval"]),
-        ping_timeout_s=seconds_or_none(raw["ping_timeout"]),
-        close_timeout_s=close_timeout,
-        follow_redirects=bool(raw.get("follow_redirects")),
-        max_redirects=raw.get("max_redirects", 10),
-        # connect --http2[=only], --trace-h2 (issue 12)
-        http2="only" if raw.get("http2_only") else "fallback" if raw.get("http2") else None,
-        trace_h2=bool(raw.get("trace_h2")),
-    )
-
-
-def output_config(raw: Mapping[str, Any], *, trace: bool = False) -> OutputConfig:
-    if raw.get("quiet") and raw.get("verbose"):
-        raise UsageError("give -q/--quiet or -v/--verbose, not both")
-    return OutputConfig(
-        quiet=bool(raw.get("quiet")),
-        verbose=raw.get("verbose", 0),
-        show_secrets=raw.get("show_secrets", False),
-        json=raw.get("json_output", False),
-        color=raw.get("color"),
-        debug=raw.get("debug", False),
-        trace=trace,
-        show_ping_pong=bool(raw.get("show_ping_pong")),
-    )
 
 
 def repl_config(raw: Mapping[str, Any], environ: Mapping[str, str], output: OutputConfig,

@@ -9,6 +9,7 @@ Remote text is escaped (C0, DEL, C1) before it can reach a terminal
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -49,11 +50,18 @@ JsonObject: TypeAlias = dict[str, Any]
 # order than it was sent ("Trojan Source", CVE-2021-42574). TAB is kept only where the
 # caller allows it.
 _BIDI = "\u202a-\u202e\u2066-\u2069"
-_CONTROL_RE = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_BIDI}]")
-_CONTROL_WITH_TAB_RE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+# Compiled on first use (_control_re), not at import: ~1M instructions each of a
+# one-shot connect's start-up (issue 14), where printable ASCII never needs them.
+_CONTROL_PATTERN = f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_BIDI}]"
+_CONTROL_WITH_TAB_PATTERN = f"[\x00-\x1f\x7f-\x9f{_BIDI}]"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+@functools.cache
+def _control_re(keep_tab: bool) -> re.Pattern[str]:
+    return re.compile(_CONTROL_PATTERN if keep_tab else _CONTROL_WITH_TAB_PATTERN)
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -65,7 +73,9 @@ def _escape_char(match: re.Match[str]) -> str:
 def escape(text: str, *, keep_tab: bool = True) -> str:
     """Make remote text safe for a terminal: control characters become ``\\xNN``,
     bidirectional overrides ``\\uNNNN``."""
-    pattern = _CONTROL_RE if keep_tab else _CONTROL_WITH_TAB_RE
+    if text.isascii() and text.isprintable():  # no control character, no bidi
+        return text
+    pattern = _control_re(keep_tab)
     if pattern.search(text) is None:
         return text
     return pattern.sub(_escape_char, text)
