@@ -319,9 +319,9 @@ def test_pacing_reads_a_burst_of_small_writes_in_few_reads() -> None:
     assert len(paced) < BURST // 10
 
 
-def _reading_after_each_read(session: Session, states: list[bool]) -> None:
-    """Record, right after each read (and its pacing decision), whether the
-    transport still reads."""
+def _reading_after_each_read(session: Session, seen: list[tuple[int, bool]]) -> None:
+    """Record, right after each read (and its pacing decision), its payload bytes and
+    whether the transport still reads."""
     loop = asyncio.get_running_loop()
     deliver = session.on_text_batch
     assert deliver is not None
@@ -329,7 +329,8 @@ def _reading_after_each_read(session: Session, states: list[bool]) -> None:
     def on_text_batch(payloads: list[bytes]) -> None:
         deliver(payloads)
         conn = session.connection
-        loop.call_soon(lambda: states.append(conn.transport.is_reading()))
+        size = sum(map(len, payloads))
+        loop.call_soon(lambda: seen.append((size, conn.transport.is_reading())))
 
     session.on_text_batch = on_text_batch
 
@@ -343,16 +344,16 @@ def test_pacing_never_delays_a_message_after_a_quiet_spell() -> None:
             await writer.drain()
         writer.write(frame(CLOSE, struct.pack("!H", 1000)))
 
-    states: list[bool] = []
+    seen: list[tuple[int, bool]] = []
     batches: list[list[bytes]] = []
 
     def setup(session: Session) -> None:
         session.pace_reads = True
-        _reading_after_each_read(session, states)
+        _reading_after_each_read(session, seen)
 
     asyncio.run(run_session(script, batches, setup))
     assert batches == [[b"one"], [b"two"], [b"three"]]
-    assert states == [True, True, True]  # no read was followed by a pause
+    assert [reading for _size, reading in seen] == [True, True, True]  # no pause after any
 
 
 def test_pause_reading_holds_over_a_pacing_pause() -> None:
@@ -561,17 +562,7 @@ def test_pacing_never_pauses_after_a_read_of_bulk_data() -> None:
 
     def setup(session: Session) -> None:
         session.pace_reads = True
-        loop = asyncio.get_running_loop()
-        deliver = session.on_text_batch
-        assert deliver is not None
-
-        def on_text_batch(payloads: list[bytes]) -> None:
-            deliver(payloads)
-            conn = session.connection
-            size = sum(map(len, payloads))
-            loop.call_soon(lambda: seen.append((size, conn.transport.is_reading())))
-
-        session.on_text_batch = on_text_batch
+        _reading_after_each_read(session, seen)
 
     batches: list[list[bytes]] = []
     session, _, _ = asyncio.run(run_session(script, batches, setup))

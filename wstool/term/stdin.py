@@ -180,7 +180,9 @@ class InputSplitter:
 
 
 def is_utf8(data: bytes) -> bool:
-    """DATA is valid UTF-8 (shared with the client's receive fast path)."""
+    """DATA is valid UTF-8 (shared with the client's receive fast path). protocol/echo.py
+    has the same five lines: importing them from there would put websockets' server
+    modules on every connect's start-up."""
     try:
         data.decode()
     except UnicodeDecodeError:
