@@ -44,11 +44,25 @@ def server_summary(server: ServeEcho) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+@pytest.fixture(params=["c", "python"])
+def receiver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """echo mode's receive path: the C core, then its pure-Python twin (both must count
+    what the server saw; tests/test_bench_closedloop.py compares them chunk by chunk)."""
+    from wstool.bench import generator
+
+    if request.param == "python":
+        monkeypatch.setattr(generator, "_FastReceiver", generator._PyReceiver)
+    elif generator._closedloop is None:
+        pytest.skip("wstool.bench._closedloop is not built here (test_bench_closedloop.py "
+                    "says whether it should be)")
+    return str(request.param)
+
+
 # Against serve-echo and Node's ws: the counts the server saw.
 
 
 @pytest.mark.slow
-def test_echo_counts_match_what_serve_echo_saw() -> None:
+def test_echo_counts_match_what_serve_echo_saw(receiver: str) -> None:
     server = ServeEcho()
     try:
         proc, report = bench_json("-c", "4", "--messages", "250", "--window", "5", server.url)
@@ -68,7 +82,7 @@ def test_echo_counts_match_what_serve_echo_saw() -> None:
 
 
 @pytest.mark.slow
-def test_duration_and_warmup_against_node_ws(node_ws_echo_url: str) -> None:
+def test_duration_and_warmup_against_node_ws(node_ws_echo_url: str, receiver: str) -> None:
     proc, report = bench_json("-c", "3", "--duration", "1.5", "--warmup", "0.5",
                               "--window", "4", "-b", "--size", "100", node_ws_echo_url)
     assert proc.returncode == 0, proc.stderr
@@ -452,7 +466,7 @@ def test_headers_and_subprotocols_apply(server_thread: ServerThread) -> None:
 
 @pytest.mark.parametrize(("refill", "sent", "echoed"), [(1, 14, 4), (3, 13, 4), (5, 10, 3)])
 def test_refill_sends_once_n_replies_are_owed(server_thread: ServerThread, refill: int,
-                                              sent: int, echoed: int) -> None:
+                                              sent: int, echoed: int, receiver: str) -> None:
     """--window 10 against a server that echoes the first 3 messages, a 4th echo once
     the 11th message came, and nothing else: by default each echo is replaced at once
     (14 sent); --refill 3 sends 3 after the third echo and holds the 4th (13);
@@ -483,7 +497,7 @@ def test_refill_sends_once_n_replies_are_owed(server_thread: ServerThread, refil
 
 
 @pytest.mark.slow
-def test_refill_with_messages_sends_every_one() -> None:
+def test_refill_with_messages_sends_every_one(receiver: str) -> None:
     """--messages with --refill: the last ones go even when fewer than N are left."""
     server = ServeEcho()
     try:
@@ -499,7 +513,8 @@ def test_refill_with_messages_sends_every_one() -> None:
         server.close()
 
 
-def test_pings_and_fragments_between_echoes(server_thread: ServerThread) -> None:
+def test_pings_and_fragments_between_echoes(server_thread: ServerThread,
+                                         receiver: str) -> None:
     """echo mode's own receive path hands every other frame to the library: the
     server's pings are answered (it waits for each pong before echoing) and a
     fragmented echo still counts as one message."""

@@ -40,7 +40,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wstool.bench.stats import Histogram
 from wstool.client.session import Session, SessionClosed
@@ -55,6 +55,21 @@ try:  # the websockets library's C mask (a dependency); pure Python otherwise
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 from websockets.protocol import State
+
+_OPEN = State.OPEN  # (State.OPEN itself is ~0.1 us an access: an enum's class attribute)
+
+# echo mode's receive path in C (wstool/bench/_closedloop.c), built with the package
+# where a C compiler is present (optional: without one the same path runs in Python).
+# WSTOOL_PURE_PYTHON=1 forces the Python path (tests, bench/bench_generator.py).
+_closedloop: Any
+try:
+    if os.environ.get("WSTOOL_PURE_PYTHON"):
+        raise ImportError("WSTOOL_PURE_PYTHON is set")
+    from wstool.bench import _closedloop
+except ImportError:
+    _closedloop = None
+else:
+    _closedloop.configure(_OPEN, perf_counter)
 
 FRAME_POOL = 64  # masking keys per payload: frames are cycled through this pool
 # Rate mode: do not queue more while this much is still unwritten (the kernel's
@@ -978,7 +993,47 @@ async def _sleep_or_stop(delay_s: float, stop: asyncio.Event) -> None:
         await asyncio.wait_for(stop.wait(), delay_s)
 
 
-class _FastReceiver(asyncio.Protocol):
+class _ReceiverFields:
+    """The echo-mode receiver's fields: the pure-Python twin of the C extension's
+    ``ReceiverCore`` (wstool/bench/_closedloop.c), which holds the same ones as C
+    members."""
+
+    __slots__ = ("buf", "closed_loop", "conn", "echo_len", "echo_payload", "echo_run",
+                 "frame_len", "frames", "frames_run", "load", "max_send", "pool", "protocol",
+                 "refill", "run", "sent_ts", "transport")
+
+    buf: bytes
+    closed_loop: bool
+    conn: Any
+    echo_len: int
+    echo_payload: int
+    echo_run: bytes | None
+    frame_len: int
+    frames: list[bytes]
+    frames_run: bytes
+    load: Any
+    max_send: int
+    pool: int
+    protocol: Any
+    refill: int
+    run: Any
+    sent_ts: deque[list[Any]]
+    transport: Any
+
+    def set_transport(self, transport: Any) -> None:
+        self.transport = transport
+
+
+if TYPE_CHECKING:  # what _Receiver's methods see; at run time a mixin of methods only
+    class _ReceiverBase(_ReceiverFields, asyncio.Protocol):
+        __slots__ = ("echo_header", "max_size")
+        echo_header: bytes | None
+        max_size: int | None
+else:
+    _ReceiverBase = object
+
+
+class _Receiver(_ReceiverBase):
     """echo mode's receive path: in front of the session's connection on the transport.
 
     Whole, unmasked, unfragmented text/binary frames with RSV bits clear (every echo
@@ -990,16 +1045,20 @@ class _FastReceiver(asyncio.Protocol):
     ``on_batch``) and the library sits at a frame boundary again. A frame the library
     must refuse (masked, over --max-size), a close frame, or the connection no longer
     open: every byte from there goes to the connection, the transport given back.
+
+    ``data_received`` is C (``_closedloop.ReceiverCore``, built with the package where
+    a C compiler is present) or, without it, :meth:`_data_received_py`: the same steps,
+    calling the same methods below for everything but the common case
+    (tests/test_bench_closedloop.py checks that both leave the same state).
+    The methods are here; the fields are ``_ReceiverFields``' or the C core's.
     """
 
-    __slots__ = ("buf", "closed_loop", "conn", "echo_header", "echo_len", "echo_payload",
-                 "echo_run", "frame_len", "frames", "frames_run", "load", "max_send",
-                 "max_size", "pool", "protocol", "refill", "run", "sent_ts", "transport")
+    __slots__ = ()
 
     def __init__(self, load: _Load) -> None:
         self.load = load
         self.conn = load.session.connection
-        self.transport = self.conn.transport
+        self.set_transport(self.conn.transport)
         self.max_size = self.conn.protocol.max_message_size
         self.buf = b""
         # Every echo of a fixed-size payload is the same header + SIZE bytes: a run of
@@ -1047,7 +1106,8 @@ class _FastReceiver(asyncio.Protocol):
         if rest:
             self.conn.data_received(rest)
 
-    def data_received(self, data: bytes) -> None:
+    def _data_received_py(self, data: bytes) -> None:
+        """data_received, in Python: the C core's twin, step for step."""
         run_bytes = self.echo_run
         if run_bytes is None:
             self._parse(data)
@@ -1111,7 +1171,7 @@ class _FastReceiver(asyncio.Protocol):
                 return
             self.load.owed = 0
         protocol = self.protocol
-        if send > self.max_send or protocol.writes or protocol._state is not State.OPEN:
+        if send > self.max_send or protocol.writes or protocol._state is not _OPEN:
             self._received_only(n)
             self.load.send(send, now)  # the library's queue first, or SessionClosed
             return
@@ -1121,8 +1181,7 @@ class _FastReceiver(asyncio.Protocol):
             self.transport.write(self.frames[i] if send == 1 else
                                  self.frames_run[i * self.frame_len:(i + send) * self.frame_len])
         except Exception as exc:  # the transport is gone; connection_lost follows
-            self._received_only(n)
-            internals.set_connection_error(self.conn, exc)
+            self._write_failed(n, exc)
             return
         i += send
         load.frame_index = i if i < self.pool else i % self.pool
@@ -1150,6 +1209,10 @@ class _FastReceiver(asyncio.Protocol):
             run.bytes_received += left * self.echo_payload
             run.unmatched += left
         return n - left
+
+    def _write_failed(self, n: int, exc: Exception) -> None:
+        self._received_only(n)
+        internals.set_connection_error(self.conn, exc)
 
     def _received_only(self, n: int) -> None:
         """N matched echoes that the inline path does not replace now (--refill owes
@@ -1244,3 +1307,16 @@ class _FastReceiver(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.conn.resume_writing()
+
+
+class _PyReceiver(_Receiver, _ReceiverFields, asyncio.Protocol):
+    __slots__ = ("echo_header", "max_size")
+    data_received = _Receiver._data_received_py
+
+
+_FastReceiver: type[_Receiver] = _PyReceiver
+if not TYPE_CHECKING and _closedloop is not None:
+    class _CReceiver(_Receiver, _closedloop.ReceiverCore, asyncio.Protocol):
+        __slots__ = ("echo_header", "max_size")
+
+    _FastReceiver = _CReceiver
