@@ -15,7 +15,10 @@ same fresh server per measurement, interleaved round by round (median of rounds)
   measures no latency);
 * ``wstool bench``: ``python -m wstool bench --json`` (full sessions, every frame
   parsed, every round trip timed into the histogram); its own report gives the
-  CPU seconds and the messages of its measured window.
+  CPU seconds and the messages of its measured window. Echo mode's receive path is
+  the C extension (wstool/bench/_closedloop.c) when it is built;
+* ``wstool bench (Python)``: the same with ``WSTOOL_PURE_PYTHON=1``, the path a
+  machine without a C compiler installs (with ``--no-python``: not run).
 
 Modes: ``rr`` (request/response: --window 1), ``pipe`` (--window 100: every echo
 replaced at once, 100 always in flight) and ``pipe/2`` (--window 100 --refill 50: the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import subprocess
 import sys
@@ -68,12 +72,16 @@ def run_project(port: int, mode: str, duration_s: float) -> tuple[int, float]:
     return total, cpu1 - cpu0
 
 
-def run_wstool(port: int, mode: str, duration_s: float) -> tuple[int, float, dict[str, float]]:
+def run_wstool(port: int, mode: str, duration_s: float,
+               pure: bool = False) -> tuple[int, float, dict[str, float]]:
     argv = [sys.executable, "-m", "wstool", "bench", "--json", "--no-compress",
             "--ping-interval", "0", "-c", str(CONNECTIONS), "--window", str(WINDOWS[mode]),
             "--refill", str(REFILLS[mode]),
             "--duration", str(duration_s), f"ws://127.0.0.1:{port}/"]
-    result = subprocess.run(argv, capture_output=True, timeout=duration_s + 120)
+    env = {k: v for k, v in os.environ.items() if k != "WSTOOL_PURE_PYTHON"}
+    if pure:
+        env["WSTOOL_PURE_PYTHON"] = "1"
+    result = subprocess.run(argv, capture_output=True, timeout=duration_s + 120, env=env)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.decode())
     report = json.loads(result.stdout)
@@ -88,23 +96,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--modes", nargs="*", default=list(WINDOWS), choices=list(WINDOWS))
+    parser.add_argument("--no-python", action="store_true",
+                        help="do not run wstool bench's pure-Python path")
     args = parser.parse_args()
+    names = ["project", "wstool bench"] + ([] if args.no_python else ["wstool bench (Python)"])
     servers = [s for s in project.servers(args.only or ["uvloop", "node"])
                if "asyncio" not in s.name]
     rows = []
     for server in servers:
         for mode in args.modes:
-            figures: dict[str, list[float]] = {"project": [], "wstool bench": []}
+            figures: dict[str, list[float]] = {name: [] for name in names}
             latencies: list[dict[str, float]] = []
             for _ in range(args.rounds):
-                for name in ("project", "wstool bench"):
+                for name in names:
                     proc, port = project.start(server)
                     try:
                         if name == "project":
                             total, cpu = run_project(port, PROJECT_MODES[mode], args.duration)
                         else:
-                            total, cpu, latency = run_wstool(port, mode, args.duration)
-                            latencies.append(latency)
+                            pure = name != "wstool bench"
+                            total, cpu, latency = run_wstool(port, mode, args.duration, pure)
+                            if not pure:
+                                latencies.append(latency)
                     finally:
                         project.stop(proc)
                     figures[name].append(total / max(cpu, 1e-9))
@@ -112,13 +125,15 @@ def main() -> None:
             med = {name: statistics.median(v) for name, v in figures.items()}
             p50 = statistics.median(x["p50"] for x in latencies) * 1e3
             p99 = statistics.median(x["p99"] for x in latencies) * 1e3
-            rows.append((server.name, mode, med["project"], med["wstool bench"], p50, p99))
+            rows.append((server.name, mode, med["project"], med["wstool bench"],
+                         med.get("wstool bench (Python)"), p50, p99))
             print(f"# {server.name} {mode}: {med}", file=sys.stderr, flush=True)
     print("| server | mode | project generator msgs/CPU-s | wstool bench msgs/CPU-s | ratio "
-          "| wstool bench p50 / p99 |")
-    print("|---|---|---:|---:|---:|---|")
-    for name, mode, proj, ours, p50, p99 in rows:
-        print(f"| {name} | {mode} | {proj:,.0f} | {ours:,.0f} | {ours / proj:.2f}x "
+          "| Python path msgs/CPU-s | ratio | wstool bench p50 / p99 |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for name, mode, proj, ours, py_rate, p50, p99 in rows:
+        py = f"{py_rate:,.0f} | {py_rate / proj:.2f}x" if py_rate is not None else "- | -"
+        print(f"| {name} | {mode} | {proj:,.0f} | {ours:,.0f} | {ours / proj:.2f}x | {py} "
               f"| {p50:.3g} / {p99:.3g} ms |")
 
 

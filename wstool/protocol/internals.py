@@ -37,7 +37,8 @@ per message); each is still a fenced assumption with its test:
   out as they are. ``StrictEcho.send_message`` appends each raw echo;
   ``server/core.py`` ``ServerConnection.flush`` swaps it for ``[]`` per chunk;
   ``bench/generator.py``'s echo receiver writes its pre-built frames straight to the
-  transport only while it is empty (per chunk).
+  transport only while it is empty (per chunk; also read, by name, by its C twin
+  ``bench/_closedloop.c``, with ``_state`` below).
 * ``Protocol.eof_sent`` — True once ``send_eof()`` queued the half-close
   (``ServerConnection.flush``, per chunk).
 * ``Protocol.reader`` — a ``StreamReader`` whose ``buffer`` is a ``bytearray`` that
