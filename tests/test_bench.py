@@ -732,3 +732,32 @@ def test_procs_ctrl_c_merges_the_partial_results() -> None:
         assert report["latency"]["count"] == report["messages"]["received"]
     finally:
         server.close()
+
+
+# Found trying it end to end (i15-review).
+
+
+def test_connect_mode_counts_rejections_without_a_traceback(server_thread: ServerThread) -> None:
+    """The probe is accepted, then every other handshake is refused: each refusal is
+    counted by status, and none escapes as an unretrieved task exception (the first
+    task of the loop used to re-raise as if it were the probe)."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    from tests.conftest import lib_echo, run_wstool
+
+    seen = [0]
+
+    def every_other_503(ws: ServerConnection, request: Request) -> Response | None:
+        seen[0] += 1
+        return ws.respond(503, "busy\n") if seen[0] % 2 == 0 else None
+
+    _server, url = start_websockets_server(server_thread, lib_echo,
+                                           process_request=every_other_503)
+    proc = run_wstool("bench", "--json", "--mode", "connect", "-c", "1", "--messages", "6",
+                      url, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "never retrieved" not in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["connections"]["failures"]["http_status"] == {"503": 3}
+    assert report["handshakes"]["count"] == 3

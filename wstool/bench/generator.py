@@ -564,7 +564,7 @@ class BenchRun:
         --connect-rate (at most -c at once); until --duration or --messages each."""
         cfg = self.cfg
         if self.probe:
-            await self._connect_once(0)  # raises: the run's one error
+            await self._connect_once(probe=True)  # raises: the run's one error
             self.handshakes = 0  # counted in the connections, not in the window
         self.sending = True
         self.phase = "warmup" if cfg.warmup_s else "measuring"
@@ -577,9 +577,9 @@ class BenchRun:
         total = None if cfg.messages is None else cfg.messages * self.connections
         started = 0
 
-        async def one(index: int) -> None:
+        async def one() -> None:
             try:
-                await self._connect_once(index)
+                await self._connect_once()
             finally:
                 slots.release()
 
@@ -600,7 +600,7 @@ class BenchRun:
                         await _sleep_or_stop(min(due - now, 0.05), stop)
                         continue
                 await slots.acquire()
-                task = asyncio.ensure_future(one(started))
+                task = asyncio.ensure_future(one())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 started += 1
@@ -624,7 +624,7 @@ class BenchRun:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.phase = "done"
 
-    async def _connect_once(self, index: int) -> None:
+    async def _connect_once(self, *, probe: bool = False) -> None:
         phases: dict[str, float] = {}
 
         def sink(event: Any) -> None:
@@ -642,7 +642,7 @@ class BenchRun:
         except WstoolError as exc:
             self.failed += 1
             self.failures.add_open_error(session, exc)
-            if index == 0 and self.probe:
+            if probe:
                 raise
             return
         self.handshake.record(int((time.perf_counter() - start) * 1e6))
