@@ -761,3 +761,30 @@ def test_connect_mode_counts_rejections_without_a_traceback(server_thread: Serve
     report = json.loads(proc.stdout)
     assert report["connections"]["failures"]["http_status"] == {"503": 3}
     assert report["handshakes"]["count"] == 3
+
+
+@pytest.mark.slow
+def test_procs_ctrl_c_on_a_terminal_keeps_every_worker() -> None:
+    """A terminal's Ctrl-C reaches the whole process group, the workers too, and the
+    parent passes it on again: no worker may die of that second SIGINT (it did, with a
+    KeyboardInterrupt traceback, and its share was missing from the report)."""
+    import os
+
+    server = ServeEcho("-v")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
+             "--duration", "60", "--json", server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        for n in range(2, 6):  # the probe, then the workers' four
+            server.wait_for(f"[{n}]")
+        time.sleep(0.5)  # let them measure something
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+        out, err = proc.communicate(timeout=scaled(30))
+        assert proc.returncode == 130, err
+        assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err
+        report = json.loads(out)
+        assert report["connections"]["requested"] == report["connections"]["opened"] == 4
+        assert report["generator"]["procs"] == 2
+    finally:
+        server.close()

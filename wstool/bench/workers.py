@@ -138,6 +138,10 @@ def _worker_main(cfg: BenchConfig, conn_cfg: ConnectConfig, connections: int, in
                 done.set()
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
+        # Leaving handle_signals gave SIGINT back to KeyboardInterrupt; on a terminal
+        # a worker gets Ctrl-C twice (the terminal's, then the parent's), and the
+        # second must not kill it before its result is sent.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         results_queue.put(("result", index, run.result()))
 
     asyncio.run(main())
