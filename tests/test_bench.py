@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import signal
@@ -786,5 +787,38 @@ def test_procs_ctrl_c_on_a_terminal_keeps_every_worker() -> None:
         report = json.loads(out)
         assert report["connections"]["requested"] == report["connections"]["opened"] == 4
         assert report["generator"]["procs"] == 2
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_procs_live_figures_are_one_merge_per_tick() -> None:
+    """The live line (and --html's series) gets one merged snapshot per progress tick
+    of all the workers, not one per worker's snapshot: rates taken between two merges
+    a few ms apart showed millions of msgs/s."""
+    from wstool.bench.generator import Snapshot
+    from wstool.bench.workers import run_workers
+    from wstool.cli.cmd_bench import bench_cmd, bench_config
+    from wstool.cli.options import connect_config
+
+    server = ServeEcho()
+    try:
+        ctx = bench_cmd.make_context("bench", ["-c", "2", "--procs", "2", "--duration",
+                                               "2.2", "--no-compress", server.url])
+        raw = dict(ctx.params)
+        url = raw.pop("url")
+        cfg, conn_cfg = bench_config(raw), connect_config(url, raw)
+        shown: list[Snapshot] = []
+
+        async def main() -> list[dict[str, Any]]:
+            return await run_workers(cfg, conn_cfg, asyncio.Event(), shown.append)
+
+        results = asyncio.run(main())
+        assert len(results) == 2
+        measuring = [snap for snap in shown if snap.phase == "measuring"]
+        assert len(measuring) >= 2, shown
+        assert all(snap.open_now == 2 for snap in measuring), shown
+        gaps = [b.elapsed_s - a.elapsed_s for a, b in itertools.pairwise(shown)]
+        assert min(gaps) > cfg.progress_interval_s / 2, gaps
     finally:
         server.close()

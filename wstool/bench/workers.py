@@ -60,6 +60,7 @@ async def run_workers(cfg: BenchConfig, conn_cfg: ConnectConfig, stop: asyncio.E
     loop = asyncio.get_running_loop()
     results: dict[int, dict[str, Any]] = {}
     snapshots: dict[int, Snapshot] = {}
+    fresh: set[int] = set()  # workers whose snapshot of this tick has come
     forwarded = False
     try:
         while len(results) < len(procs):
@@ -78,9 +79,15 @@ async def run_workers(cfg: BenchConfig, conn_cfg: ConnectConfig, stop: asyncio.E
                 continue
             if kind == "result":
                 results[index] = payload
+                fresh.discard(index)
             elif kind == "snapshot" and show is not None:
                 snapshots[index] = payload
-                show(_merge_snapshots(list(snapshots.values())))
+                fresh.add(index)
+                # One merge per tick, once every worker still running has sent its
+                # snapshot of it: rates between two merges a few ms apart are noise.
+                if fresh >= set(range(len(procs))) - results.keys():
+                    fresh.clear()
+                    show(_merge_snapshots(list(snapshots.values())))
     finally:
         for proc in procs:
             proc.join(5)
