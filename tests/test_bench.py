@@ -822,3 +822,24 @@ def test_procs_live_figures_are_one_merge_per_tick() -> None:
         assert min(gaps) > cfg.progress_interval_s / 2, gaps
     finally:
         server.close()
+
+
+def test_terminal_cursor_comes_back_when_the_first_connection_fails() -> None:
+    """On a terminal the live display hides the cursor; an unreachable URL (with
+    --procs too: the parent's probe) must show it again with the one error line."""
+    import os
+
+    import pexpect
+
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    for procs in ("1", "2"):
+        child = pexpect.spawn(
+            sys.executable, ["-m", "wstool", "bench", "-c", "4", "--procs", procs, url],
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
+            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child.expect(pexpect.EOF)
+        child.close()
+        out = child.before
+        assert child.exitstatus == 3, out
+        assert out.count("wstool: error: connection refused") == 1, out
+        assert out.rfind("\x1b[?25l") < out.rfind("\x1b[?25h"), (procs, out)

@@ -88,24 +88,24 @@ async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig,
             progress = _Progress(env, cfg)
         show = _both(progress.show if progress is not None else None,
                      series.add if series is not None else None)
-        if cfg.procs > 1:
-            results = await run_workers(cfg, conn_cfg, stop, show)
-        else:
-            run = BenchRun(cfg, conn_cfg)
-            ticker = None
-            if show is not None:
-                ticker = asyncio.ensure_future(_tick(run.snapshot, show, cfg))
-            try:
-                await run.run(stop)
-            finally:
-                if ticker is not None:
-                    ticker.cancel()
-                    await asyncio.gather(ticker, return_exceptions=True)
-                if progress is not None:
-                    progress.stop()
-            results = [run.result()]
-        if progress is not None:
-            progress.stop()
+        try:
+            if cfg.procs > 1:
+                results = await run_workers(cfg, conn_cfg, stop, show)
+            else:
+                run = BenchRun(cfg, conn_cfg)
+                ticker = None
+                if show is not None:
+                    ticker = asyncio.ensure_future(_tick(run.snapshot, show, cfg))
+                try:
+                    await run.run(stop)
+                finally:
+                    if ticker is not None:
+                        ticker.cancel()
+                        await asyncio.gather(ticker, return_exceptions=True)
+                results = [run.result()]
+        finally:  # the live display gives the cursor back, whatever ended the run
+            if progress is not None:
+                progress.stop()
     merged = merge_results(results)
     interrupted = merged["interrupted"] or bool(signals)
     merged["interrupted"] = interrupted
