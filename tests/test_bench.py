@@ -843,3 +843,39 @@ def test_terminal_cursor_comes_back_when_the_first_connection_fails() -> None:
         assert child.exitstatus == 3, out
         assert out.count("wstool: error: connection refused") == 1, out
         assert out.rfind("\x1b[?25l") < out.rfind("\x1b[?25h"), (procs, out)
+
+
+def test_open_loop_latency_is_the_servers_not_the_tickers(server_thread: ServerThread) -> None:
+    """--rate: a message's latency counts from when it was due, so the generator must
+    send it then; against a server that waits 20 ms before each echo, the round trip
+    is 20 ms and a little, not 20 ms plus up to one tick of the sender (it was 50 ms
+    ticks at --rate 20: p50 near 45 ms)."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def echo_after_20ms(ws: ServerConnection) -> None:
+        async for message in ws:
+            await asyncio.sleep(0.02)
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo_after_20ms)
+    proc, report = bench_json("-c", "2", "--rate", "20", "--duration", "1.5", url)
+    assert proc.returncode == 0, proc.stderr
+    lat = report["latency"]
+    assert lat["count"] >= 40
+    assert lat["min"] >= 0.02
+    assert lat["p50"] < 0.02 + scaled(0.01), lat
+
+
+@pytest.mark.slow
+def test_broadcast_fan_out_latency_is_not_the_publishers_tick() -> None:
+    """The publisher sends each message when it is due (its timestamp): fan-out on
+    loopback is well under a tick of the old 50 ms publish loop (p50 was ~25 ms)."""
+    server = ServeEcho("--broadcast")
+    try:
+        proc, report = bench_json("--mode", "broadcast", "-c", "2", "--rate", "20",
+                                  "--duration", "1.5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        assert report["latency"]["count"] >= 40
+        assert report["latency"]["p50"] < scaled(0.01), report["latency"]
+    finally:
+        server.close()
