@@ -185,8 +185,9 @@ class _Progress:
         sent = snap.sent - (last.sent if last is not None and snap.sent >= last.sent else 0)
         received = snap.received - (
             last.received if last is not None and snap.received >= last.received else 0)
+        # Two lines, each under 80 columns: on one, a narrow terminal cut off p99.
         line = (f"{snap.elapsed_s:6.1f}s  {snap.phase:<9}  connections {snap.open_now} open, "
-                f"{snap.failed} failed  sent {sent / max(dt, 1e-9):,.0f}/s  "
+                f"{snap.failed} failed\n         sent {sent / max(dt, 1e-9):,.0f}/s  "
                 f"received {received / max(dt, 1e-9):,.0f}/s")
         if snap.interval:
             p50 = percentile_of_counts(snap.interval, 50) / 1e3
@@ -390,7 +391,7 @@ def render_pictures(env: Environment, latency: Histogram,
         if len(history) >= 2:
             p50s = [p50 for _, p50, _ in history]
             p99s = [p99 for _, _, p99 in history]
-            span = f"{history[0][0]:.0f}-{history[-1][0]:.0f} s"
+            span = f"{history[0][0]:.3g}-{history[-1][0]:.3g} s"  # 1-1.5 s, not 1-1 s
             console.print(Text(f"p50 over {span}  {sparkline(p50s)}  max {max(p50s):.3g} ms"))
             console.print(Text(f"p99 over {span}  {sparkline(p99s)}  max {max(p99s):.3g} ms"))
         env.stdout.flush()
