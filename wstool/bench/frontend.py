@@ -1,6 +1,6 @@
 """``wstool bench``'s front-end: the live display, the final report, the exit status.
 
-On a terminal (stdout a tty, no ``--json``): a live line (rich) while the run goes,
+On a terminal (stdout a tty, no ``--json``): a live display (rich, two lines) while the run goes,
 then the report as a table. In a pipe: only the report. ``--json``: the report as
 one JSON object (README, "wstool bench"). Ctrl-C stops the run and prints what was
 measured so far (exit 130); a crossed ``--fail-if`` exits 8.
