@@ -881,3 +881,54 @@ def test_broadcast_fan_out_latency_is_not_the_publishers_tick() -> None:
         assert report["latency"]["p50"] < scaled(0.01), report["latency"]
     finally:
         server.close()
+
+
+def _keys(value: Any, prefix: str = "") -> set[str]:
+    """Every key of a report, dotted; not those of the failure groups (data)."""
+    if not isinstance(value, dict):
+        return set()
+    out = set()
+    for key, child in value.items():
+        out.add(key)
+        if key not in ("http_status", "close_code", "error"):
+            out |= _keys(child)
+    if isinstance(value.get("thresholds"), list):
+        for check in value["thresholds"]:
+            out |= _keys(check)
+    return out
+
+
+@pytest.mark.slow
+def test_json_report_keys_are_the_ones_the_readme_documents(lib_echo_url: str) -> None:
+    """README's --json schema (the block and the keys the modes add, in the prose
+    after it) against real reports of every mode, both ways."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("`--json` (one object"):readme.index("Exit status: 0 done")]
+    block = section[section.index("```"):section.index("```", section.index("```") + 3)]
+    in_block = set(re.findall(r'"([A-Za-z_][\w.]*)":', block))
+    documented = set(re.findall(r'"([A-Za-z_][\w.]*)"', section))
+    slow_readers = readme[readme.index("`--slow-readers P` (echo mode)"):]
+    documented |= set(re.findall(r'"([A-Za-z_][\w.]*)"', slow_readers[:600]))
+    seen: set[str] = set()
+    _proc, echo = bench_json("-c", "2", "--messages", "20", "--slow-readers", "50",
+                             "--fail-if", "p99>1s", lib_echo_url)
+    seen |= _keys(echo)
+    assert in_block <= _keys(echo), in_block - _keys(echo)
+    for args in (["--mode", "connect", "-c", "1", "--messages", "3"],
+                 ["--mode", "idle", "-c", "2", "--duration", "0.6", "--ping-interval", "0.2"]):
+        proc, report = bench_json(*args, lib_echo_url)
+        assert proc.returncode == 0, proc.stderr
+        seen |= _keys(report)
+    server = ServeEcho("--broadcast")
+    try:
+        proc, report = bench_json("--mode", "broadcast", "-c", "2", "--rate", "50",
+                                  "--messages", "5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        seen |= _keys(report)
+    finally:
+        server.close()
+    assert seen <= documented, f"not in README: {sorted(seen - documented)}"
+    assert {"handshakes", "phases", "ping", "broadcast", "slow_readers",
+            "subscribers_missing"} <= seen
