@@ -663,6 +663,8 @@ def test_html_report_is_self_contained(tmp_path: Any) -> None:
             assert fetch not in page, fetch
         assert f"{report['messages']['received']:,}" in page
         assert "Round-trip latency by percentile" in page and "<polyline" in page
+        tags = _Tags(page)  # valid: every tag closed, in order
+        assert tags.stack == [] and tags.wrong == [], (tags.stack, tags.wrong)
         unwritable = run_wstool_inprocess("bench", "--messages", "3", "--html",
                                           str(tmp_path / "no" / "such" / "dir.html"),
                                           server.url, timeout=60)
@@ -932,3 +934,62 @@ def test_json_report_keys_are_the_ones_the_readme_documents(lib_echo_url: str) -
     assert seen <= documented, f"not in README: {sorted(seen - documented)}"
     assert {"handshakes", "phases", "ping", "broadcast", "slow_readers",
             "subscribers_missing"} <= seen
+
+
+class _Tags:
+    """html.parser over a page: the tags left open or closed out of order."""
+
+    VOID = frozenset({"meta", "br", "hr", "img", "input", "link"})
+
+    def __init__(self, page: str) -> None:
+        from html.parser import HTMLParser
+
+        self.stack: list[str] = []
+        self.wrong: list[str] = []
+        tags = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag: str, attrs: Any) -> None:
+                if tag not in tags.VOID:
+                    tags.stack.append(tag)
+
+            def handle_endtag(self, tag: str) -> None:
+                if tags.stack and tags.stack[-1] == tag:
+                    tags.stack.pop()
+                else:
+                    tags.wrong.append(tag)
+
+        parser = Parser()
+        parser.feed(page)
+        parser.close()
+
+
+@pytest.mark.slow
+def test_html_report_has_each_modes_figures(lib_echo_url: str, tmp_path: Any) -> None:
+    """--html is valid HTML (html.parser: every tag closed, in order) and shows what
+    the terminal's table shows for connect, idle and broadcast mode too (it had the
+    echo rows only: a connect run's page had no handshakes per second)."""
+    pages = {}
+    for mode, args in (("connect", ["-c", "1", "--messages", "3"]),
+                       ("idle", ["-c", "2", "--duration", "0.6", "--ping-interval", "0.2"])):
+        path = tmp_path / f"{mode}.html"
+        proc, _report = bench_json("--mode", mode, *args, "--html", str(path), lib_echo_url)
+        assert proc.returncode == 0, proc.stderr
+        pages[mode] = path.read_text()
+    server = ServeEcho("--broadcast")
+    try:
+        path = tmp_path / "broadcast.html"
+        proc, _report = bench_json("--mode", "broadcast", "-c", "2", "--rate", "50",
+                                   "--messages", "5", "--html", str(path), server.url)
+        assert proc.returncode == 0, proc.stderr
+        pages["broadcast"] = path.read_text()
+    finally:
+        server.close()
+    for mode, page in pages.items():
+        tags = _Tags(page)
+        assert tags.stack == [] and tags.wrong == [], (mode, tags.stack, tags.wrong)
+    assert re.search(r"<th>handshakes</th><td>3 \([\d,]+/s\)</td>", pages["connect"])
+    assert "<th>tcp</th>" in pages["connect"] and "<th>round trip</th>" not in pages["connect"]
+    assert re.search(r"<th>ping rtt</th><td>p50 [\d.]+ ms", pages["idle"])
+    assert "<th>delivered</th><td>10 of 10; 0 missed" in pages["broadcast"]
+    assert "<th>fan-out</th>" in pages["broadcast"]
