@@ -993,3 +993,213 @@ def test_html_report_has_each_modes_figures(lib_echo_url: str, tmp_path: Any) ->
     assert re.search(r"<th>ping rtt</th><td>p50 [\d.]+ ms", pages["idle"])
     assert "<th>delivered</th><td>10 of 10; 0 missed" in pages["broadcast"]
     assert "<th>fan-out</th>" in pages["broadcast"]
+
+
+# Every part of the issue, tried as a user would (i15-review): pacing, the publisher's
+# URL, messages from a file, a proxy, failures by error kind, remote text escaped.
+
+
+def test_ramp_paces_the_connections(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+
+    arrivals: list[float] = []
+
+    async def hold(ws: ServerConnection) -> None:
+        arrivals.append(time.perf_counter())
+        await ws.wait_closed()
+
+    _server, url = start_websockets_server(server_thread, hold)
+    proc, report = bench_json("--mode", "idle", "-c", "4", "--ramp", "10", "--duration",
+                              "0.3", url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["connections"]["open_at_end"] == 4
+    # The first alone (its error would be the run's), then 10 per second: 0, 0.1, 0.2 s.
+    assert len(arrivals) == 4
+    assert arrivals[3] - arrivals[1] >= 0.18, arrivals
+
+
+def test_connect_rate_paces_the_handshakes(lib_echo_url: str) -> None:
+    """--connect-rate 20 for 0.5 s: about 10 handshakes, where -c 5 back to back
+    makes hundreds on loopback."""
+    proc, report = bench_json("--mode", "connect", "-c", "5", "--connect-rate", "20",
+                              "--duration", "0.5", lib_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    assert 5 <= report["handshakes"]["count"] <= 11, report["handshakes"]
+    assert report["handshakes"]["per_s"] <= 22
+
+
+def test_broadcast_publish_url_is_where_the_publisher_goes(server_thread: ServerThread) -> None:
+    """A hub that sends what /pub gets to every /sub connection."""
+    from websockets.asyncio.server import ServerConnection
+
+    subscribers: list[ServerConnection] = []
+    published: list[str] = []
+
+    async def hub(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        if ws.request.path == "/sub":
+            subscribers.append(ws)
+            await ws.wait_closed()
+            return
+        async for message in ws:
+            published.append(ws.request.path)
+            for sub in list(subscribers):
+                await sub.send(message)
+
+    _server, url = start_websockets_server(server_thread, hub)
+    proc, report = bench_json("--mode", "broadcast", "-c", "3", "--rate", "50",
+                              "--messages", "8", "--publish-url", url + "pub", url + "sub")
+    assert proc.returncode == 0, proc.stderr
+    b = report["broadcast"]
+    assert (b["published"], b["subscribers"], b["delivered"], b["missed"]) == (8, 3, 24, 0)
+    assert published == ["/pub"] * 8
+
+
+def test_messages_file_lines_are_sent_cycled(lib_echo_url: str, tmp_path: Any) -> None:
+    path = tmp_path / "messages.txt"
+    path.write_bytes(b"short\r\n\nsomething longer\n")  # the blank line is skipped
+    proc, report = bench_json("--messages", "4", "--messages-file", str(path), lib_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    msgs = report["messages"]
+    assert msgs["sent"] == msgs["received"] == 4
+    assert msgs["bytes_sent"] == msgs["bytes_received"] == 2 * (5 + 16)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    proc = run_wstool_inprocess("bench", "--messages-file", str(empty), lib_echo_url)
+    assert proc.returncode == 2 and "has no non-empty line" in proc.stderr
+    missing = run_wstool_inprocess("bench", "--messages-file", str(tmp_path / "nope"),
+                                   lib_echo_url)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("wstool: error: cannot read --messages-file")
+
+
+def test_proxy_option_applies(server_thread: ServerThread, lib_echo_url: str) -> None:
+    from tests.servers import ProxyLog, start_http_proxy
+
+    log = ProxyLog()
+    _proxy, port = server_thread.run(start_http_proxy(log))
+    proc, report = bench_json("-c", "3", "--messages", "5", "--proxy",
+                              f"http://127.0.0.1:{port}", lib_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["messages"]["received"] == 15
+    authority = lib_echo_url.split("://", 1)[1].rstrip("/")
+    assert log.requests == [f"CONNECT {authority} HTTP/1.1"] * 3
+
+
+def test_failures_by_error_kind(server_thread: ServerThread, lib_echo_url: str) -> None:
+    """The first connection is passed to an echo server; every later one gets a 101
+    with a garbled Upgrade header: counted by error kind, in the table too."""
+    from tests.servers import _pipe
+
+    port = int(lib_echo_url.rsplit(":", 1)[1].rstrip("/"))
+    count = [0]
+
+    async def first_real_then_bad(reader: asyncio.StreamReader,
+                                  writer: asyncio.StreamWriter) -> None:
+        count[0] += 1
+        if count[0] == 1:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: \x1b]0;pwned\x07\x1b[31mweb\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def start() -> int:
+        server = await asyncio.start_server(first_real_then_bad, "127.0.0.1", 0)
+        return int(server.sockets[0].getsockname()[1])
+
+    url = f"ws://127.0.0.1:{server_thread.run(start())}/"
+    proc, report = bench_json("-c", "4", "--messages", "3", url)
+    assert proc.returncode == 0, proc.stderr
+    conns = report["connections"]
+    assert (conns["opened"], conns["failed"]) == (1, 3)
+    [(error, n)] = conns["failures"]["error"].items()
+    assert n == 3 and report["errors"] == 3 and "invalid handshake response" in error
+    count[0] = 0
+    table = run_wstool_inprocess("bench", "-c", "4", "--messages", "3", url, timeout=60)
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.decode()
+    assert re.search(r"\n +error +3 x invalid handshake response", out), out
+    assert "\x1b" not in out and "\x07" not in out
+
+
+def test_remote_text_in_the_one_error_is_escaped(server_thread: ServerThread) -> None:
+    """A rejection body with terminal escapes (OSC title, CSI, C1): the one error line
+    shows them escaped, on a terminal or not."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    from tests.conftest import lib_echo
+
+    def hostile(ws: ServerConnection, request: Request) -> Response:
+        return ws.respond(503, "busy \x1b]0;pwned\x07\x1b[31mRED \x9b2J\n")
+
+    _server, url = start_websockets_server(server_thread, lib_echo, process_request=hostile)
+    proc = run_wstool_inprocess("bench", "-c", "5", "--messages", "3", url)
+    assert proc.returncode == 4
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("wstool: error: server rejected the WebSocket handshake: HTTP 503")
+    assert "\x1b" not in line and "\x07" not in line and "\x9b" not in line, repr(line)
+    assert "\\e]0;pwned" in line, line
+
+
+def test_open_loop_keeps_sending_through_a_stall(server_thread: ServerThread) -> None:
+    """--rate is open loop: while the server sits on the first 0.5 s of messages the
+    generator still sends 20/s, and every message that waited is charged the wait
+    (no coordinated omission); --window 1 would have sent one."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def stall_then_echo(ws: ServerConnection) -> None:
+        start = time.perf_counter()
+        held: list[Any] = []
+        async for message in ws:
+            if time.perf_counter() - start < 0.5:
+                held.append(message)
+                continue
+            for old in held:
+                await ws.send(old)
+            held = []
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, stall_then_echo)
+    proc, report = bench_json("-c", "1", "--rate", "20", "--duration", "1.2", url)
+    assert proc.returncode == 0, proc.stderr
+    msgs, lat = report["messages"], report["latency"]
+    assert 20 <= msgs["sent"] <= 26, msgs
+    assert lat["count"] >= msgs["sent"] - 2
+    assert lat["max"] >= 0.4  # the first, due at the start, echoed after 0.5 s
+    assert lat["p90"] >= 0.1  # the stall is in the distribution, not once
+
+
+def test_saturated_generator_is_reported() -> None:
+    """generator.saturated (and the warning it brings) from the CPU share of the
+    measured window, per process."""
+    from wstool.bench.report import build_report, merge_results
+    from wstool.config import BenchConfig
+
+    def result(cpu_s: float) -> dict[str, Any]:
+        empty = Histogram().encode()
+        return {"wall_s": 2.0, "cpu_s": cpu_s, "requested": 1, "opened": 1, "failed": 0,
+                "closed_early": 0, "kept": 1,
+                "failures": {"http_status": {}, "close_code": {}, "error": {}},
+                "sent": 10, "received": 10, "bytes_sent": 0, "bytes_received": 0,
+                "unmatched": 0, "lost": 0, "handshakes": 0, "interrupted": False,
+                "latency": empty, "handshake": empty, "ping": empty,
+                "phases": {"tcp": empty, "tls": empty, "upgrade": empty},
+                "slow_readers": {"connections": 0, "received": 0, "latency": empty},
+                "broadcast": {"published": 0, "missed": 0, "subscribers_missing": 0,
+                              "max_missed": 0}}
+
+    def generator(*cpus: float) -> dict[str, Any]:
+        merged = merge_results([result(cpu) for cpu in cpus])
+        report = build_report(merged, BenchConfig(), "ws://x/", loop="asyncio")
+        return dict(report["generator"])
+
+    assert generator(1.9)["saturated"] and generator(1.9)["cpu_share"] == pytest.approx(0.95)
+    assert not generator(1.0)["saturated"]
+    assert not generator(1.9, 1.0)["saturated"]  # two processes: 2.9 of 4 CPU s
+    assert generator(1.9, 1.9)["saturated"]
+    assert generator(1.0)["messages_per_cpu_s"] == pytest.approx(10)
