@@ -140,6 +140,7 @@ def test_closes_are_counted_by_code(server_thread: ServerThread) -> None:
                                  "errors>0", url, timeout=60)
     assert proc2.returncode == 8, proc2.stderr
     assert "--fail-if 'errors>0' crossed (measured: 2)" in proc2.stderr
+    assert b"2 x close code 1011 (internal error)" in proc2.stdout, proc2.stdout
 
 
 def test_latency_reflects_a_slow_server(server_thread: ServerThread) -> None:

@@ -25,7 +25,7 @@ from wstool.bench.report import (
 from wstool.bench.stats import Histogram, percentile_of_counts
 from wstool.bench.workers import run_workers
 from wstool.config import BenchConfig, ConnectConfig
-from wstool.errors import ExitStatus, WstoolError
+from wstool.errors import ExitStatus, WstoolError, describe_close_code
 from wstool.term.env import Environment
 from wstool.term.render import escape
 from wstool.term.signals import handle_signals
@@ -259,7 +259,7 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
     for status, n in failures["http_status"].items():
         rows.append(("  failed", f"{n} x HTTP {status}"))
     for code, n in failures["close_code"].items():
-        rows.append(("  closed", f"{n} x close code {code}"))
+        rows.append(("  closed", f"{n} x close code {code} ({describe_close_code(int(code))})"))
     for error, n in failures["error"].items():
         rows.append(("  error", f"{n} x {escape(error)}"))
     hs = report["handshake"]

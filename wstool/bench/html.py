@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from wstool.errors import describe_close_code
+
 # The percentile curve's points (HdrHistogram's usual plot: x = 1/(1-p), log scale).
 CURVE_PERCENTILES = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 
@@ -115,7 +117,7 @@ def render_html(report: dict[str, Any], curve: Sequence[tuple[float, float]],
     for status, n in failures["http_status"].items():
         rows.append(("failed", f"{n} x HTTP {status}"))
     for code, n in failures["close_code"].items():
-        rows.append(("closed", f"{n} x close code {code}"))
+        rows.append(("closed", f"{n} x close code {code} ({describe_close_code(int(code))})"))
     for error, n in failures["error"].items():
         rows.append(("error", f"{n} x {error}"))
     for check in report.get("thresholds", []):
