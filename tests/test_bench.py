@@ -790,7 +790,8 @@ def test_procs_ctrl_c_on_a_terminal_keeps_every_worker() -> None:
         assert proc.returncode == 130, err
         assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err
         report = json.loads(out)
-        assert report["connections"]["requested"] == report["connections"]["opened"] == 4
+        assert report["connections"]["requested"] == report["connections"]["opened"] == 4, (
+            report, err)
         assert report["generator"]["procs"] == 2
     finally:
         server.close()
@@ -1204,3 +1205,36 @@ def test_saturated_generator_is_reported() -> None:
     assert not generator(1.9, 1.0)["saturated"]  # two processes: 2.9 of 4 CPU s
     assert generator(1.9, 1.9)["saturated"]
     assert generator(1.0)["messages_per_cpu_s"] == pytest.approx(10)
+
+
+def test_echo_mode_messages_are_templates(server_thread: ServerThread, tmp_path: Any) -> None:
+    """--message and --messages-file are templates in echo mode too (issue 11's): one
+    that changes is rendered for each send; {{file:PATH}} is read once (it was sent
+    as the literal text '{{seq}}')."""
+    from websockets.asyncio.server import ServerConnection
+
+    got: list[str | bytes] = []
+
+    async def recording_echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            got.append(message)
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, recording_echo)
+    proc, report = bench_json("--messages", "4", "--window", "2", "--message", "n={{seq}}",
+                              url)
+    assert proc.returncode == 0, proc.stderr
+    assert got == ["n=1", "n=2", "n=3", "n=4"]
+    msgs = report["messages"]
+    assert msgs["received"] == report["latency"]["count"] == 4
+    assert msgs["bytes_sent"] == msgs["bytes_received"] == 12
+    body = tmp_path / "body.json"
+    body.write_text('{"op": "ping"}\n')
+    got.clear()
+    proc, report = bench_json("--messages", "3", "-b", "--message", f"{{{{file:{body}}}}}",
+                              url)
+    assert proc.returncode == 0, proc.stderr
+    assert got == [b'{"op": "ping"}'] * 3
+    assert report["messages"]["bytes_received"] == 3 * 14
+    bad = run_wstool_inprocess("bench", "--message", "{{nope}}", url)
+    assert bad.returncode == 2 and "unknown placeholder {{nope}}" in bad.stderr

@@ -184,7 +184,8 @@ class BenchRun:
         self.rate_mode = bool(cfg.rate_per_s)
         sizes = [len(cfg.payloads[i % len(cfg.payloads)]) for i in range(len(self.frames))]
         self.sizes2 = sizes * 2
-        self.uniform_size = sizes[0] if len(set(sizes)) == 1 else None
+        # (templated: each message rendered, of any size)
+        self.uniform_size = sizes[0] if len(set(sizes)) == 1 and not cfg.templated else None
         self.echo_run: bytes | None = None  # echo mode's expected echoes (_FastReceiver)
         self.echo_payload = self.uniform_size or 0
         # One payload size: every frame is as long, so COUNT frames from pool index I
@@ -923,7 +924,16 @@ class _Load:
             if run.cfg.mode == "request":
                 self._send_requests(count, now, times)
                 return
-            if self.library_send:
+            if run.cfg.templated:  # echo mode's templates: rendered for each send
+                renderer, templates = run.request_renderer()
+                texts = [renderer.render(templates[(self.frame_index + k) % len(templates)])
+                         for k in range(count)]
+                self.frame_index = (self.frame_index + count) % len(templates)
+                encoded = [text.encode() for text in texts]
+                session.send_many(encoded if run.binary else texts)
+                session.flush()
+                payload = sum(len(m) for m in encoded)
+            elif self.library_send:
                 messages = run.messages
                 batch = [messages[(self.frame_index + k) % len(messages)]
                          for k in range(count)]
