@@ -1182,9 +1182,9 @@ def test_saturated_generator_is_reported() -> None:
     from wstool.bench.report import build_report, merge_results
     from wstool.config import BenchConfig
 
-    def result(cpu_s: float) -> dict[str, Any]:
+    def result(cpu_s: float, wall_s: float = 2.0) -> dict[str, Any]:
         empty = Histogram().encode()
-        return {"wall_s": 2.0, "cpu_s": cpu_s, "requested": 1, "opened": 1, "failed": 0,
+        return {"wall_s": wall_s, "cpu_s": cpu_s, "requested": 1, "opened": 1, "failed": 0,
                 "closed_early": 0, "kept": 1,
                 "failures": {"http_status": {}, "close_code": {}, "error": {}},
                 "sent": 10, "received": 10, "bytes_sent": 0, "bytes_received": 0,
@@ -1205,6 +1205,11 @@ def test_saturated_generator_is_reported() -> None:
     assert not generator(1.9, 1.0)["saturated"]  # two processes: 2.9 of 4 CPU s
     assert generator(1.9, 1.9)["saturated"]
     assert generator(1.0)["messages_per_cpu_s"] == pytest.approx(10)
+    # A run of a few ms (--messages 5) is no measure of it: no warning on every short run.
+    merged = merge_results([result(0.0019, wall_s=0.002)])
+    report = build_report(merged, BenchConfig(), "ws://x/", loop="asyncio")
+    assert report["generator"]["cpu_share"] == pytest.approx(0.95)
+    assert not report["generator"]["saturated"]
 
 
 def test_echo_mode_messages_are_templates(server_thread: ServerThread, tmp_path: Any) -> None:
