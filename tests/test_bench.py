@@ -1243,3 +1243,29 @@ def test_echo_mode_messages_are_templates(server_thread: ServerThread, tmp_path:
     assert report["messages"]["bytes_received"] == 3 * 14
     bad = run_wstool_inprocess("bench", "--message", "{{nope}}", url)
     assert bad.returncode == 2 and "unknown placeholder {{nope}}" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_terminal_prints_the_partial_table() -> None:
+    import os
+
+    import pexpect
+
+    server = ServeEcho()
+    try:
+        child = pexpect.spawn(
+            sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "60",
+                             "--no-compress", server.url],
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
+            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child.expect(r"p99 [\d.]+ ms")  # measuring: the live display has figures
+        child.sendintr()
+        child.expect(r"wstool bench echo \S+ \(interrupted: partial\)")
+        child.expect(r"round trip[ \x1b\[0-9;m]*min")
+        child.expect("round-trip latency")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130
+        assert "Traceback" not in child.before
+    finally:
+        server.close()
