@@ -567,6 +567,8 @@ def test_pipe_gets_the_table_only() -> None:
         assert out.startswith("wstool bench echo ")
         assert "round trip" in out and "round-trip latency" not in out
         assert "\x1b[" not in out and "measuring" not in out
+        # Plain lines for grep and diff: no padding to the table's width.
+        assert all(line == line.rstrip() for line in out.splitlines()), out
     finally:
         server.close()
 

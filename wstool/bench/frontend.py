@@ -326,7 +326,13 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
     for what, value in rows:
         table.add_row(what, value)
     with contextlib.suppress(BrokenPipeError):
-        console.print(table)
+        if env.stdout_isatty:
+            console.print(table)
+        else:  # plain lines for grep and diff: without rich's padding to the width
+            with console.capture() as captured:
+                console.print(table)
+            lines = captured.get().splitlines()
+            env.stdout.write("".join(f"{line.rstrip()}\n" for line in lines).encode())
         env.stdout.flush()
 
 
