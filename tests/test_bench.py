@@ -212,6 +212,7 @@ def test_unreachable_url_is_one_error() -> None:
     (["--mode", "broadcast", "--procs", "2"], "one publisher"),
     (["--mode", "idle", "--slow-readers", "10"], "--slow-readers is for --mode echo"),
     (["--mode", "idle", "--messages", "10"], "drop --messages"),
+    (["--duration", "2", "--messages", "10"], "give --duration or --messages, not both"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from wstool.cli.app import _Command, _environment, fail, run_async
 from wstool.cli.options import SECONDS, Seconds, connect_config, connect_options, tls_options
@@ -107,6 +108,11 @@ def bench_cmd(url: str, **raw: Any) -> None:
     in a pipe only the report; --json the report as one JSON object (keys in README).
     """
     try:
+        source = click.get_current_context().get_parameter_source("duration")
+        if raw["messages"] is not None and source in (ParameterSource.COMMANDLINE,
+                                                      ParameterSource.ENVIRONMENT):
+            raise UsageError("give --duration or --messages, not both (--messages N "
+                             "replaces the duration: it waits for every reply)")
         cfg = bench_config(raw)
         conn_cfg = connect_config(url, raw)
         if raw["publish_url"] is not None:
