@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import signal
@@ -153,6 +154,7 @@ def test_closes_are_counted_by_code(server_thread: ServerThread) -> None:
                                  "errors>0", url, timeout=60)
     assert proc2.returncode == 8, proc2.stderr
     assert "--fail-if 'errors>0' crossed (measured: 2)" in proc2.stderr
+    assert b"2 x close code 1011 (internal error)" in proc2.stdout, proc2.stdout
 
 
 def test_latency_reflects_a_slow_server(server_thread: ServerThread) -> None:
@@ -224,6 +226,7 @@ def test_unreachable_url_is_one_error() -> None:
     (["--mode", "broadcast", "--procs", "2"], "one publisher"),
     (["--mode", "idle", "--slow-readers", "10"], "--slow-readers is for --mode echo"),
     (["--mode", "idle", "--messages", "10"], "drop --messages"),
+    (["--duration", "2", "--messages", "10"], "give --duration or --messages, not both"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")
@@ -555,9 +558,11 @@ def test_terminal_shows_live_progress_then_table_and_pictures() -> None:
         child = pexpect.spawn(
             sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "2",
                              "--no-compress", server.url],
-            env={**os.environ, "TERM": "xterm", "COLUMNS": "130", "LINES": "40"},
-            dimensions=(40, 130), encoding="utf-8", timeout=scaled(20))
-        child.expect(r"measuring +connections 2 open, 0 failed +sent [\d,]+/s")
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
+            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        # Every figure of the live display fits in 100 columns (p99 was cut off).
+        child.expect(r"measuring +connections 2 open, 0 failed")
+        child.expect(r"sent [\d,]+/s +received [\d,]+/s +p50 [\d.]+ ms +p99 [\d.]+ ms")
         child.expect("wstool bench echo")
         child.expect(r"round trip[ \x1b\[0-9;m]*min")  # bold on a terminal
         child.expect("round-trip latency")
@@ -578,6 +583,8 @@ def test_pipe_gets_the_table_only() -> None:
         assert out.startswith("wstool bench echo ")
         assert "round trip" in out and "round-trip latency" not in out
         assert "\x1b[" not in out and "measuring" not in out
+        # Plain lines for grep and diff: no padding to the table's width.
+        assert all(line == line.rstrip() for line in out.splitlines()), out
     finally:
         server.close()
 
@@ -675,6 +682,8 @@ def test_html_report_is_self_contained(tmp_path: Any) -> None:
             assert fetch not in page, fetch
         assert f"{report['messages']['received']:,}" in page
         assert "Round-trip latency by percentile" in page and "<polyline" in page
+        tags = _Tags(page)  # valid: every tag closed, in order
+        assert tags.stack == [] and tags.wrong == [], (tags.stack, tags.wrong)
         unwritable = run_wstool_inprocess("bench", "--messages", "3", "--html",
                                           str(tmp_path / "no" / "such" / "dir.html"),
                                           server.url, timeout=60)
@@ -745,5 +754,536 @@ def test_procs_ctrl_c_merges_the_partial_results() -> None:
         assert report["interrupted"] is True and report["generator"]["procs"] == 2
         assert report["messages"]["received"] > 0
         assert report["latency"]["count"] == report["messages"]["received"]
+    finally:
+        server.close()
+
+
+# Found trying it end to end (i15-review).
+
+
+def test_connect_mode_counts_rejections_without_a_traceback(server_thread: ServerThread) -> None:
+    """The probe is accepted, then every other handshake is refused: each refusal is
+    counted by status, and none escapes as an unretrieved task exception (the first
+    task of the loop used to re-raise as if it were the probe)."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    from tests.conftest import lib_echo, run_wstool
+
+    seen = [0]
+
+    def every_other_503(ws: ServerConnection, request: Request) -> Response | None:
+        seen[0] += 1
+        return ws.respond(503, "busy\n") if seen[0] % 2 == 0 else None
+
+    _server, url = start_websockets_server(server_thread, lib_echo,
+                                           process_request=every_other_503)
+    proc = run_wstool("bench", "--json", "--mode", "connect", "-c", "1", "--messages", "6",
+                      url, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "never retrieved" not in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["connections"]["failures"]["http_status"] == {"503": 3}
+    assert report["handshakes"]["count"] == 3
+
+
+@pytest.mark.slow
+def test_procs_ctrl_c_on_a_terminal_keeps_every_worker() -> None:
+    """A terminal's Ctrl-C reaches the whole process group, the workers too, and the
+    parent passes it on again: no worker may die of that second SIGINT (it did, with a
+    KeyboardInterrupt traceback, and its share was missing from the report)."""
+    import os
+
+    server = ServeEcho("-v")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
+             "--duration", "60", "--json", server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        for n in range(2, 6):  # the probe, then the workers' four
+            server.wait_for(f"[{n}]")
+        time.sleep(0.5)  # let them measure something
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+        out, err = proc.communicate(timeout=scaled(30))
+        assert proc.returncode == 130, err
+        assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err
+        report = json.loads(out)
+        assert report["connections"]["requested"] == report["connections"]["opened"] == 4, (
+            report, err)
+        assert report["generator"]["procs"] == 2
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_procs_live_figures_are_one_merge_per_tick() -> None:
+    """The live line (and --html's series) gets one merged snapshot per progress tick
+    of all the workers, not one per worker's snapshot: rates taken between two merges
+    a few ms apart showed millions of msgs/s."""
+    from wstool.bench.generator import Snapshot
+    from wstool.bench.workers import run_workers
+    from wstool.cli.cmd_bench import bench_cmd, bench_config
+    from wstool.cli.options import connect_config
+
+    server = ServeEcho()
+    try:
+        ctx = bench_cmd.make_context("bench", ["-c", "2", "--procs", "2", "--duration",
+                                               "2.2", "--no-compress", server.url])
+        raw = dict(ctx.params)
+        url = raw.pop("url")
+        cfg, conn_cfg = bench_config(raw), connect_config(url, raw)
+        shown: list[Snapshot] = []
+
+        async def main() -> list[dict[str, Any]]:
+            return await run_workers(cfg, conn_cfg, asyncio.Event(), shown.append)
+
+        results = asyncio.run(main())
+        assert len(results) == 2
+        measuring = [snap for snap in shown if snap.phase == "measuring"]
+        assert len(measuring) >= 2, shown
+        assert all(snap.open_now == 2 for snap in measuring), shown
+        gaps = [b.elapsed_s - a.elapsed_s for a, b in itertools.pairwise(shown)]
+        assert min(gaps) > cfg.progress_interval_s / 2, gaps
+    finally:
+        server.close()
+
+
+def test_terminal_cursor_comes_back_when_the_first_connection_fails() -> None:
+    """On a terminal the live display hides the cursor; an unreachable URL (with
+    --procs too: the parent's probe) must show it again with the one error line."""
+    import os
+
+    import pexpect
+
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    for procs in ("1", "2"):
+        child = pexpect.spawn(
+            sys.executable, ["-m", "wstool", "bench", "-c", "4", "--procs", procs, url],
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
+            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child.expect(pexpect.EOF)
+        child.close()
+        out = child.before
+        assert child.exitstatus == 3, out
+        assert out.count("wstool: error: connection refused") == 1, out
+        assert out.rfind("\x1b[?25l") < out.rfind("\x1b[?25h"), (procs, out)
+
+
+def test_open_loop_latency_is_the_servers_not_the_tickers(server_thread: ServerThread) -> None:
+    """--rate: a message's latency counts from when it was due, so the generator must
+    send it then; against a server that waits 20 ms before each echo, the round trip
+    is 20 ms and a little, not 20 ms plus up to one tick of the sender (it was 50 ms
+    ticks at --rate 20: p50 near 45 ms)."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def echo_after_20ms(ws: ServerConnection) -> None:
+        async for message in ws:
+            await asyncio.sleep(0.02)
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, echo_after_20ms)
+    proc, report = bench_json("-c", "2", "--rate", "20", "--duration", "1.5", url)
+    assert proc.returncode == 0, proc.stderr
+    lat = report["latency"]
+    assert lat["count"] >= 40
+    assert lat["min"] >= 0.02
+    assert lat["p50"] < 0.02 + scaled(0.01), lat
+
+
+@pytest.mark.slow
+def test_broadcast_fan_out_latency_is_not_the_publishers_tick() -> None:
+    """The publisher sends each message when it is due (its timestamp): fan-out on
+    loopback is well under a tick of the old 50 ms publish loop (p50 was ~25 ms)."""
+    server = ServeEcho("--broadcast")
+    try:
+        proc, report = bench_json("--mode", "broadcast", "-c", "2", "--rate", "20",
+                                  "--duration", "1.5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        assert report["latency"]["count"] >= 40
+        assert report["latency"]["p50"] < scaled(0.01), report["latency"]
+    finally:
+        server.close()
+
+
+def _keys(value: Any, prefix: str = "") -> set[str]:
+    """Every key of a report, dotted; not those of the failure groups (data)."""
+    if not isinstance(value, dict):
+        return set()
+    out = set()
+    for key, child in value.items():
+        out.add(key)
+        if key not in ("http_status", "close_code", "error"):
+            out |= _keys(child)
+    if isinstance(value.get("thresholds"), list):
+        for check in value["thresholds"]:
+            out |= _keys(check)
+    return out
+
+
+@pytest.mark.slow
+def test_json_report_keys_are_the_ones_the_readme_documents(lib_echo_url: str) -> None:
+    """README's --json schema (the block and the keys the modes add, in the prose
+    after it) against real reports of every mode, both ways."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("`--json` (one object"):readme.index("Exit status: 0 done")]
+    block = section[section.index("```"):section.index("```", section.index("```") + 3)]
+    in_block = set(re.findall(r'"([A-Za-z_][\w.]*)":', block))
+    documented = set(re.findall(r'"([A-Za-z_][\w.]*)"', section))
+    slow_readers = readme[readme.index("`--slow-readers P` (echo mode)"):]
+    documented |= set(re.findall(r'"([A-Za-z_][\w.]*)"', slow_readers[:600]))
+    seen: set[str] = set()
+    _proc, echo = bench_json("-c", "2", "--messages", "20", "--slow-readers", "50",
+                             "--fail-if", "p99>1s", lib_echo_url)
+    seen |= _keys(echo)
+    assert in_block <= _keys(echo), in_block - _keys(echo)
+    for args in (["--mode", "connect", "-c", "1", "--messages", "3"],
+                 ["--mode", "idle", "-c", "2", "--duration", "0.6", "--ping-interval", "0.2"]):
+        proc, report = bench_json(*args, lib_echo_url)
+        assert proc.returncode == 0, proc.stderr
+        seen |= _keys(report)
+    server = ServeEcho("--broadcast")
+    try:
+        proc, report = bench_json("--mode", "broadcast", "-c", "2", "--rate", "50",
+                                  "--messages", "5", server.url)
+        assert proc.returncode == 0, proc.stderr
+        seen |= _keys(report)
+    finally:
+        server.close()
+    assert seen <= documented, f"not in README: {sorted(seen - documented)}"
+    assert {"handshakes", "phases", "ping", "broadcast", "slow_readers",
+            "subscribers_missing"} <= seen
+
+
+class _Tags:
+    """html.parser over a page: the tags left open or closed out of order."""
+
+    VOID = frozenset({"meta", "br", "hr", "img", "input", "link"})
+
+    def __init__(self, page: str) -> None:
+        from html.parser import HTMLParser
+
+        self.stack: list[str] = []
+        self.wrong: list[str] = []
+        tags = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag: str, attrs: Any) -> None:
+                if tag not in tags.VOID:
+                    tags.stack.append(tag)
+
+            def handle_endtag(self, tag: str) -> None:
+                if tags.stack and tags.stack[-1] == tag:
+                    tags.stack.pop()
+                else:
+                    tags.wrong.append(tag)
+
+        parser = Parser()
+        parser.feed(page)
+        parser.close()
+
+
+@pytest.mark.slow
+def test_html_report_has_each_modes_figures(lib_echo_url: str, tmp_path: Any) -> None:
+    """--html is valid HTML (html.parser: every tag closed, in order) and shows what
+    the terminal's table shows for connect, idle and broadcast mode too (it had the
+    echo rows only: a connect run's page had no handshakes per second)."""
+    pages = {}
+    for mode, args in (("connect", ["-c", "1", "--messages", "3"]),
+                       ("idle", ["-c", "2", "--duration", "0.6", "--ping-interval", "0.2"])):
+        path = tmp_path / f"{mode}.html"
+        proc, _report = bench_json("--mode", mode, *args, "--html", str(path), lib_echo_url)
+        assert proc.returncode == 0, proc.stderr
+        pages[mode] = path.read_text()
+    server = ServeEcho("--broadcast")
+    try:
+        path = tmp_path / "broadcast.html"
+        proc, _report = bench_json("--mode", "broadcast", "-c", "2", "--rate", "50",
+                                   "--messages", "5", "--html", str(path), server.url)
+        assert proc.returncode == 0, proc.stderr
+        pages["broadcast"] = path.read_text()
+    finally:
+        server.close()
+    for mode, page in pages.items():
+        tags = _Tags(page)
+        assert tags.stack == [] and tags.wrong == [], (mode, tags.stack, tags.wrong)
+    assert re.search(r"<th>handshakes</th><td>3 \([\d,]+/s\)</td>", pages["connect"])
+    assert "<th>tcp</th>" in pages["connect"] and "<th>round trip</th>" not in pages["connect"]
+    assert re.search(r"<th>ping rtt</th><td>p50 [\d.]+ ms", pages["idle"])
+    assert "<th>delivered</th><td>10 of 10; 0 missed" in pages["broadcast"]
+    assert "<th>fan-out</th>" in pages["broadcast"]
+
+
+# Every part of the issue, tried as a user would (i15-review): pacing, the publisher's
+# URL, messages from a file, a proxy, failures by error kind, remote text escaped.
+
+
+def test_ramp_paces_the_connections(server_thread: ServerThread) -> None:
+    from websockets.asyncio.server import ServerConnection
+
+    arrivals: list[float] = []
+
+    async def hold(ws: ServerConnection) -> None:
+        arrivals.append(time.perf_counter())
+        await ws.wait_closed()
+
+    _server, url = start_websockets_server(server_thread, hold)
+    proc, report = bench_json("--mode", "idle", "-c", "4", "--ramp", "10", "--duration",
+                              "0.3", url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["connections"]["open_at_end"] == 4
+    # The first alone (its error would be the run's), then 10 per second: 0, 0.1, 0.2 s.
+    assert len(arrivals) == 4
+    assert arrivals[3] - arrivals[1] >= 0.18, arrivals
+
+
+def test_connect_rate_paces_the_handshakes(lib_echo_url: str) -> None:
+    """--connect-rate 20 for 0.5 s: about 10 handshakes, where -c 5 back to back
+    makes hundreds on loopback."""
+    proc, report = bench_json("--mode", "connect", "-c", "5", "--connect-rate", "20",
+                              "--duration", "0.5", lib_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    assert 5 <= report["handshakes"]["count"] <= 11, report["handshakes"]
+    assert report["handshakes"]["per_s"] <= 22
+
+
+def test_broadcast_publish_url_is_where_the_publisher_goes(server_thread: ServerThread) -> None:
+    """A hub that sends what /pub gets to every /sub connection."""
+    from websockets.asyncio.server import ServerConnection
+
+    subscribers: list[ServerConnection] = []
+    published: list[str] = []
+
+    async def hub(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        if ws.request.path == "/sub":
+            subscribers.append(ws)
+            await ws.wait_closed()
+            return
+        async for message in ws:
+            published.append(ws.request.path)
+            for sub in list(subscribers):
+                await sub.send(message)
+
+    _server, url = start_websockets_server(server_thread, hub)
+    proc, report = bench_json("--mode", "broadcast", "-c", "3", "--rate", "50",
+                              "--messages", "8", "--publish-url", url + "pub", url + "sub")
+    assert proc.returncode == 0, proc.stderr
+    b = report["broadcast"]
+    assert (b["published"], b["subscribers"], b["delivered"], b["missed"]) == (8, 3, 24, 0)
+    assert published == ["/pub"] * 8
+
+
+def test_messages_file_lines_are_sent_cycled(lib_echo_url: str, tmp_path: Any) -> None:
+    path = tmp_path / "messages.txt"
+    path.write_bytes(b"short\r\n\nsomething longer\n")  # the blank line is skipped
+    proc, report = bench_json("--messages", "4", "--messages-file", str(path), lib_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    msgs = report["messages"]
+    assert msgs["sent"] == msgs["received"] == 4
+    assert msgs["bytes_sent"] == msgs["bytes_received"] == 2 * (5 + 16)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    proc = run_wstool_inprocess("bench", "--messages-file", str(empty), lib_echo_url)
+    assert proc.returncode == 2 and "has no non-empty line" in proc.stderr
+    missing = run_wstool_inprocess("bench", "--messages-file", str(tmp_path / "nope"),
+                                   lib_echo_url)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("wstool: error: cannot read --messages-file")
+
+
+def test_proxy_option_applies(server_thread: ServerThread, lib_echo_url: str) -> None:
+    from tests.servers import ProxyLog, start_http_proxy
+
+    log = ProxyLog()
+    _proxy, port = server_thread.run(start_http_proxy(log))
+    proc, report = bench_json("-c", "3", "--messages", "5", "--proxy",
+                              f"http://127.0.0.1:{port}", lib_echo_url)
+    assert proc.returncode == 0, proc.stderr
+    assert report["messages"]["received"] == 15
+    authority = lib_echo_url.split("://", 1)[1].rstrip("/")
+    assert log.requests == [f"CONNECT {authority} HTTP/1.1"] * 3
+
+
+def test_failures_by_error_kind(server_thread: ServerThread, lib_echo_url: str) -> None:
+    """The first connection is passed to an echo server; every later one gets a 101
+    with a garbled Upgrade header: counted by error kind, in the table too."""
+    from tests.servers import _pipe
+
+    port = int(lib_echo_url.rsplit(":", 1)[1].rstrip("/"))
+    count = [0]
+
+    async def first_real_then_bad(reader: asyncio.StreamReader,
+                                  writer: asyncio.StreamWriter) -> None:
+        count[0] += 1
+        if count[0] == 1:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: \x1b]0;pwned\x07\x1b[31mweb\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def start() -> int:
+        server = await asyncio.start_server(first_real_then_bad, "127.0.0.1", 0)
+        return int(server.sockets[0].getsockname()[1])
+
+    url = f"ws://127.0.0.1:{server_thread.run(start())}/"
+    proc, report = bench_json("-c", "4", "--messages", "3", url)
+    assert proc.returncode == 0, proc.stderr
+    conns = report["connections"]
+    assert (conns["opened"], conns["failed"]) == (1, 3)
+    [(error, n)] = conns["failures"]["error"].items()
+    assert n == 3 and report["errors"] == 3 and "invalid handshake response" in error
+    count[0] = 0
+    table = run_wstool_inprocess("bench", "-c", "4", "--messages", "3", url, timeout=60)
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.decode()
+    assert re.search(r"\n +error +3 x invalid handshake response", out), out
+    assert "\x1b" not in out and "\x07" not in out
+
+
+def test_remote_text_in_the_one_error_is_escaped(server_thread: ServerThread) -> None:
+    """A rejection body with terminal escapes (OSC title, CSI, C1): the one error line
+    shows them escaped, on a terminal or not."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    from tests.conftest import lib_echo
+
+    def hostile(ws: ServerConnection, request: Request) -> Response:
+        return ws.respond(503, "busy \x1b]0;pwned\x07\x1b[31mRED \x9b2J\n")
+
+    _server, url = start_websockets_server(server_thread, lib_echo, process_request=hostile)
+    proc = run_wstool_inprocess("bench", "-c", "5", "--messages", "3", url)
+    assert proc.returncode == 4
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("wstool: error: server rejected the WebSocket handshake: HTTP 503")
+    assert "\x1b" not in line and "\x07" not in line and "\x9b" not in line, repr(line)
+    assert "\\e]0;pwned" in line, line
+
+
+def test_open_loop_keeps_sending_through_a_stall(server_thread: ServerThread) -> None:
+    """--rate is open loop: while the server sits on the first 0.5 s of messages the
+    generator still sends 20/s, and every message that waited is charged the wait
+    (no coordinated omission); --window 1 would have sent one."""
+    from websockets.asyncio.server import ServerConnection
+
+    async def stall_then_echo(ws: ServerConnection) -> None:
+        start = time.perf_counter()
+        held: list[Any] = []
+        async for message in ws:
+            if time.perf_counter() - start < 0.5:
+                held.append(message)
+                continue
+            for old in held:
+                await ws.send(old)
+            held = []
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, stall_then_echo)
+    proc, report = bench_json("-c", "1", "--rate", "20", "--duration", "1.2", url)
+    assert proc.returncode == 0, proc.stderr
+    msgs, lat = report["messages"], report["latency"]
+    assert 20 <= msgs["sent"] <= 26, msgs
+    assert lat["count"] >= msgs["sent"] - 2
+    assert lat["max"] >= 0.4  # the first, due at the start, echoed after 0.5 s
+    assert lat["p90"] >= 0.1  # the stall is in the distribution, not once
+
+
+def test_saturated_generator_is_reported() -> None:
+    """generator.saturated (and the warning it brings) from the CPU share of the
+    measured window, per process."""
+    from wstool.bench.report import build_report, merge_results
+    from wstool.config import BenchConfig
+
+    def result(cpu_s: float, wall_s: float = 2.0) -> dict[str, Any]:
+        empty = Histogram().encode()
+        return {"wall_s": wall_s, "cpu_s": cpu_s, "requested": 1, "opened": 1, "failed": 0,
+                "closed_early": 0, "kept": 1,
+                "failures": {"http_status": {}, "close_code": {}, "error": {}},
+                "sent": 10, "received": 10, "bytes_sent": 0, "bytes_received": 0,
+                "unmatched": 0, "lost": 0, "handshakes": 0, "interrupted": False,
+                "latency": empty, "handshake": empty, "ping": empty,
+                "phases": {"tcp": empty, "tls": empty, "upgrade": empty},
+                "slow_readers": {"connections": 0, "received": 0, "latency": empty},
+                "broadcast": {"published": 0, "missed": 0, "subscribers_missing": 0,
+                              "max_missed": 0}}
+
+    def generator(*cpus: float) -> dict[str, Any]:
+        merged = merge_results([result(cpu) for cpu in cpus])
+        report = build_report(merged, BenchConfig(), "ws://x/", loop="asyncio")
+        return dict(report["generator"])
+
+    assert generator(1.9)["saturated"] and generator(1.9)["cpu_share"] == pytest.approx(0.95)
+    assert not generator(1.0)["saturated"]
+    assert not generator(1.9, 1.0)["saturated"]  # two processes: 2.9 of 4 CPU s
+    assert generator(1.9, 1.9)["saturated"]
+    assert generator(1.0)["messages_per_cpu_s"] == pytest.approx(10)
+    # A run of a few ms (--messages 5) is no measure of it: no warning on every short run.
+    merged = merge_results([result(0.0019, wall_s=0.002)])
+    report = build_report(merged, BenchConfig(), "ws://x/", loop="asyncio")
+    assert report["generator"]["cpu_share"] == pytest.approx(0.95)
+    assert not report["generator"]["saturated"]
+
+
+def test_echo_mode_messages_are_templates(server_thread: ServerThread, tmp_path: Any) -> None:
+    """--message and --messages-file are templates in echo mode too (issue 11's): one
+    that changes is rendered for each send; {{file:PATH}} is read once (it was sent
+    as the literal text '{{seq}}')."""
+    from websockets.asyncio.server import ServerConnection
+
+    got: list[str | bytes] = []
+
+    async def recording_echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            got.append(message)
+            await ws.send(message)
+
+    _server, url = start_websockets_server(server_thread, recording_echo)
+    proc, report = bench_json("--messages", "4", "--window", "2", "--message", "n={{seq}}",
+                              url)
+    assert proc.returncode == 0, proc.stderr
+    assert got == ["n=1", "n=2", "n=3", "n=4"]
+    msgs = report["messages"]
+    assert msgs["received"] == report["latency"]["count"] == 4
+    assert msgs["bytes_sent"] == msgs["bytes_received"] == 12
+    body = tmp_path / "body.json"
+    body.write_text('{"op": "ping"}\n')
+    got.clear()
+    proc, report = bench_json("--messages", "3", "-b", "--message", f"{{{{file:{body}}}}}",
+                              url)
+    assert proc.returncode == 0, proc.stderr
+    assert got == [b'{"op": "ping"}'] * 3
+    assert report["messages"]["bytes_received"] == 3 * 14
+    bad = run_wstool_inprocess("bench", "--message", "{{nope}}", url)
+    assert bad.returncode == 2 and "unknown placeholder {{nope}}" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_terminal_prints_the_partial_table() -> None:
+    import os
+
+    import pexpect
+
+    server = ServeEcho()
+    try:
+        child = pexpect.spawn(
+            sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "60",
+                             "--no-compress", server.url],
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
+            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child.expect(r"p99 [\d.]+ ms")  # measuring: the live display has figures
+        child.sendintr()
+        child.expect(r"wstool bench echo \S+ \(interrupted: partial\)")
+        child.expect(r"round trip[ \x1b\[0-9;m]*min")
+        child.expect("round-trip latency")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130
+        assert "Traceback" not in child.before
     finally:
         server.close()

@@ -592,6 +592,9 @@ class BenchConfig(NamedTuple):
     procs: int = 1
     thresholds: tuple[Threshold, ...] = ()
     slow_readers_percent: float = 0.0  # echo mode: this share of connections read slowly
+    # echo mode: a payload is a template that changes ({{seq}}, {{uuid}}...): rendered
+    # for each send (no pre-built frames)
+    templated: bool = False
     # broadcast mode: where the publisher connects (None: the subscribers' URL)
     publish: ConnectConfig | None = None
     progress_interval_s: float = 0.5

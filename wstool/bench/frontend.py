@@ -1,6 +1,6 @@
 """``wstool bench``'s front-end: the live display, the final report, the exit status.
 
-On a terminal (stdout a tty, no ``--json``): a live line (rich) while the run goes,
+On a terminal (stdout a tty, no ``--json``): a live display (rich, two lines) while the run goes,
 then the report as a table. In a pipe: only the report. ``--json``: the report as
 one JSON object (README, "wstool bench"). Ctrl-C stops the run and prints what was
 measured so far (exit 130); a crossed ``--fail-if`` exits 8.
@@ -25,7 +25,7 @@ from wstool.bench.report import (
 from wstool.bench.stats import Histogram, percentile_of_counts
 from wstool.bench.workers import run_workers
 from wstool.config import BenchConfig, ConnectConfig
-from wstool.errors import ExitStatus, WstoolError
+from wstool.errors import ExitStatus, WstoolError, describe_close_code
 from wstool.term.env import Environment
 from wstool.term.render import escape
 from wstool.term.signals import handle_signals
@@ -88,24 +88,24 @@ async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig,
             progress = _Progress(env, cfg)
         show = _both(progress.show if progress is not None else None,
                      series.add if series is not None else None)
-        if cfg.procs > 1:
-            results = await run_workers(cfg, conn_cfg, stop, show)
-        else:
-            run = BenchRun(cfg, conn_cfg)
-            ticker = None
-            if show is not None:
-                ticker = asyncio.ensure_future(_tick(run.snapshot, show, cfg))
-            try:
-                await run.run(stop)
-            finally:
-                if ticker is not None:
-                    ticker.cancel()
-                    await asyncio.gather(ticker, return_exceptions=True)
-                if progress is not None:
-                    progress.stop()
-            results = [run.result()]
-        if progress is not None:
-            progress.stop()
+        try:
+            if cfg.procs > 1:
+                results = await run_workers(cfg, conn_cfg, stop, show)
+            else:
+                run = BenchRun(cfg, conn_cfg)
+                ticker = None
+                if show is not None:
+                    ticker = asyncio.ensure_future(_tick(run.snapshot, show, cfg))
+                try:
+                    await run.run(stop)
+                finally:
+                    if ticker is not None:
+                        ticker.cancel()
+                        await asyncio.gather(ticker, return_exceptions=True)
+                results = [run.result()]
+        finally:  # the live display gives the cursor back, whatever ended the run
+            if progress is not None:
+                progress.stop()
     merged = merge_results(results)
     interrupted = merged["interrupted"] or bool(signals)
     merged["interrupted"] = interrupted
@@ -185,8 +185,9 @@ class _Progress:
         sent = snap.sent - (last.sent if last is not None and snap.sent >= last.sent else 0)
         received = snap.received - (
             last.received if last is not None and snap.received >= last.received else 0)
+        # Two lines, each under 80 columns: on one, a narrow terminal cut off p99.
         line = (f"{snap.elapsed_s:6.1f}s  {snap.phase:<9}  connections {snap.open_now} open, "
-                f"{snap.failed} failed  sent {sent / max(dt, 1e-9):,.0f}/s  "
+                f"{snap.failed} failed\n         sent {sent / max(dt, 1e-9):,.0f}/s  "
                 f"received {received / max(dt, 1e-9):,.0f}/s")
         if snap.interval:
             p50 = percentile_of_counts(snap.interval, 50) / 1e3
@@ -258,7 +259,7 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
     for status, n in failures["http_status"].items():
         rows.append(("  failed", f"{n} x HTTP {status}"))
     for code, n in failures["close_code"].items():
-        rows.append(("  closed", f"{n} x close code {code}"))
+        rows.append(("  closed", f"{n} x close code {code} ({describe_close_code(int(code))})"))
     for error, n in failures["error"].items():
         rows.append(("  error", f"{n} x {escape(error)}"))
     hs = report["handshake"]
@@ -325,7 +326,13 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
     for what, value in rows:
         table.add_row(what, value)
     with contextlib.suppress(BrokenPipeError):
-        console.print(table)
+        if env.stdout_isatty:
+            console.print(table)
+        else:  # plain lines for grep and diff: without rich's padding to the width
+            with console.capture() as captured:
+                console.print(table)
+            lines = captured.get().splitlines()
+            env.stdout.write("".join(f"{line.rstrip()}\n" for line in lines).encode())
         env.stdout.flush()
 
 
@@ -390,7 +397,7 @@ def render_pictures(env: Environment, latency: Histogram,
         if len(history) >= 2:
             p50s = [p50 for _, p50, _ in history]
             p99s = [p99 for _, _, p99 in history]
-            span = f"{history[0][0]:.0f}-{history[-1][0]:.0f} s"
+            span = f"{history[0][0]:.3g}-{history[-1][0]:.3g} s"  # 1-1.5 s, not 1-1 s
             console.print(Text(f"p50 over {span}  {sparkline(p50s)}  max {max(p50s):.3g} ms"))
             console.print(Text(f"p99 over {span}  {sparkline(p99s)}  max {max(p99s):.3g} ms"))
         env.stdout.flush()

@@ -79,6 +79,10 @@ MAX_WRITE_BUFFER_BYTES = 1 << 20
 # for the replies still in flight.
 DRAIN_S = 5.0
 SLOW_READ_INTERVAL_S = 0.1  # --slow-readers: one read this often
+# --rate and broadcast mode: the sender wakes when the next message is due, at most
+# this often (the event loop's timers have 1 ms steps: epoll's, libuv's).
+RATE_TICK_S = 0.001
+RATE_EPSILON_S = 1e-6
 # echo mode: a chunk of up to this many bytes of echoes is recognised at once.
 RUNS_MAX_BYTES = 1 << 20
 # echo mode: the pre-built frames joined back to back, sliced per send (at most this).
@@ -195,7 +199,8 @@ class BenchRun:
         self.rate_mode = bool(cfg.rate_per_s)
         sizes = [len(cfg.payloads[i % len(cfg.payloads)]) for i in range(len(self.frames))]
         self.sizes2 = sizes * 2
-        self.uniform_size = sizes[0] if len(set(sizes)) == 1 else None
+        # (templated: each message rendered, of any size)
+        self.uniform_size = sizes[0] if len(set(sizes)) == 1 and not cfg.templated else None
         self.echo_run: bytes | None = None  # echo mode's expected echoes (_FastReceiver)
         self.echo_payload = self.uniform_size or 0
         # One payload size: every frame is as long, so COUNT frames from pool index I
@@ -475,18 +480,35 @@ class BenchRun:
 
     async def _tick_rate(self, rate: float) -> None:
         """Open loop: every connection sends what is due since the start, each message
-        timestamped with when it was due (see the module doc)."""
-        interval_s = min(0.05, max(0.001, 1 / rate))
+        timestamped with when it was due (see the module doc).
+
+        A message's latency counts from when it was due, so whatever the generator is
+        late is charged to the server: the ticker wakes when the next message is due
+        (connection I's K-th at start + (I + K * N) * spread: one grid of due times),
+        at most every RATE_TICK_S, and visits only the connections due since the last
+        wake (all of them once a whole round is due)."""
         loads = self._loads
+        count = max(1, len(loads))
         start = time.perf_counter()
-        spread = 1 / rate / max(1, len(loads))  # connections out of phase
+        spread = 1 / rate / count  # connections out of phase
         for i, load in enumerate(loads):
             load.rate_start = start + i * spread
+        step = max(spread, RATE_TICK_S)
+        visited = 0  # messages of the grid due so far (all connections)
         while self.sending:
             now = time.perf_counter()
-            for load in loads:
-                load.send_due(rate, now)
-            await asyncio.sleep(interval_s)
+            # RATE_EPSILON_S: a connection visited at its due time sees it as due,
+            # whatever the rounding of the two computations.
+            due = math.floor((now - RATE_EPSILON_S - start) / spread) + 1
+            if due - visited >= len(loads):
+                for load in loads:
+                    load.send_due(rate, now)
+            else:
+                for g in range(visited, due):
+                    loads[g % count].send_due(rate, now)
+            visited = max(visited, due)
+            wake = start + (math.floor((now - start) / step) + 1) * step + 2 * RATE_EPSILON_S
+            await asyncio.sleep(max(0.0, wake - time.perf_counter()))
 
     def _close_all(self) -> None:
         for load in self._loads:
@@ -548,7 +570,14 @@ class BenchRun:
                     self.sent += len(batch)
                     self.bytes_sent += sum(len(m) for m in batch)
                     published = due
-                await _sleep_or_stop(min(0.05, max(0.001, 1 / rate)), stop)
+                # Until the next one is due (its timestamp: a late send would count
+                # as fan-out latency), the warm-up's end or the deadline.
+                wake = start + published / rate + 2 * RATE_EPSILON_S
+                if self.phase == "warmup":
+                    wake = min(wake, start + cfg.warmup_s)
+                if deadline is not None:
+                    wake = min(wake, deadline)
+                await _sleep_or_stop(max(0.0, wake - time.perf_counter()), stop)
             self.broadcast_published = published - first_seq
             self.measure_end = time.perf_counter()
             self.cpu_end = cpu_s()
@@ -579,7 +608,7 @@ class BenchRun:
         --connect-rate (at most -c at once); until --duration or --messages each."""
         cfg = self.cfg
         if self.probe:
-            await self._connect_once(0)  # raises: the run's one error
+            await self._connect_once(probe=True)  # raises: the run's one error
             self.handshakes = 0  # counted in the connections, not in the window
         self.sending = True
         self.phase = "warmup" if cfg.warmup_s else "measuring"
@@ -592,9 +621,9 @@ class BenchRun:
         total = None if cfg.messages is None else cfg.messages * self.connections
         started = 0
 
-        async def one(index: int) -> None:
+        async def one() -> None:
             try:
-                await self._connect_once(index)
+                await self._connect_once()
             finally:
                 slots.release()
 
@@ -615,7 +644,7 @@ class BenchRun:
                         await _sleep_or_stop(min(due - now, 0.05), stop)
                         continue
                 await slots.acquire()
-                task = asyncio.ensure_future(one(started))
+                task = asyncio.ensure_future(one())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 started += 1
@@ -639,7 +668,7 @@ class BenchRun:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.phase = "done"
 
-    async def _connect_once(self, index: int) -> None:
+    async def _connect_once(self, *, probe: bool = False) -> None:
         phases: dict[str, float] = {}
 
         def sink(event: Any) -> None:
@@ -657,7 +686,7 @@ class BenchRun:
         except WstoolError as exc:
             self.failed += 1
             self.failures.add_open_error(session, exc)
-            if index == 0 and self.probe:
+            if probe:
                 raise
             return
         self.handshake.record(int((time.perf_counter() - start) * 1e6))
@@ -910,7 +939,16 @@ class _Load:
             if run.cfg.mode == "request":
                 self._send_requests(count, now, times)
                 return
-            if self.library_send:
+            if run.cfg.templated:  # echo mode's templates: rendered for each send
+                renderer, templates = run.request_renderer()
+                texts = [renderer.render(templates[(self.frame_index + k) % len(templates)])
+                         for k in range(count)]
+                self.frame_index = (self.frame_index + count) % len(templates)
+                encoded = [text.encode() for text in texts]
+                session.send_many(encoded if run.binary else texts)
+                session.flush()
+                payload = sum(len(m) for m in encoded)
+            elif self.library_send:
                 messages = run.messages
                 batch = [messages[(self.frame_index + k) % len(messages)]
                          for k in range(count)]

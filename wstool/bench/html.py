@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from wstool.errors import describe_close_code
+
 # The percentile curve's points (HdrHistogram's usual plot: x = 1/(1-p), log scale).
 CURVE_PERCENTILES = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 
@@ -76,12 +78,36 @@ def render_html(report: dict[str, Any], curve: Sequence[tuple[float, float]],
         ("connections", f"{conns['opened']} opened, {conns['failed']} failed of "
                         f"{conns['requested']}; {conns['closed_by_server']} closed by the "
                         "server"),
-        ("sent", f"{msgs['sent']:,} ({msgs['sent_per_s']:,.0f}/s)"),
-        ("received", f"{msgs['received']:,} ({msgs['received_per_s']:,.0f}/s)"),
-        ("round trip", "  ".join(f"{k} {_ms(lat.get(k))}" for k in
-                                 ("min", "p50", "p90", "p99", "p99.9", "max"))),
         ("handshake", "  ".join(f"{k} {_ms(report['handshake'].get(k))}" for k in
                                 ("p50", "p90", "p99", "max"))),
+    ]
+    # What the terminal's table shows for each mode (wstool/bench/frontend.py).
+    if "handshakes" in report:
+        hsk = report["handshakes"]
+        rows.append(("handshakes", f"{hsk['count']:,} ({hsk['per_s']:,.0f}/s)"))
+        for phase, figures in hsk["phases"].items():
+            rows.append((phase, "  ".join(f"{k} {_ms(figures.get(k))}"
+                                          for k in ("p50", "p99", "max"))))
+    if report["mode"] in ("echo", "request", "broadcast"):
+        rows.append(("sent", f"{msgs['sent']:,} ({msgs['sent_per_s']:,.0f}/s)"))
+        rows.append(("received", f"{msgs['received']:,} ({msgs['received_per_s']:,.0f}/s)"))
+    if "broadcast" in report:
+        b = report["broadcast"]
+        rows.append(("delivered", f"{b['delivered']:,} of {b['expected']:,}; {b['missed']:,} "
+                                  f"missed by {b['subscribers_missing']} subscribers"))
+    if lat.get("count"):
+        rows.append(("fan-out" if report["mode"] == "broadcast" else "round trip",
+                     "  ".join(f"{k} {_ms(lat.get(k))}" for k in
+                               ("min", "p50", "p90", "p99", "p99.9", "max"))))
+    if "slow_readers" in report and report["slow_readers"]["latency"].get("count"):
+        slow = report["slow_readers"]
+        rows.append(("slow readers", f"{slow['connections']} connections: "
+                     + "  ".join(f"{k} {_ms(slow['latency'].get(k))}"
+                                 for k in ("p50", "p99", "max"))))
+    if report.get("ping", {}).get("count"):
+        rows.append(("ping rtt", "  ".join(f"{k} {_ms(report['ping'].get(k))}"
+                                           for k in ("p50", "p99", "max"))))
+    rows += [
         ("errors", report["errors"]),
         ("generator", f"{report['generator']['cpu_s']:.2f} CPU s, "
                       f"{report['generator']['cpu_share']:.0%} of "
@@ -91,7 +117,7 @@ def render_html(report: dict[str, Any], curve: Sequence[tuple[float, float]],
     for status, n in failures["http_status"].items():
         rows.append(("failed", f"{n} x HTTP {status}"))
     for code, n in failures["close_code"].items():
-        rows.append(("closed", f"{n} x close code {code}"))
+        rows.append(("closed", f"{n} x close code {code} ({describe_close_code(int(code))})"))
     for error, n in failures["error"].items():
         rows.append(("error", f"{n} x {error}"))
     for check in report.get("thresholds", []):

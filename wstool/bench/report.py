@@ -17,6 +17,8 @@ HANDSHAKE_PERCENTILES = (50, 90, 99)
 # Warn when the generator used this share of the CPU time it had (per process):
 # past it, the figures measure the generator as much as the server.
 SATURATED_CPU_SHARE = 0.9
+# ... over a measured window at least this long (a run of a few ms says nothing of it).
+SATURATED_MIN_WINDOW_S = 0.2
 
 _COUNTS = ("requested", "opened", "failed", "closed_early", "kept", "sent", "received",
            "bytes_sent", "bytes_received", "unmatched", "lost", "handshakes")
@@ -108,7 +110,7 @@ def build_report(result: dict[str, Any], cfg: BenchConfig, url: str,
             "cpu_s": cpu,
             "cpu_share": cpu_share,
             "messages_per_cpu_s": (result["received"] / cpu) if cpu else None,
-            "saturated": cpu_share >= SATURATED_CPU_SHARE,
+            "saturated": cpu_share >= SATURATED_CPU_SHARE and wall >= SATURATED_MIN_WINDOW_S,
             "histogram": latency.kind,
         },
         "latency_hdr": latency.hdr_base64(),

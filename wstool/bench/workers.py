@@ -60,6 +60,7 @@ async def run_workers(cfg: BenchConfig, conn_cfg: ConnectConfig, stop: asyncio.E
     loop = asyncio.get_running_loop()
     results: dict[int, dict[str, Any]] = {}
     snapshots: dict[int, Snapshot] = {}
+    fresh: set[int] = set()  # workers whose snapshot of this tick has come
     forwarded = False
     try:
         while len(results) < len(procs):
@@ -78,9 +79,15 @@ async def run_workers(cfg: BenchConfig, conn_cfg: ConnectConfig, stop: asyncio.E
                 continue
             if kind == "result":
                 results[index] = payload
+                fresh.discard(index)
             elif kind == "snapshot" and show is not None:
                 snapshots[index] = payload
-                show(_merge_snapshots(list(snapshots.values())))
+                fresh.add(index)
+                # One merge per tick, once every worker still running has sent its
+                # snapshot of it: rates between two merges a few ms apart are noise.
+                if fresh >= set(range(len(procs))) - results.keys():
+                    fresh.clear()
+                    show(_merge_snapshots(list(snapshots.values())))
     finally:
         for proc in procs:
             proc.join(5)
@@ -138,6 +145,10 @@ def _worker_main(cfg: BenchConfig, conn_cfg: ConnectConfig, connections: int, in
                 done.set()
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
+        # Leaving handle_signals gave SIGINT back to KeyboardInterrupt; on a terminal
+        # a worker gets Ctrl-C twice (the terminal's, then the parent's), and the
+        # second must not kill it before its result is sent.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         results_queue.put(("result", index, run.result()))
 
     asyncio.run(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from wstool.cli.app import _Command, _environment, fail, run_async
 from wstool.cli.options import SECONDS, Seconds, connect_config, connect_options, tls_options
@@ -48,10 +49,11 @@ Examples:
 @click.option("--size", type=click.IntRange(0), metavar="BYTES",
               help="Message of BYTES bytes (default: 32).")
 @click.option("--message", "message_texts", multiple=True, metavar="TEXT",
-              help="Send TEXT (repeatable: cycled); request mode: a template with "
-                   "{{seq}} or {{uuid}} that --match-id finds in the reply.")
+              help="Send TEXT (repeatable: cycled): a template ({{seq}}, {{uuid}}, "
+                   "{{now_ms}}, {{file:PATH}}...); request mode: with an id that "
+                   "--match-id finds in the reply.")
 @click.option("--messages-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Send the lines of FILE, cycled.")
+              help="Send the lines of FILE, cycled (templates, as --message).")
 @click.option("-b", "--binary", is_flag=True, help="Send binary messages (default: text).")
 @click.option("--window", type=click.IntRange(1), default=1, show_default=True, metavar="W",
               help="Closed loop: W messages in flight per connection (1 = request/response, "
@@ -106,6 +108,11 @@ def bench_cmd(url: str, **raw: Any) -> None:
     in a pipe only the report; --json the report as one JSON object (keys in README).
     """
     try:
+        source = click.get_current_context().get_parameter_source("duration")
+        if raw["messages"] is not None and source in (ParameterSource.COMMANDLINE,
+                                                      ParameterSource.ENVIRONMENT):
+            raise UsageError("give --duration or --messages, not both (--messages N "
+                             "replaces the duration: it waits for every reply)")
         cfg = bench_config(raw)
         conn_cfg = connect_config(url, raw)
         if raw["publish_url"] is not None:
@@ -179,6 +186,27 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
                 payload.decode()
             except UnicodeDecodeError as exc:
                 raise UsageError("a text message is not UTF-8 (use -b/--binary)") from exc
+    templated = False
+    if mode == "echo" and any(b"{{" in payload for payload in payloads):
+        # Templates (issue 11), as in request mode: literal ones ({{file:PATH}},
+        # {{env:NAME}}) are resolved once and stay pre-built; one that changes is
+        # rendered for each message.
+        from wstool.templates import compile_template
+
+        resolved = []
+        for payload in payloads:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:  # a binary line: not a template
+                resolved.append(payload)
+                continue
+            template = compile_template(text, where="--message")
+            if template.is_literal:
+                resolved.append("".join(str(part) for part in template.parts).encode())
+            else:
+                templated = True
+                resolved.append(payload)
+        payloads = tuple(resolved)
     match_id = raw["match_id"]
     if mode == "request":
         if match_id is None:
@@ -221,4 +249,5 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
         procs=raw["procs"],
         thresholds=thresholds,
         slow_readers_percent=raw["slow_readers"],
+        templated=templated,
     )
