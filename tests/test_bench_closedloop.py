@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from websockets.protocol import State
 
 from wstool.bench import generator
-from wstool.bench.generator import _OPEN, _PyReceiver, _Receiver
+from wstool.bench.generator import _OPEN, _PyReceiver, _Receiver, _RunSharedPy
 
 try:  # directly: WSTOOL_PURE_PYTHON only stops generator.py from using it
     from wstool.bench import _closedloop as C
@@ -51,10 +51,9 @@ class Recorder:
         self.calls: list[tuple[Any, ...]] = []
         self.fail_write_at = fail_write_at
         self.writes = 0
-        # the run's counters
-        self.sending = True
-        self.latency = _Pending()
-        self.round_trips = self.sent = self.bytes_sent = 0
+        # the run's counters (sending, round_trips and the latency counts: shared)
+        self.shared: Any = None
+        self.sent = self.bytes_sent = 0
         self.received = self.bytes_received = self.unmatched = 0
 
     # the transport
@@ -65,16 +64,10 @@ class Recorder:
         self.calls.append(("write", bytes(data)))
 
 
-class _Pending:
-    def __init__(self) -> None:
-        self.pending: dict[int, int] = {}
-
-
 class Load:
     def __init__(self, calls: list[tuple[Any, ...]]) -> None:
         self.calls = calls
         self.owed = 0
-        self.frame_index = 0
         self.in_flight_echoes = 0
 
     def received(self, n: int, nbytes: int) -> None:
@@ -153,14 +146,18 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "in_flight": draw(st.lists(st.tuples(st.floats(90.0, 99.99), st.integers(1, 5)),
                                    max_size=4)),
         "owed": draw(st.integers(0, 4)),
+        "frame_index": draw(st.integers(0, pool - 1)),
         "fail_write_at": draw(st.sampled_from([None, None, 1, 2])),
         "chunks": chunks,
     }
 
 
-def _receiver(base: Any, sc: dict[str, Any]) -> Any:
+def _receiver(base: Any, shared: Any, sc: dict[str, Any]) -> Any:
     rec = Recorder(sc["fail_write_at"])
-    rec.sending = sc["sending"]
+    rec.shared = shared
+    shared.sending = sc["sending"]
+    shared.round_trips = 0
+    shared.pending = {}
     load = Load(rec.calls)
     load.owed = sc["owed"] if sc["refill"] > 1 else 0
     cls = _recording(base)
@@ -181,6 +178,8 @@ def _receiver(base: Any, sc: dict[str, Any]) -> Any:
     r.protocol = Protocol(sc["writes"], sc["state"])
     r.conn = None
     r.sent_ts = deque([t, c] for t, c in sc["in_flight"])
+    r.shared = shared
+    r.frame_index = sc["frame_index"]
     r.set_transport(rec)
     return r
 
@@ -199,10 +198,10 @@ def _state(r: Any) -> dict[str, Any]:
     run, load = r.run, r.load
     return {
         "calls": list(run.calls), "buf": r.buf, "sent_ts": [list(b) for b in r.sent_ts],
-        "latency": dict(run.latency.pending),
-        "run": (run.round_trips, run.sent, run.bytes_sent, run.received,
+        "latency": dict(run.shared.pending),
+        "run": (run.shared.round_trips, run.sent, run.bytes_sent, run.received,
                 run.bytes_received, run.unmatched),
-        "load": (load.owed, load.frame_index, load.in_flight_echoes),
+        "load": (load.owed, r.frame_index, load.in_flight_echoes),
     }
 
 
@@ -218,8 +217,8 @@ def test_c_and_python_leave_the_same_state(sc: dict[str, Any]) -> None:
     C.configure(_OPEN, c_clock)
     module.perf_counter = py_clock  # the Python path's clock (a module global)
     try:
-        c_recv = _receiver(_c_receiver(), sc)
-        py_recv = _receiver(_PyReceiver, sc)
+        c_recv = _receiver(_c_receiver(), C.RunShared(), sc)
+        py_recv = _receiver(_PyReceiver, _RunSharedPy(), sc)
         assert type(c_recv).data_received is C.ReceiverCore.data_received
         for chunk in sc["chunks"]:
             outcome: list[type[Exception] | None] = []

@@ -22,10 +22,61 @@
 static PyObject *open_state;  /* websockets.protocol.State.OPEN */
 static PyObject *clock_fn;    /* time.perf_counter */
 
-static PyObject *s_sending, *s_latency, *s_pending, *s_writes, *s_state, *s_frame_index,
-    *s_round_trips, *s_owed, *s_sent, *s_bytes_sent, *s_in_flight_echoes, *s_received,
+static PyObject *s_writes, *s_state,
+    *s_owed, *s_sent, *s_bytes_sent, *s_in_flight_echoes, *s_received,
     *s_replace, *s_send, *s_parse, *s_received_only, *s_write_failed, *s_append, *s_popleft,
     *s_bytes_received, *s_unmatched;
+
+/* What every connection's receiver of one run reads and counts on each round trip:
+ * BenchRun.shared (its sending, round_trips and latency.pending are these). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *pending;  /* the latency histogram's pending dict: us -> count */
+    Py_ssize_t round_trips;
+    char sending;
+} Shared;
+
+static int
+shared_traverse(Shared *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pending);
+    return 0;
+}
+
+static int
+shared_clear(Shared *self)
+{
+    Py_CLEAR(self->pending);
+    return 0;
+}
+
+static void
+shared_dealloc(Shared *self)
+{
+    PyObject_GC_UnTrack(self);
+    shared_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef shared_members[] = {
+    {"pending", T_OBJECT_EX, offsetof(Shared, pending), 0, NULL},
+    {"round_trips", T_PYSSIZET, offsetof(Shared, round_trips), 0, NULL},
+    {"sending", T_BOOL, offsetof(Shared, sending), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SharedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wstool.bench._closedloop.RunShared",
+    .tp_doc = "A bench run's counters that every receiver of the run updates.",
+    .tp_basicsize = sizeof(Shared),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)shared_dealloc,
+    .tp_traverse = (traverseproc)shared_traverse,
+    .tp_clear = (inquiry)shared_clear,
+    .tp_members = shared_members,
+};
 
 typedef struct {
     PyObject_HEAD
@@ -40,6 +91,8 @@ typedef struct {
     PyObject *frames_run;
     PyObject *conn;
     PyObject *write;  /* transport.write, bound once (set_transport) */
+    PyObject *shared; /* the run's Shared */
+    Py_ssize_t frame_index;
     Py_ssize_t echo_len;
     Py_ssize_t echo_payload;
     Py_ssize_t refill;
@@ -318,14 +371,12 @@ core_data_received(Core *self, PyObject *data)
         goto done;
     }
     PyObject *run = self->run, *load = self->load;
-    PyObject *sending = PyObject_GetAttr(run, s_sending);
-    if (sending == NULL)
+    if (self->shared == NULL || !Py_IS_TYPE(self->shared, &SharedType)) {
+        PyErr_SetString(PyExc_TypeError, "the receiver's shared is not a RunShared");
         goto done;
-    int is_sending = PyObject_IsTrue(sending);
-    Py_DECREF(sending);
-    if (is_sending < 0)
-        goto done;
-    if (!is_sending) {
+    }
+    Shared *shared = (Shared *)self->shared;
+    if (!shared->sending) {
         result = load_received(self, n);
         goto done;
     }
@@ -341,11 +392,12 @@ core_data_received(Core *self, PyObject *data)
         goto done_now;
     /* batch: borrowed from sent_ts when it is its only item (updated in place
      * below: the same as popleft() then append() of the same list) */
-    PyObject *hist = PyObject_GetAttr(run, s_latency);
-    PyObject *counts = hist ? PyObject_GetAttr(hist, s_pending) : NULL;
-    Py_XDECREF(hist);
-    if (counts == NULL)
+    PyObject *counts = shared->pending;
+    if (counts == NULL || !PyDict_CheckExact(counts)) {
+        PyErr_SetString(PyExc_TypeError, "RunShared.pending is not a dict");
         goto done_now;
+    }
+    Py_INCREF(counts);
     /* batch: the only one in flight, its count N, kept in sent_ts and updated in
      * place below (as the Python path's popleft() then append() of the same list) */
     PyObject *batch = NULL;
@@ -434,9 +486,7 @@ core_data_received(Core *self, PyObject *data)
             goto done_batch;
         }
     }
-    Py_ssize_t i = get_ssize(load, s_frame_index);
-    if (i == -1 && PyErr_Occurred())
-        goto done_batch;
+    Py_ssize_t i = self->frame_index;
     PyObject *frame;
     if (send == 1) {
         if (!PyList_CheckExact(self->frames) || i < 0 || i >= PyList_GET_SIZE(self->frames)) {
@@ -478,8 +528,7 @@ core_data_received(Core *self, PyObject *data)
     }
     Py_DECREF(w);
     i += send;
-    if (set_ssize(load, s_frame_index, i < self->pool ? i : i % self->pool) < 0)
-        goto done_batch;
+    self->frame_index = i < self->pool ? i : i % self->pool;
     if (batch != NULL) {  /* the only batch, in place: no allocation per round trip */
         PyObject *count = PyLong_FromSsize_t(send);
         if (count == NULL)
@@ -502,8 +551,7 @@ core_data_received(Core *self, PyObject *data)
             goto done_batch;
         Py_DECREF(r);
     }
-    if (add_ssize(run, s_round_trips, n) < 0)
-        goto done_batch;
+    shared->round_trips += n;
     if (send > n) {  /* the owed ones: sent, in flight again */
         Py_ssize_t more = send - n;
         if (add_ssize(run, s_sent, more) < 0
@@ -546,6 +594,7 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->frames_run);
     Py_VISIT(self->conn);
     Py_VISIT(self->write);
+    Py_VISIT(self->shared);
     return 0;
 }
 
@@ -563,6 +612,7 @@ core_clear(Core *self)
     Py_CLEAR(self->frames_run);
     Py_CLEAR(self->conn);
     Py_CLEAR(self->write);
+    Py_CLEAR(self->shared);
     return 0;
 }
 
@@ -585,6 +635,8 @@ static PyMemberDef core_members[] = {
     {"frames", T_OBJECT_EX, offsetof(Core, frames), 0, NULL},
     {"frames_run", T_OBJECT_EX, offsetof(Core, frames_run), 0, NULL},
     {"conn", T_OBJECT_EX, offsetof(Core, conn), 0, NULL},
+    {"shared", T_OBJECT_EX, offsetof(Core, shared), 0, NULL},
+    {"frame_index", T_PYSSIZET, offsetof(Core, frame_index), 0, NULL},
     {"echo_len", T_PYSSIZET, offsetof(Core, echo_len), 0, NULL},
     {"echo_payload", T_PYSSIZET, offsetof(Core, echo_payload), 0, NULL},
     {"refill", T_PYSSIZET, offsetof(Core, refill), 0, NULL},
@@ -643,13 +695,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__closedloop(void)
 {
-    INTERN(s_sending, "sending");
-    INTERN(s_latency, "latency");
-    INTERN(s_pending, "pending");
     INTERN(s_writes, "writes");
     INTERN(s_state, "_state");
-    INTERN(s_frame_index, "frame_index");
-    INTERN(s_round_trips, "round_trips");
     INTERN(s_owed, "owed");
     INTERN(s_sent, "sent");
     INTERN(s_bytes_sent, "bytes_sent");
@@ -664,12 +711,13 @@ PyInit__closedloop(void)
     INTERN(s_popleft, "popleft");
     INTERN(s_bytes_received, "bytes_received");
     INTERN(s_unmatched, "unmatched");
-    if (PyType_Ready(&CoreType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SharedType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "ReceiverCore", (PyObject *)&CoreType) < 0) {
+    if (PyModule_AddObjectRef(m, "ReceiverCore", (PyObject *)&CoreType) < 0
+        || PyModule_AddObjectRef(m, "RunShared", (PyObject *)&SharedType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -10,6 +10,7 @@ class ReceiverCore:
     echo_len: int
     echo_payload: int
     echo_run: bytes | None
+    frame_index: int
     frame_len: int
     frames: list[bytes]
     frames_run: bytes
@@ -20,9 +21,15 @@ class ReceiverCore:
     refill: int
     run: Any
     sent_ts: deque[list[Any]]
+    shared: RunShared
     @property
     def transport(self) -> Any: ...
     def set_transport(self, transport: Any) -> None: ...
     def data_received(self, data: bytes) -> None: ...
+
+class RunShared:
+    pending: dict[int, int]
+    round_trips: int
+    sending: bool
 
 def configure(open_state: object, clock: Any, /) -> None: ...

@@ -183,6 +183,19 @@ class Snapshot(NamedTuple):
     closed_early: int = 0  # closed by the server so far
 
 
+class _RunSharedPy:
+    """The pure-Python twin of ``_closedloop.RunShared``: what every receiver of a
+    run reads and counts per round trip (BenchRun.sending, .round_trips and
+    .latency.pending are these)."""
+
+    __slots__ = ("pending", "round_trips", "sending")
+
+    def __init__(self) -> None:
+        self.pending: dict[int, int] = {}
+        self.round_trips = 0
+        self.sending = False
+
+
 class BenchRun:
     """One generator (one process): CONNECTIONS connections to the URL, the load of
     ``cfg.mode``, the counts. ``--procs`` runs one per worker process and merges."""
@@ -191,6 +204,9 @@ class BenchRun:
                  connections: int | None = None, probe: bool = True) -> None:
         self.cfg = cfg
         self.conn_cfg = conn_cfg
+        # C where the receivers are (a C receiver reads its fields directly)
+        self.shared: Any = (_closedloop.RunShared() if _closedloop is not None
+                            else _RunSharedPy())
         self.connections = cfg.connections if connections is None else connections
         self.probe = probe  # open the first connection alone: its error is the run's
         self.binary = cfg.binary
@@ -258,6 +274,33 @@ class BenchRun:
         self.broadcast_missing = 0  # subscribers that missed at least one
         self.broadcast_max_missed = 0
         self._templates: list[Template] = []
+
+    # The three the receivers share (self.shared), read and set by name elsewhere.
+
+    @property
+    def latency(self) -> Histogram:
+        return self._latency
+
+    @latency.setter
+    def latency(self, histogram: Histogram) -> None:
+        self._latency = histogram
+        self.shared.pending = histogram.pending  # (a Histogram keeps its dict)
+
+    @property
+    def sending(self) -> bool:
+        return bool(self.shared.sending)
+
+    @sending.setter
+    def sending(self, value: bool) -> None:
+        self.shared.sending = value
+
+    @property
+    def round_trips(self) -> int:
+        return int(self.shared.round_trips)
+
+    @round_trips.setter
+    def round_trips(self, value: int) -> None:
+        self.shared.round_trips = value
 
     def request_renderer(self) -> tuple[Renderer, list[Template]]:
         """request mode: the messages as templates, one renderer ({{seq}}) per run."""
@@ -732,7 +775,8 @@ class _Load:
         self.in_flight_echoes = 0
         self.seen_msgs = 0
         self.seen_bytes = 0
-        self.frame_index = 0
+        self._frame_index = 0
+        self.receiver: _Receiver | None = None  # echo mode's, once open
         self.owed = 0  # --refill: replies received, their replacements not sent yet
         self.remaining = run.cfg.messages  # None: until --duration ends
         self.rate_start = 0.0
@@ -744,6 +788,21 @@ class _Load:
         # request mode: request id -> send time, and how ids are read
         self.match: Callable[[str | bytes], object] | None = None
         self.pending: dict[object, float] = {}
+
+    @property
+    def frame_index(self) -> int:
+        """The next pre-built frame (or message) of the pool: the receiver's once it
+        is there (its closed loop sends too)."""
+        receiver = self.receiver
+        return self._frame_index if receiver is None else receiver.frame_index
+
+    @frame_index.setter
+    def frame_index(self, value: int) -> None:
+        receiver = self.receiver
+        if receiver is None:
+            self._frame_index = value
+        else:
+            receiver.frame_index = value
 
     def after_open(self) -> None:
         run = self.run
@@ -768,7 +827,7 @@ class _Load:
             self.slow = True
         if run.cfg.mode == "echo" and all(name == "permessage-deflate"
                                           for name in session.extensions):
-            _FastReceiver(self)
+            self.receiver = _FastReceiver(self)
         if slow:
             self._slow_tick()
 
@@ -1037,8 +1096,8 @@ class _ReceiverFields:
     members."""
 
     __slots__ = ("buf", "closed_loop", "conn", "echo_len", "echo_payload", "echo_run",
-                 "frame_len", "frames", "frames_run", "load", "max_send", "pool", "protocol",
-                 "refill", "run", "sent_ts", "transport")
+                 "frame_index", "frame_len", "frames", "frames_run", "load", "max_send",
+                 "pool", "protocol", "refill", "run", "sent_ts", "shared", "transport")
 
     buf: bytes
     closed_loop: bool
@@ -1046,6 +1105,7 @@ class _ReceiverFields:
     echo_len: int
     echo_payload: int
     echo_run: bytes | None
+    frame_index: int
     frame_len: int
     frames: list[bytes]
     frames_run: bytes
@@ -1056,6 +1116,7 @@ class _ReceiverFields:
     refill: int
     run: Any
     sent_ts: deque[list[Any]]
+    shared: Any
     transport: Any
 
     def set_transport(self, transport: Any) -> None:
@@ -1127,6 +1188,8 @@ class _Receiver(_ReceiverBase):
         # data_received's inline path (the rest: load.received).
         self.protocol = self.conn.protocol
         self.run = run
+        self.shared = run.shared
+        self.frame_index = load.frame_index  # (then the load's is this)
         self.sent_ts = load.sent_ts
         # (0: --messages, whose count down is the generic replace()'s)
         self.refill = run.cfg.refill if load.remaining is None else 0
@@ -1178,7 +1241,8 @@ class _Receiver(_ReceiverBase):
         # (bench/README.md). N echoes' latencies from their batches' send times, then
         # N more pre-built frames in one write; one counter for both ways.
         run = self.run
-        if not run.sending:  # the end (in the closed loop, also the end of counting)
+        shared = self.shared
+        if not shared.sending:  # the end (in the closed loop, also the end of counting)
             self.load.received(n, n * self.echo_payload)
             return
         now = perf_counter()
@@ -1186,7 +1250,7 @@ class _Receiver(_ReceiverBase):
         batch = sent_ts.popleft() if sent_ts else None
         if batch is not None and batch[1] == n:  # one batch's echoes (--window 1: always)
             us = int((now - batch[0]) * 1e6)
-            counts = run.latency.pending
+            counts = shared.pending
             counts[us] = counts.get(us, 0) + n
         else:
             if batch is not None:
@@ -1213,8 +1277,7 @@ class _Receiver(_ReceiverBase):
             self._received_only(n)
             self.load.send(send, now)  # the library's queue first, or SessionClosed
             return
-        load = self.load
-        i = load.frame_index
+        i = self.frame_index
         try:
             self.transport.write(self.frames[i] if send == 1 else
                                  self.frames_run[i * self.frame_len:(i + send) * self.frame_len])
@@ -1222,26 +1285,24 @@ class _Receiver(_ReceiverBase):
             self._write_failed(n, exc)
             return
         i += send
-        load.frame_index = i if i < self.pool else i % self.pool
+        self.frame_index = i if i < self.pool else i % self.pool
         if batch is None:
             sent_ts.append([now, send])
         else:  # reused: no allocation per round trip
             batch[0] = now
             batch[1] = send
             sent_ts.append(batch)
-        run.round_trips += n
+        shared.round_trips += n
         if send > n:  # the owed ones: sent, in flight again
             run.sent += send - n
             run.bytes_sent += (send - n) * self.echo_payload
-            load.in_flight_echoes += send - n
+            self.load.in_flight_echoes += send - n
 
     def _match_batches(self, n: int, now: float) -> int:
         """N echoes that are not one whole batch: their latencies, oldest batch first;
         returns how many matched something in flight (the rest are ``unmatched``)."""
         run = self.run
-        counts = run.latency.pending
-        sent_ts = self.sent_ts
-        left = _record_batches(sent_ts, counts, n, now)
+        left = _record_batches(self.sent_ts, self.shared.pending, n, now)
         if left:  # echoes of nothing in flight: counted, not replaced
             run.received += left
             run.bytes_received += left * self.echo_payload

@@ -72,13 +72,15 @@ class Histogram:
         self.pending[value_us] = self.pending.get(value_us, 0) + count
 
     def fold(self) -> dict[int, int]:
-        """Move the pending counts into the total; return them (one interval's)."""
+        """Move the pending counts into the total; return them (one interval's).
+        ``pending`` stays the same dict (the bench receivers hold it)."""
         pending = self.pending
         if not pending:
-            return pending
-        self.pending = {}
-        self._add_counts(pending)
-        return pending
+            return {}
+        counts = dict(pending)
+        pending.clear()
+        self._add_counts(counts)
+        return counts
 
     def _add_counts(self, counts: Mapping[int, int]) -> None:
         hdr = self._hdr
