@@ -36,6 +36,18 @@ def bench_json(*args: str) -> tuple[Proc, dict[str, Any]]:
     return proc, json.loads(proc.stdout)
 
 
+def bench_in_a_pty(*args: str) -> Any:
+    """`wstool bench ARGS` on a 100 x 40 terminal (pexpect)."""
+    import os
+
+    import pexpect
+
+    return pexpect.spawn(
+        sys.executable, ["-m", "wstool", "bench", *args],
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
+        dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+
+
 def server_summary(server: ServeEcho) -> tuple[int, int]:
     """(connections, messages in) from serve-echo's summary line after SIGTERM."""
     server.stop()
@@ -549,17 +561,12 @@ def test_pings_and_fragments_between_echoes(server_thread: ServerThread,
 
 @pytest.mark.slow
 def test_terminal_shows_live_progress_then_table_and_pictures() -> None:
-    import os
 
     import pexpect
 
     server = ServeEcho()
     try:
-        child = pexpect.spawn(
-            sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "2",
-                             "--no-compress", server.url],
-            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
-            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child = bench_in_a_pty("-c", "2", "--duration", "2", "--no-compress", server.url)
         # Every figure of the live display fits in 100 columns (p99 was cut off).
         child.expect(r"measuring +connections 2 open, 0 failed")
         child.expect(r"sent [\d,]+/s +received [\d,]+/s +p50 [\d.]+ ms +p99 [\d.]+ ms")
@@ -851,16 +858,12 @@ def test_procs_live_figures_are_one_merge_per_tick() -> None:
 def test_terminal_cursor_comes_back_when_the_first_connection_fails() -> None:
     """On a terminal the live display hides the cursor; an unreachable URL (with
     --procs too: the parent's probe) must show it again with the one error line."""
-    import os
 
     import pexpect
 
     url = f"ws://127.0.0.1:{closed_port()}/"
     for procs in ("1", "2"):
-        child = pexpect.spawn(
-            sys.executable, ["-m", "wstool", "bench", "-c", "4", "--procs", procs, url],
-            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
-            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child = bench_in_a_pty("-c", "4", "--procs", procs, url)
         child.expect(pexpect.EOF)
         child.close()
         out = child.before
@@ -1265,17 +1268,12 @@ def test_echo_mode_messages_are_templates(server_thread: ServerThread, tmp_path:
 
 @pytest.mark.slow
 def test_ctrl_c_on_a_terminal_prints_the_partial_table() -> None:
-    import os
 
     import pexpect
 
     server = ServeEcho()
     try:
-        child = pexpect.spawn(
-            sys.executable, ["-m", "wstool", "bench", "-c", "2", "--duration", "60",
-                             "--no-compress", server.url],
-            env={**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"},
-            dimensions=(40, 100), encoding="utf-8", timeout=scaled(20))
+        child = bench_in_a_pty("-c", "2", "--duration", "60", "--no-compress", server.url)
         child.expect(r"p99 [\d.]+ ms")  # measuring: the live display has figures
         child.sendintr()
         child.expect(r"wstool bench echo \S+ \(interrupted: partial\)")
