@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import signal
 import subprocess
@@ -239,6 +240,11 @@ def test_unreachable_url_is_one_error() -> None:
     (["--mode", "idle", "--slow-readers", "10"], "--slow-readers is for --mode echo"),
     (["--mode", "idle", "--messages", "10"], "drop --messages"),
     (["--duration", "2", "--messages", "10"], "give --duration or --messages, not both"),
+    (["--mode", "idle", "--window", "5"], "--window: not for --mode idle"),
+    (["--mode", "connect", "--window", "3", "--refill", "2"],
+     "--window, --refill: not for --mode connect"),
+    (["--mode", "connect", "--rate", "5"], "--rate: not for --mode connect"),
+    (["--mode", "broadcast", "--window", "2"], "--window: not for --mode broadcast"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     proc = run_wstool_inprocess("bench", *args, "ws://127.0.0.1:1/")
@@ -706,6 +712,7 @@ def test_html_escapes_what_came_from_outside() -> None:
     report = {
         "mode": "echo", "url": "ws://h/<b>", "interrupted": False, "duration_s": 1.0,
         "connections": {"requested": 1, "opened": 0, "failed": 1, "closed_by_server": 0,
+                        "closed_by_client": 0,
                         "failures": {"http_status": {}, "close_code": {},
                                      "error": {"<script>alert(1)</script>": 1}}},
         "messages": {"sent": 0, "received": 0, "sent_per_s": 0.0, "received_per_s": 0.0},
@@ -761,6 +768,69 @@ def test_procs_ctrl_c_merges_the_partial_results() -> None:
         assert report["interrupted"] is True and report["generator"]["procs"] == 2
         assert report["messages"]["received"] > 0
         assert report["latency"]["count"] == report["messages"]["received"]
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_procs_a_worker_killed_is_an_error_not_a_smaller_run() -> None:
+    """A worker gone without its result (here SIGKILL): the report still comes, with
+    the other worker's figures and the lost one's connections requested, not opened,
+    and one error line says which worker and how; exit 1."""
+    from pathlib import Path
+
+    server = ServeEcho("-v")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
+             "--duration", "4", "--json", server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(2, 6):  # the probe, then the workers' four
+            server.wait_for(f"[{n}]")
+
+        def workers() -> list[int]:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            return [int(pid) for pid in children
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+        found: list[int] = []
+
+        def two_workers() -> bool:
+            found[:] = workers()
+            return len(found) == 2
+
+        asyncio.run(until(two_workers, "the two workers"))
+        os.kill(found[1], signal.SIGKILL)
+        out, err = proc.communicate(timeout=scaled(30))
+        assert proc.returncode == 1, err
+        lines = err.decode().strip().splitlines()
+        assert lines == [
+            "wstool: error: 1 of 2 --procs workers ended without a result, their "
+            "connections are missing from the figures: worker 2 (2 connections) was "
+            "killed by SIGKILL"], lines
+        report = json.loads(out)
+        assert report["generator"]["workers_lost"] == 1
+        assert report["connections"]["requested"] == 4
+        assert report["connections"]["opened"] == 2
+        assert report["messages"]["received"] > 0
+    finally:
+        server.close()
+
+
+def test_a_close_by_wstools_side_is_not_the_servers() -> None:
+    """--max-size under the echo's size: wstool's library closes with 1009; the
+    report says so (closed_by_client), not 'closed by the server'."""
+    server = ServeEcho()
+    try:
+        _proc, report = bench_json("-c", "2", "--messages", "3", "--max-size", "10",
+                                   server.url)
+        conns = report["connections"]
+        assert conns["failures"]["close_code"] == {"1009": 2}, report
+        assert (conns["closed_by_client"], conns["closed_by_server"]) == (2, 0)
+        table = run_wstool_inprocess("bench", "--no-compress", "-c", "2", "--messages", "3",
+                                     "--max-size", "10", server.url)
+        assert ("0 closed by the server, 2 closed by wstool (a protocol error)"
+                in table.stdout.decode())
     finally:
         server.close()
 
@@ -1206,10 +1276,11 @@ def test_saturated_generator_is_reported() -> None:
     def result(cpu_s: float, wall_s: float = 2.0) -> dict[str, Any]:
         empty = Histogram().encode()
         return {"wall_s": wall_s, "cpu_s": cpu_s, "requested": 1, "opened": 1, "failed": 0,
-                "closed_early": 0, "kept": 1,
+                "closed_early": 0, "closed_by_client": 0, "kept": 1,
                 "failures": {"http_status": {}, "close_code": {}, "error": {}},
                 "sent": 10, "received": 10, "bytes_sent": 0, "bytes_received": 0,
                 "unmatched": 0, "lost": 0, "handshakes": 0, "interrupted": False,
+                "workers_lost": 0, "lost_workers": [],
                 "latency": empty, "handshake": empty, "ping": empty,
                 "phases": {"tcp": empty, "tls": empty, "upgrade": empty},
                 "slow_readers": {"connections": 0, "received": 0, "latency": empty},

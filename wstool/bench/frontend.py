@@ -142,10 +142,17 @@ async def run_bench(env: Environment, cfg: BenchConfig, conn_cfg: ConnectConfig,
         env.write_stderr_line(
             f"wstool: warning: the generator used {share:.0%} of a CPU: it, not the server, "
             "may be the bottleneck (try --procs N, or fewer connections)")
+    lost = merged["lost_workers"]
+    if lost:  # the figures above are the other workers' only: said, and a failure
+        env.write_stderr_line(
+            f"wstool: error: {len(lost)} of {merged['procs']} --procs workers ended without "
+            f"a result, their connections are missing from the figures: {'; '.join(lost)}")
     if signals and signals[-1] == signal.SIGTERM:
         return int(ExitStatus.TERMINATED)
     if interrupted:
         return int(ExitStatus.INTERRUPTED)
+    if lost:
+        return int(ExitStatus.ERROR)
     crossed = [c for c in checks if c["crossed"]]
     for check in crossed:
         value = check["value"]
@@ -253,7 +260,9 @@ def render_report(env: Environment, report: dict[str, Any]) -> None:
     else:
         rows.append(("connections", f"{conns['opened']} opened, {conns['failed']} failed "
                                     f"of {conns['requested']}"))
-        rows.append(("", f"{conns['closed_by_server']} closed by the server, "
+        by_client = (f"{conns['closed_by_client']} closed by wstool (a protocol error), "
+                     if conns["closed_by_client"] else "")
+        rows.append(("", f"{conns['closed_by_server']} closed by the server, {by_client}"
                          f"{conns['open_at_end']} open at the end"))
     failures = conns["failures"]
     for status, n in failures["http_status"].items():

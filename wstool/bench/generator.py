@@ -247,7 +247,8 @@ class BenchRun:
         self.opened = 0
         self.failed = 0
         self.open_now = 0
-        self.closed_early = 0
+        self.closed_early = 0  # not at our request (the next one included)
+        self.closed_by_client = 0  # ... but by this side's library (a protocol error)
         self.handshakes = 0  # connect mode: completed handshakes in the window
         self.sent = self.received = self.bytes_sent = self.bytes_received = 0
         # echo mode's inline closed loop counts one echo received and its replacement
@@ -327,10 +328,12 @@ class BenchRun:
         return {
             "wall_s": wall, "cpu_s": cpu, "requested": self.connections,
             "opened": self.opened, "failed": self.failed, "closed_early": self.closed_early,
+            "closed_by_client": self.closed_by_client,
             "kept": self.kept, "failures": self.failures.as_dict(),
             "sent": self.sent, "received": self.received, "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received, "unmatched": self.unmatched,
             "lost": self.lost, "handshakes": self.handshakes,
+            "workers_lost": 0, "lost_workers": [],  # (--procs: a worker gone without one)
             "interrupted": self.interrupted,
             "latency": self.latency.encode(), "handshake": self.handshake.encode(),
             "phases": {name: h.encode() for name, h in self.phases.items()},
@@ -366,10 +369,12 @@ class BenchRun:
 
     def connection_closed(self, load: _Load, closed: Closed) -> None:
         self.open_now -= 1
-        if not load.closing:  # not at our request: the server ended it
+        if not load.closing:  # not at our request: the server ended it, or the library
             if self.counting:
                 self.lost += load.in_flight()
             self.closed_early += 1
+            if closed.initiated_by == "client":  # e.g. 1009 over --max-size, 1002
+                self.closed_by_client += 1
             self.failures.close_code[closed.code] += 1
         if self.open_now <= 0 and self.sending:
             self._done.set()

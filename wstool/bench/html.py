@@ -77,7 +77,8 @@ def render_html(report: dict[str, Any], curve: Sequence[tuple[float, float]],
          + (" (interrupted: partial)" if report["interrupted"] else "")),
         ("connections", f"{conns['opened']} opened, {conns['failed']} failed of "
                         f"{conns['requested']}; {conns['closed_by_server']} closed by the "
-                        "server"),
+                        "server" + (f", {conns['closed_by_client']} by wstool (a protocol "
+                                    "error)" if conns["closed_by_client"] else "")),
         ("handshake", "  ".join(f"{k} {_ms(report['handshake'].get(k))}" for k in
                                 ("p50", "p90", "p99", "max"))),
     ]

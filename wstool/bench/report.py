@@ -20,8 +20,9 @@ SATURATED_CPU_SHARE = 0.9
 # ... over a measured window at least this long (a run of a few ms says nothing of it).
 SATURATED_MIN_WINDOW_S = 0.2
 
-_COUNTS = ("requested", "opened", "failed", "closed_early", "kept", "sent", "received",
-           "bytes_sent", "bytes_received", "unmatched", "lost", "handshakes")
+_COUNTS = ("requested", "opened", "failed", "closed_early", "closed_by_client", "kept", "sent",
+           "received", "bytes_sent", "bytes_received", "unmatched", "lost", "handshakes",
+           "workers_lost")
 
 
 def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     merged["cpu_s"] = sum(r["cpu_s"] for r in results)
     merged["interrupted"] = any(r["interrupted"] for r in results)
     merged["procs"] = len(results)
+    merged["lost_workers"] = [text for r in results for text in r["lost_workers"]]
     failures: dict[str, dict[str, int]] = {"http_status": {}, "close_code": {}, "error": {}}
     for r in results:
         for group, counts in r["failures"].items():
@@ -85,7 +87,8 @@ def build_report(result: dict[str, Any], cfg: BenchConfig, url: str,
             "requested": result["requested"],
             "opened": result["opened"],
             "failed": result["failed"],
-            "closed_by_server": result["closed_early"],
+            "closed_by_server": result["closed_early"] - result["closed_by_client"],
+            "closed_by_client": result["closed_by_client"],
             "open_at_end": result["kept"],
             "failures": failures,
         },
@@ -112,6 +115,7 @@ def build_report(result: dict[str, Any], cfg: BenchConfig, url: str,
             "messages_per_cpu_s": (result["received"] / cpu) if cpu else None,
             "saturated": cpu_share >= SATURATED_CPU_SHARE and wall >= SATURATED_MIN_WINDOW_S,
             "histogram": latency.kind,
+            "workers_lost": result["workers_lost"],
         },
         "latency_hdr": latency.hdr_base64(),
     }

@@ -98,7 +98,25 @@ async def run_workers(cfg: BenchConfig, conn_cfg: ConnectConfig, stop: asyncio.E
         from wstool.errors import WstoolError
 
         raise WstoolError("every --procs worker ended without a result")
+    counts = shares(cfg.connections, cfg.procs)
+    for index, proc in enumerate(procs):
+        if index not in results:  # its connections count as requested, nothing else
+            lost = BenchRun(cfg._replace(procs=1, connections=counts[index]), conn_cfg,
+                            probe=False).result()
+            lost["workers_lost"] = 1
+            lost["lost_workers"] = [f"worker {index + 1} ({counts[index]} connections) "
+                                    f"{_how_it_ended(proc.exitcode)}"]
+            results[index] = lost
     return [results[i] for i in sorted(results)]
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 def _merge_snapshots(snaps: list[Snapshot]) -> Snapshot:

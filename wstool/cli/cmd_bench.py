@@ -15,8 +15,9 @@ from wstool.errors import UsageError, WstoolError
 BENCH_EXIT_STATUS_HELP = """\
 Exit status: 0 the run completed and no --fail-if threshold was crossed; 8 a threshold
 was crossed; 2 usage; 3 could not connect, 4 handshake rejected (the first connection:
-one error, not N); 1 --messages-file cannot be read; 130 interrupted (Ctrl-C: the
-partial report is printed); 143 terminated (SIGTERM)."""
+one error, not N); 1 --messages-file cannot be read, or a --procs worker ended without
+its result (the others' report is printed); 130 interrupted (Ctrl-C: the partial
+report is printed); 143 terminated (SIGTERM)."""
 
 BENCH_EXAMPLES = """\
 \b
@@ -161,6 +162,14 @@ def bench_config(raw: dict[str, Any]) -> BenchConfig:
         raise UsageError("give --window (closed loop) or --rate (open loop), not both")
     if raw["rate"] is not None and raw["refill"] != 1:
         raise UsageError("--refill is for --window (closed loop), not --rate")
+    if mode in ("connect", "idle", "broadcast"):  # they send no replies to wait for
+        given = [name for name, value in (("--window", raw["window"]),
+                                          ("--refill", raw["refill"])) if value != 1]
+        if mode != "broadcast" and raw["rate"] is not None:  # (broadcast: the publisher's)
+            given.append("--rate")
+        if given:
+            raise UsageError(f"{', '.join(given)}: not for --mode {mode} (echo and "
+                             "request modes)")
     if raw["refill"] > raw["window"]:
         raise UsageError(f"invalid --refill {raw['refill']}: at most --window "
                          f"({raw['window']})")
