@@ -127,7 +127,9 @@ def main() -> None:
             p99 = statistics.median(x["p99"] for x in latencies) * 1e3
             rows.append((server.name, mode, med["project"], med["wstool bench"],
                          med.get("wstool bench (Python)"), p50, p99))
-            print(f"# {server.name} {mode}: {med}", file=sys.stderr, flush=True)
+            rounds = {name: [f"{v:,.0f}" for v in values] for name, values in figures.items()}
+            print(f"# {server.name} {mode}: medians {med}; rounds {rounds}", file=sys.stderr,
+                  flush=True)
     print("| server | mode | project generator msgs/CPU-s | wstool bench msgs/CPU-s | ratio "
           "| Python path msgs/CPU-s | ratio | wstool bench p50 / p99 |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
