@@ -750,16 +750,23 @@ def test_procs_unreachable_url_is_one_error() -> None:
     assert proc.stderr.strip().splitlines() == [f"wstool: error: connection refused by {url}"]
 
 
+def procs_bench_running(server: ServeEcho, duration: str) -> subprocess.Popen[bytes]:
+    """`wstool bench -c 4 --procs 2 --json` against SERVER (serve-echo -v), once its
+    four connections are open."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
+         "--duration", duration, "--json", server.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for n in range(2, 6):  # the probe, then the workers' four
+        server.wait_for(f"[{n}]")
+    return proc
+
+
 @pytest.mark.slow
 def test_procs_ctrl_c_merges_the_partial_results() -> None:
     server = ServeEcho("-v")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
-             "--duration", "60", "--json", server.url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for n in range(2, 6):  # the probe, then the workers' four
-            server.wait_for(f"[{n}]")
+        proc = procs_bench_running(server, "60")
         time.sleep(0.5)  # let them measure something
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=scaled(30))
@@ -781,12 +788,7 @@ def test_procs_a_worker_killed_is_an_error_not_a_smaller_run() -> None:
 
     server = ServeEcho("-v")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
-             "--duration", "4", "--json", server.url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for n in range(2, 6):  # the probe, then the workers' four
-            server.wait_for(f"[{n}]")
+        proc = procs_bench_running(server, "4")
 
         def workers() -> list[int]:
             children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
