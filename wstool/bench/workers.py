@@ -6,8 +6,11 @@ sends back, through one queue, a snapshot every progress tick and its result at
 the end (counts, and histograms in their encoded form, so the parent's merge is
 exact: ``report.merge_results``). Before any worker starts, the parent opens one
 connection itself, so an unreachable URL is one clear error, not N.
-Ctrl-C (or SIGTERM) in the parent is passed on to the workers as SIGINT: each
-stops, and what it measured is in the partial report.
+Ctrl-C (or SIGTERM) in the parent is passed on to the workers as SIGTERM, once: each
+stops, and what it measured is in the partial report. A worker ignores SIGINT for its
+whole life: a terminal's Ctrl-C reaches the whole process group, and a SIGINT that
+came while asyncio was handing the signal back to KeyboardInterrupt killed a worker
+before it sent its result.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ async def run_workers(cfg: BenchConfig, conn_cfg: ConnectConfig, stop: asyncio.E
                 for proc in procs:
                     if proc.pid is not None and proc.is_alive():
                         with contextlib.suppress(OSError):
-                            os.kill(proc.pid, signal.SIGINT)
+                            os.kill(proc.pid, signal.SIGTERM)
             try:
                 kind, index, payload = await loop.run_in_executor(
                     None, results_queue.get, True, 0.2)
@@ -134,8 +137,9 @@ def _merge_snapshots(snaps: list[Snapshot]) -> Snapshot:
 def _worker_main(cfg: BenchConfig, conn_cfg: ConnectConfig, connections: int, index: int,
                  results_queue: Any, use_uvloop: bool) -> None:
     """A worker process: run the generator, report snapshots and the result."""
-    # The parent handles the terminal's Ctrl-C and passes it on: ignore the one the
-    # terminal sends the whole process group until our loop's handler is set.
+    # The parent handles the terminal's Ctrl-C and passes it on as SIGTERM: the
+    # SIGINT the terminal sends the whole process group is ignored, for good (the
+    # loop's handlers never take SIGINT, so nothing gives it back to KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if use_uvloop:
         with contextlib.suppress(ImportError):
@@ -155,7 +159,7 @@ def _worker_main(cfg: BenchConfig, conn_cfg: ConnectConfig, connections: int, in
                 await asyncio.sleep(cfg.progress_interval_s)
                 results_queue.put(("snapshot", index, run.snapshot()))
 
-        with handle_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set}):
+        with handle_signals({signal.SIGTERM: stop.set}):
             ticker = asyncio.ensure_future(tick())
             try:
                 await run.run(stop)
@@ -163,10 +167,9 @@ def _worker_main(cfg: BenchConfig, conn_cfg: ConnectConfig, connections: int, in
                 done.set()
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
-        # Leaving handle_signals gave SIGINT back to KeyboardInterrupt; on a terminal
-        # a worker gets Ctrl-C twice (the terminal's, then the parent's), and the
-        # second must not kill it before its result is sent.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The parent forwards one SIGTERM; one that comes after the run's end (Ctrl-C
+        # just then) must not kill the worker before its result is sent.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         results_queue.put(("result", index, run.result()))
 
     asyncio.run(main())
