@@ -750,13 +750,14 @@ def test_procs_unreachable_url_is_one_error() -> None:
     assert proc.stderr.strip().splitlines() == [f"wstool: error: connection refused by {url}"]
 
 
-def procs_bench_running(server: ServeEcho, duration: str) -> subprocess.Popen[bytes]:
+def procs_bench_running(server: ServeEcho, duration: str,
+                        new_session: bool = False) -> subprocess.Popen[bytes]:
     """`wstool bench -c 4 --procs 2 --json` against SERVER (serve-echo -v), once its
-    four connections are open."""
+    four connections are open (NEW_SESSION: its own process group, for killpg)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
          "--duration", duration, "--json", server.url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session)
     for n in range(2, 6):  # the probe, then the workers' four
         server.wait_for(f"[{n}]")
     return proc
@@ -875,12 +876,7 @@ def test_procs_ctrl_c_on_a_terminal_keeps_every_worker() -> None:
 
     server = ServeEcho("-v")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wstool", "bench", "-c", "4", "--procs", "2",
-             "--duration", "60", "--json", server.url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        for n in range(2, 6):  # the probe, then the workers' four
-            server.wait_for(f"[{n}]")
+        proc = procs_bench_running(server, "60", new_session=True)
         time.sleep(0.5)  # let them measure something
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
         out, err = proc.communicate(timeout=scaled(30))
